@@ -1,0 +1,51 @@
+"""Sphinx configuration for pyro_betalstm."""
+
+import os
+import sys
+
+# Make the package importable for autodoc without installing it.
+sys.path.insert(0, os.path.abspath(".."))
+
+project = "pyro_betalstm"
+author = "pyro_betalstm developers"
+copyright = "2026, pyro_betalstm developers"
+release = "0.1.0"
+version = "0.1"
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "myst_parser",
+    # No sphinx.ext.intersphinx: the docs must build without network access.
+]
+
+source_suffix = {
+    ".rst": "restructuredtext",
+    ".md": "markdown",
+}
+root_doc = "index"
+
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+
+autodoc_default_options = {
+    "members": True,
+    "undoc-members": False,
+    "show-inheritance": True,
+}
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+
+napoleon_google_docstring = True
+napoleon_numpy_docstring = True
+
+myst_enable_extensions = ["dollarmath", "amsmath"]
+myst_heading_anchors = 3
+
+nitpicky = False
+# Markdown guides/results may link to files outside the Sphinx source tree.
+suppress_warnings = ["myst.xref_missing"]
+
+html_theme = "alabaster"
+html_static_path = []

@@ -1,0 +1,220 @@
+"""Shared machinery of the gate distributions: gates as ratios of sums of Gamma variables."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from pyro.distributions import Gamma, TorchDistribution
+from torch.distributions import constraints
+
+from ._numerics import exp_sinh_nodes, sample_log_gamma
+from .log_gamma import LogGamma
+
+
+def _validated_concentration(name: str, concentration, size: int, check_values: bool) -> torch.Tensor:
+    if not isinstance(concentration, torch.Tensor):
+        concentration = torch.as_tensor(concentration, dtype=torch.get_default_dtype())
+    if concentration.dim() == 0 or concentration.shape[-1] != size:
+        raise ValueError(
+            f"{name}: concentration must have last dimension {size} (one entry per Gamma basis "
+            f"variable), got shape {tuple(concentration.shape)}"
+        )
+    if not concentration.is_floating_point():
+        concentration = concentration.to(torch.get_default_dtype())
+    if check_values and not torch.jit.is_tracing():
+        bad = ~(torch.isfinite(concentration) & (concentration > 0))
+        if bad.any():
+            raise ValueError(
+                f"{name}: concentration must be positive and finite; found "
+                f"{int(bad.sum())} invalid value(s), e.g. {concentration[bad].flatten()[:4].tolist()}"
+            )
+    return concentration
+
+
+class GateDistribution(TorchDistribution):
+    r"""Base class of distributions over an (input gate, forget gate) pair built from Gamma variables.
+
+    A subclass fixes ``basis_size`` = :math:`K` independent :math:`u_k \sim \mathrm{Gamma}(c_k, 1)`
+    and four index sets, so that
+
+    .. math::
+
+        i = \frac{\sum_{k \in N_i} u_k}{\sum_{k \in N_i} u_k + \sum_{k \in D_i} u_k}, \qquad
+        f = \frac{\sum_{k \in N_f} u_k}{\sum_{k \in N_f} u_k + \sum_{k \in D_f} u_k}.
+
+    Values have ``event_shape == (2,)``: ``value[..., 0]`` is the input gate, ``value[..., 1]`` the
+    forget gate. The Gamma basis is exposed (:meth:`basis_distribution`,
+    :meth:`log_basis_distribution`, :meth:`gates_from_basis`, :meth:`gates_from_log_basis`) so
+    that a model can put its latent variable on the basis and map it to gates deterministically.
+    The gates are computed as :math:`\sigma(\log \text{numerator} - \log \text{rest})` from
+    log-space basis draws, which keeps them finite in ``float32`` for concentrations down to 1e-3.
+    """
+
+    basis_size: int = 0
+    input_numerator: tuple[int, ...] = ()
+    input_rest: tuple[int, ...] = ()
+    forget_numerator: tuple[int, ...] = ()
+    forget_rest: tuple[int, ...] = ()
+
+    arg_constraints = {"concentration": constraints.independent(constraints.positive, 1)}
+    support = constraints.independent(constraints.unit_interval, 1)
+    has_rsample = True
+
+    def __init__(self, concentration, validate_args=None):
+        check = validate_args if validate_args is not None else self._validate_args
+        self.concentration = _validated_concentration(
+            type(self).__name__, concentration, self.basis_size, bool(check)
+        )
+        super().__init__(
+            self.concentration.shape[:-1], torch.Size((2,)), validate_args=validate_args
+        )
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(type(self), _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.concentration = self.concentration.expand(batch_shape + (self.basis_size,))
+        super(GateDistribution, new).__init__(batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    # ----- the Gamma basis -------------------------------------------------------------------
+    def basis_distribution(self) -> torch.distributions.Distribution:
+        """The Gamma basis :math:`u \\sim \\mathrm{Gamma}(c, 1)`, event shape ``(basis_size,)``."""
+        return Gamma(self.concentration, torch.ones_like(self.concentration)).to_event(1)
+
+    def log_basis_distribution(self) -> torch.distributions.Distribution:
+        """The log-space basis :math:`\\log u`, a :class:`LogGamma` with event shape ``(basis_size,)``."""
+        return LogGamma(self.concentration).to_event(1)
+
+    def sample_log_basis(self, sample_shape=torch.Size()) -> torch.Tensor:
+        """Reparameterised draw of :math:`\\log u` with shape ``sample_shape + batch_shape + (basis_size,)``."""
+        shape = torch.Size(sample_shape) + self.concentration.shape
+        return sample_log_gamma(self.concentration.expand(shape))
+
+    @classmethod
+    def _log_sum(cls, log_basis: torch.Tensor, index: tuple[int, ...]) -> torch.Tensor:
+        if len(index) == 1:
+            return log_basis[..., index[0]]
+        return torch.logsumexp(log_basis[..., list(index)], dim=-1)
+
+    @classmethod
+    def gate_logits_from_log_basis(cls, log_basis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits of the input and forget gates, :math:`\\log(\\text{numerator}/\\text{rest})`."""
+        if log_basis.shape[-1] != cls.basis_size:
+            raise ValueError(
+                f"{cls.__name__}: basis must have last dimension {cls.basis_size}, "
+                f"got shape {tuple(log_basis.shape)}"
+            )
+        logit_i = cls._log_sum(log_basis, cls.input_numerator) - cls._log_sum(log_basis, cls.input_rest)
+        logit_f = cls._log_sum(log_basis, cls.forget_numerator) - cls._log_sum(
+            log_basis, cls.forget_rest
+        )
+        return logit_i, logit_f
+
+    @classmethod
+    def gates_from_log_basis(cls, log_basis: torch.Tensor) -> torch.Tensor:
+        """Map :math:`\\log u` (last dimension ``basis_size``) to gates ``(..., 2)`` = (i, f)."""
+        logit_i, logit_f = cls.gate_logits_from_log_basis(log_basis)
+        return torch.stack([torch.sigmoid(logit_i), torch.sigmoid(logit_f)], dim=-1)
+
+    @classmethod
+    def gates_from_basis(cls, basis: torch.Tensor) -> torch.Tensor:
+        """Map the Gamma basis :math:`u > 0` (last dimension ``basis_size``) to gates ``(..., 2)``."""
+        return cls.gates_from_log_basis(basis.log())
+
+    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        return self.gates_from_log_basis(self.sample_log_basis(sample_shape))
+
+    # ----- moments ---------------------------------------------------------------------------
+    def marginal_concentrations(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(alpha_i, beta_i, alpha_f, beta_f)``: the gates are marginally ``Beta(alpha, beta)``."""
+        c = self.concentration
+        total = lambda index: c[..., list(index)].sum(-1)  # noqa: E731
+        return (
+            total(self.input_numerator),
+            total(self.input_rest),
+            total(self.forget_numerator),
+            total(self.forget_rest),
+        )
+
+    @property
+    def mean(self) -> torch.Tensor:
+        a_i, b_i, a_f, b_f = self.marginal_concentrations()
+        return torch.stack([a_i / (a_i + b_i), a_f / (a_f + b_f)], dim=-1)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        a_i, b_i, a_f, b_f = self.marginal_concentrations()
+
+        def beta_variance(a, b):
+            total = a + b
+            return a * b / (total.pow(2) * (total + 1))
+
+        return torch.stack([beta_variance(a_i, b_i), beta_variance(a_f, b_f)], dim=-1)
+
+    @property
+    def correlation(self) -> torch.Tensor:
+        r"""Pearson correlation of (i, f), shape ``batch_shape``; not differentiable.
+
+        Computed from :math:`E[if] = \int_0^\infty\!\int_0^\infty
+        E\big[N_i N_f e^{-r(N_i + D_i) - q(N_f + D_f)}\big]\,dr\,dq`, where :math:`N, D` are the
+        numerator and rest sums; the inner expectation is a closed-form product over the
+        independent Gammas. The double integral uses exp-sinh quadrature in ``float64``; its
+        absolute error in the correlation is below 1e-6 for concentrations in [1e-2, 1e2]
+        (tested against the exact zero of :class:`IndependentBetaGates` and against Monte Carlo).
+        """
+        return _laplace_correlation(self)
+
+    def _log_prob_checks(self, value: torch.Tensor) -> None:
+        if value.shape[-1:] != (2,):
+            raise ValueError(
+                f"{type(self).__name__}.log_prob: value must have last dimension 2 "
+                f"(input gate, forget gate), got shape {tuple(value.shape)}"
+            )
+        if self._validate_args:
+            self._validate_sample(value)
+
+
+def _laplace_correlation(d: GateDistribution, num_nodes: int = 241, chunk: int = 64) -> torch.Tensor:
+    conc = d.concentration.detach().to(torch.float64)
+    batch_shape = conc.shape[:-1]
+    conc = conc.reshape(-1, d.basis_size)
+    a_min = float(conc.min().clamp(min=1e-3))
+    # Integrand decays like exp(-a * log r): extend the range until that is below exp(-36).
+    half_width = math.asinh(2.0 * 36.0 / (math.pi * a_min))
+    log_r, log_w = exp_sinh_nodes(num_nodes, half_width, device=conc.device)
+    r = log_r.exp()
+    r_, q_ = r[:, None], r[None, :]  # (n, n) grid
+    log_wrq = log_w[:, None] + log_w[None, :]
+    ni, di, nf, df = d.input_numerator, d.input_rest, d.forget_numerator, d.forget_rest
+    # lambda_k = r [k in gate i] + q [k in gate f]
+    lams = []
+    for k in range(d.basis_size):
+        lam = torch.zeros_like(r_ * q_)
+        if k in ni or k in di:
+            lam = lam + r_
+        if k in nf or k in df:
+            lam = lam + q_
+        lams.append(lam)
+    log1p_lam = torch.stack([torch.log1p(lam) for lam in lams])  # (K, n, n)
+    results = []
+    for start in range(0, conc.shape[0], chunk):
+        c = conc[start : start + chunk][:, :, None, None]  # (B, K, 1, 1)
+        log_l = -(c * log1p_lam).sum(1)  # (B, n, n)
+        terms = torch.zeros_like(log_l)
+        for j in ni:
+            for m in nf:
+                if j == m:
+                    factor = c[:, j] * (c[:, j] + 1) * torch.exp(-2 * log1p_lam[j])
+                else:
+                    factor = c[:, j] * c[:, m] * torch.exp(-log1p_lam[j] - log1p_lam[m])
+                terms = terms + factor
+        exy = (torch.exp(log_l + log_wrq) * terms).sum((-1, -2))
+        results.append(exy)
+    exy = torch.cat(results).reshape(batch_shape)
+    mean = d.mean.detach().to(torch.float64)
+    var = d.variance.detach().to(torch.float64)
+    cov = exy - mean[..., 0] * mean[..., 1]
+    corr = cov / (var[..., 0] * var[..., 1]).sqrt()
+    return corr.to(d.concentration.dtype)

@@ -1,0 +1,175 @@
+"""Arnold–Ng five-parameter bivariate Beta over (input gate, forget gate): the paper's bBLSTM(5G)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._gate_distribution import GateDistribution
+from ._numerics import log1mexp, tanh_sinh_nodes
+
+
+class FlexibleBivariateBeta(GateDistribution):
+    r"""Arnold–Ng five-parameter bivariate Beta distribution of the gate pair :math:`(i, f)`.
+
+    With :math:`u_k \sim \mathrm{Gamma}(c_k, 1)`, :math:`k = 1..5`, independent,
+
+    .. math::
+
+        i = \frac{u_1 + u_3}{u_1 + u_3 + u_4 + u_5}, \qquad
+        f = \frac{u_2 + u_4}{u_2 + u_4 + u_3 + u_5}.
+
+    The marginals are :math:`\mathrm{Beta}(c_1 + c_3, c_4 + c_5)` and
+    :math:`\mathrm{Beta}(c_2 + c_4, c_3 + c_5)`. Because :math:`u_3` and :math:`u_4` sit in the
+    numerator of one gate and the denominator of the other while :math:`u_5` sits in both
+    denominators, the correlation can take either sign (down to about -1 when :math:`c_3, c_4`
+    dominate). This is the gate law of the bBLSTM(5G) of Song et al. (2020).
+
+    **Density.** There is no simple closed form. Writing :math:`v = u_1 + u_3`,
+    :math:`w = u_2 + u_4`, :math:`\beta = u_3 / v \sim \mathrm{Beta}(c_3, c_1)` and
+    :math:`\gamma = u_4 / w \sim \mathrm{Beta}(c_4, c_2)` (all independent),
+    :math:`i = v / (v + \gamma w + u_5)` and :math:`f = w / (w + \beta v + u_5)`. Given
+    :math:`(\beta, \gamma)` the map is Olkin–Liu-like and its density has the closed form
+
+    .. math::
+
+        p(i, f \mid \beta, \gamma) = \frac{\Gamma(S)}{\Gamma(c_v)\Gamma(c_w)\Gamma(c_5)}
+            \frac{V^{c_v+1} W^{c_w+1}}{i^2 f^2 (1 + \gamma W + \beta V)(1 + V + W)^{S}},
+
+    with :math:`X = i/(1-i)`, :math:`Y = f/(1-f)`, :math:`D = 1 - \beta\gamma X Y > 0`,
+    :math:`V = X(1 + \gamma Y)/D`, :math:`W = Y(1 + \beta X)/D`, :math:`c_v = c_1 + c_3`,
+    :math:`c_w = c_2 + c_4`, :math:`S = \sum_k c_k`. :meth:`log_prob` integrates it against the
+    Beta laws of :math:`(\beta, \gamma)` by tensor-product tanh-sinh quadrature in ``float64``,
+    splitting the square where the support boundary :math:`D = 0` crosses it, with every endpoint
+    quantity computed in log space so that endpoint singularities are resolved.
+
+    **Accuracy** (``num_quadrature = 48`` nodes per dimension, the default): relative error of
+    the density below 1e-4 for concentrations in [0.2, 20], checked against adaptive
+    ``scipy.integrate`` quadrature in the tests, and the density integrates to 1 within 1e-3;
+    outside that range the error grows (raise ``num_quadrature``). 90,000 points take a few
+    seconds on two CPU cores.
+
+    References: B. C. Arnold and H. K. T. Ng, "Flexible bivariate beta distributions",
+    *Journal of Multivariate Analysis* 102 (2011) 1194–1202; H. Song, W. Jang, J. Shin and
+    I.-C. Moon, "Bivariate Beta-LSTM", AAAI 2020.
+
+    :param concentration: positive tensor with last dimension 5.
+    """
+
+    basis_size = 5
+    input_numerator = (0, 2)
+    input_rest = (3, 4)
+    forget_numerator = (1, 3)
+    forget_rest = (2, 4)
+
+    num_quadrature: int = 48
+    quadrature_dtype: torch.dtype = torch.float32
+    _chunk_elements: int = 2_000_000
+
+    @classmethod
+    def gate_logits_from_log_basis(cls, log_basis):
+        if log_basis.shape[-1] != 5:
+            raise ValueError(
+                f"{cls.__name__}: basis must have last dimension 5, got shape {tuple(log_basis.shape)}"
+            )
+        l1, l2, l3, l4, l5 = log_basis.unbind(-1)
+        logit_i = torch.logaddexp(l1, l3) - torch.logaddexp(l4, l5)
+        logit_f = torch.logaddexp(l2, l4) - torch.logaddexp(l3, l5)
+        return logit_i, logit_f
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        self._log_prob_checks(value)
+        shape = torch.broadcast_shapes(value.shape[:-1], self.batch_shape)
+        conc = self.concentration.expand(shape + (5,)).reshape(-1, 5).to(torch.float64)
+        val = value.expand(shape + (2,)).reshape(-1, 2).to(torch.float64)
+        inside = ((val > 0) & (val < 1)).all(-1)
+        # Evaluate at a safe interior point where outside, then mask.
+        val = torch.where(inside[:, None], val, torch.full_like(val, 0.5))
+        a_min = float(conc.min().clamp(min=1e-3))
+        # Endpoint terms behave like t^a in the tanh-sinh variable: extend the range until
+        # exp(-a * pi * sinh(w)) < exp(-20), and at least to t in [1e-6, 1 - 1e-6].
+        half_width = max(2.2, math.asinh(20.0 / (math.pi * a_min)))
+        nodes = tanh_sinh_nodes(self.num_quadrature, half_width, device=val.device)
+        n = self.num_quadrature
+        chunk = max(1, self._chunk_elements // (n * n))
+        out = torch.cat(
+            [
+                _flexible_log_density(
+                    val[s : s + chunk], conc[s : s + chunk], nodes, self.quadrature_dtype
+                )
+                for s in range(0, val.shape[0], chunk)
+            ]
+        )
+        out = torch.where(inside, out, torch.full_like(out, -float("inf")))
+        return out.reshape(shape).to(value.dtype if value.is_floating_point() else conc.dtype)
+
+
+def _flexible_log_density(val, conc, nodes, dtype):
+    """log p(i, f) for rows of ``val`` (N, 2) and ``conc`` (N, 5) by 2-D quadrature.
+
+    Per-point quantities are formed in float64; the O(N n^2) integrand runs in ``dtype``.
+    """
+    softplus = torch.nn.functional.softplus
+    log_t, log_1mt, log_wt = nodes
+    # Shapes: points (N, 1, 1), outer node t (1, n, 1), inner node tau (1, 1, n).
+    lt, l1t, lwt = (z[None, :, None] for z in (log_t, log_1mt, log_wt))
+    lu, l1u, lwu = (z[None, None, :] for z in (log_t, log_1mt, log_wt))
+    x, y = val[:, 0, None, None], val[:, 1, None, None]
+    c1, c2, c3, c4, c5 = (c[:, None, None] for c in conc.unbind(-1))
+    lx, ly, l1x, l1y = x.log(), y.log(), torch.log1p(-x), torch.log1p(-y)
+    lX, lY = lx - l1x, ly - l1y  # log odds
+    P = lX + lY  # log(X Y); the support boundary D = 0 cuts the (beta, gamma) square iff P > 0
+    cv, cw = c1 + c3, c2 + c4
+    S = cv + cw + c5
+    const = (
+        torch.lgamma(S) - torch.lgamma(cv) - torch.lgamma(cw) - torch.lgamma(c5)
+        - 2 * lx - 2 * ly
+        - (torch.lgamma(c3) + torch.lgamma(c1) - torch.lgamma(cv))
+        - (torch.lgamma(c4) + torch.lgamma(c2) - torch.lgamma(cw))
+    ).flatten()
+
+    def log_integral(params, lb, l1b, lg, l1g, lD, log_jacobian):
+        lX, lY, c1, c2, c3, c4, cv, cw, S = params
+        # Beta(c3, c1) and Beta(c4, c2) mixing weights and node weights (separable parts first)
+        outer = (c3 - 1) * lb + (c1 - 1) * l1b + lwt
+        inner = (c4 - 1) * lg + (c2 - 1) * l1g + lwu
+        lV = lX + softplus(lg + lY) - lD
+        lW = lY + softplus(lb + lX) - lD
+        l_mix = softplus(torch.logaddexp(lg + lW, lb + lV))  # log(1 + gamma W + beta V)
+        l_tot = softplus(torch.logaddexp(lV, lW))  # log(1 + V + W)
+        terms = (cv + 1) * lV + (cw + 1) * lW - l_mix - S * l_tot + outer + inner + log_jacobian
+        return torch.logsumexp(terms.flatten(1), dim=1)
+
+    lt, l1t, lwt, lu, l1u, lwu = (z.to(dtype) for z in (lt, l1t, lwt, lu, l1u, lwu))
+    params = [z.to(dtype) for z in (lX, lY, c1, c2, c3, c4, cv, cw, S)]
+    P = P.to(dtype)
+
+    # Piece 1: beta = b1 t in [0, b1], b1 = min(1, 1/(XY)); gamma = tau in [0, 1].
+    log_b1 = torch.clamp(-P, max=0.0)
+    log_rho = torch.clamp(P, max=0.0)  # log(b1 X Y)
+    log_1mb1 = torch.where(P > 0, log1mexp(-P.abs()), torch.full_like(P, -float("inf")))
+    lb = log_b1 + lt
+    l1b = torch.logaddexp(log_1mb1, log_b1 + l1t)
+    l1_t_tau = torch.logaddexp(l1t, lt + l1u)  # log(1 - t tau)
+    lD = torch.logaddexp(log1mexp(log_rho), log_rho + l1_t_tau)  # D = (1 - rho) + rho (1 - t tau)
+    result = log_integral(params, lb, l1b, lu, l1u, lD, log_b1)
+
+    # Piece 2, only where P > 0: beta in [1/(XY), 1], gamma = gmax tau, gmax = 1/(beta X Y).
+    cut = (P > 0).flatten()
+    if cut.any():
+        Pc = P[cut]
+        log_1mbstar = log1mexp(-Pc)
+        lb2 = torch.logaddexp(-Pc, log_1mbstar + lt)
+        l1b2 = log_1mbstar + l1t
+        log_bXY = Pc + lb2  # log(beta X Y) >= 0
+        log_gmax = -log_bXY
+        log_1mgmax = torch.log(torch.expm1(Pc)) + lt - log_bXY
+        l1g2 = torch.logaddexp(log_1mgmax, log_gmax + l1u)
+        params2 = [z[cut] if z.shape[0] > 1 else z for z in params]
+        piece2 = log_integral(
+            params2, lb2, l1b2, log_gmax + lu, l1g2, l1u, log_1mbstar + log_gmax
+        )
+        result = result.clone()
+        result[cut] = torch.logaddexp(result[cut], piece2)
+    return const + result.to(torch.float64)
