@@ -12,7 +12,9 @@ from ._numerics import exp_sinh_nodes, sample_log_gamma
 from .log_gamma import LogGamma
 
 
-def _validated_concentration(name: str, concentration, size: int, check_values: bool) -> torch.Tensor:
+def _validated_concentration(
+    name: str, concentration, size: int, check_values: bool
+) -> torch.Tensor:
     if not isinstance(concentration, torch.Tensor):
         concentration = torch.as_tensor(concentration, dtype=torch.get_default_dtype())
     if concentration.dim() == 0 or concentration.shape[-1] != size:
@@ -99,14 +101,18 @@ class GateDistribution(TorchDistribution):
         return torch.logsumexp(log_basis[..., list(index)], dim=-1)
 
     @classmethod
-    def gate_logits_from_log_basis(cls, log_basis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def gate_logits_from_log_basis(
+        cls, log_basis: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits of the input and forget gates, :math:`\\log(\\text{numerator}/\\text{rest})`."""
         if log_basis.shape[-1] != cls.basis_size:
             raise ValueError(
                 f"{cls.__name__}: basis must have last dimension {cls.basis_size}, "
                 f"got shape {tuple(log_basis.shape)}"
             )
-        logit_i = cls._log_sum(log_basis, cls.input_numerator) - cls._log_sum(log_basis, cls.input_rest)
+        logit_i = cls._log_sum(log_basis, cls.input_numerator) - cls._log_sum(
+            log_basis, cls.input_rest
+        )
         logit_f = cls._log_sum(log_basis, cls.forget_numerator) - cls._log_sum(
             log_basis, cls.forget_rest
         )
@@ -127,7 +133,9 @@ class GateDistribution(TorchDistribution):
         return self.gates_from_log_basis(self.sample_log_basis(sample_shape))
 
     # ----- moments ---------------------------------------------------------------------------
-    def marginal_concentrations(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def marginal_concentrations(
+        self,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(alpha_i, beta_i, alpha_f, beta_f)``: the gates are marginally ``Beta(alpha, beta)``."""
         c = self.concentration
         total = lambda index: c[..., list(index)].sum(-1)  # noqa: E731
@@ -176,7 +184,9 @@ class GateDistribution(TorchDistribution):
             self._validate_sample(value)
 
 
-def _laplace_correlation(d: GateDistribution, num_nodes: int = 241, chunk: int = 64) -> torch.Tensor:
+def _laplace_correlation(
+    d: GateDistribution, num_nodes: int = 241, chunk: int = 64
+) -> torch.Tensor:
     conc = d.concentration.detach().to(torch.float64)
     batch_shape = conc.shape[:-1]
     conc = conc.reshape(-1, d.basis_size)

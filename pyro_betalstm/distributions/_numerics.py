@@ -24,9 +24,7 @@ def sample_log_gamma(concentration: torch.Tensor) -> torch.Tensor:
 
 def log1mexp(x: torch.Tensor) -> torch.Tensor:
     """``log(1 - exp(x))`` for ``x <= 0``, accurate near 0 and for large negative ``x``."""
-    return torch.where(
-        x > -math.log(2.0), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x))
-    )
+    return torch.where(x > -math.log(2.0), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
 
 
 def tanh_sinh_nodes(num: int, half_width: float, dtype=torch.float64, device=None):

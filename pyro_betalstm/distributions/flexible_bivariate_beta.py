@@ -123,8 +123,12 @@ def _flexible_log_density(val, conc, nodes, dtype):
     cv, cw = c1 + c3, c2 + c4
     S = cv + cw + c5
     const = (
-        torch.lgamma(S) - torch.lgamma(cv) - torch.lgamma(cw) - torch.lgamma(c5)
-        - 2 * lx - 2 * ly
+        torch.lgamma(S)
+        - torch.lgamma(cv)
+        - torch.lgamma(cw)
+        - torch.lgamma(c5)
+        - 2 * lx
+        - 2 * ly
         - (torch.lgamma(c3) + torch.lgamma(c1) - torch.lgamma(cv))
         - (torch.lgamma(c4) + torch.lgamma(c2) - torch.lgamma(cw))
     ).flatten()
@@ -167,9 +171,7 @@ def _flexible_log_density(val, conc, nodes, dtype):
         log_1mgmax = torch.log(torch.expm1(Pc)) + lt - log_bXY
         l1g2 = torch.logaddexp(log_1mgmax, log_gmax + l1u)
         params2 = [z[cut] if z.shape[0] > 1 else z for z in params]
-        piece2 = log_integral(
-            params2, lb2, l1b2, log_gmax + lu, l1g2, l1u, log_1mbstar + log_gmax
-        )
+        piece2 = log_integral(params2, lb2, l1b2, log_gmax + lu, l1g2, l1u, log_1mbstar + log_gmax)
         result = result.clone()
         result[cut] = torch.logaddexp(result[cut], piece2)
     return const + result.to(torch.float64)

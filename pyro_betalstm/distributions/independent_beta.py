@@ -48,5 +48,6 @@ class IndependentBetaGates(GateDistribution):
     @property
     def correlation(self) -> torch.Tensor:
         """Exactly zero: the gates are independent."""
-        return torch.zeros(self.batch_shape, dtype=self.concentration.dtype,
-                           device=self.concentration.device)
+        return torch.zeros(
+            self.batch_shape, dtype=self.concentration.dtype, device=self.concentration.device
+        )
