@@ -191,36 +191,48 @@ def _laplace_correlation(
     batch_shape = conc.shape[:-1]
     conc = conc.reshape(-1, d.basis_size)
     a_min = float(conc.min().clamp(min=1e-3))
-    # Integrand decays like exp(-a * log r): extend the range until that is below exp(-36).
-    half_width = math.asinh(2.0 * 36.0 / (math.pi * a_min))
+    total_max = float(conc.sum(-1).max())
+    # Upper tail: the integrand decays like exp(-a * log r); extend the range until that is below
+    # exp(-36). Lower tail: the neglected strip (0, r_min) contributes at most r_min * (total
+    # concentration), so also extend until log r_min < -(36 + log(1 + total)).
+    half_width = max(
+        math.asinh(2.0 * 36.0 / (math.pi * a_min)),
+        math.asinh(2.0 * (36.0 + math.log1p(total_max)) / math.pi),
+    )
     log_r, log_w = exp_sinh_nodes(num_nodes, half_width, device=conc.device)
-    r = log_r.exp()
-    r_, q_ = r[:, None], r[None, :]  # (n, n) grid
+    n = log_r.shape[0]
+    log_r_, log_q_ = log_r[:, None].expand(n, n), log_r[None, :].expand(n, n)  # (n, n) grid
     log_wrq = log_w[:, None] + log_w[None, :]
     ni, di, nf, df = d.input_numerator, d.input_rest, d.forget_numerator, d.forget_rest
-    # lambda_k = r [k in gate i] + q [k in gate f]
-    lams = []
+    # log(1 + lambda_k), lambda_k = r [k in gate i] + q [k in gate f], all in log space: the
+    # nodes reach r = exp(+-3600) for small concentrations, where r itself overflows.
+    zero = torch.zeros_like(log_wrq)
+    log1p_lam = []
     for k in range(d.basis_size):
-        lam = torch.zeros_like(r_ * q_)
-        if k in ni or k in di:
-            lam = lam + r_
-        if k in nf or k in df:
-            lam = lam + q_
-        lams.append(lam)
-    log1p_lam = torch.stack([torch.log1p(lam) for lam in lams])  # (K, n, n)
+        in_i, in_f = (k in ni or k in di), (k in nf or k in df)
+        if in_i and in_f:
+            log_lam = torch.logaddexp(log_r_, log_q_)
+        elif in_i:
+            log_lam = log_r_
+        elif in_f:
+            log_lam = log_q_
+        else:
+            log_lam = torch.full_like(zero, -math.inf)
+        log1p_lam.append(torch.logaddexp(log_lam, zero))
+    log1p_lam = torch.stack(log1p_lam)  # (K, n, n)
     results = []
     for start in range(0, conc.shape[0], chunk):
         c = conc[start : start + chunk][:, :, None, None]  # (B, K, 1, 1)
         log_l = -(c * log1p_lam).sum(1)  # (B, n, n)
-        terms = torch.zeros_like(log_l)
+        log_terms = []
         for j in ni:
             for m in nf:
                 if j == m:
-                    factor = c[:, j] * (c[:, j] + 1) * torch.exp(-2 * log1p_lam[j])
+                    log_terms.append(c[:, j].log() + torch.log1p(c[:, j]) - 2 * log1p_lam[j])
                 else:
-                    factor = c[:, j] * c[:, m] * torch.exp(-log1p_lam[j] - log1p_lam[m])
-                terms = terms + factor
-        exy = (torch.exp(log_l + log_wrq) * terms).sum((-1, -2))
+                    log_terms.append(c[:, j].log() + c[:, m].log() - log1p_lam[j] - log1p_lam[m])
+        log_terms = torch.logsumexp(torch.stack(log_terms), dim=0)
+        exy = torch.exp(log_l + log_wrq + log_terms).sum((-1, -2))
         results.append(exy)
     exy = torch.cat(results).reshape(batch_shape)
     mean = d.mean.detach().to(torch.float64)

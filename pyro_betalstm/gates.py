@@ -1,0 +1,121 @@
+"""Gate families: how an LSTM layer turns its gate pre-activations into input and forget gates.
+
+A family is chosen by name (:func:`get_gate_family`):
+
+========== ================ ========== ==================================================
+name       paper name        basis K    input / forget gates
+========== ================ ========== ==================================================
+sigmoid    LSTM              --         ``i = s(z_i)``, ``f = s(z_f)``
+coupled    CIFG              --         ``i = s(z_i)``, ``f = 1 - i``
+gumbel     G2-LSTM           --         ``s((z + noise) / tau)`` while training
+beta       BLSTM             4          independent Beta gates (:class:`IndependentBetaGates`)
+bivariate  bBLSTM            3          Olkin–Liu bivariate Beta (:class:`BivariateBeta`)
+bivariate5 bBLSTM(5G)        5          Arnold–Ng bivariate Beta (:class:`FlexibleBivariateBeta`)
+========== ================ ========== ==================================================
+
+The output gate is a sigmoid in every family. Latent families produce Gamma concentrations
+``alpha = softplus(z) + eps`` (``eps = 1e-3`` as in the authors' code) for a basis of ``K``
+Gamma variables per unit; the gates are a deterministic function of the log-basis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn.functional import softplus
+
+from .distributions import (
+    BivariateBeta,
+    FlexibleBivariateBeta,
+    GateDistribution,
+    IndependentBetaGates,
+)
+from .distributions._numerics import sample_log_gamma
+
+
+@dataclass(frozen=True)
+class GateFamily:
+    """A gate family. ``num_gate_preactivations`` blocks of ``hidden_size`` rows feed the gates."""
+
+    name: str
+    paper_name: str
+    num_gate_preactivations: int
+    distribution: type[GateDistribution] | None = None
+
+    @property
+    def is_latent(self) -> bool:
+        """Whether the gates are latent variables (a Gamma basis) in the Pyro model."""
+        return self.distribution is not None
+
+    @property
+    def basis_size(self) -> int:
+        return self.distribution.basis_size if self.distribution is not None else 0
+
+    # ----- deterministic families --------------------------------------------------------------
+    def deterministic_gates(
+        self, z: torch.Tensor, training: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Input and forget gates from pre-activations ``z`` of shape ``(..., n_pre, H)``."""
+        if self.name == "sigmoid":
+            return torch.sigmoid(z[..., 0, :]), torch.sigmoid(z[..., 1, :])
+        if self.name == "coupled":
+            i = torch.sigmoid(z[..., 0, :])
+            return i, 1.0 - i
+        if self.name == "gumbel":
+            if training:
+                u = torch.rand_like(z).clamp(1e-6, 1 - 1e-6)
+                z = (z + GUMBEL_NOISE_SCALE * (u.log() - torch.log1p(-u))) / GUMBEL_TEMPERATURE
+            return torch.sigmoid(z[..., 0, :]), torch.sigmoid(z[..., 1, :])
+        raise ValueError(f"gate family {self.name!r} is latent; use the basis methods")
+
+    # ----- latent families ---------------------------------------------------------------------
+    @staticmethod
+    def concentration(z: torch.Tensor) -> torch.Tensor:
+        """``alpha = softplus(z) + eps``; ``z`` is ``(..., K, H)``, alpha is returned as ``(..., H, K)``."""
+        return (softplus(z) + CONCENTRATION_EPS).transpose(-1, -2)
+
+    def sample_log_basis(self, alpha: torch.Tensor) -> torch.Tensor:
+        """Reparameterised ``log u``, ``u ~ Gamma(alpha, 1)`` elementwise."""
+        return sample_log_gamma(alpha)
+
+    def gates_from_log_basis(self, log_basis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(i, f)`` from the log-basis ``(..., H, K)``."""
+        logit_i, logit_f = self.distribution.gate_logits_from_log_basis(log_basis)
+        return torch.sigmoid(logit_i), torch.sigmoid(logit_f)
+
+    def mean_gates(self, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The paper's evaluation gates from alpha ``(..., H, K)``: ratios of summed alphas,
+        which are the means of the Beta marginals."""
+        d = self.distribution
+        num_i, rest_i, num_f, rest_f = (
+            alpha[..., list(index)].sum(-1)
+            for index in (d.input_numerator, d.input_rest, d.forget_numerator, d.forget_rest)
+        )
+        return num_i / (num_i + rest_i), num_f / (num_f + rest_f)
+
+
+CONCENTRATION_EPS = 1e-3
+GUMBEL_NOISE_SCALE = 0.2
+GUMBEL_TEMPERATURE = 0.9
+
+GATE_FAMILIES: dict[str, GateFamily] = {
+    "sigmoid": GateFamily("sigmoid", "LSTM", 2),
+    "coupled": GateFamily("coupled", "CIFG", 1),
+    "gumbel": GateFamily("gumbel", "G2-LSTM", 2),
+    "beta": GateFamily("beta", "BLSTM", 4, IndependentBetaGates),
+    "bivariate": GateFamily("bivariate", "bBLSTM", 3, BivariateBeta),
+    "bivariate5": GateFamily("bivariate5", "bBLSTM(5G)", 5, FlexibleBivariateBeta),
+}
+
+
+def get_gate_family(name: str | GateFamily) -> GateFamily:
+    """Look a gate family up by name; raises ``ValueError`` listing the known names."""
+    if isinstance(name, GateFamily):
+        return name
+    try:
+        return GATE_FAMILIES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown gate family {name!r}; expected one of {sorted(GATE_FAMILIES)}"
+        ) from None

@@ -1,0 +1,16 @@
+"""Pyro models for each task shape: gate sites per layer and a task likelihood."""
+
+from .base import GateModel, SequenceBatch, site_name
+from .classifier import SequenceClassifier
+from .gate_sites import GuideGateSequence, PriorGateSequence
+from .next_step import NextStepBernoulli
+
+__all__ = [
+    "GateModel",
+    "GuideGateSequence",
+    "NextStepBernoulli",
+    "PriorGateSequence",
+    "SequenceBatch",
+    "SequenceClassifier",
+    "site_name",
+]

@@ -1,0 +1,183 @@
+"""The Pyro program shared by every task: gate sites per layer, then a task likelihood."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyro
+import pyro.poutine as poutine
+import torch
+from torch import nn
+
+from ..distributions._numerics import sample_log_gamma
+from ..nn import LayerRun, StochasticLSTM
+from ..nn.stochastic_lstm import validate_sequences
+from ..priors import GatePrior, get_prior, is_log_space
+from .gate_sites import GuideGateSequence, PriorGateSequence, prior_concentration_rate
+
+
+@dataclass
+class SequenceBatch:
+    """A minibatch of (possibly padded) sequences.
+
+    ``inputs``: ``(B, T, D)`` batch first. ``lengths``: ``(B,)`` valid steps or None when all
+    are full. ``targets``: task-specific (class labels ``(B,)``, next frames ``(B, T, D')``...).
+    ``dataset_size``: number of sequences the minibatch was drawn from, for the subsampling
+    scale (None: the batch is the whole data set).
+    """
+
+    inputs: torch.Tensor
+    targets: torch.Tensor | None = None
+    lengths: torch.Tensor | None = None
+    dataset_size: int | None = None
+    extras: dict = field(default_factory=dict)
+
+    def to(self, device) -> SequenceBatch:
+        move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t  # noqa: E731
+        return SequenceBatch(
+            move(self.inputs),
+            move(self.targets),
+            move(self.lengths),
+            self.dataset_size,
+            {k: move(v) for k, v in self.extras.items()},
+        )
+
+    @property
+    def batch_size(self) -> int:
+        return self.inputs.shape[0]
+
+
+def site_name(layer: int) -> str:
+    """Name of the latent gate site of ``layer``."""
+    return f"gate_basis_{layer}"
+
+
+class GateModel(nn.Module):
+    """A stochastic-gate LSTM with gate priors, an amortised guide and a task likelihood.
+
+    Subclasses implement :meth:`likelihood` (observe the targets given the top layer's run)
+    and :meth:`predict_from_run`. ``model`` and ``guide`` are Pyro callables taking a
+    :class:`SequenceBatch`; every parameter is an ordinary ``nn.Module`` parameter, so
+    ``elbo.differentiable_loss(m.model, m.guide, batch)`` is trained with any torch optimiser.
+
+    :param lstm: the recurrent network (its gate family decides whether gates are latent).
+    :param prior: a :class:`GatePrior`, its name, a function, or None for ``Gamma(0.5, 1)``.
+    :param kl_weight: the paper's ``kl_lambda``; multiplies the gate KL (and can be annealed
+        by changing the attribute during training).
+    """
+
+    def __init__(self, lstm: StochasticLSTM, prior=None, kl_weight: float = 1.0):
+        super().__init__()
+        self.lstm = lstm
+        self.prior: GatePrior = get_prior(prior)
+        if lstm.family.is_latent:  # deterministic gate families have no latent gates to prior
+            sizes = [layer.input_size for layer in lstm.layers]
+            self.prior.setup(lstm.family, sizes, lstm.hidden_size)
+        self.kl_weight = float(kl_weight)
+        self._guide_runs: list[LayerRun] = []
+
+    @property
+    def family(self):
+        return self.lstm.family
+
+    # ----- task interface --------------------------------------------------------------------
+    def likelihood(self, run: LayerRun, batch: SequenceBatch) -> None:
+        raise NotImplementedError
+
+    def predict_from_run(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:
+        """Task output (for instance logits) from the top layer's run."""
+        raise NotImplementedError
+
+    def log_likelihood(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:
+        """``log p(targets | gates)`` per sequence, ``(B,)``."""
+        raise NotImplementedError
+
+    # ----- the Pyro program --------------------------------------------------------------------
+    def _plate(self, batch: SequenceBatch):
+        size = batch.dataset_size or batch.batch_size
+        return pyro.plate(
+            "sequences", size, subsample=torch.arange(batch.batch_size, device=batch.inputs.device)
+        )
+
+    def _mask(self, batch: SequenceBatch) -> torch.Tensor | None:
+        """Validate the batch; the mask of valid steps (None when all sequences are full)."""
+        return validate_sequences(batch.inputs, batch.lengths, self.lstm.input_size)[1]
+
+    def _prior_sampler(self, layer: int):
+        def sampler(t, x_t, h_prev):
+            d = self.prior.distribution(layer, x_t, h_prev)
+            params = prior_concentration_rate(d)
+            shape = (x_t.shape[0], self.lstm.hidden_size, self.family.basis_size)
+            if params is not None:  # log-space draw: no float32 underflow
+                conc, rate = (p.expand(shape) for p in params)
+                return sample_log_gamma(conc) - rate.log()
+            value = d.rsample() if d.has_rsample else d.sample()
+            return value.expand(shape) if is_log_space(d) else value.log().expand(shape)
+
+        return sampler
+
+    def model(self, batch: SequenceBatch) -> None:
+        """``p(targets, u | inputs)``: gate sites from the prior, then the task likelihood."""
+        lstm, mask = self.lstm, self._mask(batch)
+        if self.family.is_latent:
+            self.prior.model()
+        with self._plate(batch):
+            run = None
+            for k, layer in enumerate(lstm.layers):
+                below = run
+                if not self.family.is_latent:
+                    x = batch.inputs if k == 0 else lstm._layer_input(k, below)
+                    run = layer(x, mask, mode="sample")
+                    continue
+                # The layer input is formed only if the guide's run cannot be reused.
+                x_cache: list[torch.Tensor] = []
+
+                def layer_input(k=k, below=below, x_cache=x_cache):
+                    if not x_cache:
+                        x_cache.append(batch.inputs if k == 0 else lstm._layer_input(k, below))
+                    return x_cache[0]
+
+                def run_given(value, layer=layer, layer_input=layer_input):
+                    return layer(layer_input(), mask, mode="given", log_basis=value)
+
+                def run_prior(layer=layer, layer_input=layer_input, k=k):
+                    sampler = self._prior_sampler(k)
+                    return layer(layer_input(), mask, mode="prior", sampler=sampler)
+
+                B, T = batch.inputs.shape[:2]
+                shape = (B, T, lstm.hidden_size, self.family.basis_size)
+                site = PriorGateSequence(shape, mask, run_given, self.prior, k, run_prior)
+                kept = self._guide_runs[k] if k < len(self._guide_runs) else None
+                site.run = kept
+                with poutine.scale(scale=self.kl_weight):
+                    value = pyro.sample(site_name(k), site)
+                run = site.run_for(value)  # the guide's run when value is its very draw
+            self.likelihood(run, batch)
+
+    def guide(self, batch: SequenceBatch) -> None:
+        """Amortised ``q(u | inputs)``: each layer's gate network gives ``Gamma(alpha_t, 1)``."""
+        self._guide_runs = []
+        if not self.family.is_latent:
+            return
+        lstm, mask = self.lstm, self._mask(batch)
+        self.prior.guide()
+        with self._plate(batch):
+            x = batch.inputs
+            for k, layer in enumerate(lstm.layers):
+                if k > 0:
+                    x = lstm._layer_input(k, self._guide_runs[-1])
+
+                def run_layer(value, layer=layer, x=x):
+                    mode = "sample" if value is None else "given"
+                    return layer(x, mask, mode=mode, log_basis=value)
+
+                shape = (x.shape[0], x.shape[1], lstm.hidden_size, self.family.basis_size)
+                site = GuideGateSequence(shape, mask, run_layer)
+                with poutine.scale(scale=self.kl_weight):
+                    pyro.sample(site_name(k), site)
+                self._guide_runs.append(site.run)
+
+    # ----- prediction ----------------------------------------------------------------------------
+    def run_network(self, batch: SequenceBatch, gate_mode: str = "mean") -> list[LayerRun]:
+        """Run the network without Pyro: ``mean`` gates (the paper's evaluation) or ``sample``."""
+        return self.lstm.run(batch.inputs, self._mask(batch), gate_mode=gate_mode)

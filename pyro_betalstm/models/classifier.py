@@ -1,0 +1,50 @@
+"""Sequence classification: the top layer's last valid state to class logits."""
+
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+
+from ..nn import LayerRun, StochasticLSTM
+from .base import GateModel, SequenceBatch
+
+
+class SequenceClassifier(GateModel):
+    """``y ~ Categorical(logits = W h_T + b)`` with ``h_T`` the top layer's last valid state.
+
+    ``batch.targets`` are class indices ``(B,)``.
+    """
+
+    def __init__(self, lstm: StochasticLSTM, num_classes: int, prior=None, kl_weight=1.0):
+        super().__init__(lstm, prior, kl_weight)
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        self.num_classes = num_classes
+        self.output = nn.Linear(lstm.hidden_size, num_classes)
+
+    def predict_from_run(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:
+        return self.output(run.h_n)
+
+    def _targets(self, batch: SequenceBatch) -> torch.Tensor:
+        y = batch.targets
+        if y is None or y.shape != (batch.batch_size,):
+            raise ValueError(
+                f"targets must be class indices of shape ({batch.batch_size},), got "
+                f"{None if y is None else tuple(y.shape)}"
+            )
+        if y.min() < 0 or y.max() >= self.num_classes:
+            raise ValueError(f"targets must lie in [0, {self.num_classes - 1}]")
+        return y
+
+    def likelihood(self, run: LayerRun, batch: SequenceBatch) -> None:
+        pyro.sample(
+            "obs",
+            dist.Categorical(logits=self.predict_from_run(run, batch)),
+            obs=self._targets(batch),
+        )
+
+    def log_likelihood(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:
+        logits = self.predict_from_run(run, batch)
+        return dist.Categorical(logits=logits).log_prob(self._targets(batch))

@@ -1,0 +1,50 @@
+"""Next-step density of binary vectors (polyphonic music): frame ``t`` predicts frame ``t + 1``."""
+
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+
+from ..nn import LayerRun, StochasticLSTM
+from .base import GateModel, SequenceBatch
+
+
+class NextStepBernoulli(GateModel):
+    """``y_t ~ Bernoulli(logits = W h_t + b)`` independently over ``output_size`` keys.
+
+    ``batch.inputs`` are frames ``seq[:-1]`` and ``batch.targets`` frames ``seq[1:]``
+    (``(B, T, output_size)`` in {0, 1}); padded steps are masked.
+    """
+
+    def __init__(self, lstm: StochasticLSTM, output_size: int, prior=None, kl_weight=1.0):
+        super().__init__(lstm, prior, kl_weight)
+        self.output_size = output_size
+        self.output = nn.Linear(lstm.hidden_size, output_size)
+
+    def predict_from_run(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:
+        return self.output(run.outputs)
+
+    def _targets(self, batch: SequenceBatch) -> torch.Tensor:
+        y = batch.targets
+        expected = (*batch.inputs.shape[:2], self.output_size)
+        if y is None or tuple(y.shape) != expected:
+            raise ValueError(
+                f"targets must have shape {expected} (batch, time, keys), got "
+                f"{None if y is None else tuple(y.shape)}"
+            )
+        return y
+
+    def _distribution(self, run: LayerRun, batch: SequenceBatch):
+        d = dist.Bernoulli(logits=self.predict_from_run(run, batch))
+        mask = self._mask(batch)
+        if mask is not None:
+            d = d.mask(mask[..., None])
+        return d.to_event(2)
+
+    def likelihood(self, run: LayerRun, batch: SequenceBatch) -> None:
+        pyro.sample("obs", self._distribution(run, batch), obs=self._targets(batch))
+
+    def log_likelihood(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:
+        return self._distribution(run, batch).log_prob(self._targets(batch))

@@ -1,0 +1,207 @@
+"""Multi-layer LSTM with a selectable gate family and the interface of ``torch.nn.LSTM``."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
+
+from ..gates import GateFamily, get_gate_family
+from .layer import GateLayer, GateMode, LayerRun
+
+
+def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """Boolean ``(B, T)`` mask of valid steps from per-sequence lengths."""
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def check_lengths(lengths, batch_size: int, max_len: int, device) -> torch.Tensor:
+    """Validate per-sequence lengths: ``(B,)`` integers in ``[1, T]``."""
+    lengths = torch.as_tensor(lengths, device=device)
+    if lengths.shape != (batch_size,):
+        raise ValueError(
+            f"lengths must have shape ({batch_size},), one per sequence, got {tuple(lengths.shape)}"
+        )
+    if lengths.is_floating_point() and not torch.all(lengths == lengths.round()):
+        raise ValueError("lengths must be whole numbers")
+    lengths = lengths.long()
+    if batch_size and (lengths.min() < 1 or lengths.max() > max_len):
+        raise ValueError(
+            f"lengths must lie in [1, {max_len}] (the padded sequence length); got values in "
+            f"[{int(lengths.min())}, {int(lengths.max())}]"
+        )
+    return lengths
+
+
+def validate_sequences(
+    inputs: torch.Tensor, lengths, input_size: int
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Check batch-first ``inputs`` ``(B, T, input_size)`` and ``lengths``; return them with the mask.
+
+    The mask is None when every sequence has the full length.
+    """
+    if not isinstance(inputs, torch.Tensor) or inputs.dim() != 3:
+        raise ValueError(
+            "input must be a 3-D tensor (batch, time, features) with batch_first=True or "
+            f"(time, batch, features) otherwise; got shape {tuple(getattr(inputs, 'shape', ()))}"
+        )
+    B, T, D = inputs.shape
+    if D != input_size:
+        raise ValueError(f"input has {D} features per step; this network expects {input_size}")
+    if B == 0 or T == 0:
+        raise ValueError(f"empty batch: got {B} sequences of length {T}")
+    if not torch.isfinite(inputs).all():
+        raise ValueError("input contains NaN or infinite values")
+    if lengths is None:
+        return inputs, None, None
+    lengths = check_lengths(lengths, B, T, inputs.device)
+    mask = lengths_to_mask(lengths, T)
+    return inputs, (None if bool(mask.all()) else mask), lengths
+
+
+class StochasticLSTM(nn.Module):
+    """LSTM whose input and forget gates come from a gate family (see :mod:`pyro_betalstm.gates`).
+
+    The signature follows :class:`torch.nn.LSTM`: ``input_size, hidden_size, num_layers, bias,
+    batch_first, dropout``; ``forward`` returns ``output, (h_n, c_n)``. Variable-length batches are
+    given by ``lengths`` or a :class:`~torch.nn.utils.rnn.PackedSequence`; padded steps leave the
+    state unchanged and give zero outputs, as packed ``torch.nn.LSTM`` does. With the same
+    weights (see :meth:`load_torch_lstm`) the ``sigmoid`` family reproduces ``torch.nn.LSTM``.
+
+    Latent gate families sample their gates in training mode (``gate_mode="sample"``) and use
+    the paper's mean gates otherwise; pass ``gate_mode`` to choose.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        gate: str | GateFamily = "bivariate",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        if input_size < 1 or hidden_size < 1 or num_layers < 1:
+            raise ValueError(
+                "input_size, hidden_size and num_layers must be positive integers, got "
+                f"{input_size}, {hidden_size}, {num_layers}"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        self.family = get_gate_family(gate)
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.batch_first = batch_first
+        self.dropout = dropout
+        self.layers = nn.ModuleList(
+            GateLayer(input_size if k == 0 else hidden_size, hidden_size, self.family, bias)
+            for k in range(num_layers)
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+            f"gate={self.family.name!r}, batch_first={self.batch_first}, dropout={self.dropout}"
+        )
+
+    # ----- input handling ----------------------------------------------------------------------
+    def prepare(
+        self, input: torch.Tensor | PackedSequence, lengths=None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Batch-first inputs, the step mask (None when every sequence is full) and lengths."""
+        if isinstance(input, PackedSequence):
+            input, lengths = pad_packed_sequence(input, batch_first=True)
+        elif not self.batch_first and isinstance(input, torch.Tensor) and input.dim() == 3:
+            input = input.transpose(0, 1)
+        return validate_sequences(input, lengths, self.input_size)
+
+    def _layer_input(self, k: int, previous: LayerRun) -> torch.Tensor:
+        x = previous.outputs
+        if self.dropout > 0 and self.training and k > 0:
+            x = nn.functional.dropout(x, self.dropout, training=True)
+        return x
+
+    def run(
+        self,
+        input: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        hx: tuple[torch.Tensor, torch.Tensor] | None = None,
+        gate_mode: GateMode = "sample",
+        log_basis: list[torch.Tensor] | None = None,
+        record_gates: bool = False,
+    ) -> list[LayerRun]:
+        """Run every layer on batch-first ``input``; returns one :class:`LayerRun` per layer."""
+        runs: list[LayerRun] = []
+        x = input
+        for k, layer in enumerate(self.layers):
+            if k > 0:
+                x = self._layer_input(k, runs[-1])
+            state = None if hx is None else (hx[0][k], hx[1][k])
+            runs.append(
+                layer(
+                    x,
+                    mask,
+                    state,
+                    mode=gate_mode,
+                    log_basis=None if log_basis is None else log_basis[k],
+                    record_gates=record_gates,
+                )
+            )
+        return runs
+
+    def forward(
+        self,
+        input: torch.Tensor | PackedSequence,  # noqa: A002 (torch.nn.LSTM's name)
+        hx: tuple[torch.Tensor, torch.Tensor] | None = None,
+        lengths=None,
+        gate_mode: GateMode | None = None,
+    ):
+        """``output, (h_n, c_n)`` as :class:`torch.nn.LSTM` (a ``PackedSequence`` in, one out)."""
+        packed = isinstance(input, PackedSequence)
+        x, mask, lengths = self.prepare(input, lengths)
+        if gate_mode is None:
+            gate_mode = "sample" if self.training else "mean"
+        if gate_mode == "given":
+            raise ValueError("gate_mode='given' needs log_basis: use StochasticLSTM.run")
+        # pad_packed_sequence restores the caller's batch order, so hx is used as given and
+        # h_n, c_n come back in that order too.
+        runs = self.run(x, mask, hx, gate_mode)
+        output = runs[-1].outputs
+        h_n = torch.stack([r.h_n for r in runs])
+        c_n = torch.stack([r.c_n for r in runs])
+        if packed:
+            output = nn.utils.rnn.pack_padded_sequence(
+                output, lengths.cpu(), batch_first=True, enforce_sorted=False
+            )
+            return output, (h_n, c_n)
+        if not self.batch_first:
+            output = output.transpose(0, 1)
+        return output, (h_n, c_n)
+
+    @torch.no_grad()
+    def load_torch_lstm(self, lstm: nn.LSTM) -> StochasticLSTM:
+        """Copy the weights of a ``torch.nn.LSTM`` (sigmoid family only; returns ``self``)."""
+        if self.family.name != "sigmoid":
+            raise ValueError("only the 'sigmoid' family has the parameters of torch.nn.LSTM")
+        if (
+            (lstm.input_size, lstm.hidden_size, lstm.num_layers)
+            != (
+                self.input_size,
+                self.hidden_size,
+                self.num_layers,
+            )
+            or lstm.bidirectional
+            or lstm.proj_size
+        ):
+            raise ValueError("torch.nn.LSTM must have the same sizes, one direction, no projection")
+        for k, layer in enumerate(self.layers):
+            layer.input_proj.weight.copy_(getattr(lstm, f"weight_ih_l{k}"))
+            layer.hidden_proj.weight.copy_(getattr(lstm, f"weight_hh_l{k}"))
+            if layer.input_proj.bias is not None:
+                layer.input_proj.bias.copy_(
+                    getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}")
+                )
+        return self
