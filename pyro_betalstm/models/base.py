@@ -92,6 +92,10 @@ class GateModel(nn.Module):
         """``log p(targets | gates)`` per sequence, ``(B,)``."""
         raise NotImplementedError
 
+    def num_predictions(self, batch: SequenceBatch) -> int:
+        """How many predictions the batch's likelihood scores (the unit of reported NLL)."""
+        return batch.batch_size
+
     # ----- the Pyro program --------------------------------------------------------------------
     def _plate(self, batch: SequenceBatch):
         size = batch.dataset_size or batch.batch_size

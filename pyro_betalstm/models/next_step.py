@@ -43,6 +43,12 @@ class NextStepBernoulli(GateModel):
             d = d.mask(mask[..., None])
         return d.to_event(2)
 
+    def num_predictions(self, batch: SequenceBatch) -> int:
+        """Predicted frames: the NLL is reported per frame, summed over keys."""
+        if batch.lengths is None:
+            return batch.inputs.shape[0] * batch.inputs.shape[1]
+        return int(batch.lengths.sum())
+
     def likelihood(self, run: LayerRun, batch: SequenceBatch) -> None:
         pyro.sample("obs", self._distribution(run, batch), obs=self._targets(batch))
 

@@ -1,0 +1,86 @@
+"""Variable-length sequence data sets and their padded minibatches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from ..models.base import SequenceBatch
+
+
+@dataclass
+class SequenceDataset:
+    """Sequences ``inputs[n]`` of shape ``(T_n, D)`` with per-sequence targets.
+
+    ``targets`` is either a tensor with one entry per sequence (class labels) or a list of
+    per-step tensors ``(T_n, D')`` (next-step targets), padded together with the inputs.
+    """
+
+    inputs: Sequence[torch.Tensor]
+    targets: torch.Tensor | Sequence[torch.Tensor] | None = None
+    name: str = "data"
+
+    def __post_init__(self):
+        if len(self.inputs) == 0:
+            raise ValueError(f"{self.name}: the data set is empty; expected at least one sequence")
+        widths = {tuple(x.shape[1:]) for x in self.inputs}
+        if any(x.dim() != 2 for x in self.inputs) or len(widths) != 1:
+            raise ValueError(
+                f"{self.name}: every sequence must be a 2-D (time, features) tensor with the same "
+                f"feature width; got shapes like {sorted({tuple(x.shape) for x in self.inputs})[:3]}"
+            )
+        if any(x.shape[0] == 0 for x in self.inputs):
+            raise ValueError(f"{self.name}: sequences must have at least one step")
+        if self.targets is not None and len(self.targets) != len(self.inputs):
+            raise ValueError(
+                f"{self.name}: {len(self.targets)} targets for {len(self.inputs)} sequences"
+            )
+        if self.targets is not None and not isinstance(self.targets, torch.Tensor):
+            for x, y in zip(self.inputs, self.targets, strict=True):
+                if y.shape[0] != x.shape[0]:
+                    raise ValueError(
+                        f"{self.name}: per-step targets must have as many steps as their inputs "
+                        f"({y.shape[0]} != {x.shape[0]})"
+                    )
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    @property
+    def input_size(self) -> int:
+        return self.inputs[0].shape[1]
+
+    def batch(self, index: Sequence[int] | torch.Tensor) -> SequenceBatch:
+        """Pad the sequences at ``index`` into one :class:`SequenceBatch`."""
+        index = [int(i) for i in index]
+        xs = [self.inputs[i] for i in index]
+        lengths = torch.tensor([x.shape[0] for x in xs])
+        inputs = pad_sequence(xs, batch_first=True)
+        targets = None
+        if isinstance(self.targets, torch.Tensor):
+            targets = self.targets[index]
+        elif self.targets is not None:
+            targets = pad_sequence([self.targets[i] for i in index], batch_first=True)
+        full = bool((lengths == inputs.shape[1]).all())
+        return SequenceBatch(inputs, targets, None if full else lengths, dataset_size=len(self))
+
+    def batches(
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> Iterator[SequenceBatch]:
+        """Minibatches in order, or shuffled with ``generator`` (for reproducible epochs)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        order = (
+            torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))
+        )
+        for start in range(0, len(self), batch_size):
+            yield self.batch(order[start : start + batch_size])
+
+    def num_batches(self, batch_size: int) -> int:
+        return -(-len(self) // batch_size)

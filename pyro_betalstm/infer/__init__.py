@@ -1,0 +1,16 @@
+"""Inference: SVI training, prediction and gate draws."""
+
+from .predict import GATE_DIMS, evaluate_nll, predictive_log_likelihood, sample_gates
+from .train import FitResult, NonFiniteLossError, TrainConfig, fit, load_best
+
+__all__ = [
+    "GATE_DIMS",
+    "FitResult",
+    "NonFiniteLossError",
+    "TrainConfig",
+    "evaluate_nll",
+    "fit",
+    "load_best",
+    "predictive_log_likelihood",
+    "sample_gates",
+]
