@@ -18,7 +18,11 @@ def sample_log_gamma(concentration: torch.Tensor) -> torch.Tensor:
     """
     g = torch._standard_gamma(concentration + 1.0)
     tiny = torch.finfo(g.dtype).tiny
-    e = torch.empty_like(concentration).exponential_()
+    # A contiguous buffer: the draws then depend on the shape only, not on the memory layout
+    # of ``concentration`` (``empty_like`` would keep a transposed layout's strides).
+    e = torch.empty(
+        concentration.shape, dtype=concentration.dtype, device=concentration.device
+    ).exponential_()
     return g.clamp(min=tiny).log() - e / concentration
 
 

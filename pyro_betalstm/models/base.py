@@ -97,6 +97,15 @@ class GateModel(nn.Module):
         return batch.batch_size
 
     # ----- the Pyro program --------------------------------------------------------------------
+    def _kl_scale(self):
+        """``poutine.scale(kl_weight)`` on the gate sites; ``kl_weight == 0`` (no prior term, the
+        paper's bBLSTM(5G) without prior) masks them instead, as Pyro rejects a zero scale."""
+        if not self.kl_weight >= 0:
+            raise ValueError(f"kl_weight must be non-negative, got {self.kl_weight}")
+        if self.kl_weight == 0:
+            return poutine.mask(mask=False)
+        return poutine.scale(scale=self.kl_weight)
+
     def _plate(self, batch: SequenceBatch):
         size = batch.dataset_size or batch.batch_size
         return pyro.plate(
@@ -153,7 +162,7 @@ class GateModel(nn.Module):
                 site = PriorGateSequence(shape, mask, run_given, self.prior, k, run_prior)
                 kept = self._guide_runs[k] if k < len(self._guide_runs) else None
                 site.run = kept
-                with poutine.scale(scale=self.kl_weight):
+                with self._kl_scale():
                     value = pyro.sample(site_name(k), site)
                 run = site.run_for(value)  # the guide's run when value is its very draw
             self.likelihood(run, batch)
@@ -177,7 +186,7 @@ class GateModel(nn.Module):
 
                 shape = (x.shape[0], x.shape[1], lstm.hidden_size, self.family.basis_size)
                 site = GuideGateSequence(shape, mask, run_layer)
-                with poutine.scale(scale=self.kl_weight):
+                with self._kl_scale():
                     pyro.sample(site_name(k), site)
                 self._guide_runs.append(site.run)
 

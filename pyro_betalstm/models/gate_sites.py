@@ -34,8 +34,8 @@ RunLayer = Callable[[torch.Tensor | None], LayerRun]
 def _masked_sum(per_step: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Sum ``(B, T, ...)`` over every dimension but the batch, keeping only valid steps."""
     per_step = per_step.flatten(2).sum(-1) if per_step.dim() > 2 else per_step
-    if mask is not None:
-        per_step = per_step * mask
+    if mask is not None:  # where, not a product: a non-finite padded step must not leak (inf * 0)
+        per_step = torch.where(mask, per_step, per_step.new_zeros(()))
     return per_step.sum(-1)
 
 
@@ -104,7 +104,10 @@ class PriorGateSequence(_GateSequence):
     def log_prob(self, value):
         run = self.run_for(value)
         d = self.prior_distribution(run)
-        if is_log_space(d):
+        params = prior_concentration_rate(d)
+        if params is not None:  # Gamma or LogGamma prior: density of log u without forming u,
+            lp = LogGamma(*params).log_prob(value)  # which underflows to 0 for small alpha
+        elif is_log_space(d):
             lp = d.log_prob(value)
         else:  # density of y = log u: p_u(e^y) e^y
             lp = d.log_prob(value.exp()) + value

@@ -84,11 +84,13 @@ class GateLayer(nn.Module):
         else:
             h, c = state
         h_0 = h
-        x_proj = self.input_proj(inputs).view(B, T, self.num_blocks, H)
+        # unbind, not x_proj[:, t]: each select's backward would zero-fill the whole tensor
+        x_steps = self.input_proj(inputs).view(B, T, self.num_blocks, H).unbind(1)
+        given_steps = log_basis.unbind(1) if mode == "given" else None
         w_h = self.hidden_proj.weight.t()
         outputs, alphas, log_bases, i_gates, f_gates = [], [], [], [], []
         for t in range(T):
-            z = x_proj[:, t] + (h @ w_h).view(B, self.num_blocks, H)
+            z = x_steps[t] + (h @ w_h).view(B, self.num_blocks, H)
             if fam.is_latent:
                 alpha = fam.concentration(z[:, :ng])
                 alphas.append(alpha)
@@ -98,7 +100,7 @@ class GateLayer(nn.Module):
                     if mode == "sample":
                         log_u = fam.sample_log_basis(alpha)
                     elif mode == "given":
-                        log_u = log_basis[:, t]
+                        log_u = given_steps[t]
                     else:
                         log_u = sampler(t, inputs[:, t], h)
                     log_bases.append(log_u)

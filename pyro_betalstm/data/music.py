@@ -1,0 +1,239 @@
+"""Polyphonic music piano rolls: the four standard benchmarks and an embedded JSB rebuild.
+
+The benchmarks (Boulanger-Lewandowski et al., ICML 2012) are piano rolls of 88 keys (MIDI
+pitches 21..108), one frame per beat, with standard train/valid/test splits. Two file formats
+are read:
+
+* ``.mat`` (``traindata``/``validdata``/``testdata``: arrays of ``(T, 88)`` 0/1 frames);
+* ``.pickle`` (``train``/``valid``/``test``: lists of sequences of lists of active MIDI pitches).
+
+Without downloaded files, :func:`build_jsb_music21` rebuilds JSB-style piano rolls from the
+Bach chorales in ``music21``'s corpus (``pip install music21``). That rebuild is **not** the
+benchmark (different chorale selection, quantisation and split) and is named
+``jsb-music21`` wherever it appears.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .batching import SequenceDataset
+
+NUM_KEYS = 88
+LOWEST_MIDI = 21
+BENCHMARK_FILES = {
+    "jsb": "JSB_Chorales",
+    "nottingham": "Nottingham",
+    "musedata": "MuseData",
+    "piano": "Piano_midi",
+}
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class PianoRolls:
+    """Train, valid and test piano rolls, each a list of ``(T, 88)`` float tensors of 0/1."""
+
+    name: str
+    train: list[torch.Tensor]
+    valid: list[torch.Tensor]
+    test: list[torch.Tensor]
+    source: str = ""
+
+    def split(self, name: str) -> list[torch.Tensor]:
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; expected one of {SPLITS}")
+        return getattr(self, name)
+
+    def next_step(self, split: str) -> SequenceDataset:
+        """Next-frame data: inputs ``seq[:-1]``, targets ``seq[1:]`` (sequences of 2+ frames)."""
+        rolls = [r for r in self.split(split) if r.shape[0] >= 2]
+        if not rolls:
+            raise ValueError(f"{self.name}/{split}: no sequence has two or more frames")
+        return SequenceDataset(
+            [r[:-1] for r in rolls], [r[1:] for r in rolls], name=f"{self.name}/{split}"
+        )
+
+    def key_frequencies(self) -> torch.Tensor:
+        """Per-key frequency over all training frames (for the frequency baseline)."""
+        frames = torch.cat(self.train)
+        return frames.mean(0)
+
+    def summary(self) -> dict:
+        return {
+            split: {
+                "sequences": len(self.split(split)),
+                "frames": int(sum(r.shape[0] for r in self.split(split))),
+            }
+            for split in SPLITS
+        }
+
+
+def _check_roll(roll: np.ndarray, where: str) -> torch.Tensor:
+    roll = np.asarray(roll)
+    if roll.ndim != 2 or roll.shape[1] != NUM_KEYS:
+        raise ValueError(
+            f"{where}: expected a (time, {NUM_KEYS}) piano roll, got shape {roll.shape}"
+        )
+    if not np.isin(roll, (0, 1)).all():
+        raise ValueError(f"{where}: piano roll entries must be 0 or 1")
+    return torch.as_tensor(roll, dtype=torch.float32)
+
+
+def _pitches_to_roll(frames, where: str) -> torch.Tensor:
+    roll = np.zeros((len(frames), NUM_KEYS), dtype=np.float32)
+    for t, pitches in enumerate(frames):
+        for p in pitches:
+            key = int(p) - LOWEST_MIDI
+            if not 0 <= key < NUM_KEYS:
+                raise ValueError(f"{where}: MIDI pitch {p} outside the piano range 21..108")
+            roll[t, key] = 1.0
+    return torch.from_numpy(roll)
+
+
+def load_piano_rolls(path: str | Path, name: str | None = None) -> PianoRolls:
+    """Read a ``.mat`` or Boulanger-Lewandowski ``.pickle`` file of piano-roll splits."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"piano-roll file not found: {path}")
+    name = name or path.stem
+    if path.suffix == ".mat":
+        from scipy.io import loadmat
+
+        content = loadmat(path)
+        keys = {"train": "traindata", "valid": "validdata", "test": "testdata"}
+        missing = [k for k in keys.values() if k not in content]
+        if missing:
+            raise ValueError(
+                f"{path}: missing keys {missing}; expected traindata/validdata/testdata"
+            )
+        splits = {
+            s: [_check_roll(r, f"{path}:{k}[{i}]") for i, r in enumerate(content[k].ravel())]
+            for s, k in keys.items()
+        }
+    elif path.suffix in (".pickle", ".pkl"):
+        with open(path, "rb") as fh:
+            content = pickle.load(fh)
+        missing = [s for s in SPLITS if s not in content]
+        if missing:
+            raise ValueError(f"{path}: missing keys {missing}; expected train/valid/test")
+        splits = {
+            s: [_pitches_to_roll(seq, f"{path}:{s}[{i}]") for i, seq in enumerate(content[s])]
+            for s in SPLITS
+        }
+    else:
+        raise ValueError(f"{path}: unsupported format {path.suffix!r}; expected .mat or .pickle")
+    return PianoRolls(name, splits["train"], splits["valid"], splits["test"], source=str(path))
+
+
+def load_benchmark(name: str, data_dir: str | Path) -> PianoRolls:
+    """One of the four benchmarks (``jsb``, ``nottingham``, ``musedata``, ``piano``) from a folder
+    holding ``<File>.mat`` or ``<File>.pickle`` (JSB_Chorales, Nottingham, MuseData, Piano_midi)."""
+    if name not in BENCHMARK_FILES:
+        raise ValueError(f"unknown benchmark {name!r}; expected one of {sorted(BENCHMARK_FILES)}")
+    data_dir = Path(data_dir)
+    stem = BENCHMARK_FILES[name]
+    for suffix in (".mat", ".pickle", ".pkl"):
+        if (data_dir / (stem + suffix)).exists():
+            return load_piano_rolls(data_dir / (stem + suffix), name=name)
+    raise FileNotFoundError(
+        f"no {stem}.mat or {stem}.pickle in {data_dir}: download the benchmark piano rolls "
+        "(Boulanger-Lewandowski et al., 2012) there, or use the embedded 'jsb-music21' data"
+    )
+
+
+# ----- the embedded default: JSB-style rolls rebuilt from music21's Bach chorales ----------------
+def default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "pyro_betalstm"
+
+
+def build_jsb_music21(
+    cache_dir: str | Path | None = None, seed: int = 0, progress: bool = True
+) -> PianoRolls:
+    """JSB-style piano rolls from music21's Bach chorales (named ``jsb-music21``; not the benchmark).
+
+    Each distinct four-part chorale is transposed so its key's tonic is C (major or minor, by
+    music21's key analysis), then up an octave as the benchmark's pitch range implies, and
+    sampled at one frame per quarter note (the notes sounding at each beat). A fixed permutation
+    with ``seed`` splits the chorales 60/20/20 into train/valid/test. The result is cached as
+    ``jsb_music21_seed{seed}.npz`` under ``cache_dir`` (default ``~/.cache/pyro_betalstm``).
+    """
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache = cache_dir / f"jsb_music21_seed{seed}.npz"
+    if cache.exists():
+        return _load_cached(cache)
+    rolls = _music21_chorale_rolls(progress)
+    order = np.random.default_rng(seed).permutation(len(rolls))
+    n_train, n_valid = int(0.6 * len(rolls)), int(0.2 * len(rolls))
+    parts = {
+        "train": order[:n_train],
+        "valid": order[n_train : n_train + n_valid],
+        "test": order[n_train + n_valid :],
+    }
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    arrays = {f"{s}_{j}": rolls[i] for s, idx in parts.items() for j, i in enumerate(idx)}
+    np.savez_compressed(cache, **arrays)
+    return _load_cached(cache)
+
+
+def _load_cached(path: Path) -> PianoRolls:
+    with np.load(path) as content:
+        splits = {s: [] for s in SPLITS}
+        for key in sorted(content.files, key=lambda k: (k.split("_")[0], int(k.split("_")[1]))):
+            split = key.split("_")[0]
+            splits[split].append(torch.as_tensor(content[key], dtype=torch.float32))
+    return PianoRolls("jsb-music21", splits["train"], splits["valid"], splits["test"], str(path))
+
+
+def _music21_chorale_rolls(progress: bool) -> list[np.ndarray]:
+    try:
+        from music21 import corpus, interval, pitch
+    except ImportError as err:
+        raise ImportError(
+            "the embedded JSB rebuild needs music21: pip install music21 (or the [music] extra)"
+        ) from err
+    paths = corpus.getComposer("bach")
+    iterator = paths
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(paths, desc="building jsb-music21 from the music21 corpus")
+    rolls, seen = [], set()
+    for path in iterator:
+        try:
+            score = corpus.parse(path)
+        except Exception:  # noqa: BLE001 - a corrupt corpus file is skipped, not fatal
+            continue
+        if len(score.parts) != 4:
+            continue
+        key = score.analyze("key")
+        shift = interval.Interval(key.tonic, pitch.Pitch("C"))
+        semitones = (shift.semitones + 6) % 12 - 6 + 12  # nearest C, then up an octave
+        flat = score.flatten().notes
+        length = int(np.ceil(float(score.highestTime)))
+        if length < 2:
+            continue
+        roll = np.zeros((length, NUM_KEYS), dtype=np.uint8)
+        for element in flat:
+            start = float(element.offset)
+            end = start + float(element.quarterLength)
+            for p in element.pitches:
+                key_index = p.midi + semitones - LOWEST_MIDI
+                if not 0 <= key_index < NUM_KEYS:
+                    continue
+                first, last = int(np.ceil(start - 1e-6)), int(np.ceil(end - 1e-6))
+                roll[first:last, key_index] = 1
+        digest = hashlib.sha1(roll.tobytes()).hexdigest()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        rolls.append(roll)
+    if not rolls:
+        raise RuntimeError("music21's corpus gave no four-part Bach chorales")
+    return rolls
