@@ -72,15 +72,25 @@ class SequenceDataset:
         batch_size: int,
         shuffle: bool = False,
         generator: torch.Generator | None = None,
+        bucket: bool = False,
     ) -> Iterator[SequenceBatch]:
-        """Minibatches in order, or shuffled with ``generator`` (for reproducible epochs)."""
+        """Minibatches in order, or shuffled with ``generator`` (for reproducible epochs).
+
+        ``bucket=True`` groups sequences of similar length into the same minibatch (random
+        tie-breaks, minibatch order shuffled when ``shuffle``), which cuts padding.
+        """
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        order = (
-            torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))
-        )
-        for start in range(0, len(self), batch_size):
-            yield self.batch(order[start : start + batch_size])
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        if bucket:
+            lengths = torch.tensor([self.inputs[int(i)].shape[0] for i in order])
+            order = order[torch.argsort(lengths, stable=True)]
+        chunks = list(order.split(batch_size))
+        if bucket and shuffle:
+            chunks = [chunks[int(i)] for i in torch.randperm(len(chunks), generator=generator)]
+        for chunk in chunks:
+            yield self.batch(chunk)
 
     def num_batches(self, batch_size: int) -> int:
         return -(-len(self) // batch_size)

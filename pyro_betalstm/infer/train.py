@@ -40,7 +40,8 @@ class TrainConfig:
     metric at or after ``plateau_start_epoch`` the learning rate is divided by ``lr_decay``.
     ``kl_anneal_epochs``: the KL weight rises linearly from 0 to the model's ``kl_weight`` over
     that many epochs. ``early_stopping_patience``: stop after that many epochs without
-    improvement (None: never). ``eval_samples``: posterior predictive draws for validation
+    improvement (None: never). ``bucket_by_length``: minibatches of similar lengths (less
+    padding, faster). ``eval_samples``: posterior predictive draws for validation
     (0: mean gates only).
     """
 
@@ -58,6 +59,7 @@ class TrainConfig:
     kl_anneal_epochs: int = 0
     eval_samples: int = 0
     eval_batch_size: int = 64
+    bucket_by_length: bool = True
     device: str = "cpu"
     seed: int = 0
     progress: bool = True
@@ -192,7 +194,9 @@ def fit(
             model.kl_weight = target_kl_weight * min(1.0, epoch / config.kl_anneal_epochs)
         model.train()
         started, total_loss, total_norm = time.perf_counter(), 0.0, 0.0
-        batches = train_data.batches(config.batch_size, shuffle=True, generator=generator)
+        batches = train_data.batches(
+            config.batch_size, shuffle=True, generator=generator, bucket=config.bucket_by_length
+        )
         bar = _progress(batches, num_batches, f"epoch {epoch}/{config.num_epochs}", config.progress)
         for step, batch in enumerate(bar, start=1):
             batch = batch.to(device)
