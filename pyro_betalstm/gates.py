@@ -70,27 +70,39 @@ class GateFamily:
         raise ValueError(f"gate family {self.name!r} is latent; use the basis methods")
 
     # ----- latent families ---------------------------------------------------------------------
+    # Inside the recurrence the basis dimension comes before the unit dimension, (..., K, H), so
+    # that each basis element is one contiguous (..., H) slice.
     @staticmethod
     def concentration(z: torch.Tensor) -> torch.Tensor:
-        """``alpha = softplus(z) + eps``; ``z`` is ``(..., K, H)``, alpha is returned as ``(..., H, K)``."""
-        return (softplus(z) + CONCENTRATION_EPS).transpose(-1, -2)
+        """``alpha = softplus(z) + eps`` for gate pre-activations ``z`` of shape ``(..., K, H)``."""
+        return softplus(z) + CONCENTRATION_EPS
 
     def sample_log_basis(self, alpha: torch.Tensor) -> torch.Tensor:
         """Reparameterised ``log u``, ``u ~ Gamma(alpha, 1)`` elementwise."""
         return sample_log_gamma(alpha)
 
+    def _sums(self, parts, index: tuple[int, ...], log_space: bool):
+        total = parts[index[0]]
+        for k in index[1:]:
+            total = torch.logaddexp(total, parts[k]) if log_space else total + parts[k]
+        return total
+
     def gates_from_log_basis(self, log_basis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(i, f)`` from the log-basis ``(..., H, K)``."""
-        logit_i, logit_f = self.distribution.gate_logits_from_log_basis(log_basis)
+        """``(i, f)`` from the log-basis ``(..., K, H)``: sigmoids of log-ratios."""
+        d, parts = self.distribution, log_basis.unbind(-2)
+        logit_i = self._sums(parts, d.input_numerator, True) - self._sums(parts, d.input_rest, True)
+        logit_f = self._sums(parts, d.forget_numerator, True) - self._sums(
+            parts, d.forget_rest, True
+        )
         return torch.sigmoid(logit_i), torch.sigmoid(logit_f)
 
     def mean_gates(self, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The paper's evaluation gates from alpha ``(..., H, K)``: ratios of summed alphas,
+        """The paper's evaluation gates from alpha ``(..., K, H)``: ratios of summed alphas,
         which are the means of the Beta marginals."""
-        d = self.distribution
-        num_i, rest_i, num_f, rest_f = (
-            alpha[..., list(index)].sum(-1)
-            for index in (d.input_numerator, d.input_rest, d.forget_numerator, d.forget_rest)
+        d, parts = self.distribution, alpha.unbind(-2)
+        num_i, rest_i = (self._sums(parts, idx, False) for idx in (d.input_numerator, d.input_rest))
+        num_f, rest_f = (
+            self._sums(parts, idx, False) for idx in (d.forget_numerator, d.forget_rest)
         )
         return num_i / (num_i + rest_i), num_f / (num_f + rest_f)
 

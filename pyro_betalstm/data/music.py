@@ -148,13 +148,27 @@ def load_benchmark(name: str, data_dir: str | Path) -> PianoRolls:
     )
 
 
+def frequency_baseline_nll(rolls: PianoRolls, split: str = "test") -> float:
+    """NLL per predicted frame (summed over keys) of predicting each key's training frequency.
+
+    Frames ``seq[1:]`` of ``split`` are scored, as the models' next-frame metric does.
+    """
+    p = rolls.key_frequencies().double().clamp(1e-6, 1 - 1e-6)
+    frames = torch.cat([r[1:] for r in rolls.split(split) if r.shape[0] >= 2]).double()
+    log_lik = frames @ p.log() + (1 - frames) @ torch.log1p(-p)
+    return float(-log_lik.mean())
+
+
 # ----- the embedded default: JSB-style rolls rebuilt from music21's Bach chorales ----------------
 def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "pyro_betalstm"
 
 
 def build_jsb_music21(
-    cache_dir: str | Path | None = None, seed: int = 0, progress: bool = True
+    cache_dir: str | Path | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    max_chorales: int | None = None,
 ) -> PianoRolls:
     """JSB-style piano rolls from music21's Bach chorales (named ``jsb-music21``; not the benchmark).
 
@@ -163,12 +177,14 @@ def build_jsb_music21(
     sampled at one frame per quarter note (the notes sounding at each beat). A fixed permutation
     with ``seed`` splits the chorales 60/20/20 into train/valid/test. The result is cached as
     ``jsb_music21_seed{seed}.npz`` under ``cache_dir`` (default ``~/.cache/pyro_betalstm``).
+    ``max_chorales`` stops after that many corpus files (quick tests only).
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cache = cache_dir / f"jsb_music21_seed{seed}.npz"
+    limit = "" if max_chorales is None else f"_first{max_chorales}"
+    cache = cache_dir / f"jsb_music21_seed{seed}{limit}.npz"
     if cache.exists():
         return _load_cached(cache)
-    rolls = _music21_chorale_rolls(progress)
+    rolls = _music21_chorale_rolls(progress, max_chorales)
     order = np.random.default_rng(seed).permutation(len(rolls))
     n_train, n_valid = int(0.6 * len(rolls)), int(0.2 * len(rolls))
     parts = {
@@ -191,14 +207,14 @@ def _load_cached(path: Path) -> PianoRolls:
     return PianoRolls("jsb-music21", splits["train"], splits["valid"], splits["test"], str(path))
 
 
-def _music21_chorale_rolls(progress: bool) -> list[np.ndarray]:
+def _music21_chorale_rolls(progress: bool, max_chorales: int | None) -> list[np.ndarray]:
     try:
         from music21 import corpus, interval, pitch
     except ImportError as err:
         raise ImportError(
             "the embedded JSB rebuild needs music21: pip install music21 (or the [music] extra)"
         ) from err
-    paths = corpus.getComposer("bach")
+    paths = corpus.getComposer("bach")[:max_chorales]
     iterator = paths
     if progress:
         from tqdm.auto import tqdm

@@ -26,6 +26,42 @@ from .independent_beta import IndependentBetaGates
 from .log_gamma import LogGamma
 
 
+class _UnitRateGammaKL(torch.autograd.Function):
+    """``KL(Gamma(a, 1) || Gamma(b, 1))`` with its gradient in closed form.
+
+    Autograd of the textbook formula evaluates digamma three times more than needed: the
+    gradients are ``(a - b) * trigamma(a)`` for ``a`` and ``digamma(b) - digamma(a)`` for ``b``.
+    """
+
+    @staticmethod
+    def forward(ctx, a, b):
+        digamma_a = torch.digamma(a)
+        ctx.save_for_backward(a, b, digamma_a)
+        return (a - b) * digamma_a - torch.lgamma(a) + torch.lgamma(b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b, digamma_a = ctx.saved_tensors
+        grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_a = grad * (a - b) * torch.polygamma(1, a)
+        if ctx.needs_input_grad[1]:
+            grad_b = grad * (torch.digamma(b) - digamma_a)
+        return _sum_to(grad_a, a.shape), _sum_to(grad_b, b.shape)
+
+
+def _is_one(rate) -> bool:
+    if isinstance(rate, torch.Tensor):
+        return bool((rate == 1).all())
+    return float(rate) == 1.0
+
+
+def _sum_to(grad, shape):
+    if grad is None or grad.shape == shape:
+        return grad
+    return grad.sum_to_size(shape)
+
+
 def gamma_kl(
     q_concentration: torch.Tensor,
     p_concentration: torch.Tensor,
@@ -33,9 +69,13 @@ def gamma_kl(
     p_rate: torch.Tensor | float = 1.0,
 ) -> torch.Tensor:
     """Elementwise ``KL(Gamma(q_concentration, q_rate) || Gamma(p_concentration, p_rate))``."""
-    q_rate = torch.as_tensor(q_rate, dtype=q_concentration.dtype, device=q_concentration.device)
-    p_rate = torch.as_tensor(p_rate, dtype=q_concentration.dtype, device=q_concentration.device)
-    a, b = q_concentration, p_concentration
+    a = q_concentration
+    b = torch.as_tensor(p_concentration, dtype=a.dtype, device=a.device)
+    if _is_one(q_rate) and _is_one(p_rate):
+        a, b = torch.broadcast_tensors(a, b)
+        return _UnitRateGammaKL.apply(a, b)
+    q_rate = torch.as_tensor(q_rate, dtype=a.dtype, device=a.device)
+    p_rate = torch.as_tensor(p_rate, dtype=a.dtype, device=a.device)
     return (
         (a - b) * torch.digamma(a)
         - torch.lgamma(a)

@@ -1,11 +1,13 @@
 """Inference: SVI training, prediction and gate draws."""
 
+from .elbo import GateMeanFieldELBO
 from .predict import GATE_DIMS, evaluate_nll, predictive_log_likelihood, sample_gates
 from .train import FitResult, NonFiniteLossError, TrainConfig, fit, load_best
 
 __all__ = [
     "GATE_DIMS",
     "FitResult",
+    "GateMeanFieldELBO",
     "NonFiniteLossError",
     "TrainConfig",
     "evaluate_nll",

@@ -15,13 +15,14 @@ import numpy as np
 import pyro
 import pyro.optim
 import torch
-from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer import Trace_ELBO
 
 from ..data import SequenceDataset
 from ..models.base import GateModel
+from .elbo import GateMeanFieldELBO
 from .predict import evaluate_nll
 
-ELBOS = {"meanfield": TraceMeanField_ELBO, "trace": Trace_ELBO}
+ELBOS = {"meanfield": GateMeanFieldELBO, "trace": Trace_ELBO}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -36,7 +37,8 @@ class TrainConfig:
     ``"trace"`` (Monte Carlo). ``optimizer``: a ``torch.optim`` class name (``"adam"``), a
     ``torch.optim.Optimizer`` subclass, or a :class:`pyro.optim.PyroOptim` such as
     ``pyro.optim.Adam({"lr": 1e-3})`` (its constructor and arguments are used). ``clip_norm``:
-    gradient norm clipping, applied after ``backward`` (None: off). On a plateau of the validation
+    gradient norm clipping, applied after ``backward`` to the gradient of the per-sequence loss
+    (the negative ELBO divided by the number of training sequences; None: off). On a plateau of the validation
     metric at or after ``plateau_start_epoch`` the learning rate is divided by ``lr_decay``.
     ``kl_anneal_epochs``: the KL weight rises linearly from 0 to the model's ``kl_weight`` over
     that many epochs. ``early_stopping_patience``: stop after that many epochs without
@@ -208,7 +210,8 @@ def fit(
                     f"last good checkpoint: {where}"
                 )
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            # gradients of the per-sequence loss, so that clip_norm does not depend on data size
+            (loss / batch.dataset_size).backward()
             if config.clip_norm is not None:
                 total_norm += float(
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)

@@ -84,13 +84,15 @@ class GateLayer(nn.Module):
         else:
             h, c = state
         h_0 = h
+        nb = self.num_blocks
         # unbind, not x_proj[:, t]: each select's backward would zero-fill the whole tensor
-        x_steps = self.input_proj(inputs).view(B, T, self.num_blocks, H).unbind(1)
-        given_steps = log_basis.unbind(1) if mode == "given" else None
+        x_steps = self.input_proj(inputs).unbind(1)
+        # the basis is (B, K, H) inside the loop and (B, T, H, K) outside
+        given_steps = log_basis.transpose(-1, -2).unbind(1) if mode == "given" else None
         w_h = self.hidden_proj.weight.t()
         outputs, alphas, log_bases, i_gates, f_gates = [], [], [], [], []
         for t in range(T):
-            z = x_steps[t] + (h @ w_h).view(B, self.num_blocks, H)
+            z = torch.addmm(x_steps[t], h, w_h).view(B, nb, H)
             if fam.is_latent:
                 alpha = fam.concentration(z[:, :ng])
                 alphas.append(alpha)
@@ -102,13 +104,15 @@ class GateLayer(nn.Module):
                     elif mode == "given":
                         log_u = given_steps[t]
                     else:
-                        log_u = sampler(t, inputs[:, t], h)
+                        log_u = sampler(t, inputs[:, t], h).transpose(-1, -2)
                     log_bases.append(log_u)
                     i, f = fam.gates_from_log_basis(log_u)
+                g, o = z[:, ng], z[:, ng + 1]
             else:
                 i, f = fam.deterministic_gates(z[:, :ng], self.training)
-            c_new = f * c + i * torch.tanh(z[:, ng])
-            h_new = torch.sigmoid(z[:, ng + 1]) * torch.tanh(c_new)
+                g, o = z[:, ng], z[:, ng + 1]
+            c_new = torch.addcmul(i * torch.tanh(g), f, c)
+            h_new = torch.sigmoid(o) * torch.tanh(c_new)
             if mask is not None:
                 m = mask[:, t, None]
                 c = torch.where(m, c_new, c)
@@ -121,13 +125,14 @@ class GateLayer(nn.Module):
                 i_gates.append(i)
                 f_gates.append(f)
         stack = lambda xs: torch.stack(xs, dim=1) if xs else None  # noqa: E731
+        basis_stack = lambda xs: torch.stack(xs, dim=1).transpose(-1, -2) if xs else None  # noqa: E731
         return LayerRun(
             inputs=inputs,
             outputs=torch.stack(outputs, dim=1),
             h_n=h,
             c_n=c,
             h_0=h_0,
-            alpha=stack(alphas),
-            log_basis=log_basis if mode == "given" else stack(log_bases),
+            alpha=basis_stack(alphas),
+            log_basis=log_basis if mode == "given" else basis_stack(log_bases),
             gates=(stack(i_gates), stack(f_gates)) if record_gates else None,
         )
