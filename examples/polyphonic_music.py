@@ -109,6 +109,8 @@ def truncate(rolls: PianoRolls, count: int, frames: int) -> PianoRolls:
 
 def main(args) -> dict:
     started = time.perf_counter()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rolls = load_data(args)
     if args.smoke:
         rolls = truncate(rolls, 8, 24)
@@ -133,6 +135,7 @@ def main(args) -> dict:
         device=args.device,
         seed=seed,
         progress=not args.no_progress,
+        early_stopping_patience=args.early_stopping,
     )
     train, valid, test = (rolls.next_step(split) for split in ("train", "valid", "test"))
     print(f"{name}: {rolls.summary()} | {sum(p.numel() for p in model.parameters())} parameters")
@@ -164,6 +167,7 @@ def main(args) -> dict:
         "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} "
         f"threads, device {args.device}",
         "torch": torch.__version__,
+        "early_stopping": args.early_stopping,
     }
     with open(out / "results.json", "w") as fh:
         json.dump(record, fh, indent=2)
@@ -208,6 +212,9 @@ def parse_args(argv=None):
     p.add_argument("--num-epochs", dest="num_epochs", type=int, default=None)
     p.add_argument("--eval-samples", dest="eval_samples", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--early-stopping", dest="early_stopping", type=int, default=None,
+                   help="stop after this many epochs without validation improvement")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out-dir", default=None)
     p.add_argument("--resume", action="store_true", help="continue from <out-dir>/last.pt")
