@@ -1,0 +1,122 @@
+"""Smoke test of ``benchmarks/step_time.py``: tiny sizes, every variant, JSON keys and ratios.
+
+Also checks that the reference variants compute the same loss and gradients as the library
+(with the Gamma draws replaced by a deterministic function), so that the benchmark's bar is
+the library's model and not a cheaper one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from pyro.infer import TraceMeanField_ELBO
+
+from pyro_betalstm.models import SequenceBatch
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.timeout(60)
+def test_step_time_smoke(tmp_path, capsys):
+    step_time = _load("step_time")
+    out = tmp_path / "results.json"
+    argv = "--batch 2 --hidden 4 --steps 3 --repeats 2 --warmup 1 --threads 1".split()
+    threads = torch.get_num_threads()
+    result = step_time.main([*argv, "--out", str(out)])
+    assert torch.get_num_threads() == threads  # --threads is restored
+
+    printed = json.loads(capsys.readouterr().out)
+    assert json.loads(out.read_text()) == printed == json.loads(json.dumps(result))
+    assert set(result["ms"]) == set(step_time.VARIANTS)
+    for name in step_time.VARIANTS:
+        assert result["ms"][name] > 0
+        assert len(result["timings_ms"][name]) == 2
+        assert all(t > 0 for t in result["timings_ms"][name])
+        assert torch.isfinite(torch.tensor(result["final_loss"][name]))
+    assert set(result["ratios"]) == set(step_time.RATIOS)
+    assert all(r is not None and r > 0 for r in result["ratios"].values())
+    assert result["config"]["batch"] == 2 and result["config"]["hidden"] == 4
+    for key in ("torch", "pyro", "device_name", "threads"):
+        assert key in result["environment"]
+
+
+def test_reference_variants_compute_the_library_loss(monkeypatch):
+    """Same weights, deterministic 'draws': library, hand-written and per-step Pyro agree."""
+    step_time = _load("step_time")
+    baselines = _load("baselines")
+
+    def draw(alpha):
+        return 0.7 * alpha.log() - 0.3 * alpha
+
+    # Every module that imported the sampler by name (the library's layout may change).
+    for name, module in list(sys.modules.items()):
+        if (name.startswith("pyro_betalstm") or module is baselines) and hasattr(
+            module, "sample_log_gamma"
+        ):
+            monkeypatch.setattr(module, "sample_log_gamma", draw)
+    B, T, D, H = 3, 4, 5, 6
+    g = torch.Generator().manual_seed(1)
+    x = torch.bernoulli(torch.full((B, T, D), 0.5, dtype=torch.float64), generator=g)
+    y = torch.bernoulli(torch.full((B, T, D), 0.5, dtype=torch.float64), generator=g)
+
+    torch.manual_seed(0)
+    lib = step_time._library_model("bivariate", D, H).double()
+    layer = lib.lstm.layers[0]
+    refs = [
+        baselines.HandwrittenBivariateELBO(D, H, D).double(),
+        baselines.PyroPerStepSites(D, H, D).double(),
+    ]
+    for ref in refs:
+        with torch.no_grad():
+            ref.input_proj.weight.copy_(layer.input_proj.weight)
+            ref.input_proj.bias.copy_(layer.input_proj.bias)
+            ref.hidden_proj.weight.copy_(layer.hidden_proj.weight)
+            ref.head.weight.copy_(lib.output.weight)
+            ref.head.bias.copy_(lib.output.bias)
+    loss = TraceMeanField_ELBO().differentiable_loss(lib.model, lib.guide, SequenceBatch(x, y))
+    grad = torch.autograd.grad(loss, layer.hidden_proj.weight)[0]
+    for ref in refs:
+        ref_loss = ref.loss(x, y)
+        torch.testing.assert_close(ref_loss, loss)
+        torch.testing.assert_close(torch.autograd.grad(ref_loss, ref.hidden_proj.weight)[0], grad)
+
+    # The sigmoid family: torch.nn.LSTM and the eager loop with the library's weights.
+    torch.manual_seed(0)
+    lib_sig = step_time._library_model("sigmoid", D, H).double()
+    lstm = baselines.TorchLSTM(D, H, D).double()
+    eager = baselines.EagerSigmoidLoop(D, H, D).double()
+    sig_layer = lib_sig.lstm.layers[0]
+    with torch.no_grad():
+        lstm.lstm.weight_ih_l0.copy_(sig_layer.input_proj.weight)
+        lstm.lstm.weight_hh_l0.copy_(sig_layer.hidden_proj.weight)
+        lstm.lstm.bias_ih_l0.copy_(sig_layer.input_proj.bias)
+        lstm.lstm.bias_hh_l0.zero_()
+        eager.cell.weight.copy_(
+            torch.cat([sig_layer.input_proj.weight, sig_layer.hidden_proj.weight], 1)
+        )
+        eager.cell.bias.copy_(sig_layer.input_proj.bias)
+        for ref in (lstm, eager):
+            ref.head.weight.copy_(lib_sig.output.weight)
+            ref.head.bias.copy_(lib_sig.output.bias)
+    sig_loss = TraceMeanField_ELBO().differentiable_loss(
+        lib_sig.model, lib_sig.guide, SequenceBatch(x, y)
+    )
+    torch.testing.assert_close(lstm.loss(x, y), sig_loss)
+    torch.testing.assert_close(eager.loss(x, y), sig_loss)

@@ -1,0 +1,57 @@
+"""Every example runs end to end with --smoke (in-process, so imports are paid once)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from conftest import SHARED_DATA
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+MUSIC_DIR = SHARED_DATA / "music"
+
+
+def load_example(name: str):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def check_record(record: dict, out: Path) -> None:
+    for split in ("valid", "test"):
+        assert math.isfinite(record[split]["nll_mean_gates"])
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["test"]["nll_mean_gates"] == record["test"]["nll_mean_gates"]
+    assert (out / "best.pt").exists() and (out / "last.pt").exists()
+    assert (out / "gate_draws.pt").exists() and (out / "results.md").read_text().startswith("|")
+
+
+def test_music_smoke_embedded_default(tmp_path):
+    pytest.importorskip("music21", reason="the embedded jsb-music21 data needs music21")
+    music = load_example("polyphonic_music")
+    out = tmp_path / "run"
+    args = ["--smoke", "--no-progress", "--cache-dir", str(tmp_path / "cache"), "--out-dir", str(out)]
+    record = music.main(music.parse_args(args))
+    assert record["dataset"] == "jsb-music21" and record["protocol"] == "smoke"
+    assert "nll_predictive" in record["test"]  # the default variant has latent gates
+    check_record(record, out)
+
+
+@pytest.mark.skipif(not MUSIC_DIR.exists(), reason=f"benchmark piano rolls not found at {MUSIC_DIR}")
+@pytest.mark.parametrize(
+    "dataset, variant",
+    [("jsb", "lstm"), ("nottingham", "bblstm"), ("musedata", "blstm"), ("piano", "g2lstm")],
+)
+def test_music_smoke_benchmarks(tmp_path, dataset, variant):
+    music = load_example("polyphonic_music")
+    out = tmp_path / "run"
+    args = ["--smoke", "--no-progress", "--dataset", dataset, "--data-dir", str(MUSIC_DIR),
+            "--variant", variant, "--out-dir", str(out)]
+    record = music.main(music.parse_args(args))
+    assert record["dataset"] == dataset
+    check_record(record, out)
