@@ -92,8 +92,18 @@ def settings(args) -> dict:
     }
     if args.protocol == "paper":
         s.update(hidden=variant["hidden"], num_epochs=100, seed=1000)
-    for key in ("gate", "hidden", "layers", "dropout", "kl_weight", "prior", "lr", "num_epochs",
-                "batch_size", "eval_samples"):
+    for key in (
+        "gate",
+        "hidden",
+        "layers",
+        "dropout",
+        "kl_weight",
+        "prior",
+        "lr",
+        "num_epochs",
+        "batch_size",
+        "eval_samples",
+    ):
         value = getattr(args, key)
         if value is not None:
             s[key] = value
@@ -121,9 +131,11 @@ def main(args) -> dict:
     out = Path(args.out_dir or Path("runs") / "music" / name)
     out.mkdir(parents=True, exist_ok=True)
 
-    lstm = StochasticLSTM(88, s["hidden"], s["layers"], gate=s["gate"], batch_first=True,
-                          dropout=s["dropout"])
+    lstm = StochasticLSTM(
+        88, s["hidden"], s["layers"], gate=s["gate"], batch_first=True, dropout=s["dropout"]
+    )
     model = NextStepBernoulli(lstm, 88, prior=s["prior"], kl_weight=s["kl_weight"])
+    model.init_output_bias(rolls.key_frequencies())  # start at the frequency baseline
     config = TrainConfig(
         num_epochs=s["num_epochs"],
         batch_size=s["batch_size"],
@@ -181,26 +193,38 @@ def main(args) -> dict:
         fh.write(row)
     print(
         f"valid NLL/frame {scores['valid']['nll_mean_gates']:.4f} (mean gates)"
-        + (f", {scores['valid']['nll_predictive']:.4f} (predictive, S={samples})" if samples else "")
+        + (
+            f", {scores['valid']['nll_predictive']:.4f} (predictive, S={samples})"
+            if samples
+            else ""
+        )
     )
     print(
         f"test  NLL/frame {scores['test']['nll_mean_gates']:.4f} (mean gates)"
         + (f", {scores['test']['nll_predictive']:.4f} (predictive, S={samples})" if samples else "")
         + f"; per-key frequency baseline {record['frequency_baseline_test_nll']:.4f}"
     )
-    print(f"results: {out / 'results.json'}, checkpoints: {out / 'best.pt'}, gate draws: "
-          f"{out / 'gate_draws.pt'}")
+    print(
+        f"results: {out / 'results.json'}, checkpoints: {out / 'best.pt'}, gate draws: "
+        f"{out / 'gate_draws.pt'}"
+    )
     return record
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--dataset", default="jsb-music21", choices=["jsb-music21", *BENCHMARK_FILES])
     p.add_argument("--data-dir", default=None, help="folder with the benchmark .mat/.pickle files")
     p.add_argument("--cache-dir", default=None, help="cache of the jsb-music21 rebuild")
     p.add_argument("--variant", default="bblstm5gp", choices=sorted(VARIANTS))
-    p.add_argument("--protocol", default="default", choices=["default", "paper"],
-                   help="paper: the authors' hidden sizes, 100 epochs, seed 1000 (batch 16)")
+    p.add_argument(
+        "--protocol",
+        default="default",
+        choices=["default", "paper"],
+        help="paper: the authors' hidden sizes, 100 epochs, seed 1000 (batch 16)",
+    )
     p.add_argument("--gate", default=None, help="override the variant's gate family")
     p.add_argument("--prior", default=None, help="gamma | learnable | conditional | hierarchical")
     p.add_argument("--kl-weight", dest="kl_weight", type=float, default=None)
@@ -212,8 +236,13 @@ def parse_args(argv=None):
     p.add_argument("--num-epochs", dest="num_epochs", type=int, default=None)
     p.add_argument("--eval-samples", dest="eval_samples", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--early-stopping", dest="early_stopping", type=int, default=None,
-                   help="stop after this many epochs without validation improvement")
+    p.add_argument(
+        "--early-stopping",
+        dest="early_stopping",
+        type=int,
+        default=None,
+        help="stop after this many epochs without validation improvement",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out-dir", default=None)

@@ -43,6 +43,21 @@ class NextStepBernoulli(GateModel):
             d = d.mask(mask[..., None])
         return d.to_event(2)
 
+    @torch.no_grad()
+    def init_output_bias(self, frequencies: torch.Tensor) -> None:
+        """Start the output bias at the log-odds of each key's training frequency.
+
+        Without it the first epochs only learn how sparse the frames are (an untrained model
+        scores about 61 nats per frame on 88 keys); with it training starts at the per-key
+        frequency baseline.
+        """
+        p = torch.as_tensor(frequencies, dtype=self.output.bias.dtype).clamp(1e-4, 1 - 1e-4)
+        if p.shape != (self.output_size,):
+            raise ValueError(
+                f"frequencies must have shape ({self.output_size},), got {tuple(p.shape)}"
+            )
+        self.output.bias.copy_(torch.logit(p))
+
     def num_predictions(self, batch: SequenceBatch) -> int:
         """Predicted frames: the NLL is reported per frame, summed over keys."""
         if batch.lengths is None:
