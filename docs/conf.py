@@ -27,7 +27,18 @@ source_suffix = {
 }
 root_doc = "index"
 
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "results/*.sh"]
+
+# The how-to guides live in guides/ at the top level (their code runs in the tests); copy them
+# into the source tree at build time so that Sphinx renders them.
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+_guides_src = Path(__file__).resolve().parents[1] / "guides"
+_guides_dst = Path(__file__).resolve().parent / "guides"
+_guides_dst.mkdir(exist_ok=True)
+for _guide in _guides_src.glob("*.md"):
+    shutil.copy(_guide, _guides_dst / _guide.name)
 
 autodoc_default_options = {
     "members": True,
