@@ -213,9 +213,13 @@ def fit(
             # gradients of the per-sequence loss, so that clip_norm does not depend on data size
             (loss / batch.dataset_size).backward()
             if config.clip_norm is not None:
-                total_norm += float(
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
-                )
+                norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm))
+                if not math.isfinite(norm):  # a NaN gradient must not reach the checkpoint
+                    raise NonFiniteLossError(
+                        f"gradient norm is {norm} at epoch {epoch}, step {step}; training stopped,"
+                        f" last good checkpoint: {out / 'last.pt' if out else 'none'}"
+                    )
+                total_norm += norm
             optimizer.step()
             per_sequence = loss.item() / batch.dataset_size
             total_loss += per_sequence

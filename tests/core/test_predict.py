@@ -1,0 +1,109 @@
+"""Prediction: mean-gate NLL, posterior predictive and gate draws against direct computations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pyro_betalstm.infer import GATE_DIMS, evaluate_nll, predictive_log_likelihood, sample_gates
+
+from . import reference as ref
+from .helpers import make_batch, make_dataset, make_model
+
+
+@pytest.mark.parametrize("head", ["classifier", "next_step"])
+def test_evaluate_nll_mean_gates_equals_reference(float64, head):
+    """NLL per prediction (per sequence / per predicted frame) with the paper's mean gates."""
+    m = make_model(head, "bivariate5", num_layers=2)
+    data = make_dataset(7, head=head)
+    result = evaluate_nll(m, data, batch_size=3, num_samples=2)
+    total, count = 0.0, 0
+    for batch in data.batches(3):
+        run = ref.run_network(m, batch, mode="mean")[-1]
+        total += float(ref.head_log_likelihood(m, run, batch).sum().detach())
+        count += len(batch.inputs) if head == "classifier" else int(ref.lengths_mask(batch).sum())
+    assert result["num_predictions"] == count
+    assert result["nll_mean_gates"] == pytest.approx(-total / count, rel=1e-10)
+    assert math.isfinite(result["nll_predictive"]) and result["num_samples"] == 2
+    assert m.training  # the model's mode is restored
+
+
+def test_deterministic_family_has_no_predictive():
+    m = make_model("classifier", "sigmoid", num_layers=1)
+    result = evaluate_nll(m, make_dataset(5), num_samples=4)
+    assert "nll_predictive" not in result and math.isfinite(result["nll_mean_gates"])
+    m = make_model("classifier", "beta", num_layers=1)
+    assert "nll_predictive" not in evaluate_nll(m, make_dataset(5), num_samples=0)
+
+
+@pytest.mark.parametrize("head", ["classifier", "next_step"])
+def test_predictive_with_one_draw_equals_direct_computation(float64, head):
+    m = make_model(head, "bivariate", num_layers=2)
+    batch = make_batch(head)
+    torch.manual_seed(11)
+    ours = predictive_log_likelihood(m, batch, 1)
+    torch.manual_seed(11)
+    with torch.no_grad():
+        run = ref.run_network(m, batch, mode="sample")[-1]
+        expected = ref.head_log_likelihood(m, run, batch)
+    torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_predictive_averages_likelihoods_of_draws(float64):
+    """S draws: log (1/S) sum_s p(y | u_s) with the draws taken in sequence."""
+    m = make_model("classifier", "beta", num_layers=2)
+    batch = make_batch("classifier")
+    torch.manual_seed(2)
+    ours = predictive_log_likelihood(m, batch, 5)
+    torch.manual_seed(2)
+    with torch.no_grad():
+        draws = torch.stack(
+            [
+                ref.head_log_likelihood(m, ref.run_network(m, batch, "sample")[-1], batch)
+                for _ in range(5)
+            ]
+        )
+    torch.testing.assert_close(ours, ref.log_mean_exp(draws), rtol=1e-10, atol=1e-12)
+    assert ours.shape == (3,)
+    # Jensen: the predictive is at least the mean of the draws' log-likelihoods
+    assert torch.all(ours >= draws.mean(0) - 1e-12)
+    with pytest.raises(ValueError, match="num_samples must be positive"):
+        predictive_log_likelihood(m, batch, 0)
+
+
+@pytest.mark.parametrize("family", ["beta", "bivariate", "bivariate5", "sigmoid"])
+def test_sample_gates_shapes_values_and_mask(family):
+    m = make_model("classifier", family, hidden_size=4, num_layers=2)
+    batch = make_batch("classifier", lengths=(5, 3, 4))
+    g = sample_gates(m, batch, num_samples=6)
+    assert GATE_DIMS == ("draw", "sequence", "time", "layer", "unit")
+    for key in ("input_gate", "forget_gate"):
+        assert g[key].shape == (6, 3, 5, 2, 4)
+        assert torch.all((g[key] >= 0) & (g[key] <= 1))
+    torch.testing.assert_close(g["mask"], ref.lengths_mask(batch))
+    if family in ref.LATENT:
+        K = ref.BASIS_SIZE[family]
+        assert g["alpha"].shape == g["log_basis"].shape == (6, 3, 5, 2, 4, K)
+        assert torch.all(g["alpha"] > 1e-3 - 1e-7)
+        # gates are the family's function of the recorded basis
+        i, f = ref.ratio_gates(family, g["log_basis"].double(), log_space=True)
+        torch.testing.assert_close(g["input_gate"].double(), i, atol=1e-5, rtol=0)
+        torch.testing.assert_close(g["forget_gate"].double(), f, atol=1e-5, rtol=0)
+        assert not torch.equal(g["forget_gate"][0], g["forget_gate"][1])  # real draws
+    else:
+        assert "alpha" not in g and "log_basis" not in g
+    assert m.training
+
+
+def test_sample_gates_mean_mode_is_the_alpha_ratio():
+    m = make_model("classifier", "bivariate", num_layers=2)
+    batch = make_batch("classifier", lengths=None)
+    g = sample_gates(m, batch, num_samples=2, gate_mode="mean")
+    assert "log_basis" not in g
+    torch.testing.assert_close(g["forget_gate"][0], g["forget_gate"][1], rtol=0, atol=0)
+    a = g["alpha"]
+    torch.testing.assert_close(g["input_gate"], a[..., 0] / (a[..., 0] + a[..., 2]))
+    torch.testing.assert_close(g["forget_gate"], a[..., 1] / (a[..., 1] + a[..., 2]))
+    assert g["mask"].all()
