@@ -8,7 +8,6 @@ import math
 from pathlib import Path
 
 import pytest
-
 from conftest import SHARED_DATA
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -35,14 +34,23 @@ def test_music_smoke_embedded_default(tmp_path):
     pytest.importorskip("music21", reason="the embedded jsb-music21 data needs music21")
     music = load_example("polyphonic_music")
     out = tmp_path / "run"
-    args = ["--smoke", "--no-progress", "--cache-dir", str(tmp_path / "cache"), "--out-dir", str(out)]
+    args = [
+        "--smoke",
+        "--no-progress",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--out-dir",
+        str(out),
+    ]
     record = music.main(music.parse_args(args))
     assert record["dataset"] == "jsb-music21" and record["protocol"] == "smoke"
     assert "nll_predictive" in record["test"]  # the default variant has latent gates
     check_record(record, out)
 
 
-@pytest.mark.skipif(not MUSIC_DIR.exists(), reason=f"benchmark piano rolls not found at {MUSIC_DIR}")
+@pytest.mark.skipif(
+    not MUSIC_DIR.exists(), reason=f"benchmark piano rolls not found at {MUSIC_DIR}"
+)
 @pytest.mark.parametrize(
     "dataset, variant",
     [("jsb", "lstm"), ("nottingham", "bblstm"), ("musedata", "blstm"), ("piano", "g2lstm")],
@@ -50,8 +58,18 @@ def test_music_smoke_embedded_default(tmp_path):
 def test_music_smoke_benchmarks(tmp_path, dataset, variant):
     music = load_example("polyphonic_music")
     out = tmp_path / "run"
-    args = ["--smoke", "--no-progress", "--dataset", dataset, "--data-dir", str(MUSIC_DIR),
-            "--variant", variant, "--out-dir", str(out)]
+    args = [
+        "--smoke",
+        "--no-progress",
+        "--dataset",
+        dataset,
+        "--data-dir",
+        str(MUSIC_DIR),
+        "--variant",
+        variant,
+        "--out-dir",
+        str(out),
+    ]
     record = music.main(music.parse_args(args))
     assert record["dataset"] == dataset
     check_record(record, out)
