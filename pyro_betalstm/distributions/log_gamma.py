@@ -38,6 +38,11 @@ class LogGamma(TorchDistribution):
 
     def __init__(self, concentration, rate=1.0, validate_args=None):
         self.concentration, self.rate = broadcast_all(concentration, rate)
+        check = validate_args if validate_args is not None else self._validate_args
+        if check and not torch.jit.is_tracing():
+            for name, value in (("concentration", self.concentration), ("rate", self.rate)):
+                if not bool((torch.isfinite(value) & (value > 0)).all()):
+                    raise ValueError(f"LogGamma: {name} must be positive and finite")
         super().__init__(self.concentration.shape, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
