@@ -1,0 +1,38 @@
+"""GPU checks: skipped (with a reason, by tests/conftest.py) where CUDA is absent."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pyro_betalstm.data import SequenceDataset
+from pyro_betalstm.infer import TrainConfig, evaluate_nll, fit
+from pyro_betalstm.models import NextStepBernoulli
+from pyro_betalstm.nn import StochasticLSTM
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("gate", ["sigmoid", "bivariate", "bivariate5"])
+def test_fit_and_evaluate_on_cuda(tmp_path, gate):
+    torch.manual_seed(0)
+    seqs = [(torch.rand(int(n), 6) < 0.3).float() for n in torch.randint(4, 12, (16,))]
+    data = SequenceDataset([s[:-1] for s in seqs], [s[1:] for s in seqs])
+    model = NextStepBernoulli(StochasticLSTM(6, 8, 2, gate=gate, batch_first=True), 6)
+    config = TrainConfig(num_epochs=2, batch_size=4, device="cuda", progress=False, eval_samples=2)
+    result = fit(model, data, data, config, out_dir=tmp_path)
+    assert all(p.device.type == "cuda" for p in model.parameters())
+    assert all(math.isfinite(r["train_loss"]) for r in result.history)
+    scores = evaluate_nll(model, data, num_samples=2, device="cuda")
+    assert math.isfinite(scores["nll_mean_gates"])
+
+
+@pytest.mark.gpu
+def test_sigmoid_family_matches_cudnn_lstm():
+    torch.manual_seed(0)
+    ref = torch.nn.LSTM(5, 7, num_layers=2, batch_first=True).cuda()
+    lstm = StochasticLSTM(5, 7, 2, gate="sigmoid", batch_first=True).cuda().load_torch_lstm(ref)
+    x = torch.randn(3, 9, 5, device="cuda")
+    (out_ref, _), (out, _) = ref(x), lstm(x)
+    torch.testing.assert_close(out, out_ref, atol=1e-5, rtol=1e-4)
