@@ -1,0 +1,69 @@
+"""Diagnostics of trained gate models: ArviZ ``InferenceData``, summaries and plots.
+
+This subpackage is the only part of :mod:`pyro_betalstm` that imports ArviZ (all of it in
+:mod:`pyro_betalstm.diagnostics.arviz_io`) and matplotlib (in
+:mod:`pyro_betalstm.diagnostics.plots`, with the non-interactive Agg backend unless another
+backend was chosen first).
+
+Example::
+
+    idata = gate_inference_data(model, batch, num_samples=100, history="runs/music/x")
+    to_netcdf(idata, "gates.nc")
+    summarize_gates(idata)  # mean, sd, HDI, ESS per unit; corr(i, f)
+    plot_joint_gates(idata, layer=0, unit=3)
+
+Command line, for a run saved by ``examples/polyphonic_music.py``::
+
+    python -m pyro_betalstm.diagnostics RUN_DIR [--out DIR] [--num-samples 100] [--compare RUN]
+"""
+
+from .arviz_io import from_netcdf, gate_arrays, to_inference_data, to_netcdf
+from .draws import gate_inference_data, load_history, posterior_gate_draws, prior_gate_draws
+from .plots import (
+    compute_gate_heatmap,
+    compute_gate_histograms,
+    compute_gradient_histograms,
+    compute_joint_gates,
+    compute_prior_posterior,
+    compute_token_gates,
+    plot_elbo_history,
+    plot_gate_heatmap,
+    plot_gate_histograms,
+    plot_gradient_magnitudes,
+    plot_joint_gates,
+    plot_prior_posterior,
+    plot_token_gates,
+    save_figure,
+)
+from .render import load_music_run, load_run_data, render_run
+from .summary import gate_correlation, summarize_gates
+
+__all__ = [
+    "compute_gate_heatmap",
+    "compute_gate_histograms",
+    "compute_gradient_histograms",
+    "compute_joint_gates",
+    "compute_prior_posterior",
+    "compute_token_gates",
+    "from_netcdf",
+    "gate_arrays",
+    "gate_correlation",
+    "gate_inference_data",
+    "load_history",
+    "load_music_run",
+    "load_run_data",
+    "plot_elbo_history",
+    "plot_gate_heatmap",
+    "plot_gate_histograms",
+    "plot_gradient_magnitudes",
+    "plot_joint_gates",
+    "plot_prior_posterior",
+    "plot_token_gates",
+    "posterior_gate_draws",
+    "prior_gate_draws",
+    "render_run",
+    "save_figure",
+    "summarize_gates",
+    "to_inference_data",
+    "to_netcdf",
+]

@@ -1,0 +1,256 @@
+"""Everything that calls ArviZ: gate draws to ``InferenceData``, netCDF, HDI and ESS.
+
+This is the only module of the package that imports :mod:`arviz` (a move to ArviZ 1.x, whose
+containers are ``xarray.DataTree``, touches this file only). Other diagnostics modules work on
+plain NumPy arrays obtained through :func:`gate_arrays`.
+
+Layout of the ``InferenceData`` built by :func:`to_inference_data`:
+
+* ``posterior``: ``input_gate`` and ``forget_gate`` with dims
+  ``(chain, draw, sequence, time, layer, unit)``; for latent gate families also ``alpha`` (the
+  guide's Gamma concentrations) and ``log_basis`` (the log of the sampled Gamma basis ``u``)
+  with a trailing ``basis`` dim. Draws of the amortised guide are independent, so there is one
+  chain (``chain = [0]``).
+* ``prior``: the same gates and ``log_basis`` drawn from the model's prior (the recurrence run
+  with prior-sampled bases), for latent families only. ``alpha`` is left out: in prior mode it
+  is the guide network evaluated on prior-driven states, not a prior quantity.
+* ``observed_data``: ``targets`` (dims ``(sequence, time, output)`` for per-step targets,
+  ``(sequence,)`` for one label per sequence).
+* ``constant_data``: ``mask`` ``(sequence, time)`` (1 at valid steps) and, when given,
+  ``inputs`` ``(sequence, time, input)``.
+* ``sample_stats``: the training history, one value per **epoch** (dim ``epoch``, no chain or
+  draw dims): ``elbo`` (the ELBO per training sequence, ``-train_loss``), ``train_loss`` and
+  the other numeric columns of ``metrics.json`` (``valid_nll_mean_gates``, ``lr``,
+  ``kl_weight``...). ArviZ 0.x accepts a ``sample_stats`` group without draw dims; SVI has no
+  per-draw sampler statistics, so the group holds the optimisation trace instead.
+
+Padded steps (beyond a sequence's length) are NaN in every per-step variable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+import xarray as xr
+
+#: Variables of the ``posterior`` group, in order, as produced by ``sample_gates``.
+POSTERIOR_VARS = ("input_gate", "forget_gate", "alpha", "log_basis")
+#: Variables of the ``prior`` group.
+PRIOR_VARS = ("input_gate", "forget_gate", "log_basis")
+GATE_VARS = ("input_gate", "forget_gate")
+DRAW_DIMS = ("chain", "draw", "sequence", "time", "layer", "unit")
+
+
+def _numpy(value) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _masked(array: np.ndarray, mask: np.ndarray, lead: int) -> np.ndarray:
+    """Float copy of ``array`` with NaN where ``mask`` (sequence, time) is False; the sequence
+    and time dims of ``array`` follow ``lead`` leading dims."""
+    out = np.array(array, dtype=np.result_type(array.dtype, np.float32), copy=True)
+    shape = (1,) * lead + mask.shape + (1,) * (out.ndim - lead - 2)
+    return np.where(mask.reshape(shape), out, np.nan)
+
+
+def _draw_dataset(draws: Mapping, names: Sequence[str], mask: np.ndarray) -> xr.Dataset:
+    data_vars, coords = {}, {}
+    for name in names:
+        if name not in draws:
+            continue
+        value = _masked(_numpy(draws[name]), mask, lead=1)[None]  # add the chain dim
+        dims = DRAW_DIMS + (("basis",) if value.ndim == len(DRAW_DIMS) + 1 else ())
+        if value.ndim != len(dims):
+            raise ValueError(
+                f"{name!r} must have dims (draw, sequence, time, layer, unit[, basis]), got "
+                f"shape {value.shape[1:]}"
+            )
+        data_vars[name] = (dims, value)
+        for dim, size in zip(dims, value.shape, strict=True):
+            coords[dim] = np.arange(size)
+    return xr.Dataset(data_vars, coords=coords)
+
+
+def _history_dataset(history: Sequence[Mapping]) -> xr.Dataset:
+    epochs = np.array([int(r.get("epoch", i + 1)) for i, r in enumerate(history)])
+    keys = list(dict.fromkeys(k for r in history for k in r if k != "epoch"))
+    data_vars = {}
+    for key in keys:
+        values = [r.get(key) for r in history]
+        if not all(v is None or isinstance(v, int | float) for v in values):
+            continue  # only numeric columns
+        data_vars[key] = ("epoch", np.array([np.nan if v is None else v for v in values], float))
+    if "train_loss" in data_vars:
+        data_vars["elbo"] = ("epoch", -data_vars["train_loss"][1])
+    ds = xr.Dataset(data_vars, coords={"epoch": epochs})
+    if "elbo" in ds:
+        ds["elbo"].attrs["description"] = "ELBO per training sequence (-train_loss)"
+    return ds
+
+
+def to_inference_data(
+    posterior: Mapping,
+    prior: Mapping | None = None,
+    targets=None,
+    history: Sequence[Mapping] | None = None,
+    inputs=None,
+    attrs: Mapping | None = None,
+) -> az.InferenceData:
+    """Build an ``InferenceData`` from gate draws (see the module docstring for its layout).
+
+    :param posterior: a dict as returned by :func:`pyro_betalstm.infer.sample_gates`:
+        ``input_gate``, ``forget_gate`` (draw, sequence, time, layer, unit), optional ``alpha``
+        and ``log_basis`` with a trailing basis dim, and ``mask`` (sequence, time). Tensors or
+        arrays.
+    :param prior: the same for prior draws (:func:`~pyro_betalstm.diagnostics.prior_gate_draws`).
+    :param targets: the batch targets (``observed_data``).
+    :param history: per-epoch records as in ``metrics.json`` (``sample_stats``).
+    :param inputs: the batch inputs ``(sequence, time, input)`` (``constant_data``).
+    :param attrs: string or numeric attributes stored on every group (gate family, run...).
+    """
+    if "mask" not in posterior:
+        raise ValueError("posterior draws need a 'mask' (sequence, time) of valid steps")
+    mask = _numpy(posterior["mask"]).astype(bool)
+    groups = {"posterior": _draw_dataset(posterior, POSTERIOR_VARS, mask)}
+    if prior is not None:
+        prior_mask = _numpy(prior.get("mask", mask)).astype(bool)
+        if prior_mask.shape != mask.shape or (prior_mask != mask).any():
+            raise ValueError("prior and posterior draws must be on the same batch (same mask)")
+        groups["prior"] = _draw_dataset(prior, PRIOR_VARS, mask)
+    constant = {"mask": (("sequence", "time"), mask.astype(np.int8))}
+    if inputs is not None:
+        x = _masked(_numpy(inputs), mask, lead=0)
+        constant["inputs"] = (("sequence", "time", "input"), x)
+    groups["constant_data"] = xr.Dataset(
+        constant, coords={"sequence": np.arange(mask.shape[0]), "time": np.arange(mask.shape[1])}
+    )
+    if targets is not None:
+        y = _numpy(targets)
+        if y.ndim >= 2 and y.shape[:2] == mask.shape:
+            dims = (
+                "sequence",
+                "time",
+                *(f"output_{j}" if j else "output" for j in range(y.ndim - 2)),
+            )
+            y = _masked(y, mask, lead=0)
+        else:
+            dims = ("sequence", *(f"target_{j}" for j in range(y.ndim - 1)))
+        coords = {d: np.arange(n) for d, n in zip(dims[:2], y.shape[:2], strict=False)}
+        coords = {d: c for d, c in coords.items() if d in ("sequence", "time")}
+        groups["observed_data"] = xr.Dataset({"targets": (dims, y)}, coords=coords)
+    if history:
+        groups["sample_stats"] = _history_dataset(history)
+    meta = {"created_by": "pyro_betalstm.diagnostics", "arviz_version": az.__version__}
+    meta.update({k: v for k, v in (attrs or {}).items() if v is not None})
+    for ds in groups.values():
+        ds.attrs.update(meta)
+    return az.InferenceData(**groups)
+
+
+def to_netcdf(idata: az.InferenceData, path: str | Path) -> Path:
+    """Write ``idata`` to a netCDF file (HDF5 via h5netcdf, compressed); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    idata.to_netcdf(str(path))
+    return path
+
+
+def from_netcdf(path: str | Path) -> az.InferenceData:
+    """Read an ``InferenceData`` written by :func:`to_netcdf` (loaded into memory)."""
+    idata = az.from_netcdf(str(path))
+    for name in idata.groups():
+        setattr(idata, name, getattr(idata, name).load())
+    return idata
+
+
+def is_inference_data(data) -> bool:
+    return isinstance(data, az.InferenceData)
+
+
+def gate_arrays(data, group: str = "posterior") -> dict[str, np.ndarray]:
+    """Plain arrays from an ``InferenceData`` group or a draw dict (``sample_gates`` output).
+
+    Returns ``input_gate`` and ``forget_gate`` (and ``log_basis``/``alpha`` when present) with
+    dims ``(sample, sequence, time, layer, unit[, basis])`` (chain and draw flattened into
+    ``sample``), NaN at padded steps, and ``mask`` ``(sequence, time)`` as booleans.
+    """
+    if isinstance(data, az.InferenceData):
+        if group not in data.groups():
+            raise ValueError(f"the InferenceData has no {group!r} group; it has {data.groups()}")
+        ds = getattr(data, group)
+        out = {}
+        for name in POSTERIOR_VARS:
+            if name in ds:
+                value = ds[name].values
+                out[name] = value.reshape(-1, *value.shape[2:])
+        if "constant_data" in data.groups() and "mask" in data.constant_data:
+            out["mask"] = data.constant_data["mask"].values.astype(bool)
+        else:
+            out["mask"] = ~np.isnan(out["input_gate"]).all(axis=(0, 3, 4))
+        return out
+    if isinstance(data, Mapping):
+        if "input_gate" in data:  # a plain draw dict holds posterior draws
+            if group != "posterior":
+                raise ValueError(
+                    f"a draw dict holds posterior draws; for {group!r} draws pass "
+                    f"{{'posterior': draws, {group!r}: draws}}"
+                )
+        elif group in data:  # {"posterior": draws, "prior": draws}
+            data = data[group]
+        else:
+            raise ValueError(f"no {group!r} draws: expected 'input_gate' or a {group!r} key")
+        first = _numpy(data["input_gate"])
+        mask = (
+            _numpy(data["mask"]).astype(bool)
+            if "mask" in data
+            else np.ones(first.shape[1:3], dtype=bool)
+        )
+        return {
+            **{k: _masked(_numpy(data[k]), mask, lead=1) for k in POSTERIOR_VARS if k in data},
+            "mask": mask,
+        }
+    raise TypeError(f"expected an InferenceData or a dict of gate draws, got {type(data).__name__}")
+
+
+def history_arrays(data) -> dict[str, np.ndarray]:
+    """The per-epoch training history (``sample_stats``) as arrays, with ``epoch``."""
+    if not isinstance(data, az.InferenceData) or "sample_stats" not in data.groups():
+        return {}
+    ds = data.sample_stats
+    if "epoch" not in ds.dims:
+        return {}
+    return {"epoch": ds["epoch"].values, **{k: ds[k].values for k in ds.data_vars}}
+
+
+def hdi(values: np.ndarray, prob: float = 0.94) -> tuple[float, float]:
+    """Highest-density interval of 1-D ``values`` (NaN ignored); ``(nan, nan)`` if empty."""
+    values = np.asarray(values, dtype=float).ravel()
+    values = values[np.isfinite(values)]
+    if values.size < 2:
+        return (np.nan, np.nan)
+    lower, upper = az.hdi(values, hdi_prob=prob)
+    return float(lower), float(upper)
+
+
+def ess(draws: np.ndarray) -> np.ndarray:
+    """Bulk effective sample size over the leading ``(chain, draw)`` dims of ``draws``.
+
+    Returns an array of the trailing shape; NaN where there are fewer than 4 draws or the draws
+    are constant or not finite (ESS is undefined there).
+    """
+    draws = np.asarray(draws, dtype=float)
+    trailing = draws.shape[2:]
+    out = np.full(trailing, np.nan)
+    if draws.shape[1] < 4:
+        return out
+    flat = draws.reshape(*draws.shape[:2], -1)
+    ok = np.isfinite(flat).all(axis=(0, 1)) & (np.nanstd(flat, axis=(0, 1)) > 0)
+    if ok.any():
+        ds = xr.Dataset({"x": (("chain", "draw", "element"), flat[:, :, ok])})
+        out.reshape(-1)[ok] = az.ess(ds, method="bulk")["x"].values
+    return out

@@ -1,0 +1,470 @@
+"""Gate plots. Each ``compute_*`` function returns arrays; each ``plot_*`` function calls it and
+draws on ``ax`` (created when None) and returns the axes.
+
+``data`` arguments accept an ArviZ ``InferenceData`` (see :func:`gate_inference_data`) or a
+draw dict as returned by :func:`pyro_betalstm.infer.sample_gates`. Figures are not closed
+here: close them with ``plt.close(ax.figure)`` once saved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)  # a no-op where a backend is already chosen
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import LogNorm, Normalize  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from . import arviz_io  # noqa: E402
+from .summary import SHORT, _pooled_corr  # noqa: E402
+
+GATE_LABELS = {"input_gate": "input gate i", "forget_gate": "forget gate f"}
+
+
+# ----- helpers ---------------------------------------------------------------------------------
+def _axes(ax, n: int, figsize=None) -> np.ndarray:
+    """``n`` axes: a new row of subplots when ``ax`` is None, else ``ax`` checked."""
+    if ax is None:
+        _, axes = plt.subplots(1, n, figsize=figsize or (4.2 * n, 3.6), squeeze=False)
+        return axes[0]
+    axes = np.atleast_1d(np.asarray(ax, dtype=object)).ravel()
+    if axes.size != n:
+        raise ValueError(f"this plot needs {n} axes, got {axes.size}")
+    return axes
+
+
+def _select(array: np.ndarray, sequences, steps) -> np.ndarray:
+    """Restrict a ``(sample, sequence, time, ...)`` array to ``sequences`` and ``steps``."""
+    if sequences is not None:
+        array = (
+            array[:, np.atleast_1d(sequences)]
+            if not isinstance(sequences, slice)
+            else array[:, sequences]
+        )
+    if steps is not None:
+        array = (
+            array[:, :, np.atleast_1d(steps)]
+            if not isinstance(steps, slice)
+            else array[:, :, steps]
+        )
+    return array
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=float).ravel()
+    return values[np.isfinite(values)]
+
+
+def _density(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    values = _finite(values)
+    if values.size == 0:
+        return np.zeros(len(edges) - 1)
+    counts, _ = np.histogram(values, bins=edges)
+    return counts / (values.size * np.diff(edges))
+
+
+def _valid_length(mask: np.ndarray, sequence: int) -> int:
+    return int(mask[sequence].sum())
+
+
+# ----- (a) posterior vs prior densities ----------------------------------------------------------
+def compute_prior_posterior(
+    data, layer: int = 0, units: Sequence[int] = (0,), sequences=None, steps=None, bins: int = 40
+) -> dict:
+    """Histogram densities of ``i`` and ``f`` of ``units`` of ``layer`` under the posterior and
+    the prior, pooled over draws, valid steps of ``sequences`` (default all) and ``steps``
+    (time indices or a slice; default all).
+
+    Returns ``edges`` ``(bins + 1,)``, ``units``, and ``posterior`` / ``prior`` dicts mapping
+    each gate to ``(len(units), bins)`` densities (``prior`` is None without a prior group).
+    """
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    units = [int(u) for u in np.atleast_1d(units)]
+    result = {"edges": edges, "units": units, "layer": layer, "posterior": None, "prior": None}
+    for group in ("posterior", "prior"):
+        try:
+            arrays = arviz_io.gate_arrays(data, group)
+        except ValueError:
+            if group == "posterior":
+                raise
+            continue
+        result[group] = {
+            name: np.stack(
+                [
+                    _density(_select(arrays[name], sequences, steps)[..., layer, u], edges)
+                    for u in units
+                ]
+            )
+            for name in SHORT
+        }
+    return result
+
+
+def plot_prior_posterior(
+    data, layer: int = 0, units: Sequence[int] = (0,), sequences=None, steps=None, bins=40, ax=None
+) -> np.ndarray:
+    """Posterior (solid) against prior (dashed) density of ``i`` (left) and ``f`` (right) for
+    ``units`` of ``layer``. ``ax``: two axes or None. Returns the two axes."""
+    c = compute_prior_posterior(data, layer, units, sequences, steps, bins)
+    axes = _axes(ax, 2, figsize=(10.0, 4.6))
+    for a, name in zip(axes, SHORT, strict=True):
+        for j, unit in enumerate(c["units"]):
+            colour = f"C{j % 10}"
+            a.stairs(
+                c["posterior"][name][j],
+                c["edges"],
+                color=colour,
+                lw=1.8,
+                label=f"unit {unit} posterior",
+            )
+            if c["prior"] is not None:
+                a.stairs(
+                    c["prior"][name][j],
+                    c["edges"],
+                    color=colour,
+                    lw=1.2,
+                    ls="--",
+                    label=f"unit {unit} prior",
+                )
+        a.set_xlim(0, 1)
+        a.set_xlabel(GATE_LABELS[name])
+        a.set_ylabel("density")
+        a.set_title(f"{GATE_LABELS[name]}, layer {layer}: posterior vs prior")
+        a.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2)
+    return axes
+
+
+# ----- (b) joint (i, f) density --------------------------------------------------------------------
+def compute_joint_gates(
+    data,
+    layer: int = 0,
+    unit: int = 0,
+    sequences=None,
+    steps=None,
+    bins: int = 30,
+    group="posterior",
+) -> dict:
+    """2-D histogram of ``(i, f)`` of one unit over draws and valid steps, and its correlation.
+
+    Returns ``counts`` ``(bins, bins)`` (first index: ``i`` bins), ``edges`` and ``corr``.
+    """
+    arrays = arviz_io.gate_arrays(data, group)
+    i = _select(arrays["input_gate"], sequences, steps)[..., layer, unit].ravel()
+    f = _select(arrays["forget_gate"], sequences, steps)[..., layer, unit].ravel()
+    ok = np.isfinite(i) & np.isfinite(f)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    counts, _, _ = np.histogram2d(i[ok], f[ok], bins=[edges, edges])
+    corr = float(_pooled_corr(i[ok], f[ok], axis=0)) if ok.sum() > 1 else np.nan
+    return {"counts": counts, "edges": edges, "corr": corr, "layer": layer, "unit": unit}
+
+
+def plot_joint_gates(
+    data,
+    layer: int = 0,
+    unit: int = 0,
+    sequences=None,
+    steps=None,
+    bins=30,
+    group="posterior",
+    ax=None,
+):
+    """Joint density of ``(i, f)`` of one unit (log colour scale), corr(i, f) in the title."""
+    c = compute_joint_gates(data, layer, unit, sequences, steps, bins, group)
+    (ax,) = _axes(ax, 1, figsize=(4.8, 4.2))
+    counts = np.ma.masked_equal(c["counts"].T, 0)
+    # a log colour scale shows the sparse corners of U-shaped gates; few counts read better linear
+    norm = LogNorm(vmin=1, vmax=counts.max()) if counts.count() and counts.max() > 30 else None
+    mesh = ax.pcolormesh(c["edges"], c["edges"], counts, norm=norm, cmap="viridis")
+    ax.figure.colorbar(mesh, ax=ax, label="count (draws x steps)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.set_xlabel(GATE_LABELS["input_gate"])
+    ax.set_ylabel(GATE_LABELS["forget_gate"])
+    ax.set_title(f"{group} (i, f), layer {layer}, unit {unit}\ncorr(i, f) = {c['corr']:.2f}")
+    return ax
+
+
+# ----- (c) per-token gate bars (the paper's Figure 1) -----------------------------------------------
+def compute_token_gates(data, sequence: int = 0, layer: int = 0, unit: int | None = None) -> dict:
+    """Per valid step of ``sequence``: mean ``i`` and ``f`` over draws (and over units when
+    ``unit`` is None) and corr(i, f) over draws (averaged over units when ``unit`` is None;
+    NaN where the gates do not vary across draws)."""
+    arrays = arviz_io.gate_arrays(data, "posterior")
+    T = _valid_length(arrays["mask"], sequence)
+    i = arrays["input_gate"][:, sequence, :T, layer]  # (sample, T, H)
+    f = arrays["forget_gate"][:, sequence, :T, layer]
+    if unit is not None:
+        i, f = i[..., [unit]], f[..., [unit]]
+    corr = _pooled_corr(i, f, axis=0)  # (T, H)
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(corr)
+        mean_corr = np.where(
+            valid.any(-1), np.where(valid, corr, 0).sum(-1) / valid.sum(-1), np.nan
+        )
+    return {
+        "input_mean": i.mean(axis=(0, 2)),
+        "forget_mean": f.mean(axis=(0, 2)),
+        "corr": mean_corr,
+    }
+
+
+def plot_token_gates(
+    data, tokens: Sequence[str], sequence: int = 0, layer: int = 0, unit: int | None = None, ax=None
+):
+    """Bars of the mean input (plain) and forget (hatched) gate for each token of a text
+    sequence, coloured by corr(i, f) over draws (the paper's Figure 1). ``tokens``: one string
+    per valid step of ``sequence``."""
+    c = compute_token_gates(data, sequence, layer, unit)
+    tokens = [str(t) for t in tokens]
+    if len(tokens) != len(c["corr"]):
+        raise ValueError(f"{len(tokens)} tokens for a sequence of {len(c['corr'])} valid steps")
+    (ax,) = _axes(ax, 1, figsize=(max(5.0, 0.55 * len(tokens) + 2), 3.8))
+    cmap, norm = plt.get_cmap("coolwarm"), Normalize(-1.0, 1.0)
+    colours = [cmap(norm(r)) if np.isfinite(r) else (0.7, 0.7, 0.7, 1.0) for r in c["corr"]]
+    x = np.arange(len(tokens))
+    width = 0.4
+    ax.bar(x - width / 2, c["input_mean"], width, color=colours, edgecolor="black", lw=0.6)
+    ax.bar(
+        x + width / 2, c["forget_mean"], width, color=colours, edgecolor="black", lw=0.6, hatch="//"
+    )
+    ax.set_xticks(x, tokens, rotation=45, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("token")
+    ax.set_ylabel("mean gate value")
+    which = "mean over units" if unit is None else f"unit {unit}"
+    ax.set_title(f"gates per token (layer {layer}, {which}); colour: corr(i, f)")
+    ax.legend(
+        handles=[
+            Patch(facecolor="white", edgecolor="black", label="input gate i"),
+            Patch(facecolor="white", edgecolor="black", hatch="//", label="forget gate f"),
+        ],
+        fontsize="small",
+        loc="upper right",
+    )
+    sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
+    ax.figure.colorbar(sm, ax=ax, label="corr(i, f) over draws")
+    return ax
+
+
+# ----- (d) time x unit heat map ------------------------------------------------------------------------
+def compute_gate_heatmap(
+    data,
+    sequence: int = 0,
+    layer: int = 0,
+    gate: str = "forget_gate",
+    stat: str = "mean",
+    group="posterior",
+) -> np.ndarray:
+    """``(unit, time)`` array of the ``stat`` (``mean`` or ``sd`` over draws) of ``gate`` over the
+    valid steps of ``sequence``."""
+    if gate not in SHORT:
+        raise ValueError(f"gate must be one of {tuple(SHORT)}, got {gate!r}")
+    arrays = arviz_io.gate_arrays(data, group)
+    T = _valid_length(arrays["mask"], sequence)
+    values = arrays[gate][:, sequence, :T, layer]  # (sample, T, H)
+    if stat == "mean":
+        return values.mean(axis=0).T
+    if stat == "sd":
+        return values.std(axis=0).T
+    raise ValueError(f"stat must be 'mean' or 'sd', got {stat!r}")
+
+
+def plot_gate_heatmap(
+    data, sequence=0, layer=0, gate="forget_gate", stat="mean", group="posterior", ax=None
+):
+    """Heat map of a gate over time (x) and units (y) for one sequence, with a colour bar."""
+    values = compute_gate_heatmap(data, sequence, layer, gate, stat, group)
+    (ax,) = _axes(ax, 1, figsize=(7.0, 3.8))
+    vmax = 1.0 if stat == "mean" else max(float(np.nanmax(values)), 1e-6)
+    image = ax.imshow(
+        values,
+        aspect="auto",
+        origin="lower",
+        cmap="viridis",
+        vmin=0.0,
+        vmax=vmax,
+        interpolation="nearest",
+    )
+    ax.figure.colorbar(image, ax=ax, label=f"{stat} of {GATE_LABELS[gate]} over draws")
+    ax.set_xlabel("time step")
+    ax.set_ylabel("unit")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(f"{GATE_LABELS[gate]} ({stat}), sequence {sequence}, layer {layer}")
+    return ax
+
+
+# ----- (e) sigmoid LSTM vs bBLSTM gate histograms ------------------------------------------------------
+def _modes(density: np.ndarray, edges: np.ndarray, max_modes: int = 4) -> np.ndarray:
+    """Centres of the clear local maxima of a histogram (smoothed with a Gaussian of one bin).
+
+    A peak counts if it reaches a quarter of the highest one and the valley separating it from
+    a higher peak dips below 70 % of its height; at most ``max_modes``, highest first, sorted.
+    """
+    if not np.any(density > 0):
+        return np.array([])
+    kernel = np.exp(-0.5 * np.arange(-3, 4) ** 2)
+    smooth = np.convolve(np.pad(density, 3, mode="edge"), kernel / kernel.sum(), mode="valid")
+    left = np.concatenate([[-np.inf], smooth[:-1]])
+    right = np.concatenate([smooth[1:], [-np.inf]])
+    candidates = np.flatnonzero((smooth > left) & (smooth >= right))
+    candidates = candidates[smooth[candidates] >= 0.25 * smooth.max()]
+    kept: list[int] = []
+    for j in sorted(candidates, key=lambda j: -smooth[j]):
+        separated = all(smooth[min(j, k) : max(j, k) + 1].min() < 0.7 * smooth[j] for k in kept)
+        if separated:
+            kept.append(int(j))
+        if len(kept) == max_modes:
+            break
+    centres = (edges[:-1] + edges[1:]) / 2
+    return np.sort(centres[kept])
+
+
+def _skew(values: np.ndarray) -> float:
+    values = _finite(values)
+    if values.size < 3 or values.std() == 0:
+        return np.nan
+    z = (values - values.mean()) / values.std()
+    return float((z**3).mean())
+
+
+def compute_gate_histograms(
+    datasets: Mapping[str, object], layer: int | None = None, bins: int = 50
+) -> dict:
+    """Gate-value histograms of several models (``{label: data}``), pooled over draws, valid
+    steps, units and ``layer`` (None: every layer).
+
+    Returns ``edges`` and, per label and gate, ``density``, ``skew`` and ``modes``.
+    """
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    out = {"edges": edges, "layer": layer, "models": {}}
+    for label, data in datasets.items():
+        arrays = arviz_io.gate_arrays(data, "posterior")
+        stats = {}
+        for name in SHORT:
+            values = arrays[name] if layer is None else arrays[name][..., layer, :]
+            density = _density(values, edges)
+            stats[name] = {
+                "density": density,
+                "skew": _skew(values),
+                "modes": _modes(density, edges),
+            }
+        out["models"][str(label)] = stats
+    return out
+
+
+def plot_gate_histograms(
+    baseline, other, labels: Sequence[str] = ("LSTM", "bBLSTM"), layer=None, bins=50, ax=None
+) -> np.ndarray:
+    """Histograms of input (left) and forget (right) gate values of two models (for instance a
+    sigmoid LSTM and a bBLSTM), with skewness and modes (triangles) in the legend."""
+    if len(labels) != 2 or labels[0] == labels[1]:
+        raise ValueError(f"labels must be two distinct names, got {labels!r}")
+    c = compute_gate_histograms({labels[0]: baseline, labels[1]: other}, layer, bins)
+    axes = _axes(ax, 2, figsize=(10.5, 4.8))
+    edges = c["edges"]
+    for a, name in zip(axes, SHORT, strict=True):
+        top = 0.0
+        for j, label in enumerate(labels):
+            s = c["models"][label][name]
+            colour = f"C{j}"
+            modes = ", ".join(f"{m:.2f}" for m in s["modes"]) or "none"
+            a.stairs(
+                s["density"],
+                edges,
+                fill=True,
+                alpha=0.35,
+                color=colour,
+                label=f"{label}: skew {s['skew']:+.2f}; modes at {modes}",
+            )
+            a.stairs(s["density"], edges, color=colour, lw=1.2)
+            top = max(top, float(s["density"].max()))
+            if len(s["modes"]):
+                idx = np.clip(np.searchsorted(edges, s["modes"]) - 1, 0, len(s["density"]) - 1)
+                a.plot(s["modes"], s["density"][idx], "v", color=colour, ms=7)
+        a.set_xlim(0, 1)
+        a.set_ylim(0, top * 1.25 if top > 0 else 1)
+        a.set_xlabel(GATE_LABELS[name])
+        a.set_ylabel("density")
+        where = "all layers" if layer is None else f"layer {layer}"
+        a.set_title(f"{GATE_LABELS[name]} values ({where})")
+        a.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16))
+    return axes
+
+
+# ----- (f) gradient magnitudes ----------------------------------------------------------------------------
+def compute_gradient_histograms(gradients: Mapping[str, np.ndarray], bins: int = 50) -> dict:
+    """Histograms of ``|dL/d gate pre-activation|`` per variant on shared log-spaced bins.
+
+    ``gradients``: ``{variant: array}`` (any shape; absolute values are taken, zeros and
+    non-finite values dropped). Returns ``edges``, per-variant ``fraction`` (of the variant's
+    values in each bin) and ``median``.
+    """
+    values = {str(k): np.abs(_finite(np.asarray(v, dtype=float))) for k, v in gradients.items()}
+    values = {k: v[v > 0] for k, v in values.items()}
+    pooled = np.concatenate([v for v in values.values() if v.size] or [np.array([1e-8, 1.0])])
+    lo, hi = pooled.min(), pooled.max()
+    if hi <= lo:
+        lo, hi = lo / 10, hi * 10
+    edges = np.logspace(np.log10(lo), np.log10(hi), bins + 1)
+    edges[0], edges[-1] = lo, hi  # exact ends: rounding must not drop the extremes
+    out = {"edges": edges, "fraction": {}, "median": {}}
+    for k, v in values.items():
+        counts, _ = np.histogram(v, bins=edges)
+        out["fraction"][k] = counts / max(v.size, 1)
+        out["median"][k] = float(np.median(v)) if v.size else np.nan
+    return out
+
+
+def plot_gradient_magnitudes(gradients: Mapping[str, np.ndarray], bins: int = 50, ax=None):
+    """Histograms (log x-axis) of gradient magnitudes at the gate pre-activations per variant."""
+    c = compute_gradient_histograms(gradients, bins)
+    (ax,) = _axes(ax, 1, figsize=(6.0, 3.8))
+    for j, (label, fraction) in enumerate(c["fraction"].items()):
+        colour = f"C{j % 10}"
+        ax.stairs(
+            fraction,
+            c["edges"],
+            fill=True,
+            alpha=0.3,
+            color=colour,
+            label=f"{label} (median {c['median'][label]:.2g})",
+        )
+        ax.stairs(fraction, c["edges"], color=colour, lw=1.2)
+    ax.set_xscale("log")
+    ax.set_xlabel("|dL / d gate pre-activation|")
+    ax.set_ylabel("fraction of values")
+    ax.set_title("gradient magnitude at the gates")
+    ax.legend(fontsize="small")
+    return ax
+
+
+# ----- training history --------------------------------------------------------------------------------------
+def plot_elbo_history(data, ax=None):
+    """ELBO per training sequence against epoch (from the ``sample_stats`` group)."""
+    history = arviz_io.history_arrays(data)
+    if "elbo" not in history:
+        raise ValueError("no training history (sample_stats with 'elbo') in the data")
+    (ax,) = _axes(ax, 1, figsize=(5.5, 3.6))
+    ax.plot(history["epoch"], history["elbo"], "o-", label="ELBO per training sequence")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("ELBO (nats per sequence)")
+    ax.set_title("training ELBO")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def save_figure(ax, path) -> None:
+    """Save the figure of ``ax`` (an axes or an array of axes) as PNG and close it."""
+    first = np.atleast_1d(np.asarray(ax, dtype=object)).ravel()[0]
+    fig = first.figure
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

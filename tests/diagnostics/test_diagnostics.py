@@ -1,0 +1,358 @@
+"""pyro_betalstm.diagnostics: InferenceData conversion, netCDF, summaries, plots and the CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from conftest import SHARED_DATA
+
+from pyro_betalstm import diagnostics as diag
+from pyro_betalstm.data import SequenceDataset
+from pyro_betalstm.infer import TrainConfig, fit, sample_gates
+from pyro_betalstm.models import NextStepBernoulli
+from pyro_betalstm.nn import StochasticLSTM
+
+ROOT = Path(__file__).resolve().parents[2]
+MUSIC_DIR = SHARED_DATA / "music"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+KEYS, HIDDEN, LAYERS, DRAWS = 5, 4, 2, 30
+LENGTHS = (9, 6, 4)  # inputs have one step fewer; sequence 0 is the longest
+
+
+def make_data() -> SequenceDataset:
+    g = torch.Generator().manual_seed(0)
+    seqs = [(torch.rand(n, KEYS, generator=g) < 0.3).float() for n in LENGTHS]
+    return SequenceDataset([s[:-1] for s in seqs], [s[1:] for s in seqs], name="toy")
+
+
+def train(gate: str, out: Path):
+    torch.manual_seed(0)
+    model = NextStepBernoulli(
+        StochasticLSTM(KEYS, HIDDEN, LAYERS, gate=gate, batch_first=True), KEYS
+    )
+    data = make_data()
+    fit(model, data, None, TrainConfig(num_epochs=1, batch_size=3, progress=False), out_dir=out)
+    return model, data.batch(range(len(data)))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    runs = {}
+    for gate in ("bivariate", "sigmoid"):
+        out = tmp_path_factory.mktemp(gate)
+        model, batch = train(gate, out)
+        torch.manual_seed(1)
+        idata = diag.gate_inference_data(model, batch, DRAWS, history=out)
+        runs[gate] = {"model": model, "batch": batch, "out": out, "idata": idata}
+    return runs
+
+
+def check_png(path: Path) -> None:
+    assert path.exists() and path.stat().st_size > 1000
+    assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+# ----- InferenceData -------------------------------------------------------------------------------
+def test_inference_data_groups_dims_coords(trained):
+    idata = trained["bivariate"]["idata"]
+    assert set(idata.groups()) == {
+        "posterior",
+        "prior",
+        "observed_data",
+        "constant_data",
+        "sample_stats",
+    }
+    post = idata.posterior
+    dims = ("chain", "draw", "sequence", "time", "layer", "unit")
+    T = max(LENGTHS) - 1
+    for group in (idata.posterior, idata.prior):
+        for name in ("input_gate", "forget_gate"):
+            assert group[name].dims == dims
+            assert group[name].shape == (1, DRAWS, len(LENGTHS), T, LAYERS, HIDDEN)
+        assert group["log_basis"].dims == (*dims, "basis")
+        assert group.sizes["basis"] == 3  # the bivariate family's Olkin-Liu basis
+    assert post["alpha"].dims == (*dims, "basis")
+    assert "alpha" not in idata.prior
+    assert post["chain"].values.tolist() == [0]
+    assert post["draw"].values.tolist() == list(range(DRAWS))
+    assert post["layer"].values.tolist() == list(range(LAYERS))
+    assert idata.observed_data["targets"].dims == ("sequence", "time", "output")
+    assert idata.constant_data["mask"].sum() == sum(n - 1 for n in LENGTHS)
+    stats = idata.sample_stats
+    assert stats["elbo"].dims == ("epoch",) and stats["epoch"].values.tolist() == [1]
+    history = diag.load_history(trained["bivariate"]["out"])
+    assert stats["elbo"].values[0] == pytest.approx(-history[0]["train_loss"])
+    assert post.attrs["gate_family"] == "bivariate"
+
+
+def test_padded_steps_are_nan(trained):
+    idata = trained["bivariate"]["idata"]
+    for s, n in enumerate(LENGTHS):
+        valid = n - 1
+        for group in (idata.posterior, idata.prior):
+            for name in ("input_gate", "forget_gate", "log_basis"):
+                values = group[name].isel(sequence=s).values
+                assert np.isfinite(values[:, :, :valid]).all()
+                assert np.isnan(values[:, :, valid:]).all()
+        targets = idata.observed_data["targets"].isel(sequence=s).values
+        assert np.isfinite(targets[:valid]).all() and np.isnan(targets[valid:]).all()
+    gates = idata.posterior["input_gate"].values
+    assert np.nanmin(gates) >= 0 and np.nanmax(gates) <= 1
+
+
+def test_deterministic_family_has_one_draw_and_no_prior(trained):
+    run = trained["sigmoid"]
+    idata = run["idata"]
+    assert "prior" not in idata.groups() and "alpha" not in idata.posterior
+    assert idata.posterior.sizes["draw"] == 1
+    with pytest.raises(ValueError, match="deterministic"):
+        diag.prior_gate_draws(run["model"], run["batch"], 2)
+
+
+@pytest.mark.parametrize("prior", ["hierarchical", "conditional"])
+def test_prior_draws_of_other_priors(prior):
+    torch.manual_seed(0)
+    lstm = StochasticLSTM(KEYS, HIDDEN, 1, gate="bivariate5", batch_first=True)
+    model = NextStepBernoulli(lstm, KEYS, prior=prior)
+    batch = make_data().batch([0, 1])
+    draws = diag.prior_gate_draws(model, batch, 3)
+    assert draws["input_gate"].shape == (3, 2, max(LENGTHS) - 1, 1, HIDDEN)
+    assert draws["log_basis"].shape[-1] == 5
+    assert torch.isfinite(draws["forget_gate"]).all()
+
+
+def test_netcdf_round_trip(trained, tmp_path):
+    idata = trained["bivariate"]["idata"]
+    path = diag.to_netcdf(idata, tmp_path / "gates.nc")
+    loaded = diag.from_netcdf(path)
+    assert set(loaded.groups()) == set(idata.groups())
+    for group in idata.groups():
+        assert getattr(loaded, group).equals(getattr(idata, group)), group
+    assert loaded.posterior.attrs["gate_family"] == "bivariate"
+
+
+def test_draw_dicts_and_inference_data_agree(trained):
+    run = trained["bivariate"]
+    draws = sample_gates(run["model"], run["batch"], 4)
+    idata = diag.to_inference_data(draws)
+    from_dict = diag.gate_arrays(draws)
+    from_idata = diag.gate_arrays(idata)
+    for name in ("input_gate", "forget_gate", "alpha", "log_basis", "mask"):
+        np.testing.assert_array_equal(from_dict[name], from_idata[name])
+    with pytest.raises(ValueError, match="posterior draws"):
+        diag.gate_arrays(draws, "prior")
+
+
+# ----- summaries -----------------------------------------------------------------------------------
+def test_summaries(trained):
+    table = diag.summarize_gates(trained["bivariate"]["idata"], hdi_prob=0.9)
+    assert table.shape[0] == LAYERS * HIDDEN
+    assert table.index.names == ["layer", "unit"]
+    assert table["corr_if"].between(-1, 1).all()
+    for g in ("i", "f"):
+        assert (table[f"hdi_lower_{g}"] <= table[f"hdi_upper_{g}"]).all()
+        assert table[f"mean_{g}"].between(0, 1).all() and (table[f"sd_{g}"] > 0).all()
+        assert (table[f"ess_{g}"] > 0).all()
+    prior_table = diag.summarize_gates(trained["bivariate"]["idata"], group="prior")
+    assert prior_table["corr_if"].between(-1, 1).all()
+    corr = diag.gate_correlation(trained["bivariate"]["idata"], over="draws")
+    assert corr.shape == (len(LENGTHS), max(LENGTHS) - 1, LAYERS, HIDDEN)
+    assert np.isnan(corr[-1, -1]).all()  # a padded step
+    # one draw: no ESS, but the pooled correlation over steps exists
+    sigmoid = diag.summarize_gates(trained["sigmoid"]["idata"])
+    assert sigmoid["ess_i"].isna().all() and sigmoid["corr_if"].between(-1, 1).all()
+
+
+# ----- plots ---------------------------------------------------------------------------------------------
+def test_plot_prior_posterior(trained, tmp_path):
+    axes = diag.plot_prior_posterior(trained["bivariate"]["idata"], layer=1, units=[0, 2])
+    assert len(axes) == 2
+    for ax, label in zip(axes, ("input gate", "forget gate"), strict=True):
+        assert len(ax.patches) == 4  # posterior and prior steps for two units
+        assert label in ax.get_title() and ax.get_xlabel() and ax.get_ylabel() == "density"
+        assert ax.get_legend() is not None
+    c = diag.compute_prior_posterior(trained["bivariate"]["idata"], units=[1], bins=20)
+    widths = np.diff(c["edges"])
+    for group in ("posterior", "prior"):
+        assert c[group]["input_gate"].shape == (1, 20)
+        assert (c[group]["forget_gate"] * widths).sum() == pytest.approx(1.0)
+    diag.save_figure(axes, tmp_path / "a.png")
+    check_png(tmp_path / "a.png")
+
+
+def test_plot_joint_gates(trained, tmp_path):
+    idata = trained["bivariate"]["idata"]
+    ax = diag.plot_joint_gates(idata, layer=0, unit=1)
+    assert any(isinstance(c, matplotlib.collections.QuadMesh) for c in ax.collections)
+    corr = diag.gate_correlation(idata)[0, 1]
+    assert f"corr(i, f) = {corr:.2f}" in ax.get_title()
+    assert ax.get_xlabel() == "input gate i" and ax.get_ylabel() == "forget gate f"
+    c = diag.compute_joint_gates(idata, layer=0, unit=1)
+    assert c["counts"].sum() == DRAWS * sum(n - 1 for n in LENGTHS)
+    diag.save_figure(ax, tmp_path / "b.png")
+    check_png(tmp_path / "b.png")
+
+
+def test_plot_token_gates(trained, tmp_path):
+    idata = trained["bivariate"]["idata"]
+    # one token per valid step of sequence 0 (8 steps)
+    tokens = "a film that never quite finds its feet".split()
+    fig, ax = matplotlib.pyplot.subplots()
+    out = diag.plot_token_gates(idata, tokens, sequence=0, ax=ax)
+    assert out is ax
+    assert len(ax.patches) == 2 * len(tokens)
+    assert [t.get_text() for t in ax.get_xticklabels()] == tokens
+    assert len(fig.axes) == 2  # the correlation colour bar
+    assert "corr(i, f)" in ax.get_title() and ax.get_legend() is not None
+    c = diag.compute_token_gates(idata, sequence=0)
+    assert np.all(np.abs(c["corr"]) <= 1) and c["input_mean"].shape == (len(tokens),)
+    with pytest.raises(ValueError, match="tokens"):
+        diag.plot_token_gates(idata, tokens[:3], sequence=0)
+    diag.save_figure(ax, tmp_path / "c.png")
+    check_png(tmp_path / "c.png")
+
+
+def test_plot_gate_heatmap(trained, tmp_path):
+    idata = trained["bivariate"]["idata"]
+    ax = diag.plot_gate_heatmap(idata, sequence=1, layer=1, gate="input_gate")
+    assert len(ax.images) == 1
+    assert ax.images[0].get_array().shape == (HIDDEN, LENGTHS[1] - 1)  # valid steps only
+    assert ax.get_xlabel() == "time step" and ax.get_ylabel() == "unit" and ax.get_title()
+    assert len(ax.figure.axes) == 2  # colour bar
+    sd = diag.compute_gate_heatmap(idata, sequence=0, gate="forget_gate", stat="sd")
+    assert (sd > 0).all()
+    diag.save_figure(ax, tmp_path / "d.png")
+    check_png(tmp_path / "d.png")
+
+
+def test_plot_gate_histograms(trained, tmp_path):
+    sigmoid, bblstm = trained["sigmoid"]["idata"], trained["bivariate"]["idata"]
+    raw = sample_gates(trained["bivariate"]["model"], trained["bivariate"]["batch"], 3)
+    axes = diag.plot_gate_histograms(sigmoid, raw, labels=("LSTM", "bBLSTM"))
+    for ax in axes:
+        assert len(ax.patches) == 4  # filled and outlined histogram per model
+        texts = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert texts[0].startswith("LSTM: skew") and texts[1].startswith("bBLSTM: skew")
+        assert "modes at" in texts[1]
+    c = diag.compute_gate_histograms({"LSTM": sigmoid, "bBLSTM": bblstm}, layer=0)
+    assert np.isfinite(c["models"]["bBLSTM"]["input_gate"]["skew"])
+    assert len(c["models"]["LSTM"]["forget_gate"]["modes"]) >= 1
+    diag.save_figure(axes, tmp_path / "e.png")
+    check_png(tmp_path / "e.png")
+
+
+def test_plot_gradient_magnitudes(tmp_path):
+    rng = np.random.default_rng(0)
+    grads = {"LSTM": rng.lognormal(-5, 1, 500), "bBLSTM": -rng.lognormal(-2, 1, (10, 50))}
+    ax = diag.plot_gradient_magnitudes(grads)
+    assert ax.get_xscale() == "log" and len(ax.patches) == 4
+    c = diag.compute_gradient_histograms(grads)
+    assert c["median"]["bBLSTM"] > c["median"]["LSTM"] > 0  # absolute values are taken
+    assert sum(c["fraction"]["LSTM"]) == pytest.approx(1.0)
+    diag.save_figure(ax, tmp_path / "f.png")
+    check_png(tmp_path / "f.png")
+
+
+def test_plot_elbo_history(trained, tmp_path):
+    ax = diag.plot_elbo_history(trained["sigmoid"]["idata"])
+    assert len(ax.lines) == 1 and ax.get_xlabel() == "epoch"
+    diag.save_figure(ax, tmp_path / "g.png")
+    check_png(tmp_path / "g.png")
+    with pytest.raises(ValueError, match="history"):
+        diag.plot_elbo_history(
+            diag.to_inference_data(
+                sample_gates(trained["sigmoid"]["model"], trained["sigmoid"]["batch"], 1)
+            )
+        )
+
+
+def test_only_diagnostics_imports_arviz_and_matplotlib():
+    package = ROOT / "pyro_betalstm"
+    pattern = re.compile(r"^\s*(import|from)\s+(arviz|matplotlib)\b", re.M)
+    offenders = []
+    for path in package.rglob("*.py"):
+        found = {m.group(2) for m in pattern.finditer(path.read_text())}
+        rel = path.relative_to(package).as_posix()
+        if "arviz" in found and rel != "diagnostics/arviz_io.py":
+            offenders.append(rel)
+        if "matplotlib" in found and not rel.startswith("diagnostics/"):
+            offenders.append(rel)
+    assert not offenders
+
+
+# ----- the command line on saved runs ---------------------------------------------------------------
+def load_music_example():
+    spec = importlib.util.spec_from_file_location(
+        "polyphonic_music", ROOT / "examples" / "polyphonic_music.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(
+    not MUSIC_DIR.exists(), reason=f"benchmark piano rolls not found at {MUSIC_DIR}"
+)
+def test_cli_on_saved_music_runs(tmp_path, capsys):
+    from pyro_betalstm.diagnostics.__main__ import main
+
+    music = load_music_example()
+    runs = {}
+    for variant in ("bblstm", "lstm"):
+        runs[variant] = tmp_path / variant
+        args = ["--smoke", "--no-progress", "--dataset", "jsb", "--data-dir", str(MUSIC_DIR)]
+        music.main(music.parse_args([*args, "--variant", variant, "--out-dir", str(runs[variant])]))
+    out = tmp_path / "diagnostics"
+    written = main(
+        [
+            str(runs["bblstm"]),
+            "--out",
+            str(out),
+            "--num-samples",
+            "6",
+            "--max-steps",
+            "12",
+            "--compare",
+            str(runs["lstm"]),
+        ]
+    )
+    printed = capsys.readouterr().out
+    names = {p.name for p in written}
+    assert names == {
+        "inference_data.nc",
+        "gate_summary.csv",
+        "elbo_history.png",
+        "prior_posterior.png",
+        "joint_if.png",
+        "gate_heatmap.png",
+        "gate_histograms.png",
+    }
+    for path in written:
+        assert f"wrote {path}" in printed
+        if path.suffix == ".png":
+            check_png(path)
+    idata = diag.from_netcdf(out / "inference_data.nc")
+    assert {"posterior", "prior", "observed_data", "sample_stats"} <= set(idata.groups())
+    assert idata.posterior.sizes["draw"] == 6 and idata.posterior.sizes["time"] <= 12
+    assert idata.posterior.sizes["unit"] == 8  # the smoke run's hidden size
+    assert idata.observed_data.sizes["output"] == 88
+    # a deterministic run alone: no prior plot
+    alone = main(
+        [
+            str(runs["lstm"]),
+            "--out",
+            str(tmp_path / "lstm_diag"),
+            "--num-samples",
+            "3",
+            "--max-steps",
+            "8",
+            "--no-basis",
+        ]
+    )
+    assert "prior_posterior.png" not in {p.name for p in alone}
