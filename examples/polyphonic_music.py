@@ -208,6 +208,11 @@ def main(args) -> dict:
         f"results: {out / 'results.json'}, checkpoints: {out / 'best.pt'}, gate draws: "
         f"{out / 'gate_draws.pt'}"
     )
+    if not args.no_plots:
+        from pyro_betalstm.diagnostics.render import render_run
+
+        written = render_run(out, data_dir=args.data_dir, num_samples=10 if args.smoke else 100)
+        print(f"plots and ArviZ InferenceData: {out / 'diagnostics'} ({len(written)} files)")
     return record
 
 
@@ -248,6 +253,7 @@ def parse_args(argv=None):
     p.add_argument("--out-dir", default=None)
     p.add_argument("--resume", action="store_true", help="continue from <out-dir>/last.pt")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-plots", action="store_true", help="skip the diagnostics plots")
     p.add_argument("--smoke", action="store_true", help="tiny run for CI (under a minute)")
     return p.parse_args(argv)
 

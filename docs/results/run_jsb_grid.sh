@@ -15,7 +15,7 @@ for seed in $seeds; do
     resume=""
     if [ -f "$out/last.pt" ]; then resume="--resume"; fi
     python examples/polyphonic_music.py --dataset jsb --data-dir "$data_dir" --variant "$variant" \
-      --protocol paper --seed "$seed" --early-stopping 20 --threads 1 --no-progress \
+      --protocol paper --seed "$seed" --early-stopping 20 --threads 1 --no-progress --no-plots \
       --out-dir "$out" $resume
   done
 done
