@@ -70,12 +70,7 @@ def prior_gate_draws(
     finally:
         model.train(was_training)
     result = {k: torch.stack(v).cpu() for k, v in out.items()}
-    B, T = batch.inputs.shape[:2]
-    result["mask"] = (
-        torch.ones(B, T, dtype=torch.bool)
-        if batch.lengths is None
-        else torch.arange(T)[None, :] < batch.lengths[:, None].cpu()
-    )
+    result["mask"] = batch.step_mask()
     return result
 
 

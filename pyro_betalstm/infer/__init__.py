@@ -1,7 +1,13 @@
 """Inference: SVI training, prediction and gate draws."""
 
 from .elbo import GateMeanFieldELBO
-from .predict import GATE_DIMS, evaluate_nll, predictive_log_likelihood, sample_gates
+from .predict import (
+    GATE_DIMS,
+    evaluate_classifier,
+    evaluate_nll,
+    predictive_log_likelihood,
+    sample_gates,
+)
 from .train import FitResult, NonFiniteLossError, TrainConfig, fit, load_best
 
 __all__ = [
@@ -10,6 +16,7 @@ __all__ = [
     "GateMeanFieldELBO",
     "NonFiniteLossError",
     "TrainConfig",
+    "evaluate_classifier",
     "evaluate_nll",
     "fit",
     "load_best",

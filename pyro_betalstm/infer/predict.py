@@ -48,6 +48,65 @@ def evaluate_nll(
 
 
 @torch.no_grad()
+def evaluate_classifier(
+    model: GateModel,
+    data: SequenceDataset,
+    batch_size: int = 64,
+    num_samples: int = 0,
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """Accuracy and NLL per sequence of a classifier whose ``predict_from_run`` gives logits.
+
+    Reports ``accuracy_mean_gates``, ``error_mean_gates`` (``1 - accuracy``, lower is better, for
+    early stopping) and ``nll_mean_gates`` with the paper's mean gates; with ``num_samples = S``
+    and latent gates also ``accuracy_predictive`` and ``nll_predictive`` from the class
+    probabilities averaged over ``S`` gate draws from the guide.
+    """
+    if len(data) == 0:
+        raise ValueError("cannot evaluate on an empty data set")
+    was_training = model.training
+    model.eval()
+    sampled = bool(num_samples) and model.family.is_latent
+    correct_mean, correct_pred, nll_mean, nll_pred, count = 0, 0, 0.0, 0.0, 0
+    try:
+        for batch in data.batches(batch_size):
+            batch = batch.to(device)
+            targets = batch.targets
+            log_p = model.predict_from_run(model.run_network(batch, "mean")[-1], batch)
+            log_p = log_p.log_softmax(-1)
+            correct_mean += int((log_p.argmax(-1) == targets).sum())
+            nll_mean -= float(log_p.gather(-1, targets[:, None]).sum())
+            if sampled:
+                draws = torch.stack(
+                    [
+                        model.predict_from_run(
+                            model.run_network(batch, "sample")[-1], batch
+                        ).log_softmax(-1)
+                        for _ in range(num_samples)
+                    ]
+                )
+                log_p = torch.logsumexp(draws, dim=0) - math.log(num_samples)
+                correct_pred += int((log_p.argmax(-1) == targets).sum())
+                nll_pred -= float(log_p.gather(-1, targets[:, None]).sum())
+            count += batch.batch_size
+    finally:
+        model.train(was_training)
+    result = {
+        "accuracy_mean_gates": correct_mean / count,
+        "error_mean_gates": 1.0 - correct_mean / count,
+        "nll_mean_gates": nll_mean / count,
+        "num_predictions": count,
+    }
+    if sampled:
+        result.update(
+            accuracy_predictive=correct_pred / count,
+            nll_predictive=nll_pred / count,
+            num_samples=num_samples,
+        )
+    return result
+
+
+@torch.no_grad()
 def predictive_log_likelihood(
     model: GateModel, batch: SequenceBatch, num_samples: int
 ) -> torch.Tensor:
@@ -91,10 +150,5 @@ def sample_gates(
     finally:
         model.train(was_training)
     result = {k: torch.stack(v) for k, v in out.items() if v}
-    B, T = batch.inputs.shape[:2]
-    result["mask"] = (
-        torch.ones(B, T, dtype=torch.bool)
-        if batch.lengths is None
-        else torch.arange(T)[None, :] < batch.lengths[:, None].cpu()
-    )
+    result["mask"] = batch.step_mask()
     return result

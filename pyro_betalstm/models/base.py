@@ -11,7 +11,7 @@ from torch import nn
 
 from ..distributions._numerics import sample_log_gamma
 from ..nn import LayerRun, StochasticLSTM
-from ..nn.stochastic_lstm import validate_sequences
+from ..nn.stochastic_lstm import lengths_to_mask, validate_sequences
 from ..priors import GatePrior, get_prior, is_log_space
 from .gate_sites import GuideGateSequence, PriorGateSequence, prior_concentration_rate
 
@@ -45,6 +45,13 @@ class SequenceBatch:
     @property
     def batch_size(self) -> int:
         return self.inputs.shape[0]
+
+    def step_mask(self) -> torch.Tensor:
+        """Boolean ``(B, T)`` mask of valid steps, on the CPU (all True without ``lengths``)."""
+        B, T = self.inputs.shape[:2]
+        if self.lengths is None:
+            return torch.ones(B, T, dtype=torch.bool)
+        return lengths_to_mask(self.lengths.cpu(), T)
 
 
 def site_name(layer: int) -> str:

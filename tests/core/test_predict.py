@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from pyro_betalstm.infer import GATE_DIMS, evaluate_nll, predictive_log_likelihood, sample_gates
+from pyro_betalstm.infer import (
+    GATE_DIMS,
+    evaluate_classifier,
+    evaluate_nll,
+    predictive_log_likelihood,
+    sample_gates,
+)
 
 from . import reference as ref
 from .helpers import make_batch, make_dataset, make_model
@@ -28,6 +34,24 @@ def test_evaluate_nll_mean_gates_equals_reference(float64, head):
     assert result["nll_mean_gates"] == pytest.approx(-total / count, rel=1e-10)
     assert math.isfinite(result["nll_predictive"]) and result["num_samples"] == 2
     assert m.training  # the model's mode is restored
+
+
+@pytest.mark.parametrize("family", ["sigmoid", "bivariate5"])
+def test_evaluate_classifier_matches_direct_computation(float64, family):
+    """Accuracy from argmax of mean-gate logits; NLL equal to evaluate_nll's per sequence."""
+    m = make_model("classifier", family, num_layers=2)
+    data = make_dataset(9)
+    result = evaluate_classifier(m, data, batch_size=4, num_samples=3)
+    correct = 0
+    for batch in data.batches(4):
+        logits = m.predict_from_run(ref.run_network(m, batch, mode="mean")[-1], batch)
+        correct += int((logits.argmax(-1) == batch.targets).sum())
+    assert result["accuracy_mean_gates"] == pytest.approx(correct / 9)
+    assert result["error_mean_gates"] == pytest.approx(1 - correct / 9)
+    nll = evaluate_nll(m, data, batch_size=4)["nll_mean_gates"]
+    assert result["nll_mean_gates"] == pytest.approx(nll, rel=1e-10)
+    assert ("accuracy_predictive" in result) == (family == "bivariate5")
+    assert m.training
 
 
 def test_deterministic_family_has_no_predictive():
