@@ -1,0 +1,55 @@
+"""Console entry point ``pyro-betalstm``.
+
+``pyro-betalstm info`` prints versions, the gate families and the devices torch sees;
+``pyro-betalstm diagnostics RUN_DIR [...]`` renders a saved run's gate diagnostics (the same as
+``python -m pyro_betalstm.diagnostics``). The training scripts live in ``examples/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+
+
+def info() -> dict[str, str]:
+    """Versions of the library and its main dependencies, the gate families and devices."""
+    import pyro
+    import torch
+
+    from . import __version__
+    from .gates import GATE_FAMILIES
+
+    devices = "cpu" + (
+        f", cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""
+    )
+    return {
+        "pyro_betalstm": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "pyro-ppl": pyro.__version__,
+        "gate families": ", ".join(sorted(GATE_FAMILIES)),
+        "devices": devices,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(prog="pyro-betalstm", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["info", "diagnostics"])
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0
+    command, rest = parser.parse_args(argv[:1]).command, argv[1:]
+    if command == "info":
+        for key, value in info().items():
+            print(f"{key}: {value}")
+        return 0
+    from .diagnostics.__main__ import main as diagnostics_main
+
+    diagnostics_main(rest)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
