@@ -12,6 +12,9 @@ from torch import nn
 from ..gates import GateFamily
 
 GateMode = Literal["sample", "mean", "given", "prior"]
+#: ``probe(t, z_gate, i, f, valid)`` sees each step's gate pre-activations ``(B, n_pre, H)``,
+#: gates ``(B, H)`` and valid-row mask ``(B,)`` (or None) while a gradient is being taped.
+GateProbe = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"], None]
 #: ``sampler(t, x_t, h_prev) -> log_basis_t`` draws the basis at step ``t`` in ``prior`` mode.
 BasisSampler = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -58,6 +61,8 @@ class GateLayer(nn.Module):
         bound = hidden_size**-0.5
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)  # torch.nn.LSTM's initialisation
+        #: set by :class:`~pyro_betalstm.nn.gradient_probe.GateGradientProbe`; None: no probe.
+        self.gate_probe: GateProbe | None = None
 
     def forward(
         self,
@@ -93,8 +98,9 @@ class GateLayer(nn.Module):
         outputs, alphas, log_bases, i_gates, f_gates = [], [], [], [], []
         for t in range(T):
             z = torch.addmm(x_steps[t], h, w_h).view(B, nb, H)
+            z_gate = z[:, :ng]  # one view, so that a probe's hook sees the gradient the gates use
             if fam.is_latent:
-                alpha = fam.concentration(z[:, :ng])
+                alpha = fam.concentration(z_gate)
                 alphas.append(alpha)
                 if mode == "mean":
                     i, f = fam.mean_gates(alpha)
@@ -109,8 +115,10 @@ class GateLayer(nn.Module):
                     i, f = fam.gates_from_log_basis(log_u)
                 g, o = z[:, ng], z[:, ng + 1]
             else:
-                i, f = fam.deterministic_gates(z[:, :ng], self.training)
+                i, f = fam.deterministic_gates(z_gate, self.training)
                 g, o = z[:, ng], z[:, ng + 1]
+            if self.gate_probe is not None and z_gate.requires_grad:
+                self.gate_probe(t, z_gate, i, f, None if mask is None else mask[:, t])
             c_new = torch.addcmul(i * torch.tanh(g), f, c)
             h_new = torch.sigmoid(o) * torch.tanh(c_new)
             if mask is not None:
