@@ -37,26 +37,8 @@ from pyro_betalstm.data.music import (
 from pyro_betalstm.infer import TrainConfig, evaluate_nll, fit, load_best, sample_gates
 from pyro_betalstm.models import NextStepBernoulli
 from pyro_betalstm.nn import StochasticLSTM
+from pyro_betalstm.variants import VARIANTS
 
-#: The paper's seven variants with the authors' parameter-matched hidden sizes and dropout.
-VARIANTS = {
-    "lstm": {"gate": "sigmoid", "hidden": 200, "dropout": 0.1, "prior_term": False},
-    "cifg": {"gate": "coupled", "hidden": 232, "dropout": 0.1, "prior_term": False},
-    "g2lstm": {"gate": "gumbel", "hidden": 200, "dropout": 0.1, "prior_term": False},
-    "blstm": {"gate": "beta", "hidden": 161, "dropout": 0.1, "prior_term": False},
-    "bblstm": {"gate": "bivariate", "hidden": 177, "dropout": 0.1, "prior_term": False},
-    "bblstm5g": {"gate": "bivariate5", "hidden": 148, "dropout": 0.2, "prior_term": False},
-    "bblstm5gp": {"gate": "bivariate5", "hidden": 148, "dropout": 0.2, "prior_term": True},
-}
-PAPER_NAMES = {
-    "lstm": "LSTM",
-    "cifg": "CIFG",
-    "g2lstm": "G2-LSTM",
-    "blstm": "BLSTM",
-    "bblstm": "bBLSTM",
-    "bblstm5g": "bBLSTM(5G)",
-    "bblstm5gp": "bBLSTM(5G+p)",
-}
 #: The authors' kl_lambda: 1.0 on JSB, 0.001 on the others.
 PAPER_KL_WEIGHT = {"jsb": 1.0, "jsb-music21": 1.0}
 
@@ -78,11 +60,11 @@ def settings(args) -> dict:
     """Resolve the variant, the protocol and explicit flags into one settings dict."""
     variant = VARIANTS[args.variant]
     s = {
-        "gate": variant["gate"],
+        "gate": variant.gate,
         "hidden": 64,
         "layers": 2,
-        "dropout": variant["dropout"],
-        "kl_weight": PAPER_KL_WEIGHT.get(args.dataset, 1e-3) if variant["prior_term"] else 0.0,
+        "dropout": variant.music_dropout,
+        "kl_weight": PAPER_KL_WEIGHT.get(args.dataset, 1e-3) if variant.prior_term else 0.0,
         "prior": "gamma",
         "lr": 2e-3,
         "num_epochs": 12,
@@ -91,7 +73,7 @@ def settings(args) -> dict:
         "eval_samples": 10,
     }
     if args.protocol == "paper":
-        s.update(hidden=variant["hidden"], num_epochs=100, seed=1000)
+        s.update(hidden=variant.music_hidden, num_epochs=100, seed=1000)
     for key in (
         "gate",
         "hidden",
@@ -165,7 +147,7 @@ def main(args) -> dict:
         "data_source": rolls.source,
         "split": rolls.summary(),
         "variant": args.variant,
-        "paper_name": PAPER_NAMES[args.variant],
+        "paper_name": VARIANTS[args.variant].paper_name,
         "protocol": "smoke" if args.smoke else args.protocol,
         "settings": s,
         "seed": seed,
@@ -184,7 +166,7 @@ def main(args) -> dict:
     with open(out / "results.json", "w") as fh:
         json.dump(record, fh, indent=2)
     row = (
-        f"| {rolls.name} | {PAPER_NAMES[args.variant]} | {seed} | {record['protocol']} | "
+        f"| {rolls.name} | {VARIANTS[args.variant].paper_name} | {seed} | {record['protocol']} | "
         f"{scores['valid']['nll_mean_gates']:.3f} | {scores['test']['nll_mean_gates']:.3f} | "
         f"{scores['test'].get('nll_predictive', float('nan')):.3f} | {result.best_epoch} | "
         f"{record['wall_seconds'] / 60:.1f} |\n"

@@ -445,6 +445,26 @@ def plot_gradient_magnitudes(gradients: Mapping[str, np.ndarray], bins: int = 50
     return ax
 
 
+def plot_gradient_history(
+    history: Mapping[str, Sequence[float]], ylabel: str = "mean |dL / dz|", ax=None
+):
+    """A per-epoch statistic (for instance the mean gate gradient of a
+    :class:`~pyro_betalstm.nn.GateGradientProbe`) per variant, log y-axis."""
+    if not history:
+        raise ValueError("history is empty; expected {variant: per-epoch values}")
+    (ax,) = _axes(ax, 1, figsize=(5.5, 3.6))
+    for label, values in history.items():
+        values = np.asarray(values, dtype=float)
+        ax.plot(np.arange(1, len(values) + 1), values, "o-", label=str(label))
+    ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title("gradient at the gates during training")
+    ax.legend(fontsize="small")
+    return ax
+
+
 # ----- training history --------------------------------------------------------------------------------------
 def plot_elbo_history(data, ax=None):
     """ELBO per training sequence against epoch (from the ``sample_stats`` group)."""

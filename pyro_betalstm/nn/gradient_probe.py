@@ -37,6 +37,7 @@ class LayerGradients:
     histogram: torch.Tensor = field(
         default_factory=lambda: torch.zeros(len(LOG10_BINS) + 1, dtype=torch.float64)
     )
+    samples: list[torch.Tensor] = field(default_factory=list)
 
     def _grow(self, t: int) -> None:
         if t >= len(self.count):
@@ -57,10 +58,15 @@ class GateGradientProbe:
     models trained with the same data, batch size and likelihood.
     """
 
-    def __init__(self, lstm: StochasticLSTM):
+    def __init__(self, lstm: StochasticLSTM, sample_fraction: float = 0.0, seed: int = 0):
         if not isinstance(lstm, StochasticLSTM):
             raise TypeError(f"expected a StochasticLSTM, got {type(lstm).__name__}")
+        if not 0.0 <= sample_fraction <= 1.0:
+            raise ValueError(f"sample_fraction must lie in [0, 1], got {sample_fraction}")
         self.lstm = lstm
+        self.sample_fraction = sample_fraction
+        # its own generator: keeping samples must not change the training's random stream
+        self._generator = torch.Generator().manual_seed(seed)
         self.layers = [LayerGradients() for _ in lstm.layers]
 
     # ----- attaching --------------------------------------------------------------------------
@@ -94,6 +100,9 @@ class GateGradientProbe:
             logs = torch.log10(g.clamp_min(1e-30)).flatten().cpu()
             idx = torch.bucketize(logs, LOG10_BINS.to(logs.dtype))
             stats.histogram += torch.bincount(idx, minlength=len(LOG10_BINS) + 1).double()
+            if self.sample_fraction > 0:
+                keep = torch.rand(g.numel(), generator=self._generator) < self.sample_fraction
+                stats.samples.append(g.flatten().cpu()[keep])
 
         def on_gate(grad: torch.Tensor) -> None:
             g = grad.detach().abs()
@@ -131,6 +140,11 @@ class GateGradientProbe:
                 "elements": n,
             }
         return out
+
+    def samples(self, layer: int = 0) -> torch.Tensor:
+        """The kept random share (``sample_fraction``) of ``|dL/dz|`` values of ``layer``."""
+        kept = self.layers[layer].samples
+        return torch.cat(kept) if kept else torch.zeros(0)
 
     def per_step(self, layer: int = 0) -> torch.Tensor:
         """Mean ``|dL/dz|`` at each time step of ``layer`` (NaN where no step was seen)."""

@@ -51,6 +51,7 @@ def test_padded_steps_are_not_counted_and_per_step_means():
     with GateGradientProbe(lstm) as probe:
         lstm.run(torch.randn(2, 5, 3), mask)[-1].outputs.sum().backward()
     valid_steps = int(mask.sum())
+    assert probe.samples(0).numel() == 0  # sample_fraction 0 keeps none
     assert probe.summary()["layer0"]["elements"] == valid_steps * 5 * 4  # K = 5 basis, H = 4
     per_step = probe.per_step(0)
     assert per_step.shape == (5,) and torch.isfinite(per_step).all() and (per_step > 0).all()
@@ -69,6 +70,18 @@ def test_records_through_svi_and_not_under_no_grad():
         assert stats["pre_mean_abs"] > 0 and stats["gate_mean_abs"] > 0
     probe.reset()
     assert all(float(s.count.sum()) == 0 for s in probe.layers)
+
+
+def test_kept_samples_are_a_share_of_the_valid_values():
+    torch.manual_seed(3)
+    lstm = StochasticLSTM(3, 6, 1, gate="sigmoid", batch_first=True)
+    with GateGradientProbe(lstm, sample_fraction=1.0) as probe:
+        (lstm.run(torch.randn(3, 4, 3))[-1].outputs ** 2).sum().backward()
+    values = probe.samples(0)
+    assert values.numel() == probe.summary()["layer0"]["elements"] == 3 * 4 * 2 * 6
+    assert float(values.mean()) == pytest.approx(probe.summary()["layer0"]["pre_mean_abs"])
+    with pytest.raises(ValueError, match="sample_fraction"):
+        GateGradientProbe(lstm, sample_fraction=1.5)
 
 
 def test_refuses_a_second_probe_and_a_non_lstm():

@@ -259,6 +259,16 @@ def test_plot_gradient_magnitudes(tmp_path):
     check_png(tmp_path / "f.png")
 
 
+def test_plot_gradient_history(tmp_path):
+    ax = diag.plot_gradient_history({"LSTM": [1e-3, 5e-4, 2e-4], "bBLSTM(5G)": [3e-3, 2e-3, 1e-3]})
+    assert ax.get_yscale() == "log" and len(ax.lines) == 2
+    assert list(ax.lines[0].get_xdata()) == [1, 2, 3]
+    diag.save_figure(ax, tmp_path / "h.png")
+    check_png(tmp_path / "h.png")
+    with pytest.raises(ValueError, match="empty"):
+        diag.plot_gradient_history({})
+
+
 def test_plot_elbo_history(trained, tmp_path):
     ax = diag.plot_elbo_history(trained["sigmoid"]["idata"])
     assert len(ax.lines) == 1 and ax.get_xlabel() == "epoch"
