@@ -16,25 +16,41 @@ from pathlib import Path
 ORDER = ["lstm", "cifg", "g2lstm", "blstm", "bblstm", "bblstm5g", "bblstm5gp"]
 
 
+def protocol(r: dict) -> str:
+    """``paper``, or the shorter protocol's hidden size, epochs and batch size."""
+    if r["protocol"] == "paper":
+        return "paper"
+    s = r["settings"]
+    return f"short: h{s['hidden']}, {s['num_epochs']} ep, batch {s['batch_size']}"
+
+
 def main(runs_dir: Path, data_dir: Path | None) -> None:
     records = [json.loads(p.read_text()) for p in sorted(runs_dir.glob("*/results.json"))]
-    print("| dataset | variant | seed | epochs run (best) | valid NLL | test NLL (mean gates) "
-          "| test NLL (predictive, S=10) | parameters | wall time | hardware |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| dataset | protocol | variant | seed | epochs run (best) | valid NLL | test NLL (mean "
+          "gates) | test NLL (predictive, S=10) | below frequency baseline | parameters | "
+          "wall time | hardware |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     groups = defaultdict(list)
-    for r in sorted(records, key=lambda r: (r["dataset"], ORDER.index(r["variant"]), r["seed"])):
+    key = lambda r: (r["dataset"], protocol(r), ORDER.index(r["variant"]), r["seed"])  # noqa: E731
+    for r in sorted(records, key=key):
         pred = r["test"].get("nll_predictive")
+        gap = r["frequency_baseline_test_nll"] - r["test"]["nll_mean_gates"]
         print(
-            f"| {r['dataset']} | {r['paper_name']} | {r['seed']} | {r['epochs_run']} "
+            f"| {r['dataset']} | {protocol(r)} | {r['paper_name']} | {r['seed']} | {r['epochs_run']} "
             f"({r['best_epoch']}) | {r['valid']['nll_mean_gates']:.3f} | "
             f"{r['test']['nll_mean_gates']:.3f} | {'-' if pred is None else f'{pred:.3f}'} | "
-            f"{r['parameters']} | {r['wall_seconds'] / 60:.0f} min | {r['hardware']} |"
+            f"{gap:.2f} | {r['parameters']} | {r['wall_seconds'] / 60:.0f} min | {r['hardware']} |"
         )
-        groups[(r["dataset"], r["paper_name"])].append(r["test"]["nll_mean_gates"])
-    print("\n| dataset | variant | seeds | test NLL mean | sd |\n|---|---|---|---|---|")
-    for (dataset, name), values in groups.items():
+        groups[(r["dataset"], protocol(r), r["paper_name"])].append(r["test"]["nll_mean_gates"])
+    print(
+        "\n| dataset | protocol | variant | seeds | test NLL mean | sd |\n|---|---|---|---|---|---|"
+    )
+    for (dataset, proto, name), values in groups.items():
         sd = statistics.stdev(values) if len(values) > 1 else float("nan")
-        print(f"| {dataset} | {name} | {len(values)} | {statistics.mean(values):.3f} | {sd:.3f} |")
+        print(
+            f"| {dataset} | {proto} | {name} | {len(values)} | {statistics.mean(values):.3f} | "
+            f"{sd:.3f} |"
+        )
     if data_dir is not None:
         from pyro_betalstm.data.music import BENCHMARK_FILES, frequency_baseline_nll, load_benchmark
 
