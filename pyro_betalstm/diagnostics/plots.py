@@ -399,32 +399,40 @@ def plot_gate_histograms(
 
 
 # ----- (f) gradient magnitudes ----------------------------------------------------------------------------
-def compute_gradient_histograms(gradients: Mapping[str, np.ndarray], bins: int = 50) -> dict:
+def compute_gradient_histograms(
+    gradients: Mapping[str, np.ndarray], bins: int = 50, floor: float = 1e-12
+) -> dict:
     """Histograms of ``|dL/d gate pre-activation|`` per variant on shared log-spaced bins.
 
     ``gradients``: ``{variant: array}`` (any shape; absolute values are taken, zeros and
-    non-finite values dropped). Returns ``edges``, per-variant ``fraction`` (of the variant's
-    values in each bin) and ``median``.
+    non-finite values dropped). Values below ``floor`` (including zeros) are left out of the
+    bins, so that a few underflowing values do not stretch the axis over dozens of decades; their
+    share is in ``below_floor``. Returns ``edges``, per-variant ``fraction`` (of the variant's
+    values in each bin), ``median`` (of all its values) and ``below_floor``.
     """
     values = {str(k): np.abs(_finite(np.asarray(v, dtype=float))) for k, v in gradients.items()}
-    values = {k: v[v > 0] for k, v in values.items()}
+    below = {k: float(np.mean(v < floor)) if v.size else np.nan for k, v in values.items()}
+    medians = {k: float(np.median(v)) if v.size else np.nan for k, v in values.items()}
+    values = {k: v[v >= floor] for k, v in values.items()}
     pooled = np.concatenate([v for v in values.values() if v.size] or [np.array([1e-8, 1.0])])
     lo, hi = pooled.min(), pooled.max()
     if hi <= lo:
         lo, hi = lo / 10, hi * 10
     edges = np.logspace(np.log10(lo), np.log10(hi), bins + 1)
     edges[0], edges[-1] = lo, hi  # exact ends: rounding must not drop the extremes
-    out = {"edges": edges, "fraction": {}, "median": {}}
+    out = {"edges": edges, "fraction": {}, "median": medians, "below_floor": below}
     for k, v in values.items():
         counts, _ = np.histogram(v, bins=edges)
         out["fraction"][k] = counts / max(v.size, 1)
-        out["median"][k] = float(np.median(v)) if v.size else np.nan
     return out
 
 
-def plot_gradient_magnitudes(gradients: Mapping[str, np.ndarray], bins: int = 50, ax=None):
-    """Histograms (log x-axis) of gradient magnitudes at the gate pre-activations per variant."""
-    c = compute_gradient_histograms(gradients, bins)
+def plot_gradient_magnitudes(
+    gradients: Mapping[str, np.ndarray], bins: int = 50, floor: float = 1e-12, ax=None
+):
+    """Histograms (log x-axis) of gradient magnitudes at the gate pre-activations per variant;
+    the legend gives each median and the share of values below ``floor`` (not drawn)."""
+    c = compute_gradient_histograms(gradients, bins, floor)
     (ax,) = _axes(ax, 1, figsize=(6.0, 3.8))
     for j, (label, fraction) in enumerate(c["fraction"].items()):
         colour = f"C{j % 10}"
@@ -434,7 +442,8 @@ def plot_gradient_magnitudes(gradients: Mapping[str, np.ndarray], bins: int = 50
             fill=True,
             alpha=0.3,
             color=colour,
-            label=f"{label} (median {c['median'][label]:.2g})",
+            label=f"{label} (median {c['median'][label]:.2g}, "
+            f"{100 * c['below_floor'][label]:.1f}% below {floor:.0e})",
         )
         ax.stairs(fraction, c["edges"], color=colour, lw=1.2)
     ax.set_xscale("log")

