@@ -71,6 +71,7 @@ def settings(args) -> dict:
         "batch_size": 16,
         "plateau_start_epoch": 10,
         "eval_samples": 10,
+        "train_chunk": None,
     }
     if args.protocol == "paper":
         s.update(hidden=variant.music_hidden, num_epochs=100, seed=1000)
@@ -85,6 +86,7 @@ def settings(args) -> dict:
         "num_epochs",
         "batch_size",
         "eval_samples",
+        "train_chunk",
     ):
         value = getattr(args, key)
         if value is not None:
@@ -131,7 +133,8 @@ def main(args) -> dict:
         progress=not args.no_progress,
         early_stopping_patience=args.early_stopping,
     )
-    train, valid, test = (rolls.next_step(split) for split in ("train", "valid", "test"))
+    train = rolls.next_step("train", chunk_length=s["train_chunk"])
+    valid, test = rolls.next_step("valid"), rolls.next_step("test")
     print(f"{name}: {rolls.summary()} | {sum(p.numel() for p in model.parameters())} parameters")
     result = fit(model, train, valid, config, out_dir=out, resume=args.resume)
     load_best(model, out, args.device)
@@ -222,6 +225,13 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", dest="batch_size", type=int, default=None)
     p.add_argument("--num-epochs", dest="num_epochs", type=int, default=None)
     p.add_argument("--eval-samples", dest="eval_samples", type=int, default=None)
+    p.add_argument(
+        "--train-chunk",
+        dest="train_chunk",
+        type=int,
+        default=None,
+        help="train on windows of this many transitions (evaluation uses whole sequences)",
+    )
     p.add_argument("--seed", type=int, default=None)
     p.add_argument(
         "--early-stopping",

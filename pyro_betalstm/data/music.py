@@ -51,11 +51,25 @@ class PianoRolls:
             raise ValueError(f"unknown split {name!r}; expected one of {SPLITS}")
         return getattr(self, name)
 
-    def next_step(self, split: str) -> SequenceDataset:
-        """Next-frame data: inputs ``seq[:-1]``, targets ``seq[1:]`` (sequences of 2+ frames)."""
+    def next_step(self, split: str, chunk_length: int | None = None) -> SequenceDataset:
+        """Next-frame data: inputs ``seq[:-1]``, targets ``seq[1:]`` (sequences of 2+ frames).
+
+        ``chunk_length``: cut each sequence into windows of ``chunk_length + 1`` frames that
+        overlap by one frame, so that every transition ``t -> t+1`` is predicted exactly once
+        but the state is not carried across windows (for training on very long pieces with
+        more, shorter updates; never for evaluation, which must see whole sequences).
+        """
         rolls = [r for r in self.split(split) if r.shape[0] >= 2]
         if not rolls:
             raise ValueError(f"{self.name}/{split}: no sequence has two or more frames")
+        if chunk_length is not None:
+            if chunk_length < 1:
+                raise ValueError(f"chunk_length must be positive, got {chunk_length}")
+            rolls = [
+                r[start : start + chunk_length + 1]
+                for r in rolls
+                for start in range(0, r.shape[0] - 1, chunk_length)
+            ]
         return SequenceDataset(
             [r[:-1] for r in rolls], [r[1:] for r in rolls], name=f"{self.name}/{split}"
         )
