@@ -21,7 +21,8 @@ def protocol(r: dict) -> str:
     if r["protocol"] == "paper":
         return "paper"
     s = r["settings"]
-    return f"short: h{s['hidden']}, {s['num_epochs']} ep, batch {s['batch_size']}"
+    chunk = f", windows {s['train_chunk']}" if s.get("train_chunk") else ""
+    return f"short: h{s['hidden']}, {s['num_epochs']} ep, batch {s['batch_size']}{chunk}"
 
 
 def main(runs_dir: Path, data_dir: Path | None) -> None:
