@@ -259,7 +259,7 @@ def run_fold(args, s: dict, data: TextDataset, tokens, folds, fold: int, out: Pa
     }
     if fold == folds_to_run(args)[0]:  # gate draws of a few test sentences, for diagnostics
         batch = test.batch(range(min(4, len(test)))).to(args.device)
-        draws = sample_gates(model, model.embed_batch(batch), 20)
+        draws = sample_gates(model, batch, 20)
         draws["tokens"] = [
             vocab.decode(ids[: int(n)])
             for ids, n in zip(

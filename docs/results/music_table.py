@@ -27,9 +27,11 @@ def protocol(r: dict) -> str:
 
 def main(runs_dir: Path, data_dir: Path | None) -> None:
     records = [json.loads(p.read_text()) for p in sorted(runs_dir.glob("*/results.json"))]
-    print("| dataset | protocol | variant | seed | epochs run (best) | valid NLL | test NLL (mean "
-          "gates) | test NLL (predictive, S=10) | below frequency baseline | parameters | "
-          "wall time | hardware |")
+    print(
+        "| dataset | protocol | variant | seed | epochs run (best) | valid NLL | test NLL (mean "
+        "gates) | test NLL (predictive, S=10) | below frequency baseline | parameters | "
+        "wall time | hardware |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     groups = defaultdict(list)
     key = lambda r: (r["dataset"], protocol(r), ORDER.index(r["variant"]), r["seed"])  # noqa: E731
@@ -58,8 +60,10 @@ def main(runs_dir: Path, data_dir: Path | None) -> None:
         print("\n| dataset | frequency baseline, valid | test |\n|---|---|---|")
         for name in BENCHMARK_FILES:
             rolls = load_benchmark(name, data_dir)
-            print(f"| {name} | {frequency_baseline_nll(rolls, 'valid'):.3f} | "
-                  f"{frequency_baseline_nll(rolls, 'test'):.3f} |")
+            print(
+                f"| {name} | {frequency_baseline_nll(rolls, 'valid'):.3f} | "
+                f"{frequency_baseline_nll(rolls, 'test'):.3f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -76,6 +76,8 @@ class PianoRolls:
 
     def key_frequencies(self) -> torch.Tensor:
         """Per-key frequency over all training frames (for the frequency baseline)."""
+        if not self.train:
+            raise ValueError(f"{self.name}: the train split is empty; no key frequencies")
         frames = torch.cat(self.train)
         return frames.mean(0)
 
@@ -115,7 +117,10 @@ def load_piano_rolls(path: str | Path, name: str | None = None) -> PianoRolls:
     """Read a ``.mat`` or Boulanger-Lewandowski ``.pickle`` file of piano-roll splits."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"piano-roll file not found: {path}")
+        raise FileNotFoundError(
+            f"piano-roll file not found: {path} (expected a .mat file with traindata/validdata/"
+            "testdata or a Boulanger-Lewandowski .pickle with train/valid/test)"
+        )
     name = name or path.stem
     if path.suffix == ".mat":
         from scipy.io import loadmat
@@ -143,6 +148,9 @@ def load_piano_rolls(path: str | Path, name: str | None = None) -> PianoRolls:
         }
     else:
         raise ValueError(f"{path}: unsupported format {path.suffix!r}; expected .mat or .pickle")
+    empty = [s for s in SPLITS if not splits[s]]
+    if empty:
+        raise ValueError(f"{path}: the {empty} split(s) hold no sequences; expected at least one")
     return PianoRolls(name, splits["train"], splits["valid"], splits["test"], source=str(path))
 
 
@@ -168,7 +176,10 @@ def frequency_baseline_nll(rolls: PianoRolls, split: str = "test") -> float:
     Frames ``seq[1:]`` of ``split`` are scored, as the models' next-frame metric does.
     """
     p = rolls.key_frequencies().double().clamp(1e-6, 1 - 1e-6)
-    frames = torch.cat([r[1:] for r in rolls.split(split) if r.shape[0] >= 2]).double()
+    scored = [r[1:] for r in rolls.split(split) if r.shape[0] >= 2]
+    if not scored:
+        raise ValueError(f"{rolls.name}/{split}: no sequence has two or more frames to score")
+    frames = torch.cat(scored).double()
     log_lik = frames @ p.log() + (1 - frames) @ torch.log1p(-p)
     return float(-log_lik.mean())
 

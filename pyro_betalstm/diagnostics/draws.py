@@ -46,6 +46,7 @@ def prior_gate_draws(
         raise ValueError(f"num_samples must be positive, got {num_samples}")
     was_training = model.training
     model.eval()
+    batch = model.embed_batch(batch)  # raw inputs through the model's front end
     lstm, mask = model.lstm, model._mask(batch)
     out: dict[str, list] = {"input_gate": [], "forget_gate": [], "log_basis": []}
     try:

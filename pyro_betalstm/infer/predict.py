@@ -138,9 +138,10 @@ def sample_gates(
     try:
         keys = ["input_gate", "forget_gate", "alpha", "log_basis"]
         out: dict[str, list] = {k: [] for k in keys}
+        lstm_batch = model.embed_batch(batch)  # raw inputs through the model's front end
         for _ in range(num_samples):
-            mask = model._mask(batch)
-            runs = model.lstm.run(batch.inputs, mask, gate_mode=gate_mode, record_gates=True)
+            mask = model._mask(lstm_batch)
+            runs = model.lstm.run(lstm_batch.inputs, mask, gate_mode=gate_mode, record_gates=True)
             out["input_gate"].append(torch.stack([r.gates[0] for r in runs], dim=2))
             out["forget_gate"].append(torch.stack([r.gates[1] for r in runs], dim=2))
             if model.family.is_latent:

@@ -198,6 +198,14 @@ class GateModel(nn.Module):
                 self._guide_runs.append(site.run)
 
     # ----- prediction ----------------------------------------------------------------------------
+    def embed_batch(self, batch: SequenceBatch) -> SequenceBatch:
+        """The batch as the LSTM sees it. The identity here; a model with an input front end
+        (word embeddings, an image encoder) returns ``inputs`` mapped to ``(B, T, D)`` floats, so
+        that :meth:`run_network` and gate draws (:func:`~pyro_betalstm.infer.sample_gates`)
+        take the raw batch."""
+        return batch
+
     def run_network(self, batch: SequenceBatch, gate_mode: str = "mean") -> list[LayerRun]:
         """Run the network without Pyro: ``mean`` gates (the paper's evaluation) or ``sample``."""
+        batch = self.embed_batch(batch)
         return self.lstm.run(batch.inputs, self._mask(batch), gate_mode=gate_mode)

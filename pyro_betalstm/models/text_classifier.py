@@ -94,8 +94,5 @@ class TextClassifier(SequenceClassifier):
     def guide(self, batch: SequenceBatch) -> None:
         super().guide(self.embed_batch(batch))
 
-    def run_network(self, batch: SequenceBatch, gate_mode: str = "mean") -> list[LayerRun]:
-        return super().run_network(self.embed_batch(batch), gate_mode)
-
     def predict_from_run(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:
         return self.output(self.dropout(run.h_n))

