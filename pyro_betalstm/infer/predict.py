@@ -21,7 +21,8 @@ def evaluate_nll(
     num_samples: int = 0,
     device: str | torch.device = "cpu",
 ) -> dict[str, float]:
-    """Negative log-likelihood per prediction (per frame for music, per sequence otherwise).
+    """Negative log-likelihood per prediction, the unit of ``model.num_predictions`` (per
+    predicted frame for music, per token for captions, per sequence for classifiers).
 
     Always reports ``nll_mean_gates`` (the paper's evaluation: gates at their Beta means). With
     ``num_samples = S > 0`` and a latent gate family it also reports ``nll_predictive``, the
