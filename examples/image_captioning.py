@@ -51,26 +51,8 @@ from pyro_betalstm.gates import get_gate_family
 from pyro_betalstm.infer import TrainConfig, evaluate_nll, fit, load_best, sample_gates
 from pyro_betalstm.models.caption import CaptionDecoder
 from pyro_betalstm.nn import StochasticLSTM
+from pyro_betalstm.variants import VARIANTS
 
-#: The paper's seven variants; hidden sizes are matched to the LSTM's decoder parameter count.
-VARIANTS = {
-    "lstm": {"gate": "sigmoid", "prior_term": False},
-    "cifg": {"gate": "coupled", "prior_term": False},
-    "g2lstm": {"gate": "gumbel", "prior_term": False},
-    "blstm": {"gate": "beta", "prior_term": False},
-    "bblstm": {"gate": "bivariate", "prior_term": False},
-    "bblstm5g": {"gate": "bivariate5", "prior_term": False},
-    "bblstm5gp": {"gate": "bivariate5", "prior_term": True},
-}
-PAPER_NAMES = {
-    "lstm": "LSTM",
-    "cifg": "CIFG",
-    "g2lstm": "G2-LSTM",
-    "blstm": "BLSTM",
-    "bblstm": "bBLSTM",
-    "bblstm5g": "bBLSTM(5G)",
-    "bblstm5gp": "bBLSTM(5G+p)",
-}
 #: Protocols: ``reduced`` is what docs/results/image_captioning.md ran on a shared CPU;
 #: ``full`` is the documented larger protocol (not run there).
 PROTOCOLS = {
@@ -118,7 +100,7 @@ def settings(args) -> dict:
     """Resolve the variant, the protocol and explicit flags into one settings dict."""
     variant = VARIANTS[args.variant]
     s = {
-        "gate": variant["gate"],
+        "gate": variant.gate,
         "hidden": None,  # parameter-matched to an LSTM of reference_hidden
         "reference_hidden": 128,
         "embed": 64,
@@ -126,7 +108,7 @@ def settings(args) -> dict:
         "image_input": "every",
         "dropout": 0.1,
         # no captioning value is published; the authors' value for most music sets
-        "kl_weight": 1e-3 if variant["prior_term"] else 0.0,
+        "kl_weight": 1e-3 if variant.prior_term else 0.0,
         "prior": "gamma",
         "lr": 2e-3,
         "batch_size": 32,
@@ -260,7 +242,7 @@ def main(args) -> dict:
     print(
         f"{name}: SYNTHETIC task, {summary['train']['images']}/{summary['valid']['images']}/"
         f"{summary['test']['images']} images, {len(train)} training captions, vocabulary "
-        f"{len(vocab)} | {PAPER_NAMES[args.variant]}, hidden {s['hidden']}, {parameters} parameters"
+        f"{len(vocab)} | {VARIANTS[args.variant].paper_name}, hidden {s['hidden']}, {parameters} parameters"
     )
     result = fit(model, train, valid, config, out_dir=out, resume=args.resume)
     train_seconds = time.perf_counter() - started
@@ -344,7 +326,7 @@ def main(args) -> dict:
         "training_captions": len(train),
         "vocabulary": vocab.words,
         "variant": args.variant,
-        "paper_name": PAPER_NAMES[args.variant],
+        "paper_name": VARIANTS[args.variant].paper_name,
         "protocol": "smoke" if args.smoke else args.protocol,
         "settings": s,
         "seed": seed,

@@ -55,26 +55,8 @@ from pyro_betalstm.infer import TrainConfig, fit, load_best, sample_gates
 from pyro_betalstm.infer.predict import evaluate_classifier
 from pyro_betalstm.models.text_classifier import TextClassifier
 from pyro_betalstm.nn import StochasticLSTM
+from pyro_betalstm.variants import VARIANTS
 
-#: The paper's seven variants: gate family and whether the Gamma(0.5, 1) prior term is on.
-VARIANTS = {
-    "lstm": {"gate": "sigmoid", "prior_term": False},
-    "cifg": {"gate": "coupled", "prior_term": False},
-    "g2lstm": {"gate": "gumbel", "prior_term": False},
-    "blstm": {"gate": "beta", "prior_term": False},
-    "bblstm": {"gate": "bivariate", "prior_term": False},
-    "bblstm5g": {"gate": "bivariate5", "prior_term": False},
-    "bblstm5gp": {"gate": "bivariate5", "prior_term": True},
-}
-PAPER_NAMES = {
-    "lstm": "LSTM",
-    "cifg": "CIFG",
-    "g2lstm": "G2-LSTM",
-    "blstm": "BLSTM",
-    "bblstm": "bBLSTM",
-    "bblstm5g": "bBLSTM(5G)",
-    "bblstm5gp": "bBLSTM(5G+p)",
-}
 #: Keys of settings() that a command-line flag of the same name overrides.
 OVERRIDABLE = (
     "gate",
@@ -119,11 +101,11 @@ def settings(args) -> dict:
     """Resolve the variant and explicit flags into one settings dict (the full protocol)."""
     variant = VARIANTS[args.variant]
     s = {
-        "gate": variant["gate"],
+        "gate": variant.gate,
         "lstm_hidden": 128,  # the LSTM's size; other variants are parameter-matched to it
         "embed_dim": 50,
         "dropout": 0.5,
-        "kl_weight": 1e-3 if variant["prior_term"] else 0.0,
+        "kl_weight": 1e-3 if variant.prior_term else 0.0,
         "prior": "gamma",
         "lr": 1e-3,
         "num_epochs": 10,
@@ -348,7 +330,7 @@ def main(args) -> dict:
         "data_source": data.source,
         "data_summary": data.summary(),
         "variant": args.variant,
-        "paper_name": PAPER_NAMES[args.variant],
+        "paper_name": VARIANTS[args.variant].paper_name,
         "protocol": protocol,
         "settings": s,
         "seed": args.seed,
@@ -375,7 +357,7 @@ def main(args) -> dict:
         json.dump(record, fh, indent=2)
     fmt = lambda m, sd: "n/a" if math.isnan(m) else f"{100 * m:.2f} ± {100 * sd:.2f}"  # noqa: E731
     row = (
-        f"| {data.name} | {PAPER_NAMES[args.variant]} | {s['hidden']} | "
+        f"| {data.name} | {VARIANTS[args.variant].paper_name} | {s['hidden']} | "
         f"{record['recurrent_parameters']} | {len(run)}/{args.folds} | {s['num_epochs']} | "
         f"{fmt(acc_mean, acc_sd)} | {fmt(pred_mean, pred_sd)} | {args.seed} | "
         f"{record['fold_wall_seconds'] / 60:.1f} |\n"

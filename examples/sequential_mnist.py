@@ -42,26 +42,8 @@ from pyro_betalstm.data.mnist import (
 from pyro_betalstm.infer import TrainConfig, evaluate_classifier, fit, load_best, sample_gates
 from pyro_betalstm.models import SequenceClassifier
 from pyro_betalstm.nn import StochasticLSTM
+from pyro_betalstm.variants import VARIANTS
 
-#: The paper's seven variants (gate family, and whether the Gamma(0.5, 1) prior term is on).
-VARIANTS = {
-    "lstm": {"gate": "sigmoid", "prior_term": False},
-    "cifg": {"gate": "coupled", "prior_term": False},
-    "g2lstm": {"gate": "gumbel", "prior_term": False},
-    "blstm": {"gate": "beta", "prior_term": False},
-    "bblstm": {"gate": "bivariate", "prior_term": False},
-    "bblstm5g": {"gate": "bivariate5", "prior_term": False},
-    "bblstm5gp": {"gate": "bivariate5", "prior_term": True},
-}
-PAPER_NAMES = {
-    "lstm": "LSTM",
-    "cifg": "CIFG",
-    "g2lstm": "G2-LSTM",
-    "blstm": "BLSTM",
-    "bblstm": "bBLSTM",
-    "bblstm5g": "bBLSTM(5G)",
-    "bblstm5gp": "bBLSTM(5G+p)",
-}
 #: KL weight of the prior term (the authors' kl_lambda on their non-JSB tasks).
 DEFAULT_KL_WEIGHT = 1e-3
 
@@ -70,11 +52,11 @@ def settings(args) -> dict:
     """Resolve the variant, the defaults and explicit flags into one settings dict."""
     variant = VARIANTS[args.variant]
     s = {
-        "gate": variant["gate"],
+        "gate": variant.gate,
         "hidden": 128,
         "layers": 1,
         "dropout": 0.0,
-        "kl_weight": DEFAULT_KL_WEIGHT if variant["prior_term"] else 0.0,
+        "kl_weight": DEFAULT_KL_WEIGHT if variant.prior_term else 0.0,
         "prior": "gamma",
         "lr": 1e-3,
         "num_epochs": 30,
@@ -198,7 +180,7 @@ def main(args) -> dict:
         "permutation_seed": args.permutation_seed if args.permuted else None,
         "split": split,
         "variant": args.variant,
-        "paper_name": PAPER_NAMES[args.variant],
+        "paper_name": VARIANTS[args.variant].paper_name,
         "protocol": "smoke" if args.smoke else args.protocol_name,
         "settings": s,
         "seed": seed,
@@ -228,7 +210,7 @@ def main(args) -> dict:
     else:
         predictive_cell = "-" if predictive is None else f"{predictive:.4f}"
     row = (
-        f"| {task} | {PAPER_NAMES[args.variant]} | {seed} | {record['protocol']} | {split} | "
+        f"| {task} | {VARIANTS[args.variant].paper_name} | {seed} | {record['protocol']} | {split} | "
         f"{scores['valid']['accuracy_mean_gates']:.4f} | {test_scores['accuracy_mean_gates']:.4f} | "
         f"{predictive_cell} | {len(result.history)} "
         f"({result.best_epoch}) | {parameters} | {record['wall_seconds'] / 60:.1f} min | "
