@@ -219,7 +219,10 @@ def build_jsb_music21(
     }
     cache_dir.mkdir(parents=True, exist_ok=True)
     arrays = {f"{s}_{j}": rolls[i] for s, idx in parts.items() for j, i in enumerate(idx)}
-    np.savez_compressed(cache, **arrays)
+    # write then rename: an interrupted build must not leave a truncated cache behind
+    partial = cache.with_name(cache.stem + ".partial.npz")
+    np.savez_compressed(partial, **arrays)
+    partial.replace(cache)
     return _load_cached(cache)
 
 
