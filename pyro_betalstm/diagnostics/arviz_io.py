@@ -29,12 +29,17 @@ Padded steps (beyond a sequence's length) are NaN in every per-step variable.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import arviz as az
 import numpy as np
 import xarray as xr
+
+with warnings.catch_warnings():
+    # ArviZ 0.2x announces its 1.x refactor on import; this module is where a move happens
+    warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing", category=FutureWarning)
+    import arviz as az
 
 #: Variables of the ``posterior`` group, in order, as produced by ``sample_gates``.
 POSTERIOR_VARS = ("input_gate", "forget_gate", "alpha", "log_basis")
