@@ -150,10 +150,6 @@ class CaptionDecoder(GateModel):
         embedded = cached[1] if cached is not None and cached[0] is batch else None
         super().model(embedded if embedded is not None else self.embed_batch(batch))
 
-    def run_network(self, batch: SequenceBatch, gate_mode: str = "mean") -> list[LayerRun]:
-        embedded = self.embed_batch(batch)
-        return self.lstm.run(embedded.inputs, self._mask(embedded), gate_mode=gate_mode)
-
     # ----- likelihood --------------------------------------------------------------------------
     def predict_from_run(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:
         """Next-word logits ``(B, T, vocab_size)``."""
