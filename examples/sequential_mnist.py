@@ -135,6 +135,7 @@ def main(args) -> dict:
         seed=seed,
         progress=not args.no_progress,
         early_stopping_patience=args.early_stopping,
+        time_limit_s=None if args.time_limit_min is None else 60 * args.time_limit_min,
     )
     split = f"{len(train)}/{len(valid)}/{len(test)} of {'/'.join(map(str, sizes_full.values()))}"
     print(f"{name}: T={steps}, D={width}, split {split} | {parameters} parameters")
@@ -193,9 +194,12 @@ def main(args) -> dict:
         # CPU time of this process: on a shared machine it measures the work, wall time the wait
         "cpu_seconds": time.process_time() - cpu_started,
         "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} "
-        f"threads, device {args.device}",
+        f"threads, device {args.device}"
+        + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""),
         "torch": torch.__version__,
         "early_stopping": args.early_stopping,
+        "time_limit_min": args.time_limit_min,
+        "stopped_on_time": result.stopped_on_time,
     }
     with open(out / "results.json", "w") as fh:
         json.dump(record, fh, indent=2)
@@ -297,6 +301,14 @@ def parse_args(argv=None):
         type=int,
         default=None,
         help="stop after this many epochs without validation improvement",
+    )
+    p.add_argument(
+        "--time-limit-min",
+        dest="time_limit_min",
+        type=float,
+        default=None,
+        help="fixed-budget runs: stop after the first epoch ending past this many minutes "
+        "(results.json records the epochs run; rerun them with --num-epochs)",
     )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--device", default="cpu")

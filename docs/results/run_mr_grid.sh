@@ -21,8 +21,8 @@ case "$protocol" in
     label="full: 10 folds, 10 epochs, LSTM hidden 128 (parameter-matched), GloVe 50d"
     ;;
   reduced)
-    args=(--folds 10 --max-folds 4 --num-epochs 3 --lstm-hidden 64 --eval-samples 5)
-    label="reduced: folds 0-3 of 10, 3 epochs, LSTM hidden 64 (parameter-matched), GloVe 50d"
+    args=(--folds 10 --num-epochs 3 --lstm-hidden 64 --eval-samples 5)
+    label="reduced: 10 folds, 3 epochs, LSTM hidden 64 (parameter-matched), GloVe 50d"
     ;;
   *)
     echo "usage: $0 full|reduced [extra example arguments]" >&2

@@ -42,7 +42,9 @@ class TrainConfig:
     metric at or after ``plateau_start_epoch`` the learning rate is divided by ``lr_decay``.
     ``kl_anneal_epochs``: the KL weight rises linearly from 0 to the model's ``kl_weight`` over
     that many epochs. ``early_stopping_patience``: stop after that many epochs without
-    improvement (None: never). ``bucket_by_length``: minibatches of similar lengths (less
+    improvement (None: never). ``time_limit_s``: stop after the first epoch that ends more than
+    that many seconds after :func:`fit` was called (None: never; for fixed-budget protocols,
+    the epochs run are in the history). ``bucket_by_length``: minibatches of similar lengths (less
     padding, faster). ``eval_samples``: posterior predictive draws for validation
     (0: mean gates only).
     """
@@ -58,6 +60,7 @@ class TrainConfig:
     lr_decay: float = 1.2
     plateau_start_epoch: int = 10
     early_stopping_patience: int | None = None
+    time_limit_s: float | None = None
     kl_anneal_epochs: int = 0
     eval_samples: int = 0
     eval_batch_size: int = 64
@@ -81,6 +84,7 @@ class FitResult:
     best_epoch: int | None = None
     best_metric: float = math.inf
     stopped_early: bool = False
+    stopped_on_time: bool = False
     out_dir: Path | None = None
 
     @property
@@ -155,9 +159,12 @@ def fit(
     checkpointed). An interruption loses at most the current epoch. A NaN or infinite loss raises
     :class:`NonFiniteLossError` naming the epoch and step, leaving the last checkpoint intact.
     """
+    fit_started = time.perf_counter()
     config = config or TrainConfig()
     if config.num_epochs < 1:
         raise ValueError(f"num_epochs must be positive, got {config.num_epochs}")
+    if config.time_limit_s is not None and not config.time_limit_s > 0:
+        raise ValueError(f"time_limit_s must be positive or None, got {config.time_limit_s}")
     if config.elbo not in ELBOS:
         raise ValueError(f"unknown elbo {config.elbo!r}; expected one of {sorted(ELBOS)}")
     out = Path(out_dir) if out_dir is not None else None
@@ -281,6 +288,13 @@ def fit(
             and bad_epochs >= config.early_stopping_patience
         ):
             result.stopped_early = True
+            break
+        if (
+            config.time_limit_s is not None
+            and time.perf_counter() - fit_started > config.time_limit_s
+            and epoch < config.num_epochs
+        ):
+            result.stopped_on_time = True
             break
     model.kl_weight = target_kl_weight
     return result

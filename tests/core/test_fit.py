@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import time
 
 import pyro
 import pyro.optim
@@ -81,6 +82,29 @@ def test_early_stopping():
     assert result.stopped_early
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
     assert result.best_epoch == 1
+
+
+def test_time_limit_stops_at_the_end_of_the_epoch_that_passes_it():
+    m = make_model("classifier", "sigmoid", num_layers=1)
+    data = make_dataset(6)
+
+    def slow_metric(model, valid, config):
+        time.sleep(0.5)  # each epoch lasts at least 0.5 s
+        return {"nll_mean_gates": 1.0}
+
+    result = fit(m, data, data, _config(num_epochs=10, time_limit_s=0.8), evaluate=slow_metric)
+    # epoch 1 ends near 0.5 s (under the limit), epoch 2 past 1.0 s (over it): two epochs
+    assert result.stopped_on_time and not result.stopped_early
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    unlimited = fit(m, data, data, _config(num_epochs=2), evaluate=_constant_metric())
+    assert not unlimited.stopped_on_time
+
+
+@pytest.mark.parametrize("limit", [0.0, -1.0, float("nan")])
+def test_time_limit_must_be_positive(limit):
+    m = make_model("classifier", "sigmoid", num_layers=1)
+    with pytest.raises(ValueError, match="time_limit_s must be positive"):
+        fit(m, make_dataset(6), None, _config(time_limit_s=limit))
 
 
 def test_best_checkpoint_and_metrics_files(tmp_path):
