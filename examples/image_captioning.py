@@ -47,11 +47,10 @@ from pyro_betalstm.data.captions import (
     layout_accuracy,
 )
 from pyro_betalstm.data.mnist import load_mnist
-from pyro_betalstm.gates import get_gate_family
 from pyro_betalstm.infer import TrainConfig, evaluate_nll, fit, load_best, sample_gates
 from pyro_betalstm.models.caption import CaptionDecoder
-from pyro_betalstm.nn import StochasticLSTM
-from pyro_betalstm.variants import VARIANTS
+from pyro_betalstm.nn import StochasticLSTM, layer_parameters, matched_hidden_size
+from pyro_betalstm.variants import VARIANTS, add_run_arguments, add_variant_arguments
 
 #: Protocols: ``reduced`` is what docs/results/image_captioning.md ran on a shared CPU;
 #: ``full`` is the documented larger protocol (not run there).
@@ -79,21 +78,17 @@ SOURCE_SPLITS = {"train": ("train", 0), "valid": ("valid", 1), "test": ("test", 
 
 def decoder_parameters(gate: str, hidden: int, embed: int, vocab: int, layers: int) -> int:
     """Parameters of the decoder LSTM and its output layer (what the variants are matched on)."""
-    blocks = get_gate_family(gate).num_gate_preactivations + 2
-    total = 0
-    for k in range(layers):
-        inputs = embed if k == 0 else hidden
-        total += (inputs + hidden + 1) * blocks * hidden
-    return total + hidden * vocab + vocab
+    lstm = sum(layer_parameters(gate, embed if k == 0 else hidden, hidden) for k in range(layers))
+    return lstm + hidden * vocab + vocab
 
 
 def matched_hidden(gate: str, reference: int, embed: int, vocab: int, layers: int) -> int:
     """Largest hidden size whose decoder has no more parameters than the LSTM's of ``reference``."""
-    budget = decoder_parameters("sigmoid", reference, embed, vocab, layers)
-    hidden = 1
-    while decoder_parameters(gate, hidden + 1, embed, vocab, layers) <= budget:
-        hidden += 1
-    return hidden
+    return matched_hidden_size(
+        lambda hidden: decoder_parameters(gate, hidden, embed, vocab, layers),
+        decoder_parameters("sigmoid", reference, embed, vocab, layers),
+        rule="at_most",
+    )
 
 
 def settings(args) -> dict:
@@ -411,11 +406,8 @@ def parse_args(argv=None):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--mnist-path", default=None, help="mnist.pkl.gz or a folder of IDX files")
-    p.add_argument("--variant", default="bblstm5gp", choices=sorted(VARIANTS))
+    add_variant_arguments(p)
     p.add_argument("--protocol", default="reduced", choices=sorted(PROTOCOLS))
-    p.add_argument("--gate", default=None, help="override the variant's gate family")
-    p.add_argument("--prior", default=None, help="gamma | learnable | conditional | hierarchical")
-    p.add_argument("--kl-weight", dest="kl_weight", type=float, default=None)
     p.add_argument("--hidden", type=int, default=None, help="default: parameter-matched")
     p.add_argument("--embed", type=int, default=None)
     p.add_argument("--layers", type=int, default=None)
@@ -440,7 +432,6 @@ def parse_args(argv=None):
         "--train-captions-per-image", dest="train_captions_per_image", type=int, default=None
     )
     p.add_argument("--data-seed", dest="data_seed", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--early-stopping",
         dest="early_stopping",
@@ -449,12 +440,7 @@ def parse_args(argv=None):
         help="stop after this many epochs without validation improvement",
     )
     p.add_argument("--no-meteor", action="store_true", help="skip METEOR (it starts Java)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out-dir", default=None)
-    p.add_argument("--resume", action="store_true", help="continue from <out-dir>/last.pt")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--smoke", action="store_true", help="tiny run for CI (under a minute)")
+    add_run_arguments(p, seed_default=0)
     return p.parse_args(argv)
 
 

@@ -37,7 +37,7 @@ from pyro_betalstm.data.music import (
 from pyro_betalstm.infer import TrainConfig, evaluate_nll, fit, load_best, sample_gates
 from pyro_betalstm.models import NextStepBernoulli
 from pyro_betalstm.nn import StochasticLSTM
-from pyro_betalstm.variants import VARIANTS
+from pyro_betalstm.variants import VARIANTS, add_run_arguments, add_variant_arguments
 
 #: The authors' kl_lambda: 1.0 on JSB, 0.001 on the others.
 PAPER_KL_WEIGHT = {"jsb": 1.0}
@@ -216,16 +216,13 @@ def parse_args(argv=None):
     p.add_argument("--dataset", default="jsb-music21", choices=["jsb-music21", *BENCHMARK_FILES])
     p.add_argument("--data-dir", default=None, help="folder with the benchmark .mat/.pickle files")
     p.add_argument("--cache-dir", default=None, help="cache of the jsb-music21 rebuild")
-    p.add_argument("--variant", default="bblstm5gp", choices=sorted(VARIANTS))
+    add_variant_arguments(p)
     p.add_argument(
         "--protocol",
         default="default",
         choices=["default", "paper"],
         help="paper: the authors' hidden sizes, 100 epochs, seed 1000 (batch 16)",
     )
-    p.add_argument("--gate", default=None, help="override the variant's gate family")
-    p.add_argument("--prior", default=None, help="gamma | learnable | conditional | hierarchical")
-    p.add_argument("--kl-weight", dest="kl_weight", type=float, default=None)
     p.add_argument("--hidden", type=int, default=None)
     p.add_argument("--layers", type=int, default=None)
     p.add_argument("--dropout", type=float, default=None)
@@ -240,7 +237,6 @@ def parse_args(argv=None):
         default=None,
         help="train on windows of this many transitions (evaluation uses whole sequences)",
     )
-    p.add_argument("--seed", type=int, default=None)
     p.add_argument(
         "--early-stopping",
         dest="early_stopping",
@@ -248,13 +244,8 @@ def parse_args(argv=None):
         default=None,
         help="stop after this many epochs without validation improvement",
     )
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out-dir", default=None)
-    p.add_argument("--resume", action="store_true", help="continue from <out-dir>/last.pt")
-    p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-plots", action="store_true", help="skip the diagnostics plots")
-    p.add_argument("--smoke", action="store_true", help="tiny run for CI (under a minute)")
+    add_run_arguments(p, seed_default=None, threads_default=None)
     return p.parse_args(argv)
 
 

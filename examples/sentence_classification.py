@@ -50,12 +50,11 @@ from pyro_betalstm.data.text import (
     load_rt_polarity,
     tokenize,
 )
-from pyro_betalstm.gates import get_gate_family
 from pyro_betalstm.infer import TrainConfig, fit, load_best, sample_gates
 from pyro_betalstm.infer.predict import evaluate_classifier
 from pyro_betalstm.models.text_classifier import TextClassifier
-from pyro_betalstm.nn import StochasticLSTM
-from pyro_betalstm.variants import VARIANTS
+from pyro_betalstm.nn import StochasticLSTM, layer_parameters, matched_hidden_size
+from pyro_betalstm.variants import VARIANTS, add_run_arguments, add_variant_arguments
 
 #: Keys of settings() that a command-line flag of the same name overrides.
 OVERRIDABLE = (
@@ -76,25 +75,14 @@ OVERRIDABLE = (
 )
 
 
-def lstm_parameters(gate: str, input_size: int, hidden: int) -> int:
-    """Weights of one stochastic-gate LSTM layer (gate blocks + cell + output gate)."""
-    blocks = get_gate_family(gate).num_gate_preactivations + 2
-    return blocks * hidden * (input_size + hidden + 1)
-
-
 def matched_hidden(gate: str, input_size: int, lstm_hidden: int) -> int:
-    """Hidden size giving ``gate`` about the recurrent parameter count of an LSTM of
+    """Hidden size giving ``gate`` the closest recurrent parameter count to an LSTM of
     ``lstm_hidden`` units (the paper matches parameter counts across variants)."""
-    target = lstm_parameters("sigmoid", input_size, lstm_hidden)
-    hidden = 1
-    while lstm_parameters(gate, input_size, hidden + 1) <= target:
-        hidden += 1
-    # take the closer of the two neighbours of the target
-    if abs(lstm_parameters(gate, input_size, hidden + 1) - target) < abs(
-        lstm_parameters(gate, input_size, hidden) - target
-    ):
-        hidden += 1
-    return hidden
+    return matched_hidden_size(
+        lambda hidden: layer_parameters(gate, input_size, hidden),
+        layer_parameters("sigmoid", input_size, lstm_hidden),
+        rule="closest",
+    )
 
 
 def settings(args) -> dict:
@@ -383,10 +371,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--data-path", default=None, help="folder with rt-polarity.pos/.neg (MR benchmark files)"
     )
-    p.add_argument("--variant", default="bblstm5gp", choices=sorted(VARIANTS))
-    p.add_argument("--gate", default=None, help="override the variant's gate family")
-    p.add_argument("--prior", default=None, help="gamma | learnable | conditional | hierarchical")
-    p.add_argument("--kl-weight", dest="kl_weight", type=float, default=None)
+    add_variant_arguments(p)
     p.add_argument(
         "--lstm-hidden",
         dest="lstm_hidden",
@@ -412,19 +397,18 @@ def parse_args(argv=None):
     p.add_argument("--fold", type=int, default=None, help="run this fold only")
     p.add_argument("--max-folds", dest="max_folds", type=int, default=None, help="run folds 0..N-1")
     p.add_argument("--split-seed", dest="split_seed", type=int, default=0)
-    p.add_argument("--seed", type=int, default=1000, help="training seed of fold k: seed + k")
     p.add_argument(
         "--protocol-name",
         dest="protocol_name",
         default="full",
         help="label written to results (e.g. 'reduced: 3 folds, 3 epochs')",
     )
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out-dir", default=None)
-    p.add_argument("--resume", action="store_true", help="skip finished folds, resume the rest")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--smoke", action="store_true", help="tiny run for CI (under a minute)")
+    add_run_arguments(
+        p,
+        seed_default=1000,
+        seed_help="training seed of fold k: seed + k",
+        resume_help="skip finished folds, resume the rest",
+    )
     args = p.parse_args(argv)
     if args.folds < 2:
         p.error("--folds must be at least 2")

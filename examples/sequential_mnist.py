@@ -42,7 +42,7 @@ from pyro_betalstm.data.mnist import (
 from pyro_betalstm.infer import TrainConfig, evaluate_classifier, fit, load_best, sample_gates
 from pyro_betalstm.models import SequenceClassifier
 from pyro_betalstm.nn import StochasticLSTM
-from pyro_betalstm.variants import VARIANTS
+from pyro_betalstm.variants import VARIANTS, add_run_arguments, add_variant_arguments
 
 #: KL weight of the prior term (the authors' kl_lambda on their non-JSB tasks).
 DEFAULT_KL_WEIGHT = 1e-3
@@ -261,10 +261,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--permutation-seed", dest="permutation_seed", type=int, default=PERMUTATION_SEED
     )
-    p.add_argument("--variant", default="bblstm5gp", choices=sorted(VARIANTS))
-    p.add_argument("--gate", default=None, help="override the variant's gate family")
-    p.add_argument("--prior", default=None, help="gamma | learnable | conditional | hierarchical")
-    p.add_argument("--kl-weight", dest="kl_weight", type=float, default=None)
+    add_variant_arguments(p)
     p.add_argument("--hidden", type=int, default=None)
     p.add_argument("--layers", type=int, default=None)
     p.add_argument("--dropout", type=float, default=None)
@@ -294,7 +291,6 @@ def parse_args(argv=None):
         default="default",
         help="label written to results.json/results.md (e.g. 'reduced')",
     )
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--early-stopping",
         dest="early_stopping",
@@ -310,12 +306,7 @@ def parse_args(argv=None):
         help="fixed-budget runs: stop after the first epoch ending past this many minutes "
         "(results.json records the epochs run; rerun them with --num-epochs)",
     )
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out-dir", default=None)
-    p.add_argument("--resume", action="store_true", help="continue from <out-dir>/last.pt")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--smoke", action="store_true", help="tiny run for CI (under a minute)")
+    add_run_arguments(p, seed_default=0)
     return p.parse_args(argv)
 
 

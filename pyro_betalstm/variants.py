@@ -4,10 +4,13 @@ Each is a gate family and whether the Gamma(0.5, 1) prior term is in the loss. b
 bBLSTM(5G+p) share the Arnold–Ng family; the first trains without the prior term
 (``kl_weight = 0``), the second with it. ``music_hidden`` and ``music_dropout`` are the authors'
 music settings: hidden sizes chosen so that every variant has about the same number of parameters.
+:func:`add_variant_arguments` and :func:`add_run_arguments` register the command-line flags that
+every example script shares.
 """
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 
 
@@ -41,3 +44,41 @@ def get_variant(key: str) -> PaperVariant:
         return VARIANTS[key]
     except KeyError:
         raise ValueError(f"unknown variant {key!r}; expected one of {list(VARIANTS)}") from None
+
+
+def add_variant_arguments(parser: argparse.ArgumentParser, default: str = "bblstm5gp") -> None:
+    """Add ``--variant`` (a key of :data:`VARIANTS`) and its overrides to ``parser``.
+
+    ``--gate`` (dest ``gate``), ``--prior`` (``prior``) and ``--kl-weight`` (``kl_weight``)
+    default to None, meaning "take the variant's value"; the script resolves them.
+    """
+    parser.add_argument("--variant", default=default, choices=sorted(VARIANTS))
+    parser.add_argument("--gate", default=None, help="override the variant's gate family")
+    parser.add_argument(
+        "--prior", default=None, help="gamma | learnable | conditional | hierarchical"
+    )
+    parser.add_argument("--kl-weight", dest="kl_weight", type=float, default=None)
+
+
+def add_run_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    seed_default: int | None,
+    seed_help: str | None = None,
+    threads_default: int | None = 1,
+    resume_help: str = "continue from <out-dir>/last.pt",
+) -> None:
+    """Add the flags of how a script runs: ``--seed --threads --device --out-dir --resume
+    --no-progress --smoke`` (dests ``seed``, ``threads``, ``device``, ``out_dir``, ``resume``,
+    ``no_progress``, ``smoke``).
+
+    ``seed_default`` and ``threads_default`` are the script's own (None lets it choose, e.g.
+    per protocol); ``seed_help`` and ``resume_help`` say what the flag means for that script.
+    """
+    parser.add_argument("--seed", type=int, default=seed_default, help=seed_help)
+    parser.add_argument("--threads", type=int, default=threads_default, help="torch CPU threads")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out-dir", default=None)
+    parser.add_argument("--resume", action="store_true", help=resume_help)
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="tiny run for CI (under a minute)")

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from pyro_betalstm.nn import layer_parameters
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sentence_classification.py"
 
 
@@ -103,11 +105,8 @@ def test_settings_parameter_matching():
     example = load_example()
     s = example.settings(example.parse_args(["--variant", "bblstm5gp"]))
     assert s["gate"] == "bivariate5" and s["kl_weight"] == 1e-3 and s["lstm_hidden"] == 128
-    lstm_params = example.lstm_parameters("sigmoid", 50, 128)
-    assert (
-        abs(example.lstm_parameters("bivariate5", 50, s["hidden"]) - lstm_params)
-        < 0.05 * lstm_params
-    )
+    lstm_params = layer_parameters("sigmoid", 50, 128)
+    assert abs(layer_parameters("bivariate5", 50, s["hidden"]) - lstm_params) < 0.05 * lstm_params
     s = example.settings(
         example.parse_args(["--variant", "bblstm5g", "--hidden", "7", "--kl-weight", "0.5"])
     )
