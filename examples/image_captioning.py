@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import time
 from pathlib import Path
 
@@ -50,7 +49,7 @@ from pyro_betalstm.data.mnist import load_mnist
 from pyro_betalstm.infer import TrainConfig, evaluate_nll, fit, load_best, sample_gates
 from pyro_betalstm.models.caption import CaptionDecoder
 from pyro_betalstm.nn import StochasticLSTM, layer_parameters, matched_hidden_size
-from pyro_betalstm.variants import VARIANTS, add_run_arguments, add_variant_arguments
+from pyro_betalstm.variants import VARIANTS, add_run_arguments, add_variant_arguments, run_hardware
 
 #: Protocols: ``reduced`` is what docs/results/image_captioning.md ran on a shared CPU;
 #: ``full`` is the documented larger protocol (not run there).
@@ -339,8 +338,7 @@ def main(args) -> dict:
         "wall_seconds": time.perf_counter() - started,
         # the machine may be shared: CPU time of this process is the cost, wall time the wait
         "cpu_seconds": time.process_time() - cpu_started,
-        "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} "
-        f"threads, device {args.device}",
+        "hardware": run_hardware(args.device),
         "torch": torch.__version__,
         "early_stopping": args.early_stopping,
     }

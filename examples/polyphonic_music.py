@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from pyro_betalstm.data.music import (
 from pyro_betalstm.infer import TrainConfig, evaluate_nll, fit, load_best, sample_gates
 from pyro_betalstm.models import NextStepBernoulli
 from pyro_betalstm.nn import StochasticLSTM
-from pyro_betalstm.variants import VARIANTS, add_run_arguments, add_variant_arguments
+from pyro_betalstm.variants import VARIANTS, add_run_arguments, add_variant_arguments, run_hardware
 
 #: The authors' kl_lambda: 1.0 on JSB, 0.001 on the others.
 PAPER_KL_WEIGHT = {"jsb": 1.0}
@@ -163,8 +162,7 @@ def main(args) -> dict:
         "test": scores["test"],
         "frequency_baseline_test_nll": frequency_baseline_nll(rolls, "test"),
         "wall_seconds": time.perf_counter() - started,
-        "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} "
-        f"threads, device {args.device}",
+        "hardware": run_hardware(args.device),
         "torch": torch.__version__,
         "early_stopping": args.early_stopping,
     }

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -54,7 +53,7 @@ from pyro_betalstm.infer import TrainConfig, fit, load_best, sample_gates
 from pyro_betalstm.infer.predict import evaluate_classifier
 from pyro_betalstm.models.text_classifier import TextClassifier
 from pyro_betalstm.nn import StochasticLSTM, layer_parameters, matched_hidden_size
-from pyro_betalstm.variants import VARIANTS, add_run_arguments, add_variant_arguments
+from pyro_betalstm.variants import VARIANTS, add_run_arguments, add_variant_arguments, run_hardware
 
 #: Keys of settings() that a command-line flag of the same name overrides.
 OVERRIDABLE = (
@@ -337,8 +336,7 @@ def main(args) -> dict:
         "recurrent_parameters": records[0]["recurrent_parameters"],
         "wall_seconds": time.perf_counter() - started,
         "fold_wall_seconds": sum(r["wall_seconds"] for r in records),
-        "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} "
-        f"threads, device {args.device}",
+        "hardware": run_hardware(args.device),
         "torch": torch.__version__,
     }
     with open(out / "results.json", "w") as fh:

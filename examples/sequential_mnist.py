@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from pyro_betalstm.data.mnist import NUM_VALID, PERMUTATION_SEED, VIEWS, load_mn
 from pyro_betalstm.infer import TrainConfig, evaluate_classifier, fit, load_best, sample_gates
 from pyro_betalstm.models import SequenceClassifier
 from pyro_betalstm.nn import StochasticLSTM
-from pyro_betalstm.variants import VARIANTS, add_run_arguments, add_variant_arguments
+from pyro_betalstm.variants import VARIANTS, add_run_arguments, add_variant_arguments, run_hardware
 
 #: KL weight of the prior term (the authors' kl_lambda on their non-JSB tasks).
 DEFAULT_KL_WEIGHT = 1e-3
@@ -187,9 +186,7 @@ def main(args) -> dict:
         "wall_seconds": time.perf_counter() - started,
         # CPU time of this process: on a shared machine it measures the work, wall time the wait
         "cpu_seconds": time.process_time() - cpu_started,
-        "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} "
-        f"threads, device {args.device}"
-        + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""),
+        "hardware": run_hardware(args.device),
         "torch": torch.__version__,
         "early_stopping": args.early_stopping,
         "time_limit_min": args.time_limit_min,

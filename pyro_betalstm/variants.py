@@ -5,13 +5,16 @@ bBLSTM(5G+p) share the Arnold–Ng family; the first trains without the prior te
 (``kl_weight = 0``), the second with it. ``music_hidden`` and ``music_dropout`` are the authors'
 music settings: hidden sizes chosen so that every variant has about the same number of parameters.
 :func:`add_variant_arguments` and :func:`add_run_arguments` register the command-line flags that
-every example script shares.
+every example script shares; :func:`run_hardware` describes where a run ran, for its results.
 """
 
 from __future__ import annotations
 
 import argparse
+import platform
 from dataclasses import dataclass
+
+import torch
 
 
 @dataclass(frozen=True)
@@ -82,3 +85,14 @@ def add_run_arguments(
     parser.add_argument("--resume", action="store_true", help=resume_help)
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="tiny run for CI (under a minute)")
+
+
+def run_hardware(device: str) -> str:
+    """Where a run ran, for its results record: processor, torch CPU threads and ``device``,
+    with the GPU's name for a CUDA device (e.g. ``"x86_64, 1 threads, device cuda (NVIDIA
+    H100 80GB HBM3)"``)."""
+    text = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+    text += f"device {device}"
+    if torch.device(device).type == "cuda":
+        text += f" ({torch.cuda.get_device_name(torch.device(device))})"
+    return text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 import pytest
+import torch
 
 from pyro_betalstm.gates import GATE_FAMILIES
 from pyro_betalstm.variants import (
@@ -12,6 +13,7 @@ from pyro_betalstm.variants import (
     add_run_arguments,
     add_variant_arguments,
     get_variant,
+    run_hardware,
 )
 
 
@@ -76,3 +78,9 @@ def test_run_arguments_defaults_and_help():
     helps = {a.dest: a.help for a in custom._actions}
     assert helps["seed"] == "seed of fold k" and helps["resume"] == "r"
     assert helps["threads"] == "torch CPU threads"
+
+
+def test_run_hardware_names_threads_and_device():
+    text = run_hardware("cpu")
+    assert text.endswith(f"{torch.get_num_threads()} threads, device cpu")
+    assert "(" not in text  # a GPU name only for CUDA devices
