@@ -15,6 +15,20 @@ Examples::
     python examples/polyphonic_music.py --dataset jsb --data-dir ../shared/data/music \\
         --variant lstm --protocol paper --seed 1000
     python examples/polyphonic_music.py --smoke               # under a minute, for CI
+
+Protocols (``--protocol``; every flag below overrides its value):
+
+- ``default``: hidden 64, 10 epochs, minibatches of 16, Adam 2e-3, clipping at norm 5, the
+  output bias started at the key frequencies.
+- ``authors``: Song et al.'s music training as their code runs it (docs/results/music.md):
+  the authors' hidden sizes and dropout, one whole sequence per update, Adam 2e-3 for 100
+  epochs without early stopping, lr / 1.2 after an epoch past the 10th whose validation NLL is
+  above each of the three before it, locked dropout on every layer's output (the last
+  included), every parameter ``U(-1/sqrt(H), 1/sqrt(H))``, training gates from
+  ``Gamma(alpha, 1) + 1e-3``, no clipping, the best validation checkpoint, seed 1000.
+- ``batch16`` (called ``paper`` before): the authors' sizes, 100 epochs and seed 1000, but
+  minibatches of 16, clipping at 5, per-element dropout between layers only, the output bias
+  at the key frequencies, and lr / 1.2 after every epoch past the 10th without a new best.
 """
 
 from __future__ import annotations
@@ -33,10 +47,23 @@ from pyro_betalstm.data.music import (
     frequency_baseline_nll,
     load_benchmark,
 )
-from pyro_betalstm.infer import TrainConfig, evaluate_nll, fit, load_best, sample_gates
+from pyro_betalstm.infer import (
+    TrainConfig,
+    evaluate_nll,
+    fit,
+    gate_kl_summary,
+    load_best,
+    sample_gates,
+)
+from pyro_betalstm.infer.lr_rules import LR_RULES
 from pyro_betalstm.models import NextStepBernoulli
 from pyro_betalstm.nn import StochasticLSTM
-from pyro_betalstm.variants import VARIANTS, add_run_arguments, add_variant_arguments, run_hardware
+from pyro_betalstm.variants import (
+    add_run_arguments,
+    add_variant_arguments,
+    get_variant,
+    run_hardware,
+)
 
 #: The authors' kl_lambda: 1.0 on JSB, 0.001 on the others.
 PAPER_KL_WEIGHT = {"jsb": 1.0}
@@ -57,41 +84,74 @@ def load_data(args) -> PianoRolls:
     return load_benchmark(args.dataset, args.data_dir)
 
 
+#: Settings a flag of the same name (dashes for underscores) overrides; None keeps the protocol's.
+OVERRIDABLE = (
+    "gate",
+    "hidden",
+    "layers",
+    "dropout",
+    "kl_weight",
+    "prior",
+    "lr",
+    "num_epochs",
+    "batch_size",
+    "eval_samples",
+    "train_chunk",
+    "lr_rule",
+    "clip_norm",
+    "early_stopping",
+)
+
+
 def settings(args) -> dict:
     """Resolve the variant, the protocol and explicit flags into one settings dict."""
-    variant = VARIANTS[args.variant]
+    variant = get_variant(args.variant)
+    kl_weight = PAPER_KL_WEIGHT.get(args.dataset, 1e-3) if variant.prior_term else 0.0
+    if variant.prior_term and variant.kl_weight is not None:
+        kl_weight = variant.kl_weight
     s = {
         "gate": variant.gate,
         "hidden": 64,
         "layers": 2,
         "dropout": variant.music_dropout,
-        "kl_weight": PAPER_KL_WEIGHT.get(args.dataset, 1e-3) if variant.prior_term else 0.0,
+        "locked_dropout": False,
+        "output_dropout": False,
+        "basis_offset": 0.0,
+        "output_bias_init": "frequency",
+        "kl_weight": kl_weight,
         "prior": "gamma",
         "lr": 2e-3,
         "num_epochs": 10,
         "batch_size": 16,
+        "lr_rule": "no_new_best",
         "plateau_start_epoch": 10,
+        "clip_norm": 5.0,
+        "early_stopping": None,
         "eval_samples": 10,
         "train_chunk": None,
     }
-    if args.protocol == "paper":
+    if args.protocol in ("paper", "batch16"):
         s.update(hidden=variant.music_hidden, num_epochs=100, seed=1000)
-    for key in (
-        "gate",
-        "hidden",
-        "layers",
-        "dropout",
-        "kl_weight",
-        "prior",
-        "lr",
-        "num_epochs",
-        "batch_size",
-        "eval_samples",
-        "train_chunk",
-    ):
+    elif args.protocol == "authors":
+        s.update(
+            hidden=variant.music_hidden,
+            num_epochs=100,
+            seed=1000,
+            batch_size=1,
+            locked_dropout=True,
+            output_dropout=True,
+            basis_offset=1e-3,
+            output_bias_init="uniform",
+            lr_rule="authors",
+            plateau_start_epoch=11,  # their rule tests `epoch > 10`
+            clip_norm=None,  # theirs is called before backward() and does nothing
+        )
+    for key in OVERRIDABLE:
         value = getattr(args, key)
         if value is not None:
             s[key] = value
+    if s["clip_norm"] is not None and s["clip_norm"] <= 0:
+        s["clip_norm"] = None  # --clip-norm 0: no clipping
     if args.smoke:
         s.update(hidden=8, num_epochs=1, eval_samples=2, batch_size=8)
     return s
@@ -110,6 +170,8 @@ def main(args) -> dict:
     if args.smoke:
         rolls = truncate(rolls, 8, 24)
     s = settings(args)
+    if args.stop_at_target and args.target_nll is None:
+        raise SystemExit("--stop-at-target needs --target-nll")
     seed = args.seed if args.seed is not None else s.get("seed", 0)
     torch.manual_seed(seed)
     name = f"{rolls.name}-{args.variant}-{s['gate']}-seed{seed}"
@@ -117,22 +179,33 @@ def main(args) -> dict:
     out.mkdir(parents=True, exist_ok=True)
 
     lstm = StochasticLSTM(
-        88, s["hidden"], s["layers"], gate=s["gate"], batch_first=True, dropout=s["dropout"]
+        88,
+        s["hidden"],
+        s["layers"],
+        gate=s["gate"],
+        batch_first=True,
+        dropout=s["dropout"],
+        locked_dropout=s["locked_dropout"],
+        output_dropout=s["output_dropout"],
+        basis_offset=s["basis_offset"],
     )
     model = NextStepBernoulli(lstm, 88, prior=s["prior"], kl_weight=s["kl_weight"])
-    model.init_output_bias(rolls.key_frequencies())  # start at the frequency baseline
+    if s["output_bias_init"] == "frequency":
+        model.init_output_bias(rolls.key_frequencies())  # start at the frequency baseline
     config = TrainConfig(
         num_epochs=s["num_epochs"],
         batch_size=s["batch_size"],
         lr=s["lr"],
-        clip_norm=5.0,
+        clip_norm=s["clip_norm"],
         lr_decay=1.2,
+        lr_rule=s["lr_rule"],
         plateau_start_epoch=s["plateau_start_epoch"],
+        target_metric=args.target_nll if args.stop_at_target else None,
         eval_samples=0,
         device=args.device,
         seed=seed,
         progress=not args.no_progress,
-        early_stopping_patience=args.early_stopping,
+        early_stopping_patience=s["early_stopping"],
     )
     train = rolls.next_step("train", chunk_length=s["train_chunk"])
     valid, test = rolls.next_step("valid"), rolls.next_step("test")
@@ -146,30 +219,36 @@ def main(args) -> dict:
     }
     gates = sample_gates(model, test.batch(range(min(4, len(test)))).to(args.device), 20)
     torch.save(gates, out / "gate_draws.pt")
+    # how far the gate posterior is from the prior at the best checkpoint
+    gate_kl = gate_kl_summary(model, valid, 64, args.device) if s["kl_weight"] > 0 else None
     record = {
         "dataset": rolls.name,
         "data_source": rolls.source,
         "split": rolls.summary(),
         "variant": args.variant,
-        "paper_name": VARIANTS[args.variant].paper_name,
+        "paper_name": get_variant(args.variant).paper_name,
         "protocol": "smoke" if args.smoke else args.protocol,
         "settings": s,
         "seed": seed,
         "parameters": sum(p.numel() for p in model.parameters()),
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
+        "train_elapsed_s": result.history[-1]["elapsed_s"],
+        "target_nll": args.target_nll,
+        "target_epoch": target_epoch(result.history, args.target_nll),
+        "gate_kl_valid": gate_kl,
         "valid": scores["valid"],
         "test": scores["test"],
         "frequency_baseline_test_nll": frequency_baseline_nll(rolls, "test"),
         "wall_seconds": time.perf_counter() - started,
         "hardware": run_hardware(args.device),
         "torch": torch.__version__,
-        "early_stopping": args.early_stopping,
+        "early_stopping": s["early_stopping"],
     }
     with open(out / "results.json", "w") as fh:
         json.dump(record, fh, indent=2)
     row = (
-        f"| {rolls.name} | {VARIANTS[args.variant].paper_name} | {seed} | {record['protocol']} | "
+        f"| {rolls.name} | {get_variant(args.variant).paper_name} | {seed} | {record['protocol']} | "
         f"{scores['valid']['nll_mean_gates']:.3f} | {scores['test']['nll_mean_gates']:.3f} | "
         f"{scores['test'].get('nll_predictive', float('nan')):.3f} | {result.best_epoch} | "
         f"{record['wall_seconds'] / 60:.1f} |\n"
@@ -207,6 +286,21 @@ def main(args) -> dict:
     return record
 
 
+def target_epoch(history: list[dict], target: float | None) -> dict | None:
+    """The first epoch whose validation NLL (mean gates) is at or below ``target``, with the
+    training wall-clock seconds until then (validation included); None if none reached it."""
+    if target is None:
+        return None
+    for record in history:
+        if record["valid_nll_mean_gates"] <= target:
+            return {
+                "epoch": record["epoch"],
+                "elapsed_s": record["elapsed_s"],
+                "valid_nll": record["valid_nll_mean_gates"],
+            }
+    return None
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -214,12 +308,13 @@ def parse_args(argv=None):
     p.add_argument("--dataset", default="jsb-music21", choices=["jsb-music21", *BENCHMARK_FILES])
     p.add_argument("--data-dir", default=None, help="folder with the benchmark .mat/.pickle files")
     p.add_argument("--cache-dir", default=None, help="cache of the jsb-music21 rebuild")
-    add_variant_arguments(p)
+    add_variant_arguments(p, ablations=True)
     p.add_argument(
         "--protocol",
         default="default",
-        choices=["default", "paper"],
-        help="paper: the authors' hidden sizes, 100 epochs, seed 1000 (batch 16)",
+        choices=["default", "authors", "batch16", "paper"],
+        help="authors: Song et al.'s training as their code runs it; batch16 (alias paper): "
+        "their sizes and epochs with minibatches of 16 (see the module docstring)",
     )
     p.add_argument("--hidden", type=int, default=None)
     p.add_argument("--layers", type=int, default=None)
@@ -241,6 +336,22 @@ def parse_args(argv=None):
         type=int,
         default=None,
         help="stop after this many epochs without validation improvement",
+    )
+    p.add_argument("--lr-rule", dest="lr_rule", default=None, choices=sorted(LR_RULES))
+    p.add_argument("--clip-norm", dest="clip_norm", type=float, default=None, help="0: no clipping")
+    p.add_argument(
+        "--target-nll",
+        dest="target_nll",
+        type=float,
+        default=None,
+        help="record the first epoch whose validation NLL (mean gates) is at or below this, "
+        "and the training seconds until then (results.json: target_epoch)",
+    )
+    p.add_argument(
+        "--stop-at-target",
+        dest="stop_at_target",
+        action="store_true",
+        help="stop training at that epoch (time-to-quality runs)",
     )
     p.add_argument("--no-plots", action="store_true", help="skip the diagnostics plots")
     add_run_arguments(p, seed_default=None, threads_default=None)

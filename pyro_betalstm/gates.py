@@ -2,16 +2,19 @@
 
 A family is chosen by name (:func:`get_gate_family`):
 
-========== ================ ========== ==================================================
-name       paper name        basis K    input / forget gates
-========== ================ ========== ==================================================
-sigmoid    LSTM              --         ``i = s(z_i)``, ``f = s(z_f)``
-coupled    CIFG              --         ``i = s(z_i)``, ``f = 1 - i``
-gumbel     G2-LSTM           --         ``s((z + noise) / tau)`` while training
-beta       BLSTM             4          independent Beta gates (:class:`IndependentBetaGates`)
-bivariate  bBLSTM            3          Olkin–Liu bivariate Beta (:class:`BivariateBeta`)
-bivariate5 bBLSTM(5G)        5          Arnold–Ng bivariate Beta (:class:`FlexibleBivariateBeta`)
-========== ================ ========== ==================================================
+=========== ================ ========== ==================================================
+name        paper name       basis K    input / forget gates
+=========== ================ ========== ==================================================
+sigmoid     LSTM             --         ``i = s(z_i)``, ``f = s(z_f)``
+coupled     CIFG             --         ``i = s(z_i)``, ``f = 1 - i``
+gumbel      G2-LSTM          --         ``s((z + noise) / tau)`` while training
+beta        BLSTM            4          independent Beta gates (:class:`IndependentBetaGates`)
+bivariate   bBLSTM           3          Olkin–Liu bivariate Beta (:class:`BivariateBeta`)
+bivariate5  bBLSTM(5G)       5          Arnold–Ng bivariate Beta (:class:`FlexibleBivariateBeta`)
+constant    (ablation)       --         ``i = f = 1/2``
+prior_noise (ablation)       --         Arnold–Ng gates of ``Gamma(0.5, 1)`` draws while
+                                        training, ``1/2`` at evaluation
+=========== ================ ========== ==================================================
 
 The output gate is a sigmoid in every family. Latent families produce Gamma concentrations
 ``alpha = softplus(z) + eps`` (``eps = 1e-3`` as in the authors' code) for a basis of ``K``
@@ -54,20 +57,15 @@ class GateFamily:
 
     # ----- deterministic families --------------------------------------------------------------
     def deterministic_gates(
-        self, z: torch.Tensor, training: bool
+        self, z: torch.Tensor, training: bool, basis_offset: float = 0.0
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Input and forget gates from pre-activations ``z`` of shape ``(..., n_pre, H)``."""
-        if self.name == "sigmoid":
-            return torch.sigmoid(z[..., 0, :]), torch.sigmoid(z[..., 1, :])
-        if self.name == "coupled":
-            i = torch.sigmoid(z[..., 0, :])
-            return i, 1.0 - i
-        if self.name == "gumbel":
-            if training:
-                u = torch.rand_like(z).clamp(1e-6, 1 - 1e-6)
-                z = (z + GUMBEL_NOISE_SCALE * (u.log() - torch.log1p(-u))) / GUMBEL_TEMPERATURE
-            return torch.sigmoid(z[..., 0, :]), torch.sigmoid(z[..., 1, :])
-        raise ValueError(f"gate family {self.name!r} is latent; use the basis methods")
+        """Input and forget gates from pre-activations ``z`` of shape ``(..., n_pre, H)``.
+
+        ``basis_offset`` is used by ``prior_noise`` alone (its training draws come from
+        ``u + basis_offset``, as the latent families' do)."""
+        if self.name not in _DETERMINISTIC_GATES:
+            raise ValueError(f"gate family {self.name!r} is latent; use the basis methods")
+        return _DETERMINISTIC_GATES[self.name](z, training, basis_offset)
 
     # ----- latent families ---------------------------------------------------------------------
     # Inside the recurrence the basis dimension comes before the unit dimension, (..., K, H), so
@@ -110,6 +108,53 @@ class GateFamily:
 CONCENTRATION_EPS = 1e-3
 GUMBEL_NOISE_SCALE = 0.2
 GUMBEL_TEMPERATURE = 0.9
+#: the Gamma(0.5, 1) prior of the paper, whose draws the ``prior_noise`` family uses as gates
+PRIOR_NOISE_CONCENTRATION = 0.5
+
+
+def _sigmoid_gates(z, training, basis_offset):
+    return torch.sigmoid(z[..., 0, :]), torch.sigmoid(z[..., 1, :])
+
+
+def _coupled_gates(z, training, basis_offset):
+    i = torch.sigmoid(z[..., 0, :])
+    return i, 1.0 - i
+
+
+def _gumbel_gates(z, training, basis_offset):
+    if training:
+        u = torch.rand_like(z).clamp(1e-6, 1 - 1e-6)
+        z = (z + GUMBEL_NOISE_SCALE * (u.log() - torch.log1p(-u))) / GUMBEL_TEMPERATURE
+    return torch.sigmoid(z[..., 0, :]), torch.sigmoid(z[..., 1, :])
+
+
+def _gate_shape(z: torch.Tensor) -> torch.Size:
+    return z.shape[:-2] + z.shape[-1:]  # z is (..., 0, H) for the families without inputs
+
+
+def _constant_gates(z, training, basis_offset):
+    half = z.new_full(_gate_shape(z), 0.5)
+    return half, half
+
+
+def _prior_noise_gates(z, training, basis_offset):
+    if not training:
+        return _constant_gates(z, training, basis_offset)  # the mean of the Arnold–Ng gates
+    d = FlexibleBivariateBeta
+    shape = z.shape[:-2] + (d.basis_size,) + z.shape[-1:]
+    log_u = sample_log_gamma(z.new_full(shape, PRIOR_NOISE_CONCENTRATION))
+    if basis_offset:
+        log_u = torch.logaddexp(log_u, log_u.new_tensor(basis_offset).log())
+    return GATE_FAMILIES["bivariate5"].gates_from_log_basis(log_u)
+
+
+_DETERMINISTIC_GATES = {
+    "sigmoid": _sigmoid_gates,
+    "coupled": _coupled_gates,
+    "gumbel": _gumbel_gates,
+    "constant": _constant_gates,
+    "prior_noise": _prior_noise_gates,
+}
 
 GATE_FAMILIES: dict[str, GateFamily] = {
     "sigmoid": GateFamily("sigmoid", "LSTM", 2),
@@ -118,6 +163,11 @@ GATE_FAMILIES: dict[str, GateFamily] = {
     "beta": GateFamily("beta", "BLSTM", 4, IndependentBetaGates),
     "bivariate": GateFamily("bivariate", "bBLSTM", 3, BivariateBeta),
     "bivariate5": GateFamily("bivariate5", "bBLSTM(5G)", 5, FlexibleBivariateBeta),
+    # Ablations of bBLSTM(5G+p) whose gate posterior has collapsed onto the prior: its test-time
+    # gates (i = f = 1/2), and its training gates without a guide (Gamma(0.5, 1) draws mapped by
+    # the Arnold–Ng family, 1/2 at evaluation). Neither has gate pre-activations.
+    "constant": GateFamily("constant", "constant gates (1/2)", 0),
+    "prior_noise": GateFamily("prior_noise", "Gamma(0.5, 1) prior-noise gates", 0),
 }
 
 

@@ -25,6 +25,8 @@ class PaperVariant:
     prior_term: bool
     music_hidden: int
     music_dropout: float
+    #: the prior term's weight when it differs from the data set's ``kl_lambda`` (None: that)
+    kl_weight: float | None = None
 
 
 VARIANTS: dict[str, PaperVariant] = {
@@ -41,21 +43,50 @@ VARIANTS: dict[str, PaperVariant] = {
 }
 
 
+#: Ablations of bBLSTM(5G+p) on music (docs/results/music.md explains them): the test-time
+#: gates of a posterior collapsed onto the prior, i = f = 1/2 (``constant``); the prior's
+#: Gamma(0.5, 1) draws as training gates without a guide or KL, 1/2 at evaluation
+#: (``prior_noise``); and bBLSTM(5G+p) with ``kl_lambda`` 0.001 instead of JSB's 1.0.
+ABLATIONS: dict[str, PaperVariant] = {
+    v.key: v
+    for v in (
+        PaperVariant(
+            "ablation_constant_gates", "5G+p ablation: i = f = 1/2", "constant", False, 148, 0.2
+        ),
+        PaperVariant(
+            "ablation_prior_noise",
+            "5G+p ablation: prior-noise gates",
+            "prior_noise",
+            False,
+            148,
+            0.2,
+        ),
+        PaperVariant(
+            "ablation_kl0.001", "5G+p ablation: kl_lambda 0.001", "bivariate5", True, 148, 0.2, 1e-3
+        ),
+    )
+}
+
+
 def get_variant(key: str) -> PaperVariant:
-    """Look a variant up by its short name; ``ValueError`` lists the known ones."""
-    try:
-        return VARIANTS[key]
-    except KeyError:
-        raise ValueError(f"unknown variant {key!r}; expected one of {list(VARIANTS)}") from None
+    """Look a variant (or an ablation) up by its short name; ``ValueError`` lists the known ones."""
+    found = VARIANTS.get(key) or ABLATIONS.get(key)
+    if found is None:
+        raise ValueError(f"unknown variant {key!r}; expected one of {list(VARIANTS)}")
+    return found
 
 
-def add_variant_arguments(parser: argparse.ArgumentParser, default: str = "bblstm5gp") -> None:
-    """Add ``--variant`` (a key of :data:`VARIANTS`) and its overrides to ``parser``.
+def add_variant_arguments(
+    parser: argparse.ArgumentParser, default: str = "bblstm5gp", ablations: bool = False
+) -> None:
+    """Add ``--variant`` (a key of :data:`VARIANTS`, or of :data:`ABLATIONS` too with
+    ``ablations=True``) and its overrides to ``parser``.
 
     ``--gate`` (dest ``gate``), ``--prior`` (``prior``) and ``--kl-weight`` (``kl_weight``)
     default to None, meaning "take the variant's value"; the script resolves them.
     """
-    parser.add_argument("--variant", default=default, choices=sorted(VARIANTS))
+    names = sorted(VARIANTS) + (sorted(ABLATIONS) if ablations else [])
+    parser.add_argument("--variant", default=default, choices=names)
     parser.add_argument("--gate", default=None, help="override the variant's gate family")
     parser.add_argument(
         "--prior", default=None, help="gamma | learnable | conditional | hierarchical"

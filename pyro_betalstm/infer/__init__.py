@@ -5,6 +5,7 @@ from .predict import (
     GATE_DIMS,
     evaluate_classifier,
     evaluate_nll,
+    gate_kl_summary,
     predictive_log_likelihood,
     sample_gates,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "evaluate_classifier",
     "evaluate_nll",
     "fit",
+    "gate_kl_summary",
     "load_best",
     "predictive_log_likelihood",
     "sample_gates",

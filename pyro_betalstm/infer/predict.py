@@ -49,6 +49,69 @@ def evaluate_nll(
 
 
 @torch.no_grad()
+def gate_kl_summary(
+    model: GateModel,
+    data: SequenceDataset,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """How far the gate posterior is from the prior, on ``data`` with the mean-gate network.
+
+    ``kl_per_gate``: the mean over every valid (sequence, step, layer, unit) of
+    ``KL(q(u_t | x_t, h_{t-1}) || p(u_t))``, summed over the Gamma basis of one gate pair (the
+    analytic Gamma KL; the prior must be Gamma). ``alpha_p01``/``alpha_p50``/``alpha_p99``: the
+    1st, 50th and 99th percentiles of the guide's concentrations; ``mean_input_gate`` and
+    ``mean_forget_gate`` with their standard deviations over the same elements. A posterior
+    collapsed onto the paper's Gamma(0.5, 1) prior has a KL near 0, concentrations near 0.5 and
+    mean gates near 1/2 with a small spread.
+    """
+    from ..distributions import gamma_kl
+    from ..models.gate_sites import prior_concentration_rate
+
+    if not model.family.is_latent:
+        raise ValueError(f"gate family {model.family.name!r} has no latent gates")
+    was_training = model.training
+    model.eval()
+    kl_total, count, alphas, i_all, f_all = 0.0, 0, [], [], []
+    try:
+        for batch in data.batches(batch_size):
+            batch = batch.to(device)
+            valid = batch.step_mask().to(batch.inputs.device)
+            embedded = model.embed_batch(batch)
+            runs = model.lstm.run(
+                embedded.inputs, model._mask(embedded), gate_mode="mean", record_gates=True
+            )
+            for k, run in enumerate(runs):
+                d = model.prior.distribution(k, run.inputs, run.previous_hidden)
+                params = prior_concentration_rate(d)
+                if params is None:
+                    raise ValueError("gate_kl_summary needs a Gamma prior (analytic KL)")
+                kl = gamma_kl(run.alpha, params[0], 1.0, params[1]).sum(-1)  # (B, T, H)
+                kl_total += float(kl[valid].sum())
+                count += int(valid.sum()) * kl.shape[-1]
+                alphas.append(run.alpha[valid].flatten())
+                i_all.append(run.gates[0][valid].flatten())
+                f_all.append(run.gates[1][valid].flatten())
+    finally:
+        model.train(was_training)
+    alpha, i, f = torch.cat(alphas), torch.cat(i_all), torch.cat(f_all)
+    # a bounded random subset for the quantiles: torch.quantile takes at most 2**24 elements
+    order = torch.randperm(alpha.numel(), generator=torch.Generator().manual_seed(0))
+    subset = alpha.cpu()[order[: 2**24]].double()
+    q = torch.quantile(subset, torch.tensor([0.01, 0.5, 0.99], dtype=torch.float64))
+    return {
+        "kl_per_gate": kl_total / count,
+        "alpha_p01": float(q[0]),
+        "alpha_p50": float(q[1]),
+        "alpha_p99": float(q[2]),
+        "mean_input_gate": float(i.mean()),
+        "sd_input_gate": float(i.std()),
+        "mean_forget_gate": float(f.mean()),
+        "sd_forget_gate": float(f.std()),
+    }
+
+
+@torch.no_grad()
 def evaluate_classifier(
     model: GateModel,
     data: SequenceDataset,

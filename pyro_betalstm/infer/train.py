@@ -20,6 +20,7 @@ from pyro.infer import Trace_ELBO
 from ..data import SequenceDataset
 from ..models.base import GateModel
 from .elbo import GateMeanFieldELBO
+from .lr_rules import check_lr_rule, lr_rule_fires
 from .predict import evaluate_nll
 
 ELBOS = {"meanfield": GateMeanFieldELBO, "trace": Trace_ELBO}
@@ -38,8 +39,11 @@ class TrainConfig:
     ``torch.optim.Optimizer`` subclass, or a :class:`pyro.optim.PyroOptim` such as
     ``pyro.optim.Adam({"lr": 1e-3})`` (its constructor and arguments are used). ``clip_norm``:
     gradient norm clipping, applied after ``backward`` to the gradient of the per-sequence loss
-    (the negative ELBO divided by the number of training sequences; None: off). On a plateau of the validation
-    metric at or after ``plateau_start_epoch`` the learning rate is divided by ``lr_decay``.
+    (the negative ELBO divided by the number of training sequences; None: off). After each epoch
+    the learning-rate rule ``lr_rule`` (see :mod:`~pyro_betalstm.infer.lr_rules`: ``"no_new_best"``,
+    the authors' ``"authors"``, or ``"none"``) may divide the learning rate by ``lr_decay``; it
+    never fires before epoch ``plateau_start_epoch``. ``target_metric``: stop after the first
+    epoch whose validation metric is at or below it (None: never; for time-to-quality runs).
     ``kl_anneal_epochs``: the KL weight rises linearly from 0 to the model's ``kl_weight`` over
     that many epochs. ``early_stopping_patience``: stop after that many epochs without
     improvement (None: never). ``time_limit_s``: stop after the first epoch that ends more than
@@ -58,7 +62,9 @@ class TrainConfig:
     num_particles: int = 1
     clip_norm: float | None = 5.0
     lr_decay: float = 1.2
+    lr_rule: str = "no_new_best"
     plateau_start_epoch: int = 10
+    target_metric: float | None = None
     early_stopping_patience: int | None = None
     time_limit_s: float | None = None
     kl_anneal_epochs: int = 0
@@ -85,6 +91,7 @@ class FitResult:
     best_metric: float = math.inf
     stopped_early: bool = False
     stopped_on_time: bool = False
+    stopped_on_target: bool = False
     out_dir: Path | None = None
 
     @property
@@ -165,6 +172,7 @@ def fit(
         raise ValueError(f"num_epochs must be positive, got {config.num_epochs}")
     if config.time_limit_s is not None and not config.time_limit_s > 0:
         raise ValueError(f"time_limit_s must be positive or None, got {config.time_limit_s}")
+    check_lr_rule(config.lr_rule)
     if config.elbo not in ELBOS:
         raise ValueError(f"unknown elbo {config.elbo!r}; expected one of {sorted(ELBOS)}")
     out = Path(out_dir) if out_dir is not None else None
@@ -197,6 +205,10 @@ def fit(
         target_kl_weight = ckpt["target_kl_weight"]
         _set_rng_state(ckpt["rng"], generator)
 
+    # wall-clock seconds of training and validation, summed over resumed runs
+    elapsed_before = result.history[-1].get("elapsed_s", 0.0) if result.history else 0.0
+    run_started = time.perf_counter()
+    monitor_key = f"valid_{monitor}" if valid_data is not None else "train_loss"
     num_batches = train_data.num_batches(config.batch_size)
     for epoch in range(start_epoch, config.num_epochs + 1):
         if config.kl_anneal_epochs:
@@ -257,10 +269,14 @@ def fit(
                 )
         else:
             bad_epochs += 1
-            if epoch >= config.plateau_start_epoch and config.lr_decay > 1:
-                for group in optimizer.param_groups:
-                    group["lr"] /= config.lr_decay
+        record["elapsed_s"] = elapsed_before + time.perf_counter() - run_started
         result.history.append(record)
+        values = [r[monitor_key] for r in result.history]
+        if config.lr_decay > 1 and lr_rule_fires(
+            config.lr_rule, values, config.plateau_start_epoch
+        ):
+            for group in optimizer.param_groups:
+                group["lr"] /= config.lr_decay
         if config.progress:
             tqdm_write(
                 f"epoch {epoch}: train loss/seq {record['train_loss']:.4f}"
@@ -283,6 +299,9 @@ def fit(
                 },
                 out / "last.pt",
             )
+        if config.target_metric is not None and value <= config.target_metric:
+            result.stopped_on_target = True
+            break
         if (
             config.early_stopping_patience is not None
             and bad_epochs >= config.early_stopping_patience

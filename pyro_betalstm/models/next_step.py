@@ -24,7 +24,7 @@ class NextStepBernoulli(GateModel):
         self.output = nn.Linear(lstm.hidden_size, output_size)
 
     def predict_from_run(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:
-        return self.output(run.outputs)
+        return self.output(self.lstm.top_output(run))
 
     def _targets(self, batch: SequenceBatch) -> torch.Tensor:
         y = batch.targets

@@ -50,8 +50,17 @@ class GateLayer(nn.Module):
     for the ``sigmoid`` family that is ``[i, f, g, o]``, the order of ``torch.nn.LSTM``.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, family: GateFamily, bias: bool = True):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        family: GateFamily,
+        bias: bool = True,
+        basis_offset: float = 0.0,
+    ):
         super().__init__()
+        #: drawn gates come from ``u + basis_offset`` (see :class:`StochasticLSTM`)
+        self.basis_offset = float(basis_offset)
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.family = family
@@ -63,6 +72,12 @@ class GateLayer(nn.Module):
             nn.init.uniform_(p, -bound, bound)  # torch.nn.LSTM's initialisation
         #: set by :class:`~pyro_betalstm.nn.gradient_probe.GateGradientProbe`; None: no probe.
         self.gate_probe: GateProbe | None = None
+
+    def _offset(self, log_u: torch.Tensor) -> torch.Tensor:
+        """``log(u + basis_offset)`` from ``log u``, without leaving log space."""
+        if not self.basis_offset:
+            return log_u
+        return torch.logaddexp(log_u, log_u.new_tensor(self.basis_offset).log())
 
     def forward(
         self,
@@ -112,10 +127,10 @@ class GateLayer(nn.Module):
                     else:
                         log_u = sampler(t, inputs[:, t], h).transpose(-1, -2)
                     log_bases.append(log_u)
-                    i, f = fam.gates_from_log_basis(log_u)
+                    i, f = fam.gates_from_log_basis(self._offset(log_u))
                 g, o = z[:, ng], z[:, ng + 1]
             else:
-                i, f = fam.deterministic_gates(z_gate, self.training)
+                i, f = fam.deterministic_gates(z_gate, self.training, self.basis_offset)
                 g, o = z[:, ng], z[:, ng + 1]
             if self.gate_probe is not None and z_gate.requires_grad:
                 self.gate_probe(t, z_gate, i, f, None if mask is None else mask[:, t])

@@ -70,6 +70,15 @@ class StochasticLSTM(nn.Module):
 
     Latent gate families sample their gates in training mode (``gate_mode="sample"``) and use
     the paper's mean gates otherwise; pass ``gate_mode`` to choose.
+
+    Dropout (training only): ``dropout`` on the input of every layer but the first, as in
+    ``torch.nn.LSTM``; ``locked_dropout=True`` draws one mask per sequence shared over time
+    (variational dropout) instead of one per element; ``output_dropout=True`` also drops the
+    last layer's output (``forward``'s output, and :meth:`top_output` for the models). Song et
+    al.'s music code uses locked dropout on every layer's output, the last included.
+    ``basis_offset``: training gates are computed from ``u + basis_offset`` instead of the Gamma
+    draw ``u`` (the authors' code adds 1e-3); the latent variable stays ``log u``, and the mean
+    gates are unchanged.
     """
 
     def __init__(
@@ -81,6 +90,9 @@ class StochasticLSTM(nn.Module):
         bias: bool = True,
         batch_first: bool = False,
         dropout: float = 0.0,
+        locked_dropout: bool = False,
+        output_dropout: bool = False,
+        basis_offset: float = 0.0,
     ):
         super().__init__()
         if input_size < 1 or hidden_size < 1 or num_layers < 1:
@@ -90,14 +102,25 @@ class StochasticLSTM(nn.Module):
             )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        if not (basis_offset >= 0.0 and basis_offset < float("inf")):
+            raise ValueError(f"basis_offset must be finite and non-negative, got {basis_offset}")
         self.family = get_gate_family(gate)
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.batch_first = batch_first
         self.dropout = dropout
+        self.locked_dropout = bool(locked_dropout)
+        self.output_dropout = bool(output_dropout)
+        self.basis_offset = float(basis_offset)
         self.layers = nn.ModuleList(
-            GateLayer(input_size if k == 0 else hidden_size, hidden_size, self.family, bias)
+            GateLayer(
+                input_size if k == 0 else hidden_size,
+                hidden_size,
+                self.family,
+                bias,
+                basis_offset=basis_offset,
+            )
             for k in range(num_layers)
         )
 
@@ -105,6 +128,9 @@ class StochasticLSTM(nn.Module):
         return (
             f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
             f"gate={self.family.name!r}, batch_first={self.batch_first}, dropout={self.dropout}"
+            + (", locked_dropout=True" if self.locked_dropout else "")
+            + (", output_dropout=True" if self.output_dropout else "")
+            + (f", basis_offset={self.basis_offset}" if self.basis_offset else "")
         )
 
     # ----- input handling ----------------------------------------------------------------------
@@ -118,11 +144,24 @@ class StochasticLSTM(nn.Module):
             input = input.transpose(0, 1)
         return validate_sequences(input, lengths, self.input_size)
 
+    def _drop(self, x: torch.Tensor) -> torch.Tensor:
+        """Dropout of batch-first ``(B, T, H)`` outputs while training: per element, or with
+        one mask per sequence shared over time (``locked_dropout``)."""
+        if not (self.dropout > 0 and self.training):
+            return x
+        if not self.locked_dropout:
+            return nn.functional.dropout(x, self.dropout, training=True)
+        keep = 1.0 - self.dropout
+        mask = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(keep) / keep
+        return x * mask
+
     def _layer_input(self, k: int, previous: LayerRun) -> torch.Tensor:
-        x = previous.outputs
-        if self.dropout > 0 and self.training and k > 0:
-            x = nn.functional.dropout(x, self.dropout, training=True)
-        return x
+        return self._drop(previous.outputs) if k > 0 else previous.outputs
+
+    def top_output(self, run: LayerRun) -> torch.Tensor:
+        """The last layer's outputs ``(B, T, H)`` as a task head sees them: with dropout while
+        training when ``output_dropout`` is set, as they are otherwise."""
+        return self._drop(run.outputs) if self.output_dropout else run.outputs
 
     def run(
         self,
@@ -169,7 +208,7 @@ class StochasticLSTM(nn.Module):
         # pad_packed_sequence restores the caller's batch order, so hx is used as given and
         # h_n, c_n come back in that order too.
         runs = self.run(x, mask, hx, gate_mode)
-        output = runs[-1].outputs
+        output = self.top_output(runs[-1])
         h_n = torch.stack([r.h_n for r in runs])
         c_n = torch.stack([r.c_n for r in runs])
         if packed:
