@@ -34,7 +34,6 @@ Protocols (``--protocol``; every flag below overrides its value):
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -56,6 +55,7 @@ from pyro_betalstm.infer import (
     sample_gates,
 )
 from pyro_betalstm.infer.lr_rules import LR_RULES
+from pyro_betalstm.io import atomic_torch_save, atomic_write_json, atomic_write_text
 from pyro_betalstm.models import NextStepBernoulli
 from pyro_betalstm.nn import StochasticLSTM
 from pyro_betalstm.variants import (
@@ -98,8 +98,10 @@ OVERRIDABLE = (
     "eval_samples",
     "train_chunk",
     "lr_rule",
+    "plateau_start_epoch",
     "clip_norm",
     "early_stopping",
+    "output_bias_init",
 )
 
 
@@ -218,7 +220,7 @@ def main(args) -> dict:
         for split, data in (("valid", valid), ("test", test))
     }
     gates = sample_gates(model, test.batch(range(min(4, len(test)))).to(args.device), 20)
-    torch.save(gates, out / "gate_draws.pt")
+    atomic_torch_save(gates, out / "gate_draws.pt")
     # how far the gate posterior is from the prior at the best checkpoint
     gate_kl = gate_kl_summary(model, valid, 64, args.device) if s["kl_weight"] > 0 else None
     record = {
@@ -245,16 +247,14 @@ def main(args) -> dict:
         "torch": torch.__version__,
         "early_stopping": s["early_stopping"],
     }
-    with open(out / "results.json", "w") as fh:
-        json.dump(record, fh, indent=2)
+    atomic_write_json(out / "results.json", record)
     row = (
         f"| {rolls.name} | {get_variant(args.variant).paper_name} | {seed} | {record['protocol']} | "
         f"{scores['valid']['nll_mean_gates']:.3f} | {scores['test']['nll_mean_gates']:.3f} | "
         f"{scores['test'].get('nll_predictive', float('nan')):.3f} | {result.best_epoch} | "
         f"{record['wall_seconds'] / 60:.1f} |\n"
     )
-    with open(out / "results.md", "w") as fh:
-        fh.write(row)
+    atomic_write_text(out / "results.md", row)
     print(
         f"valid NLL/frame {scores['valid']['nll_mean_gates']:.4f} (mean gates)"
         + (
@@ -338,6 +338,21 @@ def parse_args(argv=None):
         help="stop after this many epochs without validation improvement",
     )
     p.add_argument("--lr-rule", dest="lr_rule", default=None, choices=sorted(LR_RULES))
+    p.add_argument(
+        "--plateau-start-epoch",
+        dest="plateau_start_epoch",
+        type=int,
+        default=None,
+        help="first epoch after which the lr rule may fire",
+    )
+    p.add_argument(
+        "--output-bias-init",
+        dest="output_bias_init",
+        default=None,
+        choices=["frequency", "uniform"],
+        help="frequency: start the output bias at the training key log-odds; uniform: "
+        "U(-1/sqrt(H), 1/sqrt(H)) like every other parameter (the authors')",
+    )
     p.add_argument("--clip-norm", dest="clip_norm", type=float, default=None, help="0: no clipping")
     p.add_argument(
         "--target-nll",

@@ -10,10 +10,10 @@ set -euo pipefail
 data_dir=${1:?usage: run_jsb_authors.sh DATA_DIR [RUNS_DIR]}
 runs=${2:-runs/jsb_authors}
 parallel=${PARALLEL:-2}
-default_jobs=""
-for seed in 1000 1001 1002; do
-  for variant in bblstm5gp lstm bblstm5g ablation_constant_gates ablation_prior_noise \
-    ablation_kl0.001; do
+default_jobs=""  # the headline variant's seeds first, then the LSTM's, then the rest
+for variant in bblstm5gp lstm ablation_constant_gates bblstm5g ablation_prior_noise \
+  ablation_kl0.001; do
+  for seed in 1000 1001 1002; do
     default_jobs+="$variant:$seed "
   done
 done
@@ -24,9 +24,11 @@ run_one() {
   local variant=${1%%:*} seed=${1##*:}
   local out="$runs/jsb-$variant-seed$seed"
   if [ -f "$out/results.json" ]; then return 0; fi
+  mkdir -p "$out"
+  exec 9>"$out/.lock"  # a run in progress elsewhere is left alone
+  if ! flock -n 9; then echo "skip $variant seed $seed: running elsewhere"; return 0; fi
   local resume=""
   if [ -f "$out/last.pt" ]; then resume="--resume"; fi
-  mkdir -p "$out"
   echo "$(date -u +%FT%TZ) start $variant seed $seed $resume"
   python examples/polyphonic_music.py --dataset jsb --data-dir "$data_dir" --variant "$variant" \
     --protocol authors --seed "$seed" --target-nll 8.35 --threads 1 --no-progress --no-plots \

@@ -33,6 +33,7 @@ from .plots import (
     plot_gradient_magnitudes,
     plot_joint_gates,
     plot_prior_posterior,
+    plot_time_to_quality,
     plot_token_gates,
     save_figure,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "plot_gradient_magnitudes",
     "plot_joint_gates",
     "plot_prior_posterior",
+    "plot_time_to_quality",
     "plot_token_gates",
     "posterior_gate_draws",
     "prior_gate_draws",

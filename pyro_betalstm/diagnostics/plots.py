@@ -490,6 +490,32 @@ def plot_elbo_history(data, ax=None):
     return ax
 
 
+def plot_time_to_quality(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    threshold: float | None = None,
+    ax=None,
+):
+    """Validation metric against training wall-clock time, one line per recipe.
+
+    ``curves``: ``{recipe: (seconds, values)}``, for instance each epoch's ``elapsed_s`` and
+    ``valid_nll_mean_gates`` from ``metrics.json``; ``threshold`` is drawn as a dashed line."""
+    if not curves:
+        raise ValueError("curves is empty; expected {recipe: (seconds, values)}")
+    (ax,) = _axes(ax, 1, figsize=(6.5, 4.2))
+    for label, (seconds, values) in curves.items():
+        seconds, values = np.asarray(seconds, dtype=float), np.asarray(values, dtype=float)
+        if seconds.shape != values.shape:
+            raise ValueError(f"{label}: {seconds.size} times for {values.size} values")
+        ax.plot(seconds / 60.0, values, ".-", label=str(label))
+    if threshold is not None:
+        ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"{threshold}")
+    ax.set_xlabel("training wall-clock time (minutes, validation included)")
+    ax.set_ylabel("validation NLL per frame")
+    ax.set_title("time to quality")
+    ax.legend(fontsize="small")
+    return ax
+
+
 def save_figure(ax, path) -> None:
     """Save the figure of ``ax`` (an axes or an array of axes) as PNG and close it."""
     first = np.atleast_1d(np.asarray(ax, dtype=object)).ravel()[0]

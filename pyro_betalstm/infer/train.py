@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 import random
 import time
@@ -18,6 +18,7 @@ import torch
 from pyro.infer import Trace_ELBO
 
 from ..data import SequenceDataset
+from ..io import atomic_torch_save, atomic_write_json, atomic_write_text
 from ..models.base import GateModel
 from .elbo import GateMeanFieldELBO
 from .lr_rules import check_lr_rule, lr_rule_fires
@@ -264,7 +265,7 @@ def fit(
         if improved:
             result.best_metric, result.best_epoch, bad_epochs = value, epoch, 0
             if out is not None:
-                torch.save(
+                atomic_torch_save(
                     {"model": model.state_dict(), "epoch": epoch, monitor: value}, out / "best.pt"
                 )
         else:
@@ -284,7 +285,7 @@ def fit(
             )
         if out is not None:
             _write_metrics(out, result.history)
-            torch.save(
+            atomic_torch_save(
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
@@ -334,13 +335,13 @@ def tqdm_write(message: str) -> None:
 
 
 def _write_metrics(out: Path, history: list[dict]) -> None:
-    with open(out / "metrics.json", "w") as fh:
-        json.dump(history, fh, indent=2)
+    atomic_write_json(out / "metrics.json", history)
     keys = list(dict.fromkeys(k for record in history for k in record))
-    with open(out / "metrics.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(history)
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(out / "metrics.csv", table.getvalue())
 
 
 def load_best(model: GateModel, out_dir: str | Path, device: str = "cpu") -> GateModel:

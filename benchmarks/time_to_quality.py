@@ -1,0 +1,256 @@
+"""Time to quality on JSB Chorales: training wall-clock seconds until the validation NLL (mean
+gates) first reaches a threshold, per training recipe, for bBLSTM(5G+p).
+
+Each recipe is a set of flags of ``examples/polyphonic_music.py`` on top of ``--protocol
+authors``; every run uses one CPU thread (``--threads 1``), records each epoch's elapsed time
+(training and validation) in ``metrics.json`` and the first epoch at or below the threshold in
+``results.json``. Runs resume where they stopped and are skipped once finished.
+
+Usage::
+
+    python benchmarks/time_to_quality.py run RECIPE [RECIPE ...] --data-dir ../shared/data/music
+    python benchmarks/time_to_quality.py summarise --reference-dir RUN_DIR
+
+``run --stop-at-target`` ends a run at the threshold and ``--num-epochs N`` caps its epochs (for
+screening a recipe; its test NLL is then that of the model where it stopped, not after the
+recipe's full schedule). ``summarise``
+writes ``docs/results/time_to_quality.json``, ``docs/results/time_to_quality.md`` and
+``docs/_static/time_to_quality.png`` from every run found; ``--reference-dir`` names the
+reference run (the ``authors`` protocol, for instance from ``docs/results/run_jsb_authors.sh``)
+when it is not under ``--runs-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "polyphonic_music.py"
+THRESHOLD = 8.35
+REFERENCE = "authors"
+#: the most a recipe's test NLL may exceed the reference's and still count as the best
+TOLERANCE = 0.03
+
+#: Recipes: flags on top of ``--protocol authors`` (which is the reference itself).
+RECIPES: dict[str, list[str]] = {
+    "authors": [],
+    # the authors' training with the output bias started at the key log-odds
+    "authors+freq-bias": ["--output-bias-init", "frequency"],
+    # minibatches whose per-frame cost on one CPU thread is lower, with a larger step
+    "freq-bias+b4-lr4e-3": ["--output-bias-init", "frequency", "--batch-size", "4", "--lr", "4e-3"],
+    "freq-bias+b8-lr5e-3": ["--output-bias-init", "frequency", "--batch-size", "8", "--lr", "5e-3"],
+    "freq-bias+b16-lr8e-3": [
+        "--output-bias-init",
+        "frequency",
+        "--batch-size",
+        "16",
+        "--lr",
+        "8e-3",
+    ],
+}
+
+
+def run_dir(runs: Path, recipe: str, seed: int) -> Path:
+    return runs / f"{recipe}-seed{seed}"
+
+
+def run_recipe(recipe: str, args) -> None:
+    out = run_dir(args.runs_dir, recipe, args.seed)
+    if (out / "results.json").exists():
+        print(f"{recipe}: done already ({out / 'results.json'})")
+        return
+    command = [
+        sys.executable,
+        str(EXAMPLE),
+        "--dataset",
+        "jsb",
+        "--data-dir",
+        str(args.data_dir),
+        "--variant",
+        args.variant,
+        "--protocol",
+        "authors",
+        "--seed",
+        str(args.seed),
+        "--threads",
+        "1",
+        "--target-nll",
+        str(args.threshold),
+        "--no-plots",
+        "--no-progress",
+        "--out-dir",
+        str(out),
+        *RECIPES[recipe],
+    ]
+    if args.stop_at_target:
+        command.append("--stop-at-target")
+    if args.num_epochs is not None:
+        command += ["--num-epochs", str(args.num_epochs)]
+    if (out / "last.pt").exists():
+        command.append("--resume")
+    print(" ".join(command), flush=True)
+    subprocess.run(command, check=True)
+
+
+def load_run(path: Path, threshold: float) -> dict | None:
+    """One run's curve and outcome from its ``metrics.json`` (and ``results.json`` if done)."""
+    metrics = path / "metrics.json"
+    if not metrics.exists():
+        return None
+    history = json.loads(metrics.read_text())
+    results = path / "results.json"
+    record = json.loads(results.read_text()) if results.exists() else None
+    reached = next((r for r in history if r["valid_nll_mean_gates"] <= threshold), None)
+    return {
+        "dir": str(path),
+        "finished": record is not None,
+        "epochs": len(history),
+        "seconds": None if reached is None else reached["elapsed_s"],
+        "target_epoch": None if reached is None else reached["epoch"],
+        "best_valid_nll": min(r["valid_nll_mean_gates"] for r in history),
+        "test_nll": None if record is None else record["test"]["nll_mean_gates"],
+        "stopped_at_target": bool(
+            record and record["settings"].get("num_epochs", 0) > len(history)
+        ),
+        "settings": None if record is None else record["settings"],
+        "seed": None if record is None else record["seed"],
+        "curve": ([r["elapsed_s"] for r in history], [r["valid_nll_mean_gates"] for r in history]),
+    }
+
+
+def summarise(args) -> dict:
+    runs = {}
+    for path in sorted(args.runs_dir.glob("*-seed*")):
+        recipe = path.name.rsplit("-seed", 1)[0]
+        run = load_run(path, args.threshold)
+        if run is not None:
+            runs[recipe] = run
+    if args.reference_dir is not None:
+        runs[REFERENCE] = load_run(args.reference_dir, args.threshold)
+    reference = runs.get(REFERENCE)
+    if reference is None or reference["seconds"] is None:
+        raise SystemExit(f"the reference run ({REFERENCE}) has not reached {args.threshold} yet")
+    limit = None if reference["test_nll"] is None else reference["test_nll"] + TOLERANCE
+    eligible = {
+        name: r
+        for name, r in runs.items()
+        if r["seconds"] is not None
+        and r["test_nll"] is not None
+        and (limit is None or r["test_nll"] <= limit)
+    }
+    best_name = min(eligible, key=lambda n: eligible[n]["seconds"]) if eligible else REFERENCE
+    best = runs[best_name]
+
+    def brief(name, r):
+        return {"recipe": name, "seconds": r["seconds"], "test_nll": r["test_nll"]}
+
+    summary = {
+        "threshold": args.threshold,
+        "reference": brief(REFERENCE, reference),
+        "best": brief(best_name, best),
+        "speedup": reference["seconds"] / best["seconds"],
+        "variant": args.variant,
+        "dataset": "JSB Chorales (standard split 229/76/77)",
+        "test_nll_tolerance": TOLERANCE,
+        "recipes": [
+            {"recipe": n, "flags": RECIPES.get(n), **{k: v for k, v in r.items() if k != "curve"}}
+            for n, r in runs.items()
+        ],
+    }
+    write_outputs(summary, runs, args)
+    return summary
+
+
+def write_outputs(summary: dict, runs: dict, args) -> None:
+    from pyro_betalstm.diagnostics import plot_time_to_quality, save_figure
+    from pyro_betalstm.io import atomic_write_json, atomic_write_text
+
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(args.out_dir / "time_to_quality.json", summary)
+    figure = args.static_dir / "time_to_quality.png"
+    curves = {name: r["curve"] for name, r in runs.items()}
+    save_figure(plot_time_to_quality(curves, args.threshold), figure)
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+    lines = [
+        "| recipe | flags on top of `--protocol authors` | seconds to valid NLL <= "
+        f"{args.threshold} | epoch | best valid NLL | test NLL | epochs run | finished |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in sorted(summary["recipes"], key=lambda r: r["seconds"] or float("inf")):
+        flags = " ".join(row["flags"] or []) or "(none)"
+        lines.append(
+            f"| {row['recipe']} | `{flags}` | {fmt(row['seconds'], '.0f')} | "
+            f"{fmt(row['target_epoch'], 'd')} | {row['best_valid_nll']:.3f} | "
+            f"{fmt(row['test_nll'], '.3f')} | {row['epochs']} | {'yes' if row['finished'] else 'no'} |"
+        )
+    ref, best = summary["reference"], summary["best"]
+    page = [
+        "# Time to quality: bBLSTM(5G+p) on JSB Chorales",
+        "",
+        "Written by `python benchmarks/time_to_quality.py summarise` from the runs' `metrics.json`"
+        " and `results.json`; do not edit by hand. Seconds are training wall-clock time with one"
+        " CPU thread per run (`--threads 1`), validation included, until the end of the first"
+        f" epoch whose validation NLL (mean gates) is at or below {args.threshold}. Data: the"
+        " standard JSB split (229/76/77); seed"
+        f" {args.seed}; recipes are tuned on validation only; the test NLL is that of the"
+        " best-validation checkpoint at the end of the recipe's run (or at the threshold for a"
+        " run stopped there). The machine had two cores and ran two such processes at a time.",
+        "",
+        f"- Reference ({ref['recipe']}): {fmt(ref['seconds'], '.0f')} s, test NLL"
+        f" {fmt(ref['test_nll'], '.3f')}.",
+        f"- Best ({best['recipe']}): {fmt(best['seconds'], '.0f')} s, test NLL"
+        f" {fmt(best['test_nll'], '.3f')}; a recipe counts only if its test NLL is at most"
+        f" {TOLERANCE} above the reference's.",
+        f"- Speedup: {summary['speedup']:.2f}x.",
+        "",
+        *lines,
+        "",
+        "![validation NLL against wall-clock time](../_static/time_to_quality.png)",
+        "",
+    ]
+    atomic_write_text(args.out_dir / "time_to_quality.md", "\n".join(page))
+    print("\n".join(page))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("command", choices=["run", "summarise", "list"])
+    p.add_argument("recipes", nargs="*", help="recipe names (run)")
+    p.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "music")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs") / "time_to_quality")
+    p.add_argument("--reference-dir", type=Path, default=None)
+    p.add_argument("--variant", default="bblstm5gp")
+    p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--threshold", type=float, default=THRESHOLD)
+    p.add_argument("--stop-at-target", action="store_true")
+    p.add_argument(
+        "--num-epochs", type=int, default=None, help="cap on epochs (default: the recipe's)"
+    )
+    p.add_argument("--out-dir", type=Path, default=ROOT / "docs" / "results")
+    p.add_argument("--static-dir", type=Path, default=ROOT / "docs" / "_static")
+    return p.parse_args(argv)
+
+
+def main(args) -> None:
+    if args.command == "list":
+        for name, flags in RECIPES.items():
+            print(f"{name}: --protocol authors {' '.join(flags)}")
+        return
+    if args.command == "summarise":
+        summarise(args)
+        return
+    unknown = [r for r in args.recipes if r not in RECIPES]
+    if unknown or not args.recipes:
+        raise SystemExit(f"name recipes from: {', '.join(RECIPES)} (unknown: {unknown})")
+    for recipe in args.recipes:
+        run_recipe(recipe, args)
+
+
+if __name__ == "__main__":
+    main(parse_args())
