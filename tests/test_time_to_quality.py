@@ -1,0 +1,113 @@
+"""``benchmarks/time_to_quality.py`` and ``docs/results/jsb_authors_table.py`` on made-up runs:
+seconds to the threshold, the tolerance on test NLL, the speedup and the tables."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ttq = load(ROOT / "benchmarks" / "time_to_quality.py", "time_to_quality")
+table = load(ROOT / "docs" / "results" / "jsb_authors_table.py", "jsb_authors_table")
+
+
+def fake_run(
+    folder: Path,
+    valid: list[float],
+    seconds_per_epoch: float,
+    test: float | None,
+    variant="bblstm5gp",
+    seed=1000,
+    kl=0.001,
+):
+    folder.mkdir(parents=True)
+    history = [
+        {"epoch": e, "valid_nll_mean_gates": v, "elapsed_s": seconds_per_epoch * e}
+        for e, v in enumerate(valid, start=1)
+    ]
+    (folder / "metrics.json").write_text(json.dumps(history))
+    if test is not None:
+        record = {
+            "variant": variant,
+            "seed": seed,
+            "protocol": "authors",
+            "dataset": "jsb",
+            "settings": {"num_epochs": len(valid)},
+            "test": {"nll_mean_gates": test},
+            "valid": {"nll_mean_gates": min(valid)},
+            "best_epoch": 1 + valid.index(min(valid)),
+            "epochs_run": len(valid),
+            "wall_seconds": 10.0,
+            "hardware": "cpu",
+            "gate_kl_valid": {"kl_per_gate": kl, "alpha_p01": 0.49, "alpha_p99": 0.51},
+            "target_epoch": None,
+        }
+        (folder / "results.json").write_text(json.dumps(record))
+
+
+def summarise(tmp_path, reference_dir=None):
+    args = ttq.parse_args(
+        [
+            "summarise",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--out-dir",
+            str(tmp_path / "out"),
+            "--static-dir",
+            str(tmp_path / "out"),
+        ]
+        + (["--reference-dir", str(reference_dir)] if reference_dir else [])
+    )
+    return ttq.summarise(args)
+
+
+def test_speedup_is_reference_seconds_over_the_fastest_recipe_within_tolerance(tmp_path):
+    runs = tmp_path / "runs"
+    fake_run(runs / "authors-seed1000", [9, 8.6, 8.4, 8.3, 8.27], 100.0, 8.28)
+    fake_run(runs / "fast-seed1000", [8.5, 8.34, 8.3], 20.0, 8.30)  # 40 s, within 0.03
+    fake_run(runs / "faster-seed1000", [8.33], 10.0, 8.40)  # 10 s but 0.12 worse on test
+    fake_run(runs / "never-seed1000", [9.0, 8.9], 5.0, 8.9)
+    summary = summarise(tmp_path)
+    assert summary["reference"] == {"recipe": "authors", "seconds": 400.0, "test_nll": 8.28}
+    assert summary["best"] == {"recipe": "fast", "seconds": 40.0, "test_nll": 8.30}
+    assert summary["speedup"] == pytest.approx(10.0)
+    saved = json.loads((tmp_path / "out" / "time_to_quality.json").read_text())
+    assert saved["speedup"] == pytest.approx(10.0) and saved["threshold"] == 8.35
+    page = (tmp_path / "out" / "time_to_quality.md").read_text()
+    assert "| never |" in page and "Speedup: 10.00x" in page
+    assert (tmp_path / "out" / "time_to_quality.png").stat().st_size > 0
+
+
+def test_reference_from_another_folder_and_one_that_has_not_reached_the_threshold(tmp_path):
+    (tmp_path / "runs").mkdir()
+    grid = tmp_path / "grid" / "jsb-bblstm5gp-seed1000"
+    fake_run(grid, [9.0, 8.5], 30.0, None)  # still running, above the threshold
+    with pytest.raises(SystemExit, match="has not reached 8.35"):
+        summarise(tmp_path, grid)
+
+
+def test_authors_table_summarises_variants_over_seeds(tmp_path):
+    for seed, test in ((1000, 8.30), (1001, 8.26)):
+        fake_run(tmp_path / f"5gp-{seed}", [8.4, 8.3], 1.0, test, seed=seed)
+    fake_run(tmp_path / "lstm", [8.8], 1.0, 8.7, variant="lstm", kl=None)
+    rows = table.collect([tmp_path])
+    assert [(r["variant"], r["seed"]) for r in rows] == [
+        ("lstm", 1000),
+        ("bblstm5gp", 1000),
+        ("bblstm5gp", 1001),
+    ]
+    text = table.tables(rows)
+    assert "| `bblstm5gp` | 1000, 1001 | 8.280 ± 0.028 |" in text
+    assert "| `lstm` | 1000 | 8.700 ± - |" in text
