@@ -5,16 +5,14 @@ the validation metric of every epoch so far (lower is better). Each rule may fir
 epochs ``>= start_epoch``; when it fires, :func:`~pyro_betalstm.infer.fit` divides the learning
 rate by ``lr_decay``.
 
-========== ==================================================================================
-name       fires after epoch ``e >= start_epoch`` when ...
-========== ==================================================================================
-no_new_best  ``e`` set no new best (the library's earlier default: once progress slows, the
-             rate falls geometrically)
-authors      the metric of ``e`` is higher than each of the three previous epochs' (the rule
-             of Song et al.'s music code, ``vloss > max(vloss_list[-3:])`` after epoch 10,
-             i.e. ``start_epoch = 11``)
-none         never
-========== ==================================================================================
+Each rule fires after epoch ``e >= start_epoch`` when:
+
+- ``no_new_best``: epoch ``e`` set no new best (the library's earlier default; once progress
+  slows, the rate falls geometrically);
+- ``authors``: the metric of epoch ``e`` is higher than each of the three previous epochs'
+  (the rule of Song et al.'s music code, ``vloss > max(vloss_list[-3:])`` after epoch 10,
+  i.e. ``start_epoch = 11``);
+- ``none``: never.
 """
 
 from __future__ import annotations
