@@ -51,6 +51,23 @@ RECIPES: dict[str, list[str]] = {
         "--lr",
         "8e-3",
     ],
+    "freq-bias+b8-lr1e-2": ["--output-bias-init", "frequency", "--batch-size", "8", "--lr", "1e-2"],
+    "freq-bias+b16-lr1.6e-2": [
+        "--output-bias-init",
+        "frequency",
+        "--batch-size",
+        "16",
+        "--lr",
+        "1.6e-2",
+    ],
+    "freq-bias+b32-lr1.6e-2": [
+        "--output-bias-init",
+        "frequency",
+        "--batch-size",
+        "32",
+        "--lr",
+        "1.6e-2",
+    ],
 }
 
 
