@@ -100,6 +100,21 @@ def save_resume_point(out: Path, state: dict) -> Path:
     return atomic_torch_save(state, last)
 
 
+FIT_FILES = ("last.pt", "best.pt", "metrics.json", "metrics.csv")
+
+
+def remove_stale_temporaries(out: Path) -> list[Path]:
+    """Delete the temporary files that a run killed while writing left in ``out`` (only the
+    names of :func:`~pyro_betalstm.infer.fit`'s own files); returns what was deleted."""
+    stale = [out / f".{PREVIOUS}.link"]
+    for name in FIT_FILES:
+        stale += out.glob(f".{name}.*.tmp")
+    removed = [p for p in stale if p.is_file()]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
+
+
 def has_resume_point(out: str | Path) -> bool:
     """Whether ``out`` holds ``last.pt`` or the ``last.prev.pt`` kept before it."""
     return (Path(out) / LAST).exists() or (Path(out) / PREVIOUS).exists()
@@ -152,31 +167,33 @@ def check_resume_settings(
     path: Path,
     allow: bool | Iterable[str] = False,
     defaults: dict | None = None,
-) -> None:
+) -> list[str]:
     """Refuse a resume whose settings differ from the checkpoint's (except
     :data:`RESUME_MAY_CHANGE`), listing every differing key with both values.
 
     ``allow``: True accepts every difference; a collection of keys accepts those.
     ``defaults``: the value of a key the checkpoint lacks (a setting added since it was written).
+    Returns the differences that ``allow`` accepted (``key: saved ..., requested ...``).
     """
-    if saved is None or allow is True:
-        return
+    if saved is None:
+        return []
     if not isinstance(saved, dict):
         raise ValueError(f"{path}: its 'config' is a {type(saved).__name__}; expected a dict")
     if isinstance(allow, str):
         allow = [allow]
-    allowed = RESUME_MAY_CHANGE | set(allow or ())
+    accepted = set(requested) | set(saved) if allow is True else set(allow or ())
     defaults = defaults or {}
-    diffs = []
+    diffs, overridden = [], []
     for key in sorted(set(saved) | set(requested)):
-        if key in allowed:
+        if key in RESUME_MAY_CHANGE:
             continue
         old = saved.get(key, defaults.get(key, "<absent>"))
         new = requested.get(key, "<absent>")
         if key == "optimizer" and " at 0x" in str(old):
             continue  # earlier versions recorded a PyroOptim by its address: not comparable
         if old != new:
-            diffs.append(f"{key}: saved {old!r}, requested {new!r}")
+            line = f"{key}: saved {old!r}, requested {new!r}"
+            (overridden if key in accepted else diffs).append(line)
     if diffs:
         raise ValueError(
             f"cannot resume from {path}: the settings differ from the checkpoint's:\n  "
@@ -184,3 +201,4 @@ def check_resume_settings(
             + "\nuse the checkpoint's settings, another output folder, or pass "
             "resume_override=True (or the keys to accept) to continue anyway"
         )
+    return overridden

@@ -8,6 +8,7 @@ import math
 import numbers
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from ..models.base import GateModel
 from .checkpoint import (
     check_resume_settings,
     load_resume_point,
+    remove_stale_temporaries,
     rng_state,
     save_resume_point,
     set_rng_state,
@@ -197,7 +199,8 @@ def fit(
     the current epoch. The settings must equal the checkpoint's except ``num_epochs``,
     ``time_limit_s``, ``progress``, ``device`` and ``eval_batch_size``; otherwise a ValueError
     lists every differing key. ``resume_override``: True accepts any difference, a collection
-    of keys accepts those.
+    of keys accepts those (with a warning); the optimizer's state, its learning rate and
+    weight decay included, still comes from the checkpoint.
 
     A NaN or infinite loss, gradient (whether or not ``clip_norm`` is set) or parameter raises
     :class:`NonFiniteLossError` naming the epoch and step (also when Pyro's validation finds the
@@ -219,6 +222,7 @@ def fit(
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)  # left by a run killed mid-write
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was requested but CUDA is not available")
@@ -238,13 +242,22 @@ def fit(
         if out is None:
             raise FileNotFoundError("cannot resume: no checkpoint folder (out_dir is None)")
         ckpt, path = load_resume_point(out, map_location=device)
-        check_resume_settings(
+        overridden = check_resume_settings(
             ckpt.get("config"),
             config.to_dict(),
             path,
             resume_override,
             defaults=TrainConfig().to_dict(),
         )
+        if overridden:
+            warnings.warn(
+                f"resuming from {path} with settings that differ from the checkpoint's ("
+                + "; ".join(overridden)
+                + "); the optimizer's state, learning rate and weight decay included, comes "
+                "from the checkpoint",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         try:
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])

@@ -10,7 +10,7 @@ from pyro_betalstm.infer import TrainConfig
 from pyro_betalstm.models import SequenceClassifier
 from pyro_betalstm.nn import StochasticLSTM
 
-NUM_EPOCHS = 5
+NUM_EPOCHS = 6
 
 
 def make_model(gate: str = "bivariate", seed: int = 0) -> SequenceClassifier:
