@@ -9,8 +9,7 @@ import pyro
 import pytest
 import torch
 
-from pyro_betalstm.infer import NonFiniteLossError, fit
-from pyro_betalstm.infer.train import DivergenceError
+from pyro_betalstm.infer import DivergenceError, NonFiniteLossError, fit
 from pyro_betalstm.io import safe_torch_load
 from pyro_betalstm.models import SequenceClassifier
 
