@@ -15,7 +15,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 
 from pyro_betalstm.data.music import PianoRolls, build_jsb_music21, load_benchmark
 from pyro_betalstm.infer import TrainConfig, evaluate_nll, fit
+from pyro_betalstm.io import atomic_write_json, atomic_write_text, read_json
 from pyro_betalstm.models import NextStepBernoulli
 from pyro_betalstm.nn import GateGradientProbe, StochasticLSTM
 from pyro_betalstm.variants import VARIANTS
@@ -192,7 +192,7 @@ def write_markdown(record: dict, path: Path, figures: dict[str, str]) -> None:
         f"![gradient magnitudes, last epoch]({figures['histogram']})",
         "",
     ]
-    path.write_text("\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
 
 
 def render(record: dict, samples: dict, args) -> None:
@@ -229,8 +229,8 @@ def main(args) -> dict:
     out, run_dir = Path(args.out), Path(args.run_dir)
     samples_path = run_dir / "gradient_samples.json"  # large: beside the runs, not in the docs
     if args.render_only:
-        record = json.loads((out / "gradients.json").read_text())
-        render(record, json.loads(samples_path.read_text()), args)
+        record = read_json(out / "gradients.json", "gradient record")
+        render(record, read_json(samples_path, "gradient samples"), args)
         return record
     torch.set_num_threads(args.threads)
     rolls = load_rolls(args)
@@ -257,8 +257,8 @@ def main(args) -> dict:
         "torch": torch.__version__,
         "results": results,
     }
-    (out / "gradients.json").write_text(json.dumps(record, indent=1))
-    samples_path.write_text(json.dumps(samples))
+    atomic_write_json(out / "gradients.json", record, indent=1)
+    atomic_write_json(samples_path, samples, indent=None)
     render(record, samples, args)
     return record
 

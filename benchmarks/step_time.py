@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from pyro_betalstm.infer import GateMeanFieldELBO
+from pyro_betalstm.io import atomic_write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -311,7 +312,7 @@ def main(argv=None) -> dict:
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        atomic_write_text(args.out, text + "\n")
     return result
 
 

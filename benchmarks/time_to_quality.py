@@ -23,7 +23,6 @@ when it is not under ``--runs-dir``.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -118,9 +117,11 @@ def load_run(path: Path, threshold: float) -> dict | None:
     metrics = path / "metrics.json"
     if not metrics.exists():
         return None
-    history = json.loads(metrics.read_text())
+    from pyro_betalstm.io import read_json  # clear errors naming a truncated file
+
+    history = read_json(metrics, "metrics file")
     results = path / "results.json"
-    record = json.loads(results.read_text()) if results.exists() else None
+    record = read_json(results, "results record") if results.exists() else None
     reached = next((r for r in history if r["valid_nll_mean_gates"] <= threshold), None)
     return {
         "dir": str(path),

@@ -29,7 +29,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
@@ -47,6 +46,7 @@ from pyro_betalstm.data.captions import (
 )
 from pyro_betalstm.data.mnist import load_mnist
 from pyro_betalstm.infer import TrainConfig, evaluate_nll, fit, load_best, sample_gates
+from pyro_betalstm.io import atomic_torch_save, atomic_write_json, atomic_write_text
 from pyro_betalstm.models.caption import CaptionDecoder
 from pyro_betalstm.nn import StochasticLSTM, layer_parameters, matched_hidden_size
 from pyro_betalstm.variants import VARIANTS, add_run_arguments, add_variant_arguments, run_hardware
@@ -287,20 +287,20 @@ def main(args) -> dict:
     batch = test.batch(range(min(4, len(test)))).to(args.device)
     with torch.no_grad():
         gates = sample_gates(model, batch, 20)
-    torch.save(gates, out / "gate_draws.pt")
+    atomic_torch_save(gates, out / "gate_draws.pt")
 
-    with open(out / "test_captions.json", "w") as fh:  # every decoded caption, for inspection
-        json.dump(
-            [
-                {
-                    "layout": test_split.layouts[n].tolist(),
-                    "greedy": decoded["greedy"]["texts"][n],
-                    "beam": decoded["beam"]["texts"][n],
-                }
-                for n in range(len(test_split))
-            ],
-            fh,
-        )
+    atomic_write_json(  # every decoded caption, for inspection
+        out / "test_captions.json",
+        [
+            {
+                "layout": test_split.layouts[n].tolist(),
+                "greedy": decoded["greedy"]["texts"][n],
+                "beam": decoded["beam"]["texts"][n],
+            }
+            for n in range(len(test_split))
+        ],
+        indent=None,
+    )
     examples = [
         {
             "test_image": n,
@@ -342,10 +342,8 @@ def main(args) -> dict:
         "torch": torch.__version__,
         "early_stopping": args.early_stopping,
     }
-    with open(out / "results.json", "w") as fh:
-        json.dump(record, fh, indent=2)
-    with open(out / "results.md", "w") as fh:
-        fh.write(results_row(record))
+    atomic_write_json(out / "results.json", record)
+    atomic_write_text(out / "results.md", results_row(record))
     print(
         f"NLL/token valid {scores['valid']['nll_mean_gates']:.4f}, test "
         f"{scores['test']['nll_mean_gates']:.4f} (mean gates)"

@@ -28,7 +28,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import time
@@ -50,7 +49,9 @@ from pyro_betalstm.data.text import (
     tokenize,
 )
 from pyro_betalstm.infer import TrainConfig, fit, load_best, sample_gates
+from pyro_betalstm.infer.checkpoint import has_resume_point
 from pyro_betalstm.infer.predict import evaluate_classifier
+from pyro_betalstm.io import atomic_torch_save, atomic_write_json, atomic_write_text, read_json
 from pyro_betalstm.models.text_classifier import TextClassifier
 from pyro_betalstm.nn import StochasticLSTM, layer_parameters, matched_hidden_size
 from pyro_betalstm.variants import VARIANTS, add_run_arguments, add_variant_arguments, run_hardware
@@ -153,7 +154,7 @@ def run_fold(args, s: dict, data: TextDataset, tokens, folds, fold: int, out: Pa
     fold_dir = out / f"fold{fold}"
     done = fold_dir / "fold_result.json"
     if args.resume and done.exists():
-        record = json.loads(done.read_text())
+        record = read_json(done, "fold result")
         if record["settings"] != s:
             raise SystemExit(
                 f"{done} was made with other settings; use another --out-dir or drop --resume"
@@ -166,7 +167,7 @@ def run_fold(args, s: dict, data: TextDataset, tokens, folds, fold: int, out: Pa
         folds, fold, data.labels, s["valid_fraction"], seed=args.split_seed
     )
     vocab = Vocabulary.build([tokens[i] for i in train_idx], min_count=s["min_count"])
-    (fold_dir / "vocab.json").write_text(json.dumps(vocab.to_dict()))
+    atomic_write_json(fold_dir / "vocab.json", vocab.to_dict(), indent=None)
 
     def encode(index, part):
         return encode_dataset(
@@ -216,7 +217,7 @@ def run_fold(args, s: dict, data: TextDataset, tokens, folds, fold: int, out: Pa
         valid,
         config,
         out_dir=fold_dir,
-        resume=args.resume and (fold_dir / "last.pt").exists(),
+        resume=args.resume and has_resume_point(fold_dir),
         evaluate=lambda m, d, c: evaluate_classifier(m, d, c.eval_batch_size, 0, c.device),
         monitor="error_mean_gates",
     )
@@ -235,7 +236,7 @@ def run_fold(args, s: dict, data: TextDataset, tokens, folds, fold: int, out: Pa
                 batch.inputs[..., 0].tolist(), batch.step_mask().sum(1).tolist(), strict=True
             )
         ]
-        torch.save(draws, out / "gate_draws.pt")
+        atomic_torch_save(draws, out / "gate_draws.pt")
     record = {
         "fold": fold,
         "seed": seed,
@@ -253,7 +254,7 @@ def run_fold(args, s: dict, data: TextDataset, tokens, folds, fold: int, out: Pa
         "wall_seconds": time.perf_counter() - started,
         "settings": s,
     }
-    done.write_text(json.dumps(record, indent=2))
+    atomic_write_json(done, record)
     print(
         f"fold {fold}: test accuracy {record['test_accuracy']:.4f} (mean gates)"
         + (
@@ -296,8 +297,10 @@ def main(args) -> dict:
     name = f"{data.name}-{args.variant}-{s['gate']}-seed{args.seed}"
     out = Path(args.out_dir or Path("runs") / "text" / name)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "folds.json").write_text(
-        json.dumps({"num_folds": args.folds, "split_seed": args.split_seed, "fold": folds})
+    atomic_write_json(
+        out / "folds.json",
+        {"num_folds": args.folds, "split_seed": args.split_seed, "fold": folds},
+        indent=None,
     )
     run = folds_to_run(args)
     split = (
@@ -339,8 +342,7 @@ def main(args) -> dict:
         "hardware": run_hardware(args.device),
         "torch": torch.__version__,
     }
-    with open(out / "results.json", "w") as fh:
-        json.dump(record, fh, indent=2)
+    atomic_write_json(out / "results.json", record)
     fmt = lambda m, sd: "n/a" if math.isnan(m) else f"{100 * m:.2f} ± {100 * sd:.2f}"  # noqa: E731
     row = (
         f"| {data.name} | {VARIANTS[args.variant].paper_name} | {s['hidden']} | "
@@ -348,8 +350,7 @@ def main(args) -> dict:
         f"{fmt(acc_mean, acc_sd)} | {fmt(pred_mean, pred_sd)} | {args.seed} | "
         f"{record['fold_wall_seconds'] / 60:.1f} |\n"
     )
-    with open(out / "results.md", "w") as fh:
-        fh.write(row)
+    atomic_write_text(out / "results.md", row)
     print(
         f"test accuracy over {len(run)} fold(s): {fmt(acc_mean, acc_sd)} % (mean gates)"
         + ("" if math.isnan(pred_mean) else f", {fmt(pred_mean, pred_sd)} % (predictive)")

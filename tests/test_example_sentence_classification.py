@@ -47,7 +47,7 @@ def check_run(record: dict, out: Path, folds: list[int]) -> None:
     for k in folds:
         assert (out / f"fold{k}" / "best.pt").exists() and (out / f"fold{k}" / "last.pt").exists()
         assert (out / f"fold{k}" / "vocab.json").exists()
-    draws = torch.load(out / "gate_draws.pt", weights_only=False)
+    draws = torch.load(out / "gate_draws.pt", weights_only=True)
     assert draws["input_gate"].shape[0] == 20 and len(draws["tokens"]) == draws["mask"].shape[0]
     assert (out / "results.md").read_text().startswith("|")
 

@@ -28,10 +28,10 @@ def check_record(record: dict, out: Path, steps: int, width: int) -> None:
     assert saved["test"]["accuracy_mean_gates"] == record["test"]["accuracy_mean_gates"]
     assert (out / "best.pt").exists() and (out / "last.pt").exists()
     assert (out / "results.md").read_text().startswith("|")
-    gates = torch.load(out / "gate_draws.pt")
+    gates = torch.load(out / "gate_draws.pt", weights_only=True)
     assert gates["input_gate"].shape[2] == steps  # (draw, sequence, time, layer, unit)
     assert record["steps"] == steps
-    best = torch.load(out / "best.pt", weights_only=False)["model"]
+    best = torch.load(out / "best.pt", weights_only=True)["model"]
     assert best["lstm.layers.0.input_proj.weight"].shape[1] == width
 
 

@@ -46,6 +46,12 @@ def test_music_smoke_embedded_default(tmp_path):
     assert record["dataset"] == "jsb-music21" and record["protocol"] == "smoke"
     assert "nll_predictive" in record["test"]  # the default variant has latent gates
     check_record(record, out)
+    # --resume with the same flags continues (here: nothing left to train); another seed is
+    # refused with the differing setting named
+    again = music.main(music.parse_args([*args, "--resume"]))
+    assert again["test"]["nll_mean_gates"] == record["test"]["nll_mean_gates"]
+    with pytest.raises(ValueError, match="seed: saved"):
+        music.main(music.parse_args([*args, "--resume", "--seed", "12345"]))
 
 
 @pytest.mark.skipif(

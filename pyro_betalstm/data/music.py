@@ -7,6 +7,10 @@ are read:
 * ``.mat`` (``traindata``/``validdata``/``testdata``: arrays of ``(T, 88)`` 0/1 frames);
 * ``.pickle`` (``train``/``valid``/``test``: lists of sequences of lists of active MIDI pitches).
 
+Pickles are read with a restricted unpickler that rebuilds builtin containers and numbers only
+(a pickle from someone else cannot run code); there is no opt-in for other types. ``.mat`` files
+are read with :func:`scipy.io.loadmat`, which does not run code.
+
 Without downloaded files, :func:`build_jsb_music21` rebuilds JSB-style piano rolls from the
 Bach chorales in ``music21``'s corpus (``pip install music21``). That rebuild is **not** the
 benchmark (different chorale selection, quantisation and split) and is named
@@ -23,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..io import atomic_write
 from .batching import SequenceDataset
 
 NUM_KEYS = 88
@@ -93,6 +98,8 @@ class PianoRolls:
 
 def _check_roll(roll: np.ndarray, where: str) -> torch.Tensor:
     roll = np.asarray(roll)
+    if roll.dtype == object or not np.issubdtype(roll.dtype, np.number):
+        raise ValueError(f"{where}: expected a numeric (time, {NUM_KEYS}) piano roll")
     if roll.ndim != 2 or roll.shape[1] != NUM_KEYS:
         raise ValueError(
             f"{where}: expected a (time, {NUM_KEYS}) piano roll, got shape {roll.shape}"
@@ -103,9 +110,15 @@ def _check_roll(roll: np.ndarray, where: str) -> torch.Tensor:
 
 
 def _pitches_to_roll(frames, where: str) -> torch.Tensor:
+    if not isinstance(frames, list | tuple) or not all(
+        isinstance(f, list | tuple | set | frozenset) for f in frames
+    ):
+        raise ValueError(f"{where}: expected a sequence of frames, each a list of MIDI pitches")
     roll = np.zeros((len(frames), NUM_KEYS), dtype=np.float32)
     for t, pitches in enumerate(frames):
         for p in pitches:
+            if isinstance(p, bool) or not isinstance(p, int | float) or p != int(p):
+                raise ValueError(f"{where}: MIDI pitch {p!r} is not an integer")
             key = int(p) - LOWEST_MIDI
             if not 0 <= key < NUM_KEYS:
                 raise ValueError(f"{where}: MIDI pitch {p} outside the piano range 21..108")
@@ -113,8 +126,78 @@ def _pitches_to_roll(frames, where: str) -> torch.Tensor:
     return torch.from_numpy(roll)
 
 
+class _PlainDataUnpickler(pickle.Unpickler):
+    """Unpickler that rebuilds builtin containers and numbers only: it cannot run code.
+
+    Dicts, lists, tuples, ints, floats, strings and ``None`` need no global at all; the names
+    below are the only ones a piano-roll pickle (Python 2 or 3) may need.
+    """
+
+    ALLOWED = frozenset(
+        (module, name)
+        for module in ("builtins", "__builtin__")
+        for name in ("set", "frozenset", "list", "dict", "tuple", "int", "float", "long", "bool")
+    )
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(
+                f"refusing to load {module}.{name}: a piano-roll pickle holds only builtin "
+                "containers and numbers"
+            )
+        return super().find_class(module, name)
+
+
+def _load_plain_pickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            content = _PlainDataUnpickler(fh, encoding="latin1").load()
+    # a malformed pickle can fail in many ways; all mean "not a piano-roll pickle"
+    except Exception as err:  # noqa: BLE001 - e.g. MemoryError from a damaged length field
+        raise ValueError(
+            f"{path}: not a readable piano-roll pickle ({type(err).__name__}: {err}); expected "
+            "a Boulanger-Lewandowski .pickle (a dict train/valid/test of lists of sequences of "
+            "lists of MIDI pitches) holding builtin containers and numbers only"
+        ) from err
+    if not isinstance(content, dict):
+        raise ValueError(
+            f"{path}: the pickle holds a {type(content).__name__}; expected a dict with keys "
+            "train/valid/test"
+        )
+    return content
+
+
+def _load_mat(path: Path) -> dict:
+    from scipy.io import loadmat
+
+    try:
+        return loadmat(path)
+    # scipy reports damaged files as ValueError, TypeError, OSError, zlib or struct errors and
+    # more; whichever it is, the user needs the file named
+    except Exception as err:  # noqa: BLE001
+        raise ValueError(
+            f"{path}: not a readable MATLAB .mat file ({type(err).__name__}: {err}); expected "
+            "traindata/validdata/testdata arrays of (time, 88) piano rolls; the file may be "
+            "truncated or corrupt"
+        ) from err
+
+
+def _sequences(content: dict, key: str, path: Path) -> list:
+    value = content[key]
+    if isinstance(value, np.ndarray):
+        return list(value.ravel())
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"{path}: {key} is a {type(value).__name__}; expected a list of sequences")
+    return list(value)
+
+
 def load_piano_rolls(path: str | Path, name: str | None = None) -> PianoRolls:
-    """Read a ``.mat`` or Boulanger-Lewandowski ``.pickle`` file of piano-roll splits."""
+    """Read a ``.mat`` or Boulanger-Lewandowski ``.pickle`` file of piano-roll splits.
+
+    Pickles are unpickled with builtin containers and numbers only (never code). A missing file
+    raises :class:`FileNotFoundError`; a corrupt, truncated or malformed one a
+    :class:`ValueError` naming the file.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
@@ -123,9 +206,7 @@ def load_piano_rolls(path: str | Path, name: str | None = None) -> PianoRolls:
         )
     name = name or path.stem
     if path.suffix == ".mat":
-        from scipy.io import loadmat
-
-        content = loadmat(path)
+        content = _load_mat(path)
         keys = {"train": "traindata", "valid": "validdata", "test": "testdata"}
         missing = [k for k in keys.values() if k not in content]
         if missing:
@@ -133,17 +214,22 @@ def load_piano_rolls(path: str | Path, name: str | None = None) -> PianoRolls:
                 f"{path}: missing keys {missing}; expected traindata/validdata/testdata"
             )
         splits = {
-            s: [_check_roll(r, f"{path}:{k}[{i}]") for i, r in enumerate(content[k].ravel())]
+            s: [
+                _check_roll(r, f"{path}:{k}[{i}]")
+                for i, r in enumerate(_sequences(content, k, path))
+            ]
             for s, k in keys.items()
         }
     elif path.suffix in (".pickle", ".pkl"):
-        with open(path, "rb") as fh:
-            content = pickle.load(fh)
+        content = _load_plain_pickle(path)
         missing = [s for s in SPLITS if s not in content]
         if missing:
             raise ValueError(f"{path}: missing keys {missing}; expected train/valid/test")
         splits = {
-            s: [_pitches_to_roll(seq, f"{path}:{s}[{i}]") for i, seq in enumerate(content[s])]
+            s: [
+                _pitches_to_roll(seq, f"{path}:{s}[{i}]")
+                for i, seq in enumerate(_sequences(content, s, path))
+            ]
             for s in SPLITS
         }
     else:
@@ -219,19 +305,24 @@ def build_jsb_music21(
     }
     cache_dir.mkdir(parents=True, exist_ok=True)
     arrays = {f"{s}_{j}": rolls[i] for s, idx in parts.items() for j, i in enumerate(idx)}
-    # write then rename: an interrupted build must not leave a truncated cache behind
-    partial = cache.with_name(cache.stem + ".partial.npz")
-    np.savez_compressed(partial, **arrays)
-    partial.replace(cache)
+    # atomic: an interrupted build must not leave a truncated cache behind
+    atomic_write(cache, lambda fh: np.savez_compressed(fh, **arrays))
     return _load_cached(cache)
 
 
 def _load_cached(path: Path) -> PianoRolls:
-    with np.load(path) as content:
-        splits = {s: [] for s in SPLITS}
-        for key in sorted(content.files, key=lambda k: (k.split("_")[0], int(k.split("_")[1]))):
-            split = key.split("_")[0]
-            splits[split].append(torch.as_tensor(content[key], dtype=torch.float32))
+    splits = {s: [] for s in SPLITS}
+    try:  # allow_pickle=False (numpy's default): arrays only, never code
+        with np.load(path, allow_pickle=False) as content:
+            order = sorted(content.files, key=lambda k: (k.split("_")[0], int(k.split("_")[1])))
+            for key in order:
+                split = key.split("_")[0]
+                splits[split].append(torch.as_tensor(content[key], dtype=torch.float32))
+    except Exception as err:  # noqa: BLE001 - damaged zip/npz files fail in many ways
+        raise ValueError(
+            f"{path}: not a readable jsb-music21 cache ({type(err).__name__}: {err}); delete it "
+            "to rebuild it from the music21 corpus"
+        ) from err
     return PianoRolls("jsb-music21", splits["train"], splits["valid"], splits["test"], str(path))
 
 

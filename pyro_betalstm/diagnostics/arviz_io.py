@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from ..io import atomic_write_path
+
 with warnings.catch_warnings():
     # ArviZ 0.2x announces its 1.x refactor on import; this module is where a move happens
     warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing", category=FutureWarning)
@@ -161,13 +163,25 @@ def to_netcdf(idata: az.InferenceData, path: str | Path) -> Path:
     """Write ``idata`` to a netCDF file (HDF5 via h5netcdf, compressed); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    idata.to_netcdf(str(path))
-    return path
+    return atomic_write_path(path, lambda tmp: idata.to_netcdf(str(tmp)))
 
 
 def from_netcdf(path: str | Path) -> az.InferenceData:
-    """Read an ``InferenceData`` written by :func:`to_netcdf` (loaded into memory)."""
-    idata = az.from_netcdf(str(path))
+    """Read an ``InferenceData`` written by :func:`to_netcdf` (loaded into memory).
+
+    A missing file raises :class:`FileNotFoundError`, an unreadable one a ValueError naming it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"netCDF file not found: {path}")
+    try:
+        idata = az.from_netcdf(str(path))
+    # netCDF/HDF5 readers report damage with many error types
+    except Exception as err:  # noqa: BLE001
+        raise ValueError(
+            f"{path}: not a readable netCDF InferenceData ({type(err).__name__}: {err}); "
+            "expected a file written by to_netcdf; it may be truncated or corrupt"
+        ) from err
     for name in idata.groups():
         setattr(idata, name, getattr(idata, name).load())
     return idata

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyro.poutine as poutine
 import torch
 
 from ..infer.predict import sample_gates
+from ..io import read_json
 from ..models.base import GateModel, SequenceBatch
 from . import arviz_io
 
@@ -81,7 +81,7 @@ def load_history(path: str | Path) -> list[dict]:
     path = Path(path)
     if path.is_dir():
         path = path / "metrics.json"
-    return json.loads(path.read_text())
+    return read_json(path, "metrics file")
 
 
 def gate_inference_data(

@@ -20,6 +20,7 @@ from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from ..io import atomic_write_path  # noqa: E402
 from . import arviz_io  # noqa: E402
 from .summary import SHORT, _pooled_corr  # noqa: E402
 
@@ -517,9 +518,11 @@ def plot_time_to_quality(
 
 
 def save_figure(ax, path) -> None:
-    """Save the figure of ``ax`` (an axes or an array of axes) as PNG and close it."""
+    """Save the figure of ``ax`` (an axes or an array of axes) as PNG, atomically, and close it."""
     first = np.atleast_1d(np.asarray(ax, dtype=object)).ravel()[0]
     fig = first.figure
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        atomic_write_path(path, lambda tmp: fig.savefig(tmp, dpi=110))
+    finally:
+        plt.close(fig)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from ..data.music import (
     load_piano_rolls,
 )
 from ..infer.train import load_best
+from ..io import atomic_write_path, read_json
 from ..models import NextStepBernoulli, SequenceBatch
 from ..nn import StochasticLSTM
 from . import arviz_io, plots
@@ -75,7 +75,9 @@ def load_music_run(run_dir: str | Path, device: str = "cpu") -> tuple[NextStepBe
     results_path = run_dir / "results.json"
     if not results_path.exists():
         raise FileNotFoundError(f"{results_path} not found: is {run_dir} a finished music run?")
-    results = json.loads(results_path.read_text())
+    results = read_json(results_path, "results record")
+    if not isinstance(results, dict) or not isinstance(results.get("settings"), dict):
+        raise ValueError(f"{results_path}: expected a results record with a 'settings' dict")
     s = results["settings"]
     lstm = StochasticLSTM(
         NUM_KEYS, s["hidden"], s["layers"], gate=s["gate"], batch_first=True, dropout=s["dropout"]
@@ -142,7 +144,7 @@ def render_run(
     )
     written = [arviz_io.to_netcdf(idata, out / "inference_data.nc")]
     summary = summarize_gates(idata)
-    summary.to_csv(out / "gate_summary.csv")
+    atomic_write_path(out / "gate_summary.csv", summary.to_csv)
     written.append(out / "gate_summary.csv")
 
     def save(ax, name: str) -> None:

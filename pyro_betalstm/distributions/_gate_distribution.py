@@ -9,7 +9,11 @@ from pyro.distributions import Gamma, TorchDistribution
 from torch.distributions import constraints
 
 from ._numerics import exp_sinh_nodes, sample_log_gamma
-from .log_gamma import LogGamma
+from .log_gamma import LogGamma, check_dtype
+
+#: Concentrations for which :attr:`GateDistribution.correlation` is accurate (its quadrature
+#: breaks down outside; measured against the limits 1/3 and 1/2 of :class:`BivariateBeta`).
+CORRELATION_RANGE = (1e-4, 1e5)
 
 
 def _validated_concentration(
@@ -24,6 +28,7 @@ def _validated_concentration(
         )
     if not concentration.is_floating_point():
         concentration = concentration.to(torch.get_default_dtype())
+    check_dtype(name, concentration.dtype)
     if check_values and not torch.jit.is_tracing():
         bad = ~(torch.isfinite(concentration) & (concentration > 0))
         if bad.any():
@@ -51,6 +56,12 @@ class GateDistribution(TorchDistribution):
     that a model can put its latent variable on the basis and map it to gates deterministically.
     The gates are computed as :math:`\sigma(\log \text{numerator} - \log \text{rest})` from
     log-space basis draws, which keeps them finite in ``float32`` for concentrations down to 1e-3.
+
+    Samples are kept inside the open square :math:`(0, 1)^2`: a gate that rounds to exactly 0 or
+    1 in the working precision (frequent in ``float32`` for concentrations far below 1) is moved
+    to the nearest representable value inside, so that :meth:`log_prob` of the distribution's
+    own samples is finite. ``float32`` and ``float64`` are supported; other dtypes raise a
+    TypeError. Empty batch shapes are supported.
     """
 
     basis_size: int = 0
@@ -68,9 +79,16 @@ class GateDistribution(TorchDistribution):
         self.concentration = _validated_concentration(
             type(self).__name__, concentration, self.basis_size, bool(check)
         )
+        empty = self.concentration.numel() == 0
+        # torch's independent-constraint check cannot reshape an empty batch (torch's own
+        # Dirichlet and Beta fail the same way); the values were checked above
         super().__init__(
-            self.concentration.shape[:-1], torch.Size((2,)), validate_args=validate_args
+            self.concentration.shape[:-1],
+            torch.Size((2,)),
+            validate_args=False if empty else validate_args,
         )
+        if empty and validate_args is not None:
+            self._validate_args = validate_args
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(type(self), _instance)
@@ -130,7 +148,13 @@ class GateDistribution(TorchDistribution):
         return cls.gates_from_log_basis(basis.log())
 
     def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
-        return self.gates_from_log_basis(self.sample_log_basis(sample_shape))
+        gates = self.gates_from_log_basis(self.sample_log_basis(sample_shape))
+        # inside the open interval (see the class docstring); no gradient through a moved value
+        low = torch.finfo(gates.dtype).tiny
+        high = torch.nextafter(
+            torch.ones((), dtype=gates.dtype), torch.zeros((), dtype=gates.dtype)
+        )
+        return gates.clamp(min=low, max=float(high))
 
     # ----- moments ---------------------------------------------------------------------------
     def marginal_concentrations(
@@ -156,8 +180,9 @@ class GateDistribution(TorchDistribution):
         a_i, b_i, a_f, b_f = self.marginal_concentrations()
 
         def beta_variance(a, b):
+            # (a/t)(b/t)/(t+1) rather than ab/(t^2 (t+1)): no overflow for huge concentrations
             total = a + b
-            return a * b / (total.pow(2) * (total + 1))
+            return (a / total) * (b / total) / (total + 1)
 
         return torch.stack([beta_variance(a_i, b_i), beta_variance(a_f, b_f)], dim=-1)
 
@@ -171,8 +196,20 @@ class GateDistribution(TorchDistribution):
         independent Gammas. The double integral uses exp-sinh quadrature in ``float64``; its
         absolute error in the correlation is below 1e-6 for concentrations in [1e-2, 1e2]
         (tested against the exact zero of :class:`IndependentBetaGates`, an independent 1-D
-        quadrature for :class:`BivariateBeta`, and Monte Carlo).
+        quadrature for :class:`BivariateBeta`, and Monte Carlo). Concentrations outside
+        :data:`CORRELATION_RANGE` (1e-4 to 1e5), where the quadrature breaks down, raise a
+        ValueError.
         """
+        conc = self.concentration
+        if conc.numel() == 0:
+            return conc.new_empty(self.batch_shape)
+        low, high = CORRELATION_RANGE
+        lo, hi = float(conc.min()), float(conc.max())
+        if lo < low or hi > high:
+            raise ValueError(
+                f"{type(self).__name__}.correlation is computed for concentrations in "
+                f"[{low:g}, {high:g}]; got values from {lo:.3g} to {hi:.3g}"
+            )
         return _laplace_correlation(self)
 
     def _log_prob_checks(self, value: torch.Tensor) -> None:
@@ -181,7 +218,7 @@ class GateDistribution(TorchDistribution):
                 f"{type(self).__name__}.log_prob: value must have last dimension 2 "
                 f"(input gate, forget gate), got shape {tuple(value.shape)}"
             )
-        if self._validate_args:
+        if self._validate_args and value.numel() > 0:  # see __init__ on empty shapes
             self._validate_sample(value)
 
 
@@ -237,7 +274,7 @@ def _laplace_correlation(
         results.append(exy)
     exy = torch.cat(results).reshape(batch_shape)
     mean = d.mean.detach().to(torch.float64)
-    var = d.variance.detach().to(torch.float64)
+    var = d.variance.detach().to(torch.float64)  # overflow-free in float32 too
     cov = exy - mean[..., 0] * mean[..., 1]
     corr = cov / (var[..., 0] * var[..., 1]).sqrt()
     return corr.to(d.concentration.dtype)

@@ -89,6 +89,8 @@ class FlexibleBivariateBeta(GateDistribution):
         shape = torch.broadcast_shapes(value.shape[:-1], self.batch_shape)
         conc = self.concentration.expand(shape + (5,)).reshape(-1, 5).to(torch.float64)
         val = value.expand(shape + (2,)).reshape(-1, 2).to(torch.float64)
+        if val.shape[0] == 0:  # an empty batch: nothing to integrate
+            return value.new_empty(shape) if value.is_floating_point() else conc.new_empty(shape)
         inside = ((val > 0) & (val < 1)).all(-1)
         # Evaluate at a safe interior point where outside, then mask.
         val = torch.where(inside[:, None], val, torch.full_like(val, 0.5))

@@ -9,6 +9,17 @@ from torch.distributions.utils import broadcast_all
 
 from ._numerics import sample_log_gamma
 
+SUPPORTED_DTYPES = (torch.float32, torch.float64)
+
+
+def check_dtype(name: str, dtype: torch.dtype) -> None:
+    """The Gamma samplers exist in float32 and float64 only (not float16 or bfloat16 on CPU)."""
+    if dtype not in SUPPORTED_DTYPES:
+        raise TypeError(
+            f"{name}: concentration has dtype {dtype}; supported dtypes are float32 and float64 "
+            "(convert with .float() or .double())"
+        )
+
 
 class LogGamma(TorchDistribution):
     r"""Logarithm of a Gamma random variable (``scipy.stats.loggamma`` when ``rate = 1``).
@@ -38,6 +49,7 @@ class LogGamma(TorchDistribution):
 
     def __init__(self, concentration, rate=1.0, validate_args=None):
         self.concentration, self.rate = broadcast_all(concentration, rate)
+        check_dtype("LogGamma", self.concentration.dtype)
         check = validate_args if validate_args is not None else self._validate_args
         if check and not torch.jit.is_tracing():
             for name, value in (("concentration", self.concentration), ("rate", self.rate)):

@@ -9,10 +9,11 @@ from .predict import (
     predictive_log_likelihood,
     sample_gates,
 )
-from .train import FitResult, NonFiniteLossError, TrainConfig, fit, load_best
+from .train import DivergenceError, FitResult, NonFiniteLossError, TrainConfig, fit, load_best
 
 __all__ = [
     "GATE_DIMS",
+    "DivergenceError",
     "FitResult",
     "GateMeanFieldELBO",
     "NonFiniteLossError",

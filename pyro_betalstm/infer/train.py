@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import math
+import numbers
 import random
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,8 +20,16 @@ import torch
 from pyro.infer import Trace_ELBO
 
 from ..data import SequenceDataset
-from ..io import atomic_torch_save, atomic_write_json, atomic_write_text
+from ..io import atomic_torch_save, atomic_write_json, atomic_write_text, safe_torch_load
 from ..models.base import GateModel
+from .checkpoint import (
+    check_resume_settings,
+    load_resume_point,
+    remove_stale_temporaries,
+    rng_state,
+    save_resume_point,
+    set_rng_state,
+)
 from .elbo import GateMeanFieldELBO
 from .lr_rules import check_lr_rule, lr_rule_fires
 from .predict import evaluate_nll
@@ -28,7 +38,13 @@ ELBOS = {"meanfield": GateMeanFieldELBO, "trace": Trace_ELBO}
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss, a gradient, a parameter or a validation metric became NaN or infinite; the
+    last good checkpoint is kept."""
+
+
+class DivergenceError(RuntimeError):
+    """The monitored metric passed ``TrainConfig.divergence_threshold``; the last checkpoint
+    before it is kept."""
 
 
 @dataclass
@@ -51,7 +67,9 @@ class TrainConfig:
     that many seconds after :func:`fit` was called (None: never; for fixed-budget protocols,
     the epochs run are in the history). ``bucket_by_length``: minibatches of similar lengths (less
     padding, faster). ``eval_samples``: posterior predictive draws for validation
-    (0: mean gates only).
+    (0: mean gates only). ``divergence_threshold``: stop with :class:`DivergenceError` after an
+    epoch whose monitored metric (validation, or the training loss per sequence without
+    validation data) is above it (None: never; e.g. a few times the first epoch's value).
     """
 
     num_epochs: int = 10
@@ -75,12 +93,42 @@ class TrainConfig:
     device: str = "cpu"
     seed: int = 0
     progress: bool = True
+    divergence_threshold: float | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if not isinstance(self.optimizer, str):
-            d["optimizer"] = repr(self.optimizer)
+        opt = self.optimizer
+        if isinstance(opt, pyro.optim.PyroOptim):  # stable across runs (no object address)
+            args = opt.pt_optim_args if isinstance(opt.pt_optim_args, dict) else "<callable>"
+            d["optimizer"] = f"pyro.optim.{opt.pt_optim_constructor.__name__}({args!r})"
+        elif not isinstance(opt, str):
+            d["optimizer"] = repr(opt)
         return d
+
+    def check(self) -> None:
+        """Raise a ValueError naming the first setting outside its range."""
+        positive_ints = ("num_epochs", "batch_size", "num_particles", "eval_batch_size")
+        for name in positive_ints:
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"{name} must be positive (an integer >= 1), got {value!r}")
+        for name in ("kl_anneal_epochs", "eval_samples", "plateau_start_epoch"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 0:
+                raise ValueError(f"{name} must be non-negative (an integer >= 0), got {value!r}")
+        if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            raise ValueError(f"clip_norm must be positive or None, got {self.clip_norm!r}")
+        if self.time_limit_s is not None and not self.time_limit_s > 0:
+            raise ValueError(f"time_limit_s must be positive or None, got {self.time_limit_s}")
+        if self.divergence_threshold is not None and math.isnan(self.divergence_threshold):
+            raise ValueError("divergence_threshold must be a number or None, got nan")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ValueError(
+                "early_stopping_patience must be a positive integer or None, "
+                f"got {self.early_stopping_patience!r}"
+            )
 
 
 @dataclass
@@ -122,27 +170,6 @@ def _make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
     return opt(params, **kwargs)
 
 
-def _rng_state(generator: torch.Generator) -> dict:
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
-        "shuffle": generator.get_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict, generator: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    generator.set_state(state["shuffle"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def default_evaluate(model: GateModel, data: SequenceDataset, config: TrainConfig) -> dict:
     """Validation metrics: NLL with mean gates (and predictive NLL if ``eval_samples``)."""
     return evaluate_nll(model, data, config.eval_batch_size, config.eval_samples, config.device)
@@ -157,28 +184,45 @@ def fit(
     resume: bool = False,
     evaluate: Callable[[GateModel, SequenceDataset, TrainConfig], dict] = default_evaluate,
     monitor: str = "nll_mean_gates",
+    resume_override: bool | Iterable[str] = False,
 ) -> FitResult:
     """Train ``model`` by SVI on ``train_data``; validate on ``valid_data`` after every epoch.
 
     Every epoch writes ``last.pt`` (everything needed to resume), ``metrics.csv`` and
     ``metrics.json`` to ``out_dir``; the model with the best validation ``monitor`` (lower is
-    better) goes to ``best.pt``. With ``resume=True`` training continues from ``last.pt`` and,
-    with the same settings, reproduces the losses of an uninterrupted run (all random states are
-    checkpointed). An interruption loses at most the current epoch. A NaN or infinite loss raises
-    :class:`NonFiniteLossError` naming the epoch and step, leaving the last checkpoint intact.
+    better) goes to ``best.pt``. Every file is written atomically, and the previous ``last.pt``
+    is kept as ``last.prev.pt``.
+
+    With ``resume=True`` training continues from ``last.pt`` (from ``last.prev.pt``, with a
+    warning, when ``last.pt`` is unreadable) and, with the same settings, reproduces the losses
+    of an uninterrupted run (all random states are checkpointed). An interruption loses at most
+    the current epoch. The settings must equal the checkpoint's except ``num_epochs``,
+    ``time_limit_s``, ``progress``, ``device`` and ``eval_batch_size``; otherwise a ValueError
+    lists every differing key. ``resume_override``: True accepts any difference, a collection
+    of keys accepts those (with a warning); the optimizer's state, its learning rate and
+    weight decay included, still comes from the checkpoint.
+
+    A NaN or infinite loss, gradient (whether or not ``clip_norm`` is set) or parameter raises
+    :class:`NonFiniteLossError` naming the epoch and step (also when Pyro's validation finds the
+    NaN first), and a non-finite validation metric raises it naming the epoch; the last good
+    checkpoint stays intact. ``config.divergence_threshold`` stops a diverging run with
+    :class:`DivergenceError`.
     """
     fit_started = time.perf_counter()
     config = config or TrainConfig()
-    if config.num_epochs < 1:
-        raise ValueError(f"num_epochs must be positive, got {config.num_epochs}")
-    if config.time_limit_s is not None and not config.time_limit_s > 0:
-        raise ValueError(f"time_limit_s must be positive or None, got {config.time_limit_s}")
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    config.check()
+    for name, data in (("train_data", train_data), ("valid_data", valid_data)):
+        if data is not None and not hasattr(data, "batches"):
+            raise TypeError(f"{name} must be a SequenceDataset, got {type(data).__name__}")
     check_lr_rule(config.lr_rule)
     if config.elbo not in ELBOS:
         raise ValueError(f"unknown elbo {config.elbo!r}; expected one of {sorted(ELBOS)}")
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)  # left by a run killed mid-write
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was requested but CUDA is not available")
@@ -195,16 +239,37 @@ def fit(
     bad_epochs, start_epoch = 0, 1
 
     if resume:
-        if out is None or not (out / "last.pt").exists():
-            raise FileNotFoundError(f"cannot resume: no checkpoint {out}/last.pt")
-        ckpt = torch.load(out / "last.pt", map_location=device, weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        if out is None:
+            raise FileNotFoundError("cannot resume: no checkpoint folder (out_dir is None)")
+        ckpt, path = load_resume_point(out, map_location=device)
+        overridden = check_resume_settings(
+            ckpt.get("config"),
+            config.to_dict(),
+            path,
+            resume_override,
+            defaults=TrainConfig().to_dict(),
+        )
+        if overridden:
+            warnings.warn(
+                f"resuming from {path} with settings that differ from the checkpoint's ("
+                + "; ".join(overridden)
+                + "); the optimizer's state, learning rate and weight decay included, comes "
+                "from the checkpoint",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        try:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise ValueError(
+                f"{path}: the checkpoint does not fit this model or optimizer ({err})"
+            ) from err
         result.history = ckpt["history"]
         result.best_epoch, result.best_metric = ckpt["best_epoch"], ckpt["best_metric"]
         bad_epochs, start_epoch = ckpt["bad_epochs"], ckpt["epoch"] + 1
         target_kl_weight = ckpt["target_kl_weight"]
-        _set_rng_state(ckpt["rng"], generator)
+        set_rng_state(ckpt["rng"], generator)
 
     # wall-clock seconds of training and validation, summed over resumed runs
     elapsed_before = result.history[-1].get("elapsed_s", 0.0) if result.history else 0.0
@@ -222,24 +287,35 @@ def fit(
         bar = _progress(batches, num_batches, f"epoch {epoch}/{config.num_epochs}", config.progress)
         for step, batch in enumerate(bar, start=1):
             batch = batch.to(device)
-            loss = elbo.differentiable_loss(model.model, model.guide, batch)
+            try:
+                loss = elbo.differentiable_loss(model.model, model.guide, batch)
+            except ValueError as err:
+                if not _is_invalid_value_error(err):
+                    raise
+                # Pyro's validation met the NaN before a loss existed: same error as below
+                raise NonFiniteLossError(
+                    f"a distribution parameter is NaN or infinite at epoch {epoch}, step {step}; "
+                    f"training stopped, {_last_good(out)} ({str(err).splitlines()[0][:200]})"
+                ) from err
             if not torch.isfinite(loss):
-                where = f"{out / 'last.pt'}" if out is not None else "no checkpoint directory"
                 raise NonFiniteLossError(
                     f"loss is {loss.item()} at epoch {epoch}, step {step}; training stopped, "
-                    f"last good checkpoint: {where}"
+                    f"{_last_good(out)}"
                 )
             optimizer.zero_grad(set_to_none=True)
             # gradients of the per-sequence loss, so that clip_norm does not depend on data size
             (loss / batch.dataset_size).backward()
             if config.clip_norm is not None:
                 norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm))
-                if not math.isfinite(norm):  # a NaN gradient must not reach the checkpoint
-                    raise NonFiniteLossError(
-                        f"gradient norm is {norm} at epoch {epoch}, step {step}; training stopped,"
-                        f" last good checkpoint: {out / 'last.pt' if out else 'none'}"
-                    )
                 total_norm += norm
+            else:  # measured only, so that a NaN gradient is caught without clipping too
+                grads = [p.grad for p in model.parameters() if p.grad is not None]
+                norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+            if not math.isfinite(norm):  # a NaN gradient must not reach the checkpoint
+                raise NonFiniteLossError(
+                    f"gradient norm is {norm} at epoch {epoch}, step {step}; training stopped, "
+                    f"{_last_good(out)}"
+                )
             optimizer.step()
             per_sequence = loss.item() / batch.dataset_size
             total_loss += per_sequence
@@ -254,14 +330,34 @@ def fit(
             "seconds": time.perf_counter() - started,
         }
         improved = False
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            raise NonFiniteLossError(
+                f"a parameter is NaN or infinite after epoch {epoch}; training stopped, "
+                f"{_last_good(out)}"
+            )
         if valid_data is not None:
             metrics = evaluate(model, valid_data, config)
+            if monitor not in metrics:
+                raise KeyError(
+                    f"monitor {monitor!r} is not among the validation metrics {sorted(metrics)}"
+                )
+            bad = {k: v for k, v in metrics.items() if _is_number(v) and not math.isfinite(v)}
+            if bad:
+                raise NonFiniteLossError(
+                    f"validation metrics {bad} after epoch {epoch} are not finite; training "
+                    f"stopped, {_last_good(out)}"
+                )
             record.update({f"valid_{k}": v for k, v in metrics.items()})
             value = metrics[monitor]
-            improved = value < result.best_metric
         else:
             value = record["train_loss"]
-            improved = value < result.best_metric
+        if config.divergence_threshold is not None and value > config.divergence_threshold:
+            raise DivergenceError(
+                f"{monitor_key} is {value:.6g} after epoch {epoch}, above "
+                f"divergence_threshold {config.divergence_threshold:.6g}: the run diverged; "
+                f"training stopped, {_last_good(out)}"
+            )
+        improved = value < result.best_metric
         if improved:
             result.best_metric, result.best_epoch, bad_epochs = value, epoch, 0
             if out is not None:
@@ -285,7 +381,8 @@ def fit(
             )
         if out is not None:
             _write_metrics(out, result.history)
-            atomic_torch_save(
+            save_resume_point(
+                out,
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
@@ -295,10 +392,9 @@ def fit(
                     "best_metric": result.best_metric,
                     "bad_epochs": bad_epochs,
                     "target_kl_weight": target_kl_weight,
-                    "rng": _rng_state(generator),
+                    "rng": rng_state(generator),
                     "config": config.to_dict(),
                 },
-                out / "last.pt",
             )
         if config.target_metric is not None and value <= config.target_metric:
             result.stopped_on_target = True
@@ -318,6 +414,28 @@ def fit(
             break
     model.kl_weight = target_kl_weight
     return result
+
+
+def _last_good(out: Path | None) -> str:
+    if out is None:
+        return "no checkpoint folder"
+    if (out / "last.pt").exists():
+        return f"last good checkpoint: {out / 'last.pt'}"
+    return f"no checkpoint written yet in {out}"
+
+
+def _is_invalid_value_error(err: ValueError) -> bool:
+    # torch.distributions' argument validation (which Pyro's validation switches on)
+    message = str(err)
+    return "Expected parameter" in message and "invalid values" in message
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _progress(iterable, total: int, desc: str, enabled: bool):
@@ -349,5 +467,11 @@ def load_best(model: GateModel, out_dir: str | Path, device: str = "cpu") -> Gat
     path = Path(out_dir) / "best.pt"
     if not path.exists():
         raise FileNotFoundError(f"no best checkpoint at {path}")
-    model.load_state_dict(torch.load(path, map_location=device, weights_only=False)["model"])
+    state = safe_torch_load(path, map_location=device, what="best checkpoint")
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"{path}: expected a dict with the model's weights under 'model'")
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise ValueError(f"{path}: the checkpoint does not fit this model ({err})") from err
     return model

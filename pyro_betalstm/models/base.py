@@ -125,7 +125,8 @@ class GateModel(nn.Module):
 
     def _mask(self, batch: SequenceBatch) -> torch.Tensor | None:
         """Validate the batch; the mask of valid steps (None when all sequences are full)."""
-        return validate_sequences(batch.inputs, batch.lengths, self.lstm.input_size)[1]
+        dtype = next((p.dtype for p in self.lstm.parameters()), None)
+        return validate_sequences(batch.inputs, batch.lengths, self.lstm.input_size, dtype)[1]
 
     def _prior_sampler(self, layer: int):
         def sampler(t, x_t, h_prev):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
@@ -33,17 +35,31 @@ def check_lengths(lengths, batch_size: int, max_len: int, device) -> torch.Tenso
     return lengths
 
 
+GATE_MODES = ("sample", "mean", "given", "prior")
+
+
+def check_gate_mode(gate_mode) -> None:
+    if gate_mode not in GATE_MODES:
+        raise ValueError(f"unknown gate_mode {gate_mode!r}; expected one of {GATE_MODES}")
+
+
 def validate_sequences(
-    inputs: torch.Tensor, lengths, input_size: int
+    inputs: torch.Tensor, lengths, input_size: int, dtype: torch.dtype | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Check batch-first ``inputs`` ``(B, T, input_size)`` and ``lengths``; return them with the mask.
 
-    The mask is None when every sequence has the full length.
+    The mask is None when every sequence has the full length. ``dtype``: the network's
+    parameter dtype, which the inputs must have.
     """
     if not isinstance(inputs, torch.Tensor) or inputs.dim() != 3:
         raise ValueError(
             "input must be a 3-D tensor (batch, time, features) with batch_first=True or "
             f"(time, batch, features) otherwise; got shape {tuple(getattr(inputs, 'shape', ()))}"
+        )
+    if dtype is not None and inputs.dtype != dtype:
+        raise ValueError(
+            f"input has dtype {inputs.dtype}; the network's parameters are {dtype}: convert the "
+            f"input (input.to({dtype})) or the network (.to({inputs.dtype}))"
         )
     B, T, D = inputs.shape
     if D != input_size:
@@ -95,6 +111,10 @@ class StochasticLSTM(nn.Module):
         basis_offset: float = 0.0,
     ):
         super().__init__()
+        sizes = {"input_size": input_size, "hidden_size": hidden_size, "num_layers": num_layers}
+        for name, value in sizes.items():
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{name} must be an integer, got {value!r}")
         if input_size < 1 or hidden_size < 1 or num_layers < 1:
             raise ValueError(
                 "input_size, hidden_size and num_layers must be positive integers, got "
@@ -142,7 +162,24 @@ class StochasticLSTM(nn.Module):
             input, lengths = pad_packed_sequence(input, batch_first=True)
         elif not self.batch_first and isinstance(input, torch.Tensor) and input.dim() == 3:
             input = input.transpose(0, 1)
-        return validate_sequences(input, lengths, self.input_size)
+        return validate_sequences(input, lengths, self.input_size, self._dtype())
+
+    def _dtype(self) -> torch.dtype | None:
+        return next((p.dtype for p in self.parameters()), None)
+
+    def _check_hx(self, hx, batch_size: int, dtype: torch.dtype) -> None:
+        expected = (self.num_layers, batch_size, self.hidden_size)
+        if not (isinstance(hx, tuple | list) and len(hx) == 2):
+            raise ValueError(f"hx must be a pair (h_0, c_0) of tensors of shape {expected}")
+        for name, t in zip(("h_0", "c_0"), hx, strict=True):
+            if not isinstance(t, torch.Tensor) or tuple(t.shape) != expected:
+                shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+                raise ValueError(
+                    f"hx: {name} must have shape (num_layers, batch, hidden_size) = {expected}, "
+                    f"got {shape}"
+                )
+            if t.dtype != dtype:
+                raise ValueError(f"hx: {name} has dtype {t.dtype}; the input has {dtype}")
 
     def _drop(self, x: torch.Tensor) -> torch.Tensor:
         """Dropout of batch-first ``(B, T, H)`` outputs while training: per element, or with
@@ -173,6 +210,9 @@ class StochasticLSTM(nn.Module):
         record_gates: bool = False,
     ) -> list[LayerRun]:
         """Run every layer on batch-first ``input``; returns one :class:`LayerRun` per layer."""
+        check_gate_mode(gate_mode)
+        if hx is not None:
+            self._check_hx(hx, input.shape[0], input.dtype)
         runs: list[LayerRun] = []
         x = input
         for k, layer in enumerate(self.layers):
@@ -203,6 +243,7 @@ class StochasticLSTM(nn.Module):
         x, mask, lengths = self.prepare(input, lengths)
         if gate_mode is None:
             gate_mode = "sample" if self.training else "mean"
+        check_gate_mode(gate_mode)
         if gate_mode == "given":
             raise ValueError("gate_mode='given' needs log_basis: use StochasticLSTM.run")
         # pad_packed_sequence restores the caller's batch order, so hx is used as given and

@@ -125,7 +125,7 @@ def test_best_checkpoint_and_metrics_files(tmp_path):
     assert seen == [1, 2, 3]
     assert result.best_epoch == 2 and result.best_metric == 1.0
     assert result.best_checkpoint == tmp_path / "best.pt"
-    assert torch.load(tmp_path / "best.pt", weights_only=False)["epoch"] == 2
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["epoch"] == 2
     fresh = make_model("classifier", "bivariate", num_layers=1, seed=99)
     load_best(fresh, tmp_path)
     for k, v in fresh.state_dict().items():
@@ -224,7 +224,7 @@ def test_non_finite_loss_names_epoch_and_step_and_keeps_checkpoint(tmp_path):
     with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 1") as info:
         fit(m, data, data, _config(num_epochs=3), out_dir=tmp_path, evaluate=evaluate)
     assert "last.pt" in str(info.value)
-    ckpt = torch.load(tmp_path / "last.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 1
     fresh = _Poisonable(make_model("classifier", "bivariate", num_layers=1, seed=5).lstm, 3)
     fresh.load_state_dict(ckpt["model"])

@@ -1,0 +1,226 @@
+"""Resume falls back to the previous checkpoint, refuses changed settings; a full disk
+(simulated by a write that raises) leaves the old file intact and names the file."""
+
+from __future__ import annotations
+
+import errno
+import warnings
+
+import pytest
+import torch
+
+import pyro_betalstm.io as pio
+from pyro_betalstm.infer import TrainConfig, fit
+from pyro_betalstm.infer.checkpoint import load_resume_point
+from pyro_betalstm.io import (
+    atomic_torch_save,
+    atomic_write_json,
+    atomic_write_path,
+    atomic_write_text,
+    read_json,
+    safe_torch_load,
+)
+
+from ._tiny import NUM_EPOCHS, make_config, make_data, make_model
+
+
+def _losses(result) -> list[float]:
+    return [r["train_loss"] for r in result.history]
+
+
+@pytest.fixture(scope="module")
+def reference() -> list[float]:
+    return _losses(fit(make_model(), make_data(), None, make_config()))
+
+
+def _partial_run(out, epochs: int = 3):
+    fit(make_model(), make_data(), None, make_config(num_epochs=epochs), out_dir=out)
+
+
+def _resume(out, **kw):
+    return fit(make_model(), make_data(), None, make_config(**kw), out_dir=out, resume=True)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage", "deleted"])
+def test_unreadable_last_checkpoint_falls_back_to_the_previous(tmp_path, reference, damage):
+    _partial_run(tmp_path)
+    last = tmp_path / "last.pt"
+    data = last.read_bytes()
+    if damage == "deleted":
+        last.unlink()
+    else:
+        last.write_bytes(
+            {"truncated": data[: len(data) // 2], "empty": b""}.get(damage, b"\x00" * 99)
+        )
+    with pytest.warns(
+        RuntimeWarning, match=r"resuming from the previous checkpoint .*last\.prev\.pt \(epoch 2\)"
+    ):
+        result = _resume(tmp_path)
+    assert _losses(result) == reference  # one epoch (the 3rd) was run again, none lost
+
+
+def test_both_checkpoints_unreadable_names_both(tmp_path):
+    _partial_run(tmp_path)
+    (tmp_path / "last.pt").write_bytes(b"PK\x03\x04 broken")
+    (tmp_path / "last.prev.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match="no readable checkpoint") as info:
+        _resume(tmp_path)
+    assert str(tmp_path / "last.pt") in str(info.value)
+    assert str(tmp_path / "last.prev.pt") in str(info.value)
+
+
+def test_previous_checkpoint_is_one_epoch_behind(tmp_path):
+    _partial_run(tmp_path)
+    assert safe_torch_load(tmp_path / "last.pt")["epoch"] == 3
+    assert safe_torch_load(tmp_path / "last.prev.pt")["epoch"] == 2
+
+
+def test_resume_refuses_changed_settings_and_lists_every_key(tmp_path, reference):
+    _partial_run(tmp_path, epochs=2)
+    with pytest.raises(ValueError, match="settings differ") as info:
+        _resume(tmp_path, lr=0.5, seed=3, batch_size=4)
+    message = str(info.value)
+    for line in (
+        "batch_size: saved 2, requested 4",
+        "lr: saved 0.01, requested 0.5",
+        "seed: saved 0, requested 3",
+    ):
+        assert line in message
+    assert "num_epochs" not in message
+    # keys that may change: how long, where and how verbosely
+    assert (
+        _losses(
+            _resume(
+                tmp_path, num_epochs=NUM_EPOCHS, progress=False, eval_batch_size=7, time_limit_s=1e6
+            )
+        )
+        == reference
+    )
+
+
+@pytest.mark.parametrize("override", [True, ["batch_size", "lr"]])
+def test_resume_override(tmp_path, override):
+    """An override continues with a warning; the optimizer state (lr) is the checkpoint's,
+    other settings (here the batch size) take effect, and the records say what was used."""
+    _partial_run(tmp_path, epochs=2)
+    config = make_config(lr=0.02, batch_size=3)
+    with pytest.warns(RuntimeWarning, match=r"batch_size: saved 2, requested 3; lr: saved"):
+        result = fit(
+            make_model(),
+            make_data(),
+            None,
+            config,
+            out_dir=tmp_path,
+            resume=True,
+            resume_override=override,
+        )
+    assert [r["lr"] for r in result.history] == [0.01] * NUM_EPOCHS
+    assert safe_torch_load(tmp_path / "last.pt")["config"]["batch_size"] == 3
+
+
+def test_resume_override_of_some_keys_still_refuses_others(tmp_path):
+    _partial_run(tmp_path, epochs=2)
+    with pytest.raises(ValueError, match="seed: saved 0, requested 1") as info:
+        fit(
+            make_model(),
+            make_data(),
+            None,
+            make_config(seed=1, lr=0.5),
+            out_dir=tmp_path,
+            resume=True,
+            resume_override=["lr"],
+        )
+    assert "lr:" not in str(info.value)
+
+
+def test_resume_with_a_checkpoint_of_another_model_names_the_file(tmp_path):
+    _partial_run(tmp_path, epochs=1)
+    with pytest.raises(ValueError, match=r"last\.pt: the checkpoint does not fit this model"):
+        fit(make_model("beta"), make_data(), None, make_config(), out_dir=tmp_path, resume=True)
+
+
+def _disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_full_disk_during_a_checkpoint_write_keeps_the_last_checkpoint(
+    tmp_path, monkeypatch, reference
+):
+    """torch.save reports a failed write as RuntimeError('unexpected pos ...'); fit's error is
+    an OSError naming last.pt, and the checkpoint of the epoch before is intact."""
+    _partial_run(tmp_path, epochs=2)
+    real_save = torch.save
+
+    class FullDisk:
+        def __init__(self, fh):
+            self.fh, self.written = fh, 0
+
+        def write(self, data):
+            if self.written > 100:
+                _disk_full()
+            self.written += len(data)
+            return self.fh.write(data)
+
+        def flush(self):
+            self.fh.flush()
+
+    def save(obj, fh, *a, **k):
+        return real_save(obj, FullDisk(fh), *a, **k)
+
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises(
+        OSError,
+        match=r"could not write .*\.pt \(No space left on device\); the previous version is kept",
+    ) as info:
+        _resume(tmp_path)
+    assert info.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert load_resume_point(tmp_path)[0]["epoch"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "best.pt",
+        "last.prev.pt",
+        "last.pt",
+        "metrics.csv",
+        "metrics.json",
+    ]
+    assert _losses(_resume(tmp_path)) == reference
+
+
+@pytest.mark.parametrize("writer", ["text", "json", "torch", "path"])
+def test_full_disk_keeps_the_old_file(tmp_path, monkeypatch, writer):
+    path = tmp_path / "file.out"
+    write = {
+        "text": lambda v: atomic_write_text(path, str(v)),
+        "json": lambda v: atomic_write_json(path, {"v": v}),
+        "torch": lambda v: atomic_torch_save({"v": v}, path),
+        "path": lambda v: atomic_write_path(path, lambda tmp: tmp.write_text(str(v))),
+    }[writer]
+    write(1)
+    before = path.read_bytes()
+    monkeypatch.setattr(pio.os, "fsync", _disk_full)
+    with pytest.raises(OSError, match=rf"could not write {path}") as info:
+        write(2)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["file.out"]  # no temporary file left
+
+
+def test_truncated_json_names_the_file(tmp_path):
+    path = tmp_path / "metrics.json"
+    atomic_write_json(path, [{"epoch": 1, "loss": 1.0}])
+    path.write_bytes(path.read_bytes()[:10])
+    with pytest.raises(ValueError, match=rf"{path}: not a readable metrics file"):
+        read_json(path, "metrics file")
+
+
+def test_config_checks_name_the_setting():
+    with pytest.raises(ValueError, match="batch_size must be positive"):
+        fit(make_model(), make_data(), None, make_config(batch_size=0))
+    with pytest.raises(ValueError, match="lr must be a positive finite number"):
+        fit(make_model(), make_data(), None, make_config(lr=float("nan")))
+    with pytest.raises(TypeError, match="config must be a TrainConfig"):
+        fit(make_model(), make_data(), None, {"num_epochs": 1})
+    assert TrainConfig().divergence_threshold is None  # the guard is off by default
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TrainConfig(batch_size=3).check()
