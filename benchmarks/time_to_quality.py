@@ -13,7 +13,9 @@ Usage::
 
 ``run --stop-at-target`` ends a run at the threshold and ``--num-epochs N`` caps its epochs (for
 screening a recipe; its test NLL is then that of the model where it stopped, not after the
-recipe's full schedule). ``summarise``
+recipe's full schedule); ``run --extend --num-epochs N`` continues such a run to epoch N from its
+``last.pt`` (exactly as an uninterrupted run), keeping the record at the threshold as
+``results_at_target.json``. ``summarise``
 writes ``docs/results/time_to_quality.json``, ``docs/results/time_to_quality.md`` and
 ``docs/_static/time_to_quality.png`` from every run found; ``--reference-dir`` names the
 reference run (the ``authors`` protocol, for instance from ``docs/results/run_jsb_authors.sh``)
@@ -67,6 +69,26 @@ RECIPES: dict[str, list[str]] = {
         "--lr",
         "1.6e-2",
     ],
+    "freq-bias+b4-lr6e-3": ["--output-bias-init", "frequency", "--batch-size", "4", "--lr", "6e-3"],
+    "freq-bias+b8-lr1.4e-2": [
+        "--output-bias-init",
+        "frequency",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1.4e-2",
+    ],
+    # windows of 30 transitions (state not carried across windows): more updates per epoch
+    "freq-bias+b8-lr1e-2-win30": [
+        "--output-bias-init",
+        "frequency",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-2",
+        "--train-chunk",
+        "30",
+    ],
 }
 
 
@@ -76,6 +98,9 @@ def run_dir(runs: Path, recipe: str, seed: int) -> Path:
 
 def run_recipe(recipe: str, args) -> None:
     out = run_dir(args.runs_dir, recipe, args.seed)
+    if args.extend and (out / "results.json").exists():
+        # a run stopped at the threshold goes on from its last.pt; its results then stand aside
+        (out / "results.json").replace(out / "results_at_target.json")
     if (out / "results.json").exists():
         print(f"{recipe}: done already ({out / 'results.json'})")
         return
@@ -249,6 +274,11 @@ def parse_args(argv=None):
     p.add_argument("--stop-at-target", action="store_true")
     p.add_argument(
         "--num-epochs", type=int, default=None, help="cap on epochs (default: the recipe's)"
+    )
+    p.add_argument(
+        "--extend",
+        action="store_true",
+        help="continue a finished run (e.g. one stopped at the threshold) to --num-epochs",
     )
     p.add_argument("--out-dir", type=Path, default=ROOT / "docs" / "results")
     p.add_argument("--static-dir", type=Path, default=ROOT / "docs" / "_static")

@@ -35,11 +35,11 @@ RESUME_KEYS = (
     "rng",
 )
 
-# TrainConfig keys that may change on resume: how long to train (num_epochs, time_limit_s),
-# what is shown (progress), and where and in what chunks evaluation runs (device,
-# eval_batch_size), none of which changes the updates already made or to come
+# TrainConfig keys that may change on resume: how long to train (num_epochs, time_limit_s,
+# target_metric), what is shown (progress), and where and in what chunks evaluation runs
+# (device, eval_batch_size), none of which changes the updates already made or to come
 RESUME_MAY_CHANGE = frozenset(
-    {"num_epochs", "progress", "device", "time_limit_s", "eval_batch_size"}
+    {"num_epochs", "progress", "device", "time_limit_s", "target_metric", "eval_batch_size"}
 )
 
 

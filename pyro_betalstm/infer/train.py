@@ -197,7 +197,8 @@ def fit(
     warning, when ``last.pt`` is unreadable) and, with the same settings, reproduces the losses
     of an uninterrupted run (all random states are checkpointed). An interruption loses at most
     the current epoch. The settings must equal the checkpoint's except ``num_epochs``,
-    ``time_limit_s``, ``progress``, ``device`` and ``eval_batch_size``; otherwise a ValueError
+    ``time_limit_s``, ``target_metric``, ``progress``, ``device`` and ``eval_batch_size``;
+    otherwise a ValueError
     lists every differing key. ``resume_override``: True accepts any difference, a collection
     of keys accepts those (with a warning); the optimizer's state, its learning rate and
     weight decay included, still comes from the checkpoint.
