@@ -26,6 +26,10 @@ Protocols (``--protocol``; every flag below overrides its value):
   above each of the three before it, locked dropout on every layer's output (the last
   included), every parameter ``U(-1/sqrt(H), 1/sqrt(H))``, training gates from
   ``Gamma(alpha, 1) + 1e-3``, no clipping, the best validation checkpoint, seed 1000.
+- ``fast``: the ``authors`` model, dropout, initialisation, learning-rate rule and draws, but
+  trained on windows of 30 transitions (the state is not carried across windows; evaluation
+  uses whole sequences) in minibatches of 8 at Adam 1e-2, with the output bias started at the
+  key log-odds, for 60 epochs: the fastest recipe of ``benchmarks/time_to_quality.py``.
 - ``batch16`` (called ``paper`` before): the authors' sizes, 100 epochs and seed 1000, but
   minibatches of 16, clipping at 5, per-element dropout between layers only, the output bias
   at the key frequencies, and lr / 1.2 after every epoch past the 10th without a new best.
@@ -134,7 +138,7 @@ def settings(args) -> dict:
     }
     if args.protocol in ("paper", "batch16"):
         s.update(hidden=variant.music_hidden, num_epochs=100, seed=1000)
-    elif args.protocol == "authors":
+    elif args.protocol in ("authors", "fast"):
         s.update(
             hidden=variant.music_hidden,
             num_epochs=100,
@@ -148,6 +152,9 @@ def settings(args) -> dict:
             plateau_start_epoch=11,  # their rule tests `epoch > 10`
             clip_norm=None,  # theirs is called before backward() and does nothing
         )
+    if args.protocol == "fast":
+        # the fastest recipe of benchmarks/time_to_quality.py (docs/results/time_to_quality.md)
+        s.update(output_bias_init="frequency", batch_size=8, lr=1e-2, train_chunk=30, num_epochs=60)
     for key in OVERRIDABLE:
         value = getattr(args, key)
         if value is not None:
@@ -162,6 +169,44 @@ def settings(args) -> dict:
 def truncate(rolls: PianoRolls, count: int, frames: int) -> PianoRolls:
     cut = lambda seqs: [r[:frames] for r in seqs[:count]]  # noqa: E731
     return PianoRolls(rolls.name, cut(rolls.train), cut(rolls.valid), cut(rolls.test), rolls.source)
+
+
+def build_model(s: dict, rolls: PianoRolls) -> NextStepBernoulli:
+    """The next-frame model the settings ``s`` describe (88 keys in and out)."""
+    lstm = StochasticLSTM(
+        88,
+        s["hidden"],
+        s["layers"],
+        gate=s["gate"],
+        batch_first=True,
+        dropout=s["dropout"],
+        locked_dropout=s["locked_dropout"],
+        output_dropout=s["output_dropout"],
+        basis_offset=s["basis_offset"],
+    )
+    model = NextStepBernoulli(lstm, 88, prior=s["prior"], kl_weight=s["kl_weight"])
+    if s["output_bias_init"] == "frequency":
+        model.init_output_bias(rolls.key_frequencies())  # start at the frequency baseline
+    return model
+
+
+def train_config(s: dict, args, seed: int) -> TrainConfig:
+    """The :class:`TrainConfig` of the settings ``s`` and the run flags."""
+    return TrainConfig(
+        num_epochs=s["num_epochs"],
+        batch_size=s["batch_size"],
+        lr=s["lr"],
+        clip_norm=s["clip_norm"],
+        lr_decay=1.2,
+        lr_rule=s["lr_rule"],
+        plateau_start_epoch=s["plateau_start_epoch"],
+        target_metric=args.target_nll if args.stop_at_target else None,
+        eval_samples=0,
+        device=args.device,
+        seed=seed,
+        progress=not args.no_progress,
+        early_stopping_patience=s["early_stopping"],
+    )
 
 
 def main(args) -> dict:
@@ -180,35 +225,9 @@ def main(args) -> dict:
     out = Path(args.out_dir or Path("runs") / "music" / name)
     out.mkdir(parents=True, exist_ok=True)
 
-    lstm = StochasticLSTM(
-        88,
-        s["hidden"],
-        s["layers"],
-        gate=s["gate"],
-        batch_first=True,
-        dropout=s["dropout"],
-        locked_dropout=s["locked_dropout"],
-        output_dropout=s["output_dropout"],
-        basis_offset=s["basis_offset"],
-    )
-    model = NextStepBernoulli(lstm, 88, prior=s["prior"], kl_weight=s["kl_weight"])
-    if s["output_bias_init"] == "frequency":
-        model.init_output_bias(rolls.key_frequencies())  # start at the frequency baseline
-    config = TrainConfig(
-        num_epochs=s["num_epochs"],
-        batch_size=s["batch_size"],
-        lr=s["lr"],
-        clip_norm=s["clip_norm"],
-        lr_decay=1.2,
-        lr_rule=s["lr_rule"],
-        plateau_start_epoch=s["plateau_start_epoch"],
-        target_metric=args.target_nll if args.stop_at_target else None,
-        eval_samples=0,
-        device=args.device,
-        seed=seed,
-        progress=not args.no_progress,
-        early_stopping_patience=s["early_stopping"],
-    )
+    model = build_model(s, rolls)
+    lstm = model.lstm
+    config = train_config(s, args, seed)
     train = rolls.next_step("train", chunk_length=s["train_chunk"])
     valid, test = rolls.next_step("valid"), rolls.next_step("test")
     print(f"{name}: {rolls.summary()} | {sum(p.numel() for p in model.parameters())} parameters")
@@ -312,9 +331,10 @@ def parse_args(argv=None):
     p.add_argument(
         "--protocol",
         default="default",
-        choices=["default", "authors", "batch16", "paper"],
-        help="authors: Song et al.'s training as their code runs it; batch16 (alias paper): "
-        "their sizes and epochs with minibatches of 16 (see the module docstring)",
+        choices=["default", "authors", "fast", "batch16", "paper"],
+        help="authors: Song et al.'s training as their code runs it; fast: the same model, "
+        "on windows in minibatches; batch16 (alias paper): their sizes and epochs with "
+        "minibatches of 16 (see the module docstring)",
     )
     p.add_argument("--hidden", type=int, default=None)
     p.add_argument("--layers", type=int, default=None)

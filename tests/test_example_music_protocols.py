@@ -92,3 +92,17 @@ def test_authors_protocol_smoke_run_records_time_to_target_and_gate_kl(tmp_path,
         assert record["gate_kl_valid"]["kl_per_gate"] >= 0
     else:
         assert record["gate_kl_valid"] is None  # no latent gates, no KL
+
+
+def test_fast_protocol_is_the_fastest_time_to_quality_recipe_over_60_epochs():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "time_to_quality.py"
+    spec = importlib.util.spec_from_file_location("time_to_quality", path)
+    ttq = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ttq)
+    recipe = ttq.RECIPES["freq-bias+b8-lr1e-2-win30"]
+    assert settings("--protocol", "fast") == settings(
+        "--protocol", "authors", *recipe, "--num-epochs", "60"
+    )
