@@ -77,11 +77,8 @@ def gate_kl_summary(
         for batch in data.batches(batch_size):
             batch = batch.to(device)
             valid = batch.step_mask().to(batch.inputs.device)
-            embedded = model.embed_batch(batch)
-            runs = model.lstm.run(
-                embedded.inputs, model._mask(embedded), gate_mode="mean", record_gates=True
-            )
-            for k, run in enumerate(runs):
+            for k, run in enumerate(model.run_network(batch, gate_mode="mean")):
+                i, f = model.family.mean_gates(run.alpha.transpose(-1, -2))  # (B, T, H) each
                 d = model.prior.distribution(k, run.inputs, run.previous_hidden)
                 params = prior_concentration_rate(d)
                 if params is None:
@@ -90,8 +87,8 @@ def gate_kl_summary(
                 kl_total += float(kl[valid].sum())
                 count += int(valid.sum()) * kl.shape[-1]
                 alphas.append(run.alpha[valid].flatten())
-                i_all.append(run.gates[0][valid].flatten())
-                f_all.append(run.gates[1][valid].flatten())
+                i_all.append(i[valid].flatten())
+                f_all.append(f[valid].flatten())
     finally:
         model.train(was_training)
     alpha, i, f = torch.cat(alphas), torch.cat(i_all), torch.cat(f_all)
