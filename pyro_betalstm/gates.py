@@ -112,6 +112,13 @@ GUMBEL_TEMPERATURE = 0.9
 PRIOR_NOISE_CONCENTRATION = 0.5
 
 
+def offset_log_basis(log_u: torch.Tensor, offset: float) -> torch.Tensor:
+    """``log(u + offset)`` from ``log u``, without leaving log space (``log u`` for offset 0)."""
+    if not offset:
+        return log_u
+    return torch.logaddexp(log_u, log_u.new_tensor(offset).log())
+
+
 def _sigmoid_gates(z, training, basis_offset):
     return torch.sigmoid(z[..., 0, :]), torch.sigmoid(z[..., 1, :])
 
@@ -143,9 +150,7 @@ def _prior_noise_gates(z, training, basis_offset):
     d = FlexibleBivariateBeta
     shape = z.shape[:-2] + (d.basis_size,) + z.shape[-1:]
     log_u = sample_log_gamma(z.new_full(shape, PRIOR_NOISE_CONCENTRATION))
-    if basis_offset:
-        log_u = torch.logaddexp(log_u, log_u.new_tensor(basis_offset).log())
-    return GATE_FAMILIES["bivariate5"].gates_from_log_basis(log_u)
+    return GATE_FAMILIES["bivariate5"].gates_from_log_basis(offset_log_basis(log_u, basis_offset))
 
 
 _DETERMINISTIC_GATES = {

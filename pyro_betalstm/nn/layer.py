@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..gates import GateFamily
+from ..gates import GateFamily, offset_log_basis
 
 GateMode = Literal["sample", "mean", "given", "prior"]
 #: ``probe(t, z_gate, i, f, valid)`` sees each step's gate pre-activations ``(B, n_pre, H)``,
@@ -73,12 +73,6 @@ class GateLayer(nn.Module):
         #: set by :class:`~pyro_betalstm.nn.gradient_probe.GateGradientProbe`; None: no probe.
         self.gate_probe: GateProbe | None = None
 
-    def _offset(self, log_u: torch.Tensor) -> torch.Tensor:
-        """``log(u + basis_offset)`` from ``log u``, without leaving log space."""
-        if not self.basis_offset:
-            return log_u
-        return torch.logaddexp(log_u, log_u.new_tensor(self.basis_offset).log())
-
     def forward(
         self,
         inputs: torch.Tensor,
@@ -127,7 +121,7 @@ class GateLayer(nn.Module):
                     else:
                         log_u = sampler(t, inputs[:, t], h).transpose(-1, -2)
                     log_bases.append(log_u)
-                    i, f = fam.gates_from_log_basis(self._offset(log_u))
+                    i, f = fam.gates_from_log_basis(offset_log_basis(log_u, self.basis_offset))
                 g, o = z[:, ng], z[:, ng + 1]
             else:
                 i, f = fam.deterministic_gates(z_gate, self.training, self.basis_offset)
