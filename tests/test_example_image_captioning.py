@@ -67,13 +67,21 @@ def test_image_captioning_smoke(tmp_path, variant):
 
 
 def test_overrides_and_parameter_matching():
-    captioning = load_example()
-    s = captioning.settings(captioning.parse_args(["--variant", "lstm", "--gate", "bivariate"]))
+    from pyro_betalstm.experiment import captions as captioning
+
+    example = load_example()
+
+    def settings(*argv):
+        return captioning.caption_settings(example.parse_args(list(argv)))
+
+    s = settings("--variant", "lstm", "--gate", "bivariate")
     assert s["gate"] == "bivariate" and s["kl_weight"] == 0.0
-    s = captioning.settings(captioning.parse_args(["--variant", "bblstm5gp"]))
+    s = settings("--variant", "bblstm5gp")
     assert s["gate"] == "bivariate5" and s["kl_weight"] > 0
-    s = captioning.settings(captioning.parse_args(["--variant", "bblstm5gp", "--kl-weight", "0.5"]))
-    assert s["kl_weight"] == 0.5
+    assert settings("--variant", "bblstm5gp", "--kl-weight", "0.5")["kl_weight"] == 0.5
+    # --smoke shrinks the run, and an explicit flag still wins over it
+    smoke = settings("--smoke", "--num-epochs", "3")
+    assert (smoke["train_images"], smoke["embed"], smoke["num_epochs"]) == (64, 16, 3)
     # parameter matching: no more decoder parameters than the LSTM, and not many fewer
     lstm = captioning.decoder_parameters("sigmoid", 128, 64, 30, 1)
     for gate in ("coupled", "beta", "bivariate", "bivariate5"):
@@ -84,10 +92,10 @@ def test_overrides_and_parameter_matching():
 
 
 def test_decoder_parameter_formula_counts_the_model():
+    from pyro_betalstm.experiment import captions as captioning
     from pyro_betalstm.models.caption import CaptionDecoder
     from pyro_betalstm.nn import StochasticLSTM
 
-    captioning = load_example()
     for gate, layers in (("sigmoid", 1), ("bivariate5", 2), ("coupled", 1)):
         model = CaptionDecoder(StochasticLSTM(16, 12, layers, gate=gate, batch_first=True), 30)
         counted = sum(p.numel() for m in (model.lstm, model.output) for p in m.parameters())

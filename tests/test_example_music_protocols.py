@@ -8,11 +8,13 @@ import json
 import pytest
 from test_examples import MUSIC_DIR, load_example
 
+from pyro_betalstm.experiment.music import music_settings
+
 music = load_example("polyphonic_music")
 
 
 def settings(*argv):
-    return music.settings(music.parse_args(["--dataset", "jsb", *argv]))
+    return music_settings(music.parse_args(["--dataset", "jsb", *argv]))
 
 
 @pytest.mark.parametrize(
@@ -109,7 +111,7 @@ def test_fast_protocol_is_the_fastest_time_to_quality_recipe_over_60_epochs():
 
 
 def test_default_protocol_trains_on_windows_in_minibatches_of_eight():
-    s = music.settings(music.parse_args([]))  # the README's main job
+    s = music_settings(music.parse_args([]))  # the README's main job
     assert (s["batch_size"], s["lr"], s["train_chunk"]) == (8, 1e-2, 30)
     assert (s["lr_rule"], s["plateau_start_epoch"], s["clip_norm"]) == ("authors", 11, 5.0)
     assert (s["hidden"], s["num_epochs"], s["kl_weight"]) == (64, 10, 1e-3)

@@ -1,24 +1,15 @@
 """The examples' parameter-matched hidden sizes are the ones they gave before the search moved
-into :func:`pyro_betalstm.nn.matched_hidden_size` (copies of the old formulas below)."""
+into :func:`pyro_betalstm.nn.matched_hidden_size` (copies of the old formulas below); the
+examples take them from :mod:`pyro_betalstm.experiment.text` and ``.captions``."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
+from pyro_betalstm.experiment import captions as captioning
+from pyro_betalstm.experiment import text as sentence
 from pyro_betalstm.gates import GATE_FAMILIES, get_gate_family
 from pyro_betalstm.nn import layer_parameters
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def old_lstm_parameters(gate: str, input_size: int, hidden: int) -> int:
@@ -60,7 +51,7 @@ REFERENCES = (8, 16, 64, 128, 256)  # 8 and 16: the smoke runs' sizes
 
 @pytest.mark.parametrize("gate", sorted(GATE_FAMILIES))
 def test_sentence_classification_sizes_unchanged(gate):
-    example = load("sentence_classification")
+    example = sentence
     for input_size in (16, 50, 300):
         for reference in REFERENCES:
             assert example.matched_hidden(gate, input_size, reference) == (
@@ -70,7 +61,7 @@ def test_sentence_classification_sizes_unchanged(gate):
 
 @pytest.mark.parametrize("gate", sorted(GATE_FAMILIES))
 def test_image_captioning_sizes_and_counts_unchanged(gate):
-    example = load("image_captioning")
+    example = captioning
     for embed, vocab, layers in ((64, 30, 1), (16, 30, 1), (64, 100, 2), (16, 17, 3)):
         for reference in REFERENCES:
             assert example.matched_hidden(gate, reference, embed, vocab, layers) == (
@@ -83,14 +74,12 @@ def test_image_captioning_sizes_and_counts_unchanged(gate):
 
 def test_published_sizes():
     # docs/results/sentence_classification.md, reduced protocol: GloVe 50d, LSTM hidden 64
-    sentence = load("sentence_classification")
     published = {"sigmoid": (64, 29440), "gumbel": (64, 29440), "beta": (49, 29400)}
     published.update(bivariate=(55, 29150), bivariate5=(44, 29260))
     for gate, (hidden, recurrent) in published.items():
         assert sentence.matched_hidden(gate, 50, 64) == hidden
         assert layer_parameters(gate, 50, hidden) == recurrent
     # docs/results/image_captioning.md: embed 64, 30 words, one layer; 144,350 - 143,796 = 554
-    captioning = load("image_captioning")
     assert captioning.matched_hidden("bivariate5", 128, 64, 30, 1) == 91
     assert captioning.matched_hidden("sigmoid", 128, 64, 30, 1) == 128
     lstm, matched = (

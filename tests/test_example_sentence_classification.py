@@ -102,16 +102,20 @@ def test_one_fold_with_glove_text_file(tmp_path):
 
 
 def test_settings_parameter_matching():
+    from pyro_betalstm.experiment.text import text_settings
+
     example = load_example()
-    s = example.settings(example.parse_args(["--variant", "bblstm5gp"]))
+
+    def settings(*argv):
+        return text_settings(example.parse_args(list(argv)))
+
+    s = settings("--variant", "bblstm5gp")
     assert s["gate"] == "bivariate5" and s["kl_weight"] == 1e-3 and s["lstm_hidden"] == 128
     lstm_params = layer_parameters("sigmoid", 50, 128)
     assert abs(layer_parameters("bivariate5", 50, s["hidden"]) - lstm_params) < 0.05 * lstm_params
-    s = example.settings(
-        example.parse_args(["--variant", "bblstm5g", "--hidden", "7", "--kl-weight", "0.5"])
-    )
+    s = settings("--variant", "bblstm5g", "--hidden", "7", "--kl-weight", "0.5")
     assert s["hidden"] == 7 and s["kl_weight"] == 0.5
-    assert example.settings(example.parse_args(["--variant", "lstm"]))["hidden"] == 128
+    assert settings("--variant", "lstm")["hidden"] == 128
 
 
 @pytest.mark.skipif(

@@ -1,0 +1,232 @@
+"""The plumbing every example shares: settings, the training configuration, the run's files.
+
+An example script describes its task (data, model, the scores it reports); this module does
+the rest the same way for all of them:
+
+1. :func:`resolve_settings` merges, in this order and no other, the protocol's defaults, the
+   ``--smoke`` sizes (with ``--smoke``) and every flag given explicitly on the command line. So
+   an explicit flag always wins, also over ``--smoke``; a smoke run without such flags has
+   the smoke sizes whatever the protocol.
+2. :func:`begin` sets the CPU threads and starts the clock; :func:`start_run` opens the run directory (``runs/<task>/<name>``
+   unless ``--out-dir``); :func:`train_config` builds the :class:`~pyro_betalstm.infer.TrainConfig`
+   from the settings and the run flags.
+3. :func:`train` fits the model and restores its best checkpoint; :func:`save_gate_draws`
+   writes the gate draws diagnostics render; :func:`run_header` and :func:`run_footer` are the
+   keys every results record starts and ends with (:mod:`pyro_betalstm.results`), and
+   :func:`write_results` writes ``results.json`` and ``results.md`` atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data import SequenceDataset
+from ..infer import TrainConfig, evaluate_classifier, fit, load_best, sample_gates
+from ..infer.train import FitResult
+from ..io import atomic_torch_save, atomic_write_json, atomic_write_text
+from ..models.base import GateModel, SequenceBatch
+from ..results import GATE_DRAWS_FILE, RESULTS_FILE, RESULTS_ROW_FILE
+from ..variants import get_variant, run_hardware
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, **flags: type | tuple[type, str]) -> None:
+    """Add one ``--some-setting`` flag (dest ``some_setting``, default None: "the protocol's
+    value") per keyword: its type, or ``(type, help)``."""
+    for dest, spec in flags.items():
+        kind, text = spec if isinstance(spec, tuple) else (spec, None)
+        flag = "--" + dest.replace("_", "-")
+        parser.add_argument(flag, dest=dest, type=kind, default=None, help=text)
+
+
+def resolve_settings(
+    defaults: Mapping[str, Any],
+    args: argparse.Namespace,
+    flags: Iterable[str],
+    smoke: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The run's settings: ``defaults`` (the protocol's), then ``smoke`` when ``args.smoke``,
+    then each key of ``flags`` whose command-line value (``args.<key>``) is not None."""
+    settings = dict(defaults)
+    if getattr(args, "smoke", False) and smoke:
+        settings.update(smoke)
+    for key in flags:
+        value = getattr(args, key)
+        if value is not None:
+            settings[key] = value
+    return settings
+
+
+@dataclass
+class Stopwatch:
+    """Wall-clock and CPU seconds since it was made."""
+
+    wall_started: float = field(default_factory=time.perf_counter)
+    cpu_started: float = field(default_factory=time.process_time)
+
+    def wall_seconds(self) -> float:
+        return time.perf_counter() - self.wall_started
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of this process: on a shared machine they measure the work, wall
+        seconds the wait."""
+        return time.process_time() - self.cpu_started
+
+
+@dataclass
+class Run:
+    """A run in progress: its name, directory and stopwatch (started with the script)."""
+
+    name: str
+    out: Path
+    watch: Stopwatch = field(default_factory=Stopwatch)
+
+    def wall_seconds(self) -> float:
+        return self.watch.wall_seconds()
+
+    def cpu_seconds(self) -> float:
+        return self.watch.cpu_seconds()
+
+
+def begin(args: argparse.Namespace) -> Stopwatch:
+    """Start a script: set torch's CPU threads (``--threads``; unset or 0 keeps torch's
+    choice) and start its stopwatch."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return Stopwatch()
+
+
+def start_run(args: argparse.Namespace, task: str, name: str, watch: Stopwatch) -> Run:
+    """Open the run directory (``--out-dir``, else ``runs/<task>/<name>``)."""
+    out = Path(args.out_dir or Path("runs") / task / name)
+    out.mkdir(parents=True, exist_ok=True)
+    return Run(name, out, watch)
+
+
+def train_config(
+    settings: Mapping[str, Any], args: argparse.Namespace, seed: int, **fixed: Any
+) -> TrainConfig:
+    """The :class:`TrainConfig` of a run: epochs, minibatch size and learning rate from the
+    settings; device, seed, progress bar and ``--early-stopping`` from the flags; validation
+    by mean gates (``eval_samples=0``, the monitored score); ``fixed``: the task's own fields,
+    which win over all of these."""
+    fields: dict[str, Any] = {
+        "num_epochs": settings["num_epochs"],
+        "batch_size": settings["batch_size"],
+        "lr": settings["lr"],
+        "eval_samples": 0,
+        "device": args.device,
+        "seed": seed,
+        "progress": not args.no_progress,
+        "early_stopping_patience": getattr(args, "early_stopping", None),
+    }
+    fields.update(fixed)
+    return TrainConfig(**fields)
+
+
+def evaluate_accuracy(model: GateModel, data: SequenceDataset, config: TrainConfig) -> dict:
+    """Mean-gate accuracy and NLL: the validation of a classifier during training."""
+    return evaluate_classifier(model, data, config.eval_batch_size, 0, config.device)
+
+
+def train(
+    model: GateModel,
+    train_data: SequenceDataset,
+    valid_data: SequenceDataset,
+    config: TrainConfig,
+    out: Path,
+    resume: bool,
+    classifier: bool = False,
+) -> FitResult:
+    """Fit ``model`` (checkpoints in ``out``) and load its best validation checkpoint.
+
+    A ``classifier`` is validated and selected by its mean-gate error, other models by their
+    mean-gate NLL.
+    """
+    if classifier:
+        extra = {"evaluate": evaluate_accuracy, "monitor": "error_mean_gates"}
+    else:
+        extra = {}
+    result = fit(model, train_data, valid_data, config, out_dir=out, resume=resume, **extra)
+    load_best(model, out, config.device)
+    return result
+
+
+def predictive_draws(model: GateModel, settings: Mapping[str, Any]) -> int:
+    """Gate draws S of the posterior predictive: ``eval_samples`` for latent gates, else 0."""
+    return settings["eval_samples"] if model.family.is_latent else 0
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def save_gate_draws(
+    model: GateModel, batch: SequenceBatch, num_draws: int, run: Run, **extra: Any
+) -> dict[str, Any]:
+    """Write the gate draws diagnostics render to the run's ``gate_draws.pt``: ``num_draws``
+    posterior draws on ``batch`` (:func:`sample_gates` layout), as many prior draws under
+    ``prior`` for latent gate families, and ``extra`` entries (e.g. ``tokens``)."""
+    draws: dict[str, Any] = sample_gates(model, batch, num_draws)
+    if model.family.is_latent:
+        from ..diagnostics.draws import prior_gate_draws  # ArviZ is loaded only here
+
+        draws["prior"] = prior_gate_draws(model, batch, num_draws)
+    draws.update(extra)
+    atomic_torch_save(draws, run.out / GATE_DRAWS_FILE)
+    return draws
+
+
+def training_summary(result: FitResult) -> dict[str, int]:
+    """``best_epoch`` and ``epochs_run`` of a fit."""
+    return {"best_epoch": result.best_epoch, "epochs_run": len(result.history)}
+
+
+def run_header(args: argparse.Namespace, protocol: str, settings: dict, seed: int) -> dict:
+    """The keys of what was run: variant, its paper name, protocol (``smoke`` with
+    ``--smoke``), settings and seed."""
+    return {
+        "variant": args.variant,
+        "paper_name": get_variant(args.variant).paper_name,
+        "protocol": "smoke" if args.smoke else protocol,
+        "settings": settings,
+        "seed": seed,
+    }
+
+
+def run_footer(run: Run, args: argparse.Namespace, cpu: bool = False) -> dict:
+    """The keys of how it ran: wall seconds (and CPU seconds with ``cpu``), hardware and
+    torch version."""
+    footer: dict[str, Any] = {"wall_seconds": run.wall_seconds()}
+    if cpu:
+        footer["cpu_seconds"] = run.cpu_seconds()
+    footer.update(hardware=run_hardware(args.device), torch=torch.__version__)
+    return footer
+
+
+def write_results(run: Run, record: dict, row: str) -> None:
+    """Write ``results.json`` (the record) and ``results.md`` (one table row) atomically."""
+    atomic_write_json(run.out / RESULTS_FILE, record)
+    atomic_write_text(run.out / RESULTS_ROW_FILE, row)
+
+
+def describe_scores(split: str, scores: dict, metric: str, unit: str, samples: int) -> str:
+    """E.g. ``"test NLL/frame 8.5760 (mean gates), 8.4000 (predictive, S=10)"``."""
+    text = f"{split} {unit} {scores[f'{metric}_mean_gates']:.4f} (mean gates)"
+    if f"{metric}_predictive" in scores:
+        text += f", {scores[f'{metric}_predictive']:.4f} (predictive, S={samples})"
+    return text
+
+
+def print_files(run: Run, checkpoints: str = "best.pt") -> None:
+    out = run.out
+    print(
+        f"results: {out / RESULTS_FILE}, checkpoints: {out / checkpoints}, gate draws: "
+        f"{out / GATE_DRAWS_FILE}"
+    )

@@ -1,0 +1,194 @@
+"""The ``results.json`` record every example writes, in one place.
+
+A run directory written by an example holds:
+
+- ``results.json``: the record (:data:`COMMON_KEYS` plus the keys of its kind, :data:`KIND_KEYS`);
+- ``results.md``: the record as one Markdown table row;
+- ``gate_draws.pt``: posterior gate draws on a few test sequences (the layout of
+  :func:`pyro_betalstm.infer.sample_gates`), with ``prior`` (prior draws, latent gate families)
+  and ``tokens`` (the words of each sequence, text tasks) when the run saved them;
+- ``metrics.json``, ``best.pt``, ``last.pt``: what :func:`pyro_betalstm.infer.fit` writes
+  (sentence classification: one set per fold, under ``fold<k>/``).
+
+The record has no field naming its kind (the keys predate this module); :func:`record_kind`
+recognises it from the keys only one kind writes. :func:`load_results` reads a record and says
+which required keys it lacks. This module imports nothing of the package but :mod:`.io`, so
+every layer (the examples' runner, diagnostics) may depend on it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .io import read_json
+
+RESULTS_FILE = "results.json"
+RESULTS_ROW_FILE = "results.md"
+GATE_DRAWS_FILE = "gate_draws.pt"
+HISTORY_FILE = "metrics.json"
+
+#: Keys every example writes.
+COMMON_KEYS = (
+    "dataset",
+    "data_source",
+    "variant",
+    "paper_name",
+    "protocol",
+    "settings",
+    "seed",
+    "parameters",
+    "wall_seconds",
+    "hardware",
+    "torch",
+)
+
+#: The scores of one split of a next-step density (music, captioning): mean-gate NLL, and the
+#: posterior predictive NLL for latent gate families.
+NLL_SPLIT_KEYS = ("nll_mean_gates",)
+#: The scores of one split of a classifier (MNIST; sentence classification per fold).
+CLASSIFIER_SPLIT_KEYS = ("accuracy_mean_gates", "nll_mean_gates", "num_predictions")
+
+#: Keys of each kind of record beyond :data:`COMMON_KEYS`.
+KIND_KEYS: dict[str, tuple[str, ...]] = {
+    "music": (
+        "split",
+        "best_epoch",
+        "epochs_run",
+        "valid",
+        "test",
+        "frequency_baseline_test_nll",
+        "target_nll",
+        "target_epoch",
+        "gate_kl_valid",
+        "early_stopping",
+    ),
+    "sentence": (
+        "data_summary",
+        "split",
+        "split_seed",
+        "fold_seeds",
+        "folds_run",
+        "fold_test_accuracy",
+        "fold_test_accuracy_predictive",
+        "test_accuracy_mean",
+        "test_accuracy_sd",
+        "test_accuracy_predictive_mean",
+        "test_accuracy_predictive_sd",
+        "best_epochs",
+        "recurrent_parameters",
+        "fold_wall_seconds",
+    ),
+    "mnist": (
+        "task",
+        "view",
+        "steps",
+        "permuted",
+        "permutation_seed",
+        "split",
+        "best_epoch",
+        "epochs_run",
+        "epoch_seconds",
+        "valid",
+        "test",
+        "cpu_seconds",
+        "early_stopping",
+        "time_limit_min",
+        "stopped_on_time",
+    ),
+    "captioning": (
+        "synthetic",
+        "split",
+        "training_captions",
+        "vocabulary",
+        "best_epoch",
+        "epochs_run",
+        "valid",
+        "test",
+        "captions",
+        "examples",
+        "train_seconds",
+        "epoch_seconds_total",
+        "resumed",
+        "cpu_seconds",
+        "early_stopping",
+    ),
+}
+
+#: The keys of each split block (``valid``, ``test``) by kind; sentence records keep their
+#: split blocks in each fold's ``fold_result.json``.
+SPLIT_KEYS: dict[str, tuple[str, ...]] = {
+    "music": NLL_SPLIT_KEYS,
+    "captioning": NLL_SPLIT_KEYS,
+    "mnist": CLASSIFIER_SPLIT_KEYS,
+}
+
+#: A key only one kind writes, checked in this order.
+_MARKERS = (
+    ("captioning", "captions"),
+    ("sentence", "folds_run"),
+    ("mnist", "view"),
+    ("music", "frequency_baseline_test_nll"),
+)
+
+
+def record_kind(record: dict[str, Any]) -> str:
+    """Which example wrote ``record``: ``music``, ``sentence``, ``mnist`` or ``captioning``.
+
+    Raises ``ValueError`` when no kind's marker key is present.
+    """
+    for kind, marker in _MARKERS:
+        if marker in record:
+            return kind
+    markers = ", ".join(f"{m!r} ({k})" for k, m in _MARKERS)
+    raise ValueError(f"not a results record of a known example: none of the keys {markers}")
+
+
+def missing_keys(record: dict[str, Any]) -> list[str]:
+    """The required keys ``record`` lacks (split blocks as ``"test.nll_mean_gates"``)."""
+    kind = record_kind(record)
+    missing = [k for k in (*COMMON_KEYS, *KIND_KEYS[kind]) if k not in record]
+    for split in ("valid", "test"):
+        block = record.get(split)
+        if isinstance(block, dict):
+            missing += [f"{split}.{k}" for k in SPLIT_KEYS[kind] if k not in block]
+    if "settings" in record and not isinstance(record["settings"], dict):
+        missing.append("settings (a dict)")
+    return missing
+
+
+def validate_results(record: Any, where: str = "results record") -> dict[str, Any]:
+    """``record`` if it is a complete results record; ``ValueError`` naming what is missing."""
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    try:
+        missing = missing_keys(record)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+    if missing:
+        kind = record_kind(record)
+        raise ValueError(f"{where}: a {kind} results record without {', '.join(missing)}")
+    return record
+
+
+def results_path(run: str | Path) -> Path:
+    """The ``results.json`` of ``run`` (a run directory or the file itself)."""
+    run = Path(run)
+    return run / RESULTS_FILE if run.is_dir() else run
+
+
+def load_results(run: str | Path) -> dict[str, Any]:
+    """Read and validate the ``results.json`` of ``run`` (a run directory or the file)."""
+    path = results_path(run)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: is {path.parent} a finished run?")
+    return validate_results(read_json(path, "results record"), str(path))
+
+
+def history_path(run_dir: str | Path, record: dict[str, Any]) -> Path:
+    """The ``metrics.json`` that goes with the run's gate draws: the run's own, or for
+    sentence classification that of the first fold run (whose model drew them)."""
+    run_dir = Path(run_dir)
+    if record_kind(record) == "sentence":
+        return run_dir / f"fold{record['folds_run'][0]}" / HISTORY_FILE
+    return run_dir / HISTORY_FILE

@@ -1,0 +1,136 @@
+"""pyro_betalstm.experiment: the runner the examples share (settings order, config, files)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from pyro_betalstm import experiment as ex
+from pyro_betalstm.experiment.mnist import mnist_settings
+from pyro_betalstm.experiment.music import music_settings
+from pyro_betalstm.experiment.text import folds_to_run, mean_sd
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser()
+    ex.add_variant_arguments(p)
+    ex.add_setting_flags(p, hidden=int, lr=(float, "learning rate"), num_epochs=int)
+    ex.add_setting_flags(p, batch_size=int, early_stopping=int)
+    ex.add_run_arguments(p, seed_default=0)
+    return p
+
+
+def test_setting_flags_default_to_none_and_parse_their_type():
+    args = parser().parse_args(["--num-epochs", "3", "--lr", "0.5"])
+    assert (args.num_epochs, args.lr, args.hidden, args.batch_size) == (3, 0.5, None, None)
+    assert "learning rate" in parser().format_help()
+
+
+def test_settings_order_is_defaults_then_smoke_then_explicit_flags():
+    defaults = {"hidden": 64, "lr": 1e-2, "num_epochs": 10}
+    smoke = {"hidden": 8, "num_epochs": 1}
+    flags = ("hidden", "lr", "num_epochs")
+    resolve = lambda *argv: ex.resolve_settings(  # noqa: E731
+        defaults, parser().parse_args(list(argv)), flags, smoke
+    )
+    assert resolve() == defaults
+    assert resolve("--smoke") == {"hidden": 8, "lr": 1e-2, "num_epochs": 1}
+    assert resolve("--smoke", "--hidden", "16") == {"hidden": 16, "lr": 1e-2, "num_epochs": 1}
+    assert resolve("--lr", "0.1")["lr"] == 0.1
+    assert defaults == {"hidden": 64, "lr": 1e-2, "num_epochs": 10}  # not modified
+
+
+def music_args(*argv):
+    p = argparse.ArgumentParser()
+    p.add_argument("--dataset", default="jsb")
+    p.add_argument("--protocol", default="default")
+    ex.add_variant_arguments(p, ablations=True)
+    for flag in ("hidden", "layers", "num_epochs", "batch_size", "eval_samples", "train_chunk"):
+        ex.add_setting_flags(p, **{flag: int})
+    for flag in ("plateau_start_epoch", "early_stopping"):
+        ex.add_setting_flags(p, **{flag: int})
+    ex.add_setting_flags(p, dropout=float, lr=float, clip_norm=float)
+    for flag in ("lr_rule", "output_bias_init"):
+        ex.add_setting_flags(p, **{flag: str})
+    ex.add_run_arguments(p, seed_default=None)
+    return p.parse_args(list(argv))
+
+
+def test_music_smoke_keeps_the_protocol_but_shrinks_the_model():
+    s = music_settings(music_args("--smoke", "--protocol", "authors"))
+    assert (s["hidden"], s["num_epochs"], s["eval_samples"], s["batch_size"]) == (8, 1, 2, 8)
+    assert s["lr_rule"] == "authors" and s["locked_dropout"] and s["seed"] == 1000
+    # an explicit flag wins over --smoke (it used to lose in this example)
+    assert music_settings(music_args("--smoke", "--hidden", "16"))["hidden"] == 16
+    assert music_settings(music_args("--clip-norm", "0"))["clip_norm"] is None
+
+
+def test_mnist_smoke_subsets_and_explicit_subsets():
+    p = argparse.ArgumentParser()
+    ex.add_variant_arguments(p)
+    ex.add_setting_flags(p, train_subset=int, hidden=int)
+    ex.add_run_arguments(p, seed_default=0)
+    s = mnist_settings(p.parse_args(["--smoke"]))
+    assert (s["train_subset"], s["valid_subset"], s["test_subset"]) == (256, 128, 128)
+    assert mnist_settings(p.parse_args(["--smoke", "--train-subset", "100"]))["train_subset"] == 100
+    assert mnist_settings(p.parse_args([]))["train_subset"] is None
+
+
+def test_train_config_from_settings_and_flags():
+    args = parser().parse_args(["--device", "cpu", "--no-progress", "--early-stopping", "3"])
+    s = {"num_epochs": 4, "batch_size": 7, "lr": 0.01}
+    config = ex.train_config(s, args, seed=11, clip_norm=None, lr_decay=1.0)
+    assert (config.num_epochs, config.batch_size, config.lr, config.seed) == (4, 7, 0.01, 11)
+    assert config.clip_norm is None and config.lr_decay == 1.0 and not config.progress
+    assert config.early_stopping_patience == 3 and config.eval_samples == 0
+    # the task's fixed fields win over the flags
+    assert ex.train_config(s, args, 0, early_stopping_patience=None).early_stopping_patience is None
+
+
+def test_run_directory_record_and_files(tmp_path):
+    args = parser().parse_args(["--smoke", "--variant", "lstm", "--out-dir", str(tmp_path / "r")])
+    watch = ex.begin(args)
+    run = ex.start_run(args, "music", "name", watch)
+    assert run.out == tmp_path / "r" and run.out.is_dir()
+    header = ex.run_header(args, "default", {"a": 1}, 5)
+    assert header == {
+        "variant": "lstm",
+        "paper_name": "LSTM",
+        "protocol": "smoke",  # --smoke names the protocol
+        "settings": {"a": 1},
+        "seed": 5,
+    }
+    footer = ex.run_footer(run, args, cpu=True)
+    assert list(footer) == ["wall_seconds", "cpu_seconds", "hardware", "torch"]
+    assert footer["wall_seconds"] >= 0 and "device cpu" in footer["hardware"]
+    ex.write_results(run, {**header, **footer}, "| row |\n")
+    assert json.loads((run.out / "results.json").read_text())["seed"] == 5
+    assert (run.out / "results.md").read_text() == "| row |\n"
+    default = parser().parse_args([])
+    monkey = ex.start_run(default, "music", "x", watch)
+    assert monkey.out.as_posix().endswith("runs/music/x")
+    monkey.out.rmdir()
+
+
+def test_describe_scores():
+    text = ex.describe_scores(
+        "test", {"nll_mean_gates": 1.0, "nll_predictive": 0.5}, "nll", "NLL/frame", 3
+    )
+    assert text == "test NLL/frame 1.0000 (mean gates), 0.5000 (predictive, S=3)"
+    assert "predictive" not in ex.describe_scores("v", {"nll_mean_gates": 1.0}, "nll", "x", 0)
+
+
+def test_folds_to_run_and_mean_sd():
+    args = argparse.Namespace(fold=None, folds=10, max_folds=None, smoke=True)
+    assert folds_to_run(args) == [0, 1]
+    args.smoke = False
+    assert folds_to_run(args) == list(range(10))
+    args.fold = 3
+    assert folds_to_run(args) == [3]
+    args.fold = 10
+    with pytest.raises(SystemExit, match="--fold"):
+        folds_to_run(args)
+    assert mean_sd([0.5, None, 0.7]) == pytest.approx((0.6, 0.1414213562))
+    assert all(v != v for v in mean_sd([None]))  # NaN, NaN
