@@ -11,6 +11,7 @@ from pyro_betalstm import experiment as ex
 from pyro_betalstm.experiment.mnist import mnist_settings
 from pyro_betalstm.experiment.music import music_settings
 from pyro_betalstm.experiment.text import folds_to_run, mean_sd
+from pyro_betalstm.results import COMMON_KEYS, KIND_KEYS
 
 
 def parser() -> argparse.ArgumentParser:
@@ -105,7 +106,11 @@ def test_run_directory_record_and_files(tmp_path):
     footer = ex.run_footer(run, args, cpu=True)
     assert list(footer) == ["wall_seconds", "cpu_seconds", "hardware", "torch"]
     assert footer["wall_seconds"] >= 0 and "device cpu" in footer["hardware"]
-    ex.write_results(run, {**header, **footer}, "| row |\n")
+    with pytest.raises(ValueError, match="without dataset"):  # checked against the schema
+        ex.write_results(run, {**header, **footer, "view": "row"}, "| row |\n")
+    assert not (run.out / "results.json").exists()
+    record = {key: 0 for key in (*COMMON_KEYS, *KIND_KEYS["mnist"])}
+    ex.write_results(run, {**record, **header, **footer}, "| row |\n")
     assert json.loads((run.out / "results.json").read_text())["seed"] == 5
     assert (run.out / "results.md").read_text() == "| row |\n"
     default = parser().parse_args([])

@@ -32,7 +32,7 @@ from ..infer import TrainConfig, evaluate_classifier, fit, load_best, sample_gat
 from ..infer.train import FitResult
 from ..io import atomic_torch_save, atomic_write_json, atomic_write_text
 from ..models.base import GateModel, SequenceBatch
-from ..results import GATE_DRAWS_FILE, RESULTS_FILE, RESULTS_ROW_FILE
+from ..results import GATE_DRAWS_FILE, RESULTS_FILE, RESULTS_ROW_FILE, validate_results
 from ..variants import get_variant, run_hardware
 
 
@@ -211,7 +211,9 @@ def run_footer(run: Run, args: argparse.Namespace, cpu: bool = False) -> dict:
 
 
 def write_results(run: Run, record: dict, row: str) -> None:
-    """Write ``results.json`` (the record) and ``results.md`` (one table row) atomically."""
+    """Write ``results.json`` (the record) and ``results.md`` (one table row) atomically; a
+    record without a key :mod:`pyro_betalstm.results` requires is refused (``ValueError``)."""
+    validate_results(record, f"the results record of {run.name}")
     atomic_write_json(run.out / RESULTS_FILE, record)
     atomic_write_text(run.out / RESULTS_ROW_FILE, row)
 

@@ -1,0 +1,66 @@
+"""pyro_betalstm.results: the results.json schema every example writes, and its loader."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pyro_betalstm import results as schema
+
+
+def complete(kind: str) -> dict:
+    """A record with every key its kind requires (values are placeholders)."""
+    record = {key: 0 for key in (*schema.COMMON_KEYS, *schema.KIND_KEYS[kind])}
+    record["settings"] = {"gate": "bivariate5"}
+    for split in ("valid", "test"):
+        if split in record:
+            record[split] = {key: 1.0 for key in schema.SPLIT_KEYS[kind]}
+    if kind == "sentence":
+        record["folds_run"] = [3, 4]
+    return record
+
+
+@pytest.mark.parametrize("kind", sorted(schema.KIND_KEYS))
+def test_each_kind_is_recognised_and_complete_records_pass(kind):
+    record = complete(kind)
+    assert schema.record_kind(record) == kind
+    assert schema.missing_keys(record) == []
+    assert schema.validate_results(record) is record
+
+
+def test_missing_keys_are_named_with_their_split():
+    record = complete("music")
+    del record["seed"], record["gate_kl_valid"], record["test"]["nll_mean_gates"]
+    assert schema.missing_keys(record) == ["seed", "gate_kl_valid", "test.nll_mean_gates"]
+    with pytest.raises(ValueError, match="a music results record without seed, gate_kl_valid"):
+        schema.validate_results(record, "run/results.json")
+    mnist = complete("mnist")
+    del mnist["valid"]["accuracy_mean_gates"]
+    assert schema.missing_keys(mnist) == ["valid.accuracy_mean_gates"]
+
+
+def test_records_of_no_known_example_and_non_records_are_refused():
+    with pytest.raises(ValueError, match="not a results record of a known example"):
+        schema.validate_results({"dataset": "x", "settings": {}}, "somewhere")
+    with pytest.raises(ValueError, match="expected a JSON object, got list"):
+        schema.validate_results([1, 2])
+    record = complete("captioning")
+    record["settings"] = "hidden 8"
+    assert schema.missing_keys(record) == ["settings (a dict)"]
+
+
+def test_load_results_from_a_run_directory_or_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="finished run"):
+        schema.load_results(tmp_path)
+    (tmp_path / schema.RESULTS_FILE).write_text(json.dumps(complete("mnist")))
+    assert schema.load_results(tmp_path)["view"] == 0
+    assert schema.load_results(tmp_path / schema.RESULTS_FILE) == schema.load_results(tmp_path)
+    (tmp_path / schema.RESULTS_FILE).write_text(json.dumps({"captions": {}}))
+    with pytest.raises(ValueError, match="captioning results record without dataset"):
+        schema.load_results(tmp_path)
+
+
+def test_history_of_the_gate_draws():
+    assert schema.history_path("run", complete("music")).as_posix() == "run/metrics.json"
+    assert schema.history_path("run", complete("sentence")).as_posix() == "run/fold3/metrics.json"
