@@ -12,7 +12,8 @@ Example::
     summarize_gates(idata)  # mean, sd, HDI, ESS per unit; corr(i, f)
     plot_joint_gates(idata, layer=0, unit=3)
 
-Command line, for a run saved by ``examples/polyphonic_music.py``::
+Command line, for a run saved by any of ``examples/*.py`` (it reads the run's
+``results.json`` and ``gate_draws.pt`` only)::
 
     python -m pyro_betalstm.diagnostics RUN_DIR [--out DIR] [--num-samples 100] [--compare RUN]
 """
@@ -28,6 +29,7 @@ from .plots import (
     compute_token_gates,
     plot_elbo_history,
     plot_gate_heatmap,
+    plot_gate_heatmaps,
     plot_gate_histograms,
     plot_gradient_history,
     plot_gradient_magnitudes,
@@ -37,10 +39,11 @@ from .plots import (
     plot_token_gates,
     save_figure,
 )
-from .render import load_music_run, load_run_data, render_run
-from .summary import gate_correlation, summarize_gates
+from .render import SavedRun, load_gate_draws, load_saved_run, render_run, run_inference_data
+from .summary import gate_correlation, pooled_corr, summarize_gates
 
 __all__ = [
+    "SavedRun",
     "compute_gate_heatmap",
     "compute_gate_histograms",
     "compute_gradient_histograms",
@@ -52,10 +55,11 @@ __all__ = [
     "gate_correlation",
     "gate_inference_data",
     "load_history",
-    "load_music_run",
-    "load_run_data",
+    "load_gate_draws",
+    "load_saved_run",
     "plot_elbo_history",
     "plot_gate_heatmap",
+    "plot_gate_heatmaps",
     "plot_gate_histograms",
     "plot_gradient_history",
     "plot_gradient_magnitudes",
@@ -63,9 +67,11 @@ __all__ = [
     "plot_prior_posterior",
     "plot_time_to_quality",
     "plot_token_gates",
+    "pooled_corr",
     "posterior_gate_draws",
     "prior_gate_draws",
     "render_run",
+    "run_inference_data",
     "save_figure",
     "summarize_gates",
     "to_inference_data",

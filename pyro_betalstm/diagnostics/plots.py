@@ -22,7 +22,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ..io import atomic_write_path  # noqa: E402
 from . import arviz_io  # noqa: E402
-from .summary import SHORT, _pooled_corr  # noqa: E402
+from .summary import SHORT, pooled_corr  # noqa: E402
 
 GATE_LABELS = {"input_gate": "input gate i", "forget_gate": "forget gate f"}
 
@@ -160,7 +160,7 @@ def compute_joint_gates(
     ok = np.isfinite(i) & np.isfinite(f)
     edges = np.linspace(0.0, 1.0, bins + 1)
     counts, _, _ = np.histogram2d(i[ok], f[ok], bins=[edges, edges])
-    corr = float(_pooled_corr(i[ok], f[ok], axis=0)) if ok.sum() > 1 else np.nan
+    corr = float(pooled_corr(i[ok], f[ok], axis=0)) if ok.sum() > 1 else np.nan
     return {"counts": counts, "edges": edges, "corr": corr, "layer": layer, "unit": unit}
 
 
@@ -202,7 +202,7 @@ def compute_token_gates(data, sequence: int = 0, layer: int = 0, unit: int | Non
     f = arrays["forget_gate"][:, sequence, :T, layer]
     if unit is not None:
         i, f = i[..., [unit]], f[..., [unit]]
-    corr = _pooled_corr(i, f, axis=0)  # (T, H)
+    corr = pooled_corr(i, f, axis=0)  # (T, H)
     with np.errstate(invalid="ignore"):
         valid = np.isfinite(corr)
         mean_corr = np.where(
@@ -299,6 +299,17 @@ def plot_gate_heatmap(
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"{GATE_LABELS[gate]} ({stat}), sequence {sequence}, layer {layer}")
     return ax
+
+
+def plot_gate_heatmaps(data, sequence: int = 0, stat: str = "mean", group="posterior"):
+    """:func:`plot_gate_heatmap` of both gates (rows) for every layer (columns) of one
+    sequence, in a new figure; returns the ``(2, layers)`` array of axes."""
+    layers = arviz_io.gate_arrays(data, group)["input_gate"].shape[3]
+    fig, axes = plt.subplots(2, layers, figsize=(6.5 * layers, 7.0), squeeze=False)
+    for k in range(layers):
+        for row, gate in enumerate(GATE_LABELS):
+            plot_gate_heatmap(data, sequence, k, gate, stat, group, ax=axes[row, k])
+    return axes
 
 
 # ----- (e) sigmoid LSTM vs bBLSTM gate histograms ------------------------------------------------------

