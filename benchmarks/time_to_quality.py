@@ -146,6 +146,7 @@ def epoch_costs(args) -> dict:
 
     import torch
 
+    from pyro_betalstm.experiment.music import build_music_model, music_settings, music_train_config
     from pyro_betalstm.infer import fit
     from pyro_betalstm.io import atomic_write_json
 
@@ -160,10 +161,10 @@ def epoch_costs(args) -> dict:
     for _ in range(args.repeats):
         for name in args.recipes:
             run_args = music.parse_args(base + RECIPES[name])
-            s = music.settings(run_args)
+            s = music_settings(run_args)
             torch.manual_seed(args.seed)
-            model = music.build_model(s, rolls)
-            config = music.train_config(s, run_args, args.seed)
+            model = build_music_model(s, rolls)
+            config = music_train_config(s, run_args, args.seed)
             config.num_epochs = 1
             train = rolls.next_step("train", chunk_length=s["train_chunk"])
             started = time.perf_counter()

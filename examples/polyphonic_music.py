@@ -44,6 +44,7 @@ from pyro_betalstm.experiment.music import (
     build_music_model,
     music_row,
     music_settings,
+    music_train_config,
     target_epoch,
     truncate,
 )
@@ -81,16 +82,7 @@ def main(args) -> dict:
     # The model, and SVI on windows (or whole sequences) of the training rolls. The protocol
     # chooses the learning-rate rule; --target-nll records when validation first reached it.
     model = build_music_model(s, rolls)
-    config = ex.train_config(
-        s,
-        args,
-        seed,
-        clip_norm=s["clip_norm"],
-        lr_rule=s["lr_rule"],
-        plateau_start_epoch=s["plateau_start_epoch"],
-        target_metric=args.target_nll if args.stop_at_target else None,
-        early_stopping_patience=s["early_stopping"],
-    )
+    config = music_train_config(s, args, seed)
     train = rolls.next_step("train", chunk_length=s["train_chunk"])
     valid, test = rolls.next_step("valid"), rolls.next_step("test")
     print(f"{run.name}: {rolls.summary()} | {ex.count_parameters(model)} parameters")
@@ -147,7 +139,14 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", default=None, help="folder with the benchmark .mat/.pickle files")
     p.add_argument("--cache-dir", default=None, help="cache of the jsb-music21 rebuild")
     ex.add_variant_arguments(p, ablations=True)
-    p.add_argument("--protocol", default="default", choices=PROTOCOLS, help="see the docstring")
+    p.add_argument(
+        "--protocol",
+        default="default",
+        choices=PROTOCOLS,
+        help="authors: Song et al.'s training as their code runs it; fast: the same model, "
+        "on windows in minibatches; batch16 (alias paper): their sizes and epochs with "
+        "minibatches of 16 (see pyro_betalstm.experiment.music)",
+    )
     ex.add_setting_flags(p, hidden=int, layers=int, dropout=float, lr=float)
     ex.add_setting_flags(p, batch_size=int, num_epochs=int, eval_samples=int)
     ex.add_setting_flags(

@@ -119,7 +119,6 @@ def main(args) -> dict:
         "best_epochs": [r["best_epoch"] for r in records],
         "parameters": records[0]["parameters"],
         "recurrent_parameters": records[0]["recurrent_parameters"],
-        "wall_seconds": run.wall_seconds(),
         "fold_wall_seconds": sum(r["wall_seconds"] for r in records),
         **ex.run_footer(run, args),
     }
