@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..batch import SequenceBatch
 from ..data.music import (
     BENCHMARK_FILES,
     PianoRolls,
@@ -17,7 +18,7 @@ from ..data.music import (
 )
 from ..infer.train import load_best
 from ..io import atomic_write_path, read_json
-from ..models import NextStepBernoulli, SequenceBatch
+from ..models import NextStepBernoulli
 from ..nn import StochasticLSTM
 from . import arviz_io, plots
 from .draws import gate_inference_data, load_history, posterior_gate_draws
