@@ -95,23 +95,27 @@ class GateMeanFieldELBO(TraceMeanField_ELBO):
 
     def loss(self, model, guide, *args, **kwargs) -> float:
         """The negative ELBO averaged over ``num_particles``, as a float."""
-        with torch.no_grad():
-            return float(self.differentiable_loss(model, guide, *args, **kwargs))
+        loss = 0.0
+        for _ in range(self.num_particles):
+            elbo = self.particle_elbo(*self.traces(model, guide, *args, **kwargs))
+            loss = loss - elbo.item() / self.num_particles
+        warn_if_nan(loss, "loss")
+        return loss
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
         """The negative ELBO as a float, after back-propagating it (what :class:`SVI` calls)."""
         loss = 0.0
         for _ in range(self.num_particles):
             model_trace, guide_trace = self.traces(model, guide, *args, **kwargs)
-            surrogate = -self.particle_elbo(model_trace, guide_trace) / self.num_particles
-            loss += float(surrogate)
+            elbo = self.particle_elbo(model_trace, guide_trace)
+            loss = loss - elbo.detach().item() / self.num_particles
             trainable = any(
                 site["type"] == "param"
                 for trace in (model_trace, guide_trace)
                 for site in trace.nodes.values()
             )
-            if trainable and surrogate.requires_grad:
-                surrogate.backward(retain_graph=self.retain_graph)
+            if trainable and elbo.requires_grad:
+                (-elbo / self.num_particles).backward(retain_graph=self.retain_graph)
         warn_if_nan(loss, "loss")
         return loss
 
