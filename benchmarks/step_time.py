@@ -46,7 +46,8 @@ from baselines import (  # noqa: E402
     TorchLSTM,
 )
 
-from pyro_betalstm.models import NextStepBernoulli, SequenceBatch  # noqa: E402
+from pyro_betalstm.batch import SequenceBatch  # noqa: E402
+from pyro_betalstm.models import NextStepBernoulli  # noqa: E402
 from pyro_betalstm.nn import StochasticLSTM  # noqa: E402
 
 VARIANTS = (

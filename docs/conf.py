@@ -9,8 +9,10 @@ sys.path.insert(0, os.path.abspath(".."))
 project = "pyro_betalstm"
 author = "pyro_betalstm developers"
 copyright = "2026, pyro_betalstm developers"
-release = "0.1.0"
-version = "0.1"
+from pyro_betalstm import __version__  # noqa: E402  (the package's one version string)
+
+release = __version__
+version = ".".join(__version__.split(".")[:2])
 
 extensions = [
     "sphinx.ext.autodoc",

@@ -16,7 +16,7 @@ import pytest
 import torch
 from pyro.infer import TraceMeanField_ELBO
 
-from pyro_betalstm.models import SequenceBatch
+from pyro_betalstm.batch import SequenceBatch
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 

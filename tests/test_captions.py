@@ -11,6 +11,7 @@ import pyro
 import pytest
 import torch
 
+from pyro_betalstm.batch import SequenceBatch
 from pyro_betalstm.caption_metrics import (
     CaptionScorer,
     caption_metrics,
@@ -32,7 +33,6 @@ from pyro_betalstm.data.captions import (
 )
 from pyro_betalstm.gates import GATE_FAMILIES
 from pyro_betalstm.infer import GateMeanFieldELBO, TrainConfig, evaluate_nll, fit
-from pyro_betalstm.models import SequenceBatch
 from pyro_betalstm.models.caption import CaptionDecoder
 from pyro_betalstm.nn import StochasticLSTM
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from ..models.base import SequenceBatch
+from ..batch import SequenceBatch
 
 
 @dataclass

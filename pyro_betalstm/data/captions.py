@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..models.base import SequenceBatch
+from ..batch import SequenceBatch
 from .batching import SequenceDataset
 
 #: Name of the synthetic task wherever results are written.

@@ -65,22 +65,25 @@ def _masked(array: np.ndarray, mask: np.ndarray, lead: int) -> np.ndarray:
     return np.where(mask.reshape(shape), out, np.nan)
 
 
-def _draw_dataset(draws: Mapping, names: Sequence[str], mask: np.ndarray) -> xr.Dataset:
-    data_vars, coords = {}, {}
+def _draw_arrays(
+    draws: Mapping, names: Sequence[str], mask: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """Arrays ``(chain, draw, ...)`` with NaN at padded steps, and their dims after
+    ``(chain, draw)``, in the form :func:`arviz.from_dict` takes."""
+    arrays, dims = {}, {}
     for name in names:
         if name not in draws:
             continue
         value = _masked(_numpy(draws[name]), mask, lead=1)[None]  # add the chain dim
-        dims = DRAW_DIMS + (("basis",) if value.ndim == len(DRAW_DIMS) + 1 else ())
-        if value.ndim != len(dims):
+        var_dims = DRAW_DIMS + (("basis",) if value.ndim == len(DRAW_DIMS) + 1 else ())
+        if value.ndim != len(var_dims):
             raise ValueError(
                 f"{name!r} must have dims (draw, sequence, time, layer, unit[, basis]), got "
                 f"shape {value.shape[1:]}"
             )
-        data_vars[name] = (dims, value)
-        for dim, size in zip(dims, value.shape, strict=True):
-            coords[dim] = np.arange(size)
-    return xr.Dataset(data_vars, coords=coords)
+        arrays[name] = value
+        dims[name] = list(var_dims[2:])
+    return arrays, dims
 
 
 def _history_dataset(history: Sequence[Mapping]) -> xr.Dataset:
@@ -123,40 +126,42 @@ def to_inference_data(
     if "mask" not in posterior:
         raise ValueError("posterior draws need a 'mask' (sequence, time) of valid steps")
     mask = _numpy(posterior["mask"]).astype(bool)
-    groups = {"posterior": _draw_dataset(posterior, POSTERIOR_VARS, mask)}
+    groups, dims = {}, {}
+    groups["posterior"], post_dims = _draw_arrays(posterior, POSTERIOR_VARS, mask)
+    dims.update(post_dims)
     if prior is not None:
         prior_mask = _numpy(prior.get("mask", mask)).astype(bool)
         if prior_mask.shape != mask.shape or (prior_mask != mask).any():
             raise ValueError("prior and posterior draws must be on the same batch (same mask)")
-        groups["prior"] = _draw_dataset(prior, PRIOR_VARS, mask)
-    constant = {"mask": (("sequence", "time"), mask.astype(np.int8))}
+        groups["prior"], prior_dims = _draw_arrays(prior, PRIOR_VARS, mask)
+        dims.update(prior_dims)
+    groups["constant_data"] = {"mask": mask.astype(np.int8)}
+    dims["mask"] = ["sequence", "time"]
     if inputs is not None:
-        x = _masked(_numpy(inputs), mask, lead=0)
-        constant["inputs"] = (("sequence", "time", "input"), x)
-    groups["constant_data"] = xr.Dataset(
-        constant, coords={"sequence": np.arange(mask.shape[0]), "time": np.arange(mask.shape[1])}
-    )
+        groups["constant_data"]["inputs"] = _masked(_numpy(inputs), mask, lead=0)
+        dims["inputs"] = ["sequence", "time", "input"]
     if targets is not None:
         y = _numpy(targets)
         if y.ndim >= 2 and y.shape[:2] == mask.shape:
-            dims = (
+            target_dims = [
                 "sequence",
                 "time",
                 *(f"output_{j}" if j else "output" for j in range(y.ndim - 2)),
-            )
+            ]
             y = _masked(y, mask, lead=0)
         else:
-            dims = ("sequence", *(f"target_{j}" for j in range(y.ndim - 1)))
-        coords = {d: np.arange(n) for d, n in zip(dims[:2], y.shape[:2], strict=False)}
-        coords = {d: c for d, c in coords.items() if d in ("sequence", "time")}
-        groups["observed_data"] = xr.Dataset({"targets": (dims, y)}, coords=coords)
+            target_dims = ["sequence", *(f"target_{j}" for j in range(y.ndim - 1))]
+        groups["observed_data"] = {"targets": y}
+        dims["targets"] = target_dims
+    idata = az.from_dict(**groups, dims=dims)
     if history:
-        groups["sample_stats"] = _history_dataset(history)
+        # epoch-indexed, without (chain, draw): from_dict would add those, so add it as a Dataset
+        idata.add_groups(sample_stats=_history_dataset(history))
     meta = {"created_by": "pyro_betalstm.diagnostics", "arviz_version": az.__version__}
     meta.update({k: v for k, v in (attrs or {}).items() if v is not None})
-    for ds in groups.values():
-        ds.attrs.update(meta)
-    return az.InferenceData(**groups)
+    for group in idata.groups():
+        getattr(idata, group).attrs.update(meta)
+    return idata
 
 
 def to_netcdf(idata: az.InferenceData, path: str | Path) -> Path:

@@ -7,9 +7,10 @@ from pathlib import Path
 import pyro.poutine as poutine
 import torch
 
+from ..batch import SequenceBatch
 from ..infer.predict import sample_gates
 from ..io import read_json
-from ..models.base import GateModel, SequenceBatch
+from ..models.base import GateModel
 from . import arviz_io
 
 

@@ -6,8 +6,9 @@ import math
 
 import torch
 
+from ..batch import SequenceBatch
 from ..data import SequenceDataset
-from ..models.base import GateModel, SequenceBatch
+from ..models.base import GateModel
 
 #: Dimension names of the arrays returned by :func:`sample_gates`.
 GATE_DIMS = ("draw", "sequence", "time", "layer", "unit")

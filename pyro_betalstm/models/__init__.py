@@ -1,6 +1,7 @@
 """Pyro models for each task shape: gate sites per layer and a task likelihood."""
 
-from .base import GateModel, SequenceBatch, site_name
+from ..batch import SequenceBatch  # re-exported: part of the models API since 0.1
+from .base import GateModel, site_name
 from .caption import CaptionDecoder
 from .classifier import SequenceClassifier
 from .gate_sites import GuideGateSequence, PriorGateSequence

@@ -2,56 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pyro
 import pyro.poutine as poutine
 import torch
 from torch import nn
 
+from ..batch import SequenceBatch
 from ..distributions._numerics import sample_log_gamma
 from ..nn import LayerRun, StochasticLSTM
-from ..nn.stochastic_lstm import lengths_to_mask, validate_sequences
+from ..nn.stochastic_lstm import validate_sequences
 from ..priors import GatePrior, get_prior, is_log_space
 from .gate_sites import GuideGateSequence, PriorGateSequence, prior_concentration_rate
-
-
-@dataclass
-class SequenceBatch:
-    """A minibatch of (possibly padded) sequences.
-
-    ``inputs``: ``(B, T, D)`` batch first. ``lengths``: ``(B,)`` valid steps or None when all
-    are full. ``targets``: task-specific (class labels ``(B,)``, next frames ``(B, T, D')``...).
-    ``dataset_size``: number of sequences the minibatch was drawn from, for the subsampling
-    scale (None: the batch is the whole data set).
-    """
-
-    inputs: torch.Tensor
-    targets: torch.Tensor | None = None
-    lengths: torch.Tensor | None = None
-    dataset_size: int | None = None
-    extras: dict = field(default_factory=dict)
-
-    def to(self, device) -> SequenceBatch:
-        move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t  # noqa: E731
-        return SequenceBatch(
-            move(self.inputs),
-            move(self.targets),
-            move(self.lengths),
-            self.dataset_size,
-            {k: move(v) for k, v in self.extras.items()},
-        )
-
-    @property
-    def batch_size(self) -> int:
-        return self.inputs.shape[0]
-
-    def step_mask(self) -> torch.Tensor:
-        """Boolean ``(B, T)`` mask of valid steps, on the CPU (all True without ``lengths``)."""
-        B, T = self.inputs.shape[:2]
-        if self.lengths is None:
-            return torch.ones(B, T, dtype=torch.bool)
-        return lengths_to_mask(self.lengths.cpu(), T)
 
 
 def site_name(layer: int) -> str:

@@ -20,9 +20,9 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from ..batch import SequenceBatch, lengths_to_mask
 from ..nn import LayerRun, StochasticLSTM
-from ..nn.stochastic_lstm import lengths_to_mask
-from .base import GateModel, SequenceBatch
+from .base import GateModel
 
 
 class ConvEncoder(nn.Module):

@@ -7,8 +7,9 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from ..batch import SequenceBatch
 from ..nn import LayerRun, StochasticLSTM
-from .base import GateModel, SequenceBatch
+from .base import GateModel
 
 
 class NextStepBernoulli(GateModel):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..batch import SequenceBatch
 from ..nn import LayerRun, StochasticLSTM
-from .base import SequenceBatch
 from .classifier import SequenceClassifier
 
 

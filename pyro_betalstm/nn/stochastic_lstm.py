@@ -8,13 +8,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
+from ..batch import lengths_to_mask
 from ..gates import GateFamily, get_gate_family
 from .layer import GateLayer, GateMode, LayerRun
-
-
-def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """Boolean ``(B, T)`` mask of valid steps from per-sequence lengths."""
-    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
 def check_lengths(lengths, batch_size: int, max_len: int, device) -> torch.Tensor:

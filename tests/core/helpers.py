@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from pyro_betalstm.batch import SequenceBatch
 from pyro_betalstm.data import SequenceDataset
-from pyro_betalstm.models import NextStepBernoulli, SequenceBatch, SequenceClassifier
+from pyro_betalstm.models import NextStepBernoulli, SequenceClassifier
 from pyro_betalstm.nn import StochasticLSTM
 
 

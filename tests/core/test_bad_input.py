@@ -6,9 +6,10 @@ import pytest
 import torch
 from pyro.infer import TraceMeanField_ELBO
 
+from pyro_betalstm.batch import SequenceBatch
 from pyro_betalstm.data import SequenceDataset
 from pyro_betalstm.gates import get_gate_family
-from pyro_betalstm.models import NextStepBernoulli, SequenceBatch, SequenceClassifier
+from pyro_betalstm.models import NextStepBernoulli, SequenceClassifier
 from pyro_betalstm.nn import StochasticLSTM
 from pyro_betalstm.priors import BivariateBetaPrior, GammaPrior, LearnableGammaPrior, get_prior
 

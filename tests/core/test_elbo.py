@@ -14,6 +14,7 @@ per-step program) are far above it.
 
 from __future__ import annotations
 
+import pyro
 import pytest
 import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
@@ -233,3 +234,53 @@ def test_mc_and_analytic_kl_agree_in_expectation(float64):
     assert diffs.std() > 1e-3  # the MC term really is random
     assert abs(diffs.mean()) < 4 * se, (float(diffs.mean()), float(se))
     assert abs(wrong.mean()) > 4 * wrong.std() / len(wrong) ** 0.5
+
+
+# ----- the library ELBO through Pyro's public interface only --------------------------------------
+def test_gate_elbo_loss_methods_agree_and_drive_svi(float64):
+    """``loss``, ``loss_and_grads`` (what SVI calls) and ``differentiable_loss`` give one value
+    for the same draws, and ``loss_and_grads`` leaves gradients on the parameters."""
+    m, batch = _setup("next_step", "bivariate5")
+    elbo = GateMeanFieldELBO()
+    torch.manual_seed(5)
+    expected = elbo.differentiable_loss(m.model, m.guide, batch).item()
+    torch.manual_seed(5)
+    assert elbo.loss(m.model, m.guide, batch) == expected
+
+    def registered(fn):  # SVI trains the parameters registered with Pyro
+        def wrapped(batch):
+            pyro.module("gate_model", m)
+            return fn(batch)
+
+        return wrapped
+
+    m.zero_grad()
+    torch.manual_seed(5)
+    try:
+        loss = elbo.loss_and_grads(registered(m.model), registered(m.guide), batch)
+    finally:
+        pyro.clear_param_store()
+    assert loss == expected
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters())
+
+
+def test_gate_elbo_names_nothing_private_of_pyro():
+    import ast
+    import inspect
+
+    from pyro_betalstm.infer import elbo as elbo_module
+
+    tree = ast.parse(inspect.getsource(elbo_module))
+    imported = [
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pyro")
+        for alias in node.names
+    ]
+    assert imported and not [name for name in imported if name.startswith("_")]
+    overridden = [
+        name
+        for name, value in vars(GateMeanFieldELBO).items()
+        if name.startswith("_") and callable(value) and name != "__init__"
+    ]
+    assert overridden == []

@@ -13,8 +13,9 @@ import torch
 from pyro.infer import Trace_ELBO
 from torch import nn
 
+from pyro_betalstm.batch import SequenceBatch
 from pyro_betalstm.infer import GateMeanFieldELBO
-from pyro_betalstm.models import SequenceBatch, SequenceClassifier
+from pyro_betalstm.models import SequenceClassifier
 from pyro_betalstm.nn import StochasticLSTM
 
 RAW_SIZE, INPUT_SIZE = 2, 3

@@ -1,0 +1,75 @@
+"""Packaging: one version string, and every third-party package the library imports is declared."""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import importlib.metadata
+import re
+import sys
+from pathlib import Path
+
+import pyro_betalstm
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "pyro_betalstm"
+#: Imported only after a run-time check that it is installed, and installed by hand
+#: (``pip install --no-deps``: its own pins are older than ours); see caption_metrics.py.
+OPTIONAL_BY_HAND = {"pycocoevalcap"}
+
+
+def _declared_distributions() -> set[str]:
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    lines = config["options"]["install_requires"].splitlines()
+    for extra in config["options.extras_require"].values():
+        lines += extra.splitlines()
+    names = {re.split(r"[<>=!~;\[ ]", line.strip(), maxsplit=1)[0] for line in lines}
+    return {_normalise(n) for n in names if n and not n.startswith("#")}
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _imported_top_level_modules() -> set[str]:
+    modules = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                modules.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules.add(node.module.split(".")[0])
+    return modules - set(sys.stdlib_module_names) - {"pyro_betalstm"}
+
+
+def test_installed_version_is_the_package_version():
+    assert importlib.metadata.version("pyro-betalstm") == pyro_betalstm.__version__
+
+
+def test_setup_cfg_reads_the_version_from_the_package():
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    assert config["metadata"]["version"] == "attr: pyro_betalstm.__version__"
+
+
+def test_every_imported_package_is_declared():
+    declared = _declared_distributions()
+    by_module = importlib.metadata.packages_distributions()
+    undeclared = {}
+    for module in _imported_top_level_modules() - OPTIONAL_BY_HAND:
+        distributions = {_normalise(d) for d in by_module.get(module, [module])}
+        if not distributions & declared:
+            undeclared[module] = sorted(distributions)
+    assert not undeclared, f"imported but not in setup.cfg: {undeclared}"
+
+
+def test_every_runtime_requirement_has_an_upper_bound():
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    requirements = [
+        line.strip()
+        for line in config["options"]["install_requires"].splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    assert requirements and all("<" in r for r in requirements), requirements
