@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import pyro
 import pyro.poutine as poutine
 import torch
+from pyro.distributions import Distribution
 from torch import nn
 
 from ..distributions._numerics import sample_log_gamma
@@ -54,6 +55,10 @@ class SequenceBatch:
         return lengths_to_mask(self.lengths.cpu(), T)
 
 
+#: Name of the Pyro sample site of the observed targets (see :meth:`GateModel.likelihood`).
+OBSERVED_SITE = "obs"
+
+
 def site_name(layer: int) -> str:
     """Name of the latent gate site of ``layer``."""
     return f"gate_basis_{layer}"
@@ -62,9 +67,10 @@ def site_name(layer: int) -> str:
 class GateModel(nn.Module):
     """A stochastic-gate LSTM with gate priors, an amortised guide and a task likelihood.
 
-    Subclasses implement :meth:`likelihood` (observe the targets given the top layer's run)
-    and :meth:`predict_from_run`, and a model with an input front end overrides
-    :meth:`embed_batch`. ``model`` and ``guide`` are Pyro callables taking a raw
+    Subclasses implement :meth:`observation` (the distribution of the targets given the top
+    layer's run, from which the base class builds :meth:`likelihood` and
+    :meth:`log_likelihood`) and :meth:`predict_from_run`, and a model with an input front end
+    overrides :meth:`embed_batch`. ``model`` and ``guide`` are Pyro callables taking a raw
     :class:`SequenceBatch` (they embed it themselves); every parameter is an ordinary
     ``nn.Module`` parameter, so ``elbo.differentiable_loss(m.model, m.guide, batch)`` is trained
     with any torch optimiser.
@@ -92,16 +98,45 @@ class GateModel(nn.Module):
         return self.lstm.family
 
     # ----- task interface --------------------------------------------------------------------
-    def likelihood(self, run: LayerRun, batch: SequenceBatch) -> None:
+    def observation(self, run: LayerRun, batch: SequenceBatch) -> tuple[Distribution, torch.Tensor]:
+        """What the task observes: the distribution of the targets given the top layer's ``run``
+        and the (checked) targets it scores.
+
+        The distribution has batch shape ``(B,)``, one event per sequence (see
+        :meth:`over_valid_steps` for targets at every step). Subclasses implement this one
+        method; :meth:`likelihood` and :meth:`log_likelihood` are built from it.
+        """
         raise NotImplementedError
 
     def predict_from_run(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:
         """Task output (for instance logits) from the top layer's run."""
         raise NotImplementedError
 
+    def likelihood(self, run: LayerRun, batch: SequenceBatch) -> None:
+        """The observed site ``"obs"`` of the Pyro model: the targets under :meth:`observation`."""
+        distribution, observed = self.observation(run, batch)
+        pyro.sample(OBSERVED_SITE, distribution, obs=observed)
+
     def log_likelihood(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:
-        """``log p(targets | gates)`` per sequence, ``(B,)``."""
-        raise NotImplementedError
+        """``log p(targets | gates)`` per sequence, ``(B,)``, under :meth:`observation`."""
+        distribution, observed = self.observation(run, batch)
+        return distribution.log_prob(observed)
+
+    @staticmethod
+    def over_valid_steps(distribution: Distribution, batch: SequenceBatch) -> Distribution:
+        """A distribution over steps, batch shape ``(B, T, *rest)``, as one event per sequence:
+        the steps past ``batch.lengths`` masked out, the steps and ``rest`` summed.
+
+        Uses only ``batch.lengths`` (not the inputs), so it serves raw and embedded batches alike.
+        """
+        event_dims = len(distribution.batch_shape) - 1
+        if batch.lengths is not None:
+            steps = lengths_to_mask(batch.lengths, batch.inputs.shape[1])
+            if not bool(steps.all()):  # a full batch needs no mask
+                distribution = distribution.mask(
+                    steps.reshape(*steps.shape, *[1] * (event_dims - 1))
+                )
+        return distribution.to_event(event_dims)
 
     def num_predictions(self, batch: SequenceBatch) -> int:
         """How many predictions the batch's likelihood scores (the unit of reported NLL)."""

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pyro
 import pyro.distributions as dist
 import torch
 from torch import nn
 
 from ..nn import LayerRun, StochasticLSTM
-from ..nn.stochastic_lstm import lengths_to_mask
 from .base import GateModel, SequenceBatch
 
 
@@ -152,18 +150,12 @@ class CaptionDecoder(GateModel):
             raise ValueError(f"target indices must lie in [0, {self.vocab_size - 1}]")
         return y
 
-    def _distribution(self, run: LayerRun, batch: SequenceBatch):
-        d = dist.Categorical(logits=self.predict_from_run(run, batch))
-        if batch.lengths is not None:
-            d = d.mask(lengths_to_mask(batch.lengths, batch.inputs.shape[1]))
-        return d.to_event(1)
-
-    def likelihood(self, run: LayerRun, batch: SequenceBatch) -> None:
-        pyro.sample("obs", self._distribution(run, batch), obs=self._targets(batch))
-
-    def log_likelihood(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:
-        """``log p(caption | image, gates)`` per caption, ``(B,)``."""
-        return self._distribution(run, batch).log_prob(self._targets(batch))
+    def observation(
+        self, run: LayerRun, batch: SequenceBatch
+    ) -> tuple[dist.Distribution, torch.Tensor]:
+        """Next words at every valid step: ``log p(caption | image, gates)`` per caption."""
+        words = dist.Categorical(logits=self.predict_from_run(run, batch))  # (B, T)
+        return self.over_valid_steps(words, batch), self._targets(batch)
 
     def num_predictions(self, batch: SequenceBatch) -> int:
         """Predicted tokens (words and ``<eos>``): the NLL is reported per token."""
