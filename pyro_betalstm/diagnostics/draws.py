@@ -47,7 +47,7 @@ def prior_gate_draws(
     was_training = model.training
     model.eval()
     batch = model.embed_batch(batch)  # raw inputs through the model's front end
-    lstm, mask = model.lstm, model._mask(batch)
+    lstm, mask = model.lstm, model.mask(batch)
     out: dict[str, list] = {"input_gate": [], "forget_gate": [], "log_basis": []}
     try:
         with poutine.block():
@@ -61,7 +61,7 @@ def prior_gate_draws(
                             x,
                             mask,
                             mode="prior",
-                            sampler=model._prior_sampler(k),
+                            sampler=model.prior_sampler(k),
                             record_gates=True,
                         )
                     )

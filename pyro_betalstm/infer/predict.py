@@ -201,7 +201,7 @@ def sample_gates(
         out: dict[str, list] = {k: [] for k in keys}
         lstm_batch = model.embed_batch(batch)  # raw inputs through the model's front end
         for _ in range(num_samples):
-            mask = model._mask(lstm_batch)
+            mask = model.mask(lstm_batch)
             runs = model.lstm.run(lstm_batch.inputs, mask, gate_mode=gate_mode, record_gates=True)
             out["input_gate"].append(torch.stack([r.gates[0] for r in runs], dim=2))
             out["forget_gate"].append(torch.stack([r.gates[1] for r in runs], dim=2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyro
@@ -158,12 +159,20 @@ class GateModel(nn.Module):
             "sequences", size, subsample=torch.arange(batch.batch_size, device=batch.inputs.device)
         )
 
-    def _mask(self, batch: SequenceBatch) -> torch.Tensor | None:
-        """Validate the batch; the mask of valid steps (None when all sequences are full)."""
+    def mask(self, batch: SequenceBatch) -> torch.Tensor | None:
+        """Validate a batch as the LSTM sees it (embedded, see :meth:`embed_batch`); the
+        ``(B, T)`` mask of valid steps, or None when every sequence has the full length."""
         dtype = next((p.dtype for p in self.lstm.parameters()), None)
         return validate_sequences(batch.inputs, batch.lengths, self.lstm.input_size, dtype)[1]
 
-    def _prior_sampler(self, layer: int):
+    def prior_sampler(
+        self, layer: int
+    ) -> Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The sampler of ``layer``'s log gate basis from the prior, for a layer run in
+        ``mode="prior"``: ``sampler(t, x_t, h_prev)`` draws ``(B, hidden_size, basis_size)``
+        given step ``t``'s input and the previous hidden state (in log space, so that small
+        Gamma concentrations do not underflow)."""
+
         def sampler(t, x_t, h_prev):
             d = self.prior.distribution(layer, x_t, h_prev)
             params = prior_concentration_rate(d)
@@ -191,7 +200,7 @@ class GateModel(nn.Module):
         ``batch`` is raw (as the data set gives it): the model embeds it with
         :meth:`embed_batch`, or reuses the guide's embedding of the same batch object."""
         batch = self._embedded_for_model(batch)
-        lstm, mask = self.lstm, self._mask(batch)
+        lstm, mask = self.lstm, self.mask(batch)
         if self.family.is_latent:
             self.prior.model()
         with self._plate(batch):
@@ -214,7 +223,7 @@ class GateModel(nn.Module):
                     return layer(layer_input(), mask, mode="given", log_basis=value)
 
                 def run_prior(layer=layer, layer_input=layer_input, k=k):
-                    sampler = self._prior_sampler(k)
+                    sampler = self.prior_sampler(k)
                     return layer(layer_input(), mask, mode="prior", sampler=sampler)
 
                 B, T = batch.inputs.shape[:2]
@@ -238,7 +247,7 @@ class GateModel(nn.Module):
         embedded = self.embed_batch(batch)
         self._embedded = (batch, embedded)
         batch = embedded
-        lstm, mask = self.lstm, self._mask(batch)
+        lstm, mask = self.lstm, self.mask(batch)
         self.prior.guide()
         with self._plate(batch):
             x = batch.inputs
@@ -268,4 +277,4 @@ class GateModel(nn.Module):
     def run_network(self, batch: SequenceBatch, gate_mode: str = "mean") -> list[LayerRun]:
         """Run the network without Pyro: ``mean`` gates (the paper's evaluation) or ``sample``."""
         batch = self.embed_batch(batch)
-        return self.lstm.run(batch.inputs, self._mask(batch), gate_mode=gate_mode)
+        return self.lstm.run(batch.inputs, self.mask(batch), gate_mode=gate_mode)
