@@ -4,6 +4,7 @@ from .base import GateModel, SequenceBatch, site_name
 from .caption import CaptionDecoder
 from .classifier import SequenceClassifier
 from .gate_sites import GuideGateSequence, PriorGateSequence
+from .modes import evaluating
 from .next_step import NextStepBernoulli
 from .text_classifier import TextClassifier
 
@@ -16,5 +17,6 @@ __all__ = [
     "SequenceBatch",
     "SequenceClassifier",
     "TextClassifier",
+    "evaluating",
     "site_name",
 ]

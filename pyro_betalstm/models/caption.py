@@ -21,6 +21,7 @@ from torch import nn
 
 from ..nn import LayerRun, StochasticLSTM
 from .base import GateModel, SequenceBatch
+from .modes import evaluating
 
 
 class ConvEncoder(nn.Module):
@@ -185,12 +186,8 @@ class CaptionDecoder(GateModel):
         inputs = torch.cat([bos, targets[:, :-1]], dim=1)
         lengths = torch.tensor([len(c) for c in captions], device=device)
         batch = SequenceBatch(inputs[..., None], targets, lengths, extras={"images": images})
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             return self.log_likelihood(self.run_network(batch, "mean")[-1], batch)
-        finally:
-            self.train(was_training)
 
     def _step(self, x: torch.Tensor, state: list[tuple[torch.Tensor, torch.Tensor]]):
         """One decoder step from inputs ``x`` ``(N, E)``; next-word log-probabilities and state."""
@@ -229,9 +226,7 @@ class CaptionDecoder(GateModel):
         """
         if max_length < 1:
             raise ValueError(f"max_length must be positive, got {max_length}")
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             x, state, extra = self._start(images, 1)
             B = images.shape[0]
             captions: list[list[int]] = [[] for _ in range(B)]
@@ -249,8 +244,6 @@ class CaptionDecoder(GateModel):
                     break
                 x = self.embedding(word) + extra
             return captions, total
-        finally:
-            self.train(was_training)
 
     @torch.no_grad()
     def beam_decode(
@@ -266,12 +259,8 @@ class CaptionDecoder(GateModel):
             raise ValueError(f"beam_size must be positive, got {beam_size}")
         if max_length < 1:
             raise ValueError(f"max_length must be positive, got {max_length}")
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             return self._beam(images, beam_size, max_length)
-        finally:
-            self.train(was_training)
 
     def _beam(self, images, K: int, max_length: int):
         B, V = images.shape[0], self.vocab_size
