@@ -38,10 +38,11 @@ import torch
 from pyro_betalstm.caption_metrics import CaptionScorer, pycocoevalcap_available
 from pyro_betalstm.data.captions import (
     SYNTHETIC_NAME,
-    CaptionVocabulary,
     build_synthetic_grid_captions,
     caption_dataset,
+    caption_vocabulary,
     cell_accuracy,
+    decode_caption,
     layout_accuracy,
 )
 from pyro_betalstm.data.mnist import load_mnist
@@ -193,7 +194,7 @@ def main(args) -> dict:
     s = settings(args)
     seed = args.seed
     splits = build_data(s, args.mnist_path)
-    vocab = CaptionVocabulary.build(c for refs in splits["train"].captions for c in refs)
+    vocab = caption_vocabulary(c for refs in splits["train"].captions for c in refs)
     if s["hidden"] is None:
         s["hidden"] = matched_hidden(
             s["gate"], s["reference_hidden"], s["embed"], len(vocab), s["layers"]
@@ -255,7 +256,7 @@ def main(args) -> dict:
     for method, beam in (("greedy", 1), ("beam", s["beam_size"])):
         tic = time.perf_counter()
         ids, log_probs = decode_all(model, images, beam, s, args.device)
-        texts = [vocab.decode(c) for c in ids]
+        texts = [decode_caption(vocab, c) for c in ids]
         decoded[method] = {
             "texts": texts,
             "mean_log_prob": float(log_probs.mean()),
@@ -318,7 +319,7 @@ def main(args) -> dict:
         "generated captions",
         "split": summary,
         "training_captions": len(train),
-        "vocabulary": vocab.words,
+        "vocabulary": vocab.itos,
         "variant": args.variant,
         "paper_name": VARIANTS[args.variant].paper_name,
         "protocol": "smoke" if args.smoke else args.protocol,
