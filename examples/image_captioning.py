@@ -230,6 +230,7 @@ def main(args) -> dict:
         eval_samples=0,
         device=args.device,
         seed=seed,
+        seed_globals=True,
         progress=not args.no_progress,
         early_stopping_patience=args.early_stopping,
     )

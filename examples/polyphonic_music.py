@@ -219,6 +219,7 @@ def train_config(s: dict, args, seed: int) -> TrainConfig:
         eval_samples=0,
         device=args.device,
         seed=seed,
+        seed_globals=True,
         progress=not args.no_progress,
         early_stopping_patience=s["early_stopping"],
     )

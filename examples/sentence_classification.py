@@ -208,6 +208,7 @@ def run_fold(args, s: dict, data: TextDataset, tokens, folds, fold: int, out: Pa
         eval_samples=0,
         device=args.device,
         seed=seed,
+        seed_globals=True,
         progress=not args.no_progress,
         early_stopping_patience=args.early_stopping,
     )

@@ -126,6 +126,7 @@ def main(args) -> dict:
         bucket_by_length=False,  # every sequence has T steps
         device=args.device,
         seed=seed,
+        seed_globals=True,
         progress=not args.no_progress,
         early_stopping_patience=args.early_stopping,
         time_limit_s=None if args.time_limit_min is None else 60 * args.time_limit_min,
