@@ -71,6 +71,7 @@ def train_with_probe(key: str, rolls: PianoRolls, args) -> dict:
         lr=2e-3,
         clip_norm=5.0,
         seed=args.seed,
+        seed_globals=True,
         progress=not args.no_progress,
     )
     started = time.perf_counter()

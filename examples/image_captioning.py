@@ -33,7 +33,7 @@ import argparse
 import torch
 
 from pyro_betalstm import experiment as ex
-from pyro_betalstm.data.captions import SYNTHETIC_NAME, CaptionVocabulary, caption_dataset
+from pyro_betalstm.data.captions import SYNTHETIC_NAME, caption_dataset, caption_vocabulary
 from pyro_betalstm.experiment.captions import (
     PROTOCOLS,
     build_caption_splits,
@@ -58,7 +58,7 @@ def main(args) -> dict:
     s = caption_settings(args)  # the protocol, then --smoke, then explicit flags
     seed = args.seed
     splits = build_caption_splits(s, args.mnist_path)
-    vocab = CaptionVocabulary.build(c for refs in splits["train"].captions for c in refs)
+    vocab = caption_vocabulary(c for refs in splits["train"].captions for c in refs)
     if s["hidden"] is None:  # as many parameters as an LSTM of reference_hidden units, or fewer
         s["hidden"] = matched_hidden(
             s["gate"], s["reference_hidden"], s["embed"], len(vocab), s["layers"]
@@ -120,7 +120,7 @@ def main(args) -> dict:
         "generated captions",
         "split": summary,
         "training_captions": len(train),
-        "vocabulary": vocab.words,
+        "vocabulary": vocab.itos,
         **ex.run_header(args, args.protocol, s, seed),
         "parameters": parameters,
         **ex.training_summary(result),

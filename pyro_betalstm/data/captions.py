@@ -14,7 +14,7 @@ The task is called *synthetic* (``synthetic-grid-mnist``) everywhere it appears:
 real handwriting, but its layouts and captions are generated, and its scores are not comparable
 with scores on COCO.
 
-:class:`CaptionVocabulary` maps words to indices (``<pad>``, ``<bos>``, ``<eos>``, ``<unk>`` first)
+:func:`caption_vocabulary` maps words to indices (``<pad>``, ``<bos>``, ``<eos>``, ``<unk>`` first)
 and :class:`CaptionDataset` pairs images with encoded captions as a
 :class:`~pyro_betalstm.data.SequenceDataset` whose minibatches carry the images in
 ``SequenceBatch.extras["images"]``.
@@ -22,7 +22,6 @@ and :class:`CaptionDataset` pairs images with encoded captions as a
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -31,6 +30,7 @@ import torch
 
 from ..batch import SequenceBatch
 from .batching import SequenceDataset
+from .vocabulary import CAPTION_SPECIALS, Vocabulary
 
 #: Name of the synthetic task wherever results are written.
 SYNTHETIC_NAME = "synthetic-grid-mnist"
@@ -39,8 +39,6 @@ POSITIONS = ("top left", "top right", "bottom left", "bottom right")
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 #: Each reference caption of an image uses a different template (cycled when more are asked).
 TEMPLATES = ("plain", "there_is", "has", "at", "shows")
-PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
-SPECIALS = (PAD, BOS, EOS, UNK)
 EMPTY = -1
 
 
@@ -244,65 +242,27 @@ def build_synthetic_grid_captions(
     return SyntheticGridCaptions(out, layouts, sources, captions, name)
 
 
-class CaptionVocabulary:
-    """Words <-> indices; indices 0..3 are ``<pad>``, ``<bos>``, ``<eos>``, ``<unk>``.
+def caption_vocabulary(captions: Iterable[str], min_count: int = 1) -> Vocabulary:
+    """The :class:`~pyro_betalstm.data.vocabulary.Vocabulary` of ``captions`` (its specials
+    :data:`~pyro_betalstm.data.vocabulary.CAPTION_SPECIALS`: ``<pad>``, ``<bos>``, ``<eos>``,
+    ``<unk>`` = 0..3): the words occurring at least ``min_count`` times, most frequent first."""
+    return Vocabulary.build((c.split() for c in captions), min_count, specials=CAPTION_SPECIALS)
+
+
+def encode_caption(vocab: Vocabulary, caption: str) -> list[int]:
+    """Word ids of ``caption`` (unknown words: ``<unk>``) framed by ``<bos>`` and ``<eos>``.
 
     Captions are lower-case words separated by single spaces (the generator's output), so
     tokenising is ``str.split``.
     """
+    if not isinstance(caption, str) or not caption.split():
+        raise ValueError(f"caption must be a non-empty string, got {caption!r}")
+    return vocab.encode(caption.split(), add_bos_eos=True)
 
-    def __init__(self, words: Iterable[str]):
-        words = list(words)
-        if list(words[: len(SPECIALS)]) != list(SPECIALS):
-            words = list(SPECIALS) + [w for w in words if w not in SPECIALS]
-        if len(set(words)) != len(words):
-            raise ValueError("vocabulary words must be unique")
-        self.words: list[str] = words
-        self.index: dict[str, int] = {w: i for i, w in enumerate(words)}
 
-    pad_index, bos_index, eos_index, unk_index = 0, 1, 2, 3
-
-    @classmethod
-    def build(cls, captions: Iterable[str], min_count: int = 1) -> CaptionVocabulary:
-        """Vocabulary of the words occurring at least ``min_count`` times (sorted by count)."""
-        counts = Counter(w for caption in captions for w in caption.split())
-        if not counts:
-            raise ValueError("cannot build a vocabulary from no captions")
-        kept = sorted(
-            (w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w)
-        )
-        return cls(list(SPECIALS) + kept)
-
-    def __len__(self) -> int:
-        return len(self.words)
-
-    def encode(self, caption: str, add_bos_eos: bool = True) -> list[int]:
-        """Word indices of ``caption`` (unknown words: ``<unk>``) framed by ``<bos>``, ``<eos>``."""
-        if not isinstance(caption, str) or not caption.split():
-            raise ValueError(f"caption must be a non-empty string, got {caption!r}")
-        ids = [self.index.get(w, self.unk_index) for w in caption.split()]
-        return [self.bos_index, *ids, self.eos_index] if add_bos_eos else ids
-
-    def decode(self, ids: Iterable[int]) -> str:
-        """Text of ``ids``: stops at ``<eos>``, drops ``<pad>`` and ``<bos>``."""
-        words = []
-        for i in ids:
-            i = int(i)
-            if not 0 <= i < len(self.words):
-                raise ValueError(f"index {i} is outside the vocabulary of {len(self.words)} words")
-            if i == self.eos_index:
-                break
-            if i in (self.pad_index, self.bos_index):
-                continue
-            words.append(self.words[i])
-        return " ".join(words)
-
-    def to_dict(self) -> dict:
-        return {"words": self.words}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> CaptionVocabulary:
-        return cls(d["words"])
+def decode_caption(vocab: Vocabulary, ids: Iterable[int]) -> str:
+    """Text of word ``ids``: stops at ``<eos>``, drops ``<pad>`` and ``<bos>``."""
+    return " ".join(vocab.decode(ids))
 
 
 @dataclass
@@ -345,7 +305,7 @@ class CaptionDataset(SequenceDataset):
 
 def caption_dataset(
     split: SyntheticGridCaptions,
-    vocab: CaptionVocabulary,
+    vocab: Vocabulary,
     captions_per_image: int = 1,
     seed: int = 0,
     name: str | None = None,
@@ -361,7 +321,7 @@ def caption_dataset(
     inputs, targets, owners = [], [], []
     for n, refs in enumerate(split.captions):
         for j in rng.permutation(len(refs))[:captions_per_image]:
-            ids = torch.tensor(vocab.encode(refs[j]), dtype=torch.long)
+            ids = torch.tensor(encode_caption(vocab, refs[j]), dtype=torch.long)
             inputs.append(ids[:-1, None])
             targets.append(ids[1:])
             owners.append(n)

@@ -38,7 +38,7 @@ import csv
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +46,9 @@ import torch
 
 from ._packages import package_locations
 from .batching import SequenceDataset
+from .vocabulary import Vocabulary
 
-PAD, UNK = "<pad>", "<unk>"
+#: Ids of the specials of a classification vocabulary (:data:`~.vocabulary.WORD_SPECIALS`).
 PAD_ID, UNK_ID = 0, 1
 RT_POLARITY_FILES = ("rt-polarity.pos", "rt-polarity.neg")
 RT_POLARITY_URL = "https://www.cs.cornell.edu/people/pabo/movie-review-data/rt-polaritydata.tar.gz"
@@ -103,74 +104,6 @@ def tokenize(text: str) -> list[str]:
 
 
 # ----- vocabulary, encoding and padding -----------------------------------------------------------
-
-
-@dataclass
-class Vocabulary:
-    """Token <-> id map with ``<pad>`` = 0 and ``<unk>`` = 1.
-
-    Build it with :meth:`build` on the training texts only, so that validation and test words
-    unseen in training map to ``<unk>`` as they would for new data.
-    """
-
-    itos: list[str]
-    stoi: dict[str, int] = field(init=False)
-
-    def __post_init__(self):
-        if self.itos[:2] != [PAD, UNK]:
-            raise ValueError(f"a vocabulary must start with {PAD!r}, {UNK!r}; got {self.itos[:2]}")
-        if len(set(self.itos)) != len(self.itos):
-            raise ValueError("vocabulary tokens must be distinct")
-        self.stoi = {t: i for i, t in enumerate(self.itos)}
-
-    @classmethod
-    def build(
-        cls, texts: Iterable[Sequence[str]], min_count: int = 1, max_size: int | None = None
-    ) -> Vocabulary:
-        """Vocabulary of the tokens seen at least ``min_count`` times, most frequent first.
-
-        Ties are broken alphabetically so that the ids do not depend on the text order.
-        ``max_size`` caps the number of real tokens (``<pad>`` and ``<unk>`` not counted).
-        """
-        if min_count < 1:
-            raise ValueError(f"min_count must be at least 1, got {min_count}")
-        counts: Counter[str] = Counter()
-        for tokens in texts:
-            if isinstance(tokens, str):
-                raise ValueError("build expects token lists (use tokenize), got a str")
-            counts.update(tokens)
-        counts.pop(PAD, None), counts.pop(UNK, None)
-        kept = sorted(
-            (t for t, c in counts.items() if c >= min_count), key=lambda t: (-counts[t], t)
-        )
-        if max_size is not None:
-            kept = kept[:max_size]
-        if not kept:
-            raise ValueError(
-                f"empty vocabulary: no token occurs at least {min_count} times in the texts"
-            )
-        return cls([PAD, UNK, *kept])
-
-    def __len__(self) -> int:
-        return len(self.itos)
-
-    def __contains__(self, token: str) -> bool:
-        return token in self.stoi
-
-    def encode(self, tokens: Sequence[str]) -> list[int]:
-        """Ids of ``tokens``; unknown tokens become ``<unk>`` (1)."""
-        return [self.stoi.get(t, UNK_ID) for t in tokens]
-
-    def decode(self, ids: Iterable[int]) -> list[str]:
-        """Tokens of ``ids`` (padding included: strip it by length)."""
-        return [self.itos[int(i)] for i in ids]
-
-    def to_dict(self) -> dict:
-        return {"itos": list(self.itos)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Vocabulary:
-        return cls(list(d["itos"]))
 
 
 def pad_ids(

@@ -11,6 +11,7 @@ from ..batch import SequenceBatch
 from ..infer.predict import sample_gates
 from ..io import read_json
 from ..models.base import GateModel
+from ..models.modes import evaluating
 from . import arviz_io
 
 
@@ -45,12 +46,10 @@ def prior_gate_draws(
         )
     if num_samples < 1:
         raise ValueError(f"num_samples must be positive, got {num_samples}")
-    was_training = model.training
-    model.eval()
-    batch = model.embed_batch(batch)  # raw inputs through the model's front end
-    lstm, mask = model.lstm, model._mask(batch)
-    out: dict[str, list] = {"input_gate": [], "forget_gate": [], "log_basis": []}
-    try:
+    with evaluating(model):
+        batch = model.embed_batch(batch)  # raw inputs through the model's front end
+        lstm, mask = model.lstm, model.mask(batch)
+        out: dict[str, list] = {"input_gate": [], "forget_gate": [], "log_basis": []}
         with poutine.block():
             for _ in range(num_samples):
                 model.prior.model()  # hyper-priors, if any
@@ -62,15 +61,13 @@ def prior_gate_draws(
                             x,
                             mask,
                             mode="prior",
-                            sampler=model._prior_sampler(k),
+                            sampler=model.prior_sampler(k),
                             record_gates=True,
                         )
                     )
                 out["input_gate"].append(torch.stack([r.gates[0] for r in runs], dim=2))
                 out["forget_gate"].append(torch.stack([r.gates[1] for r in runs], dim=2))
                 out["log_basis"].append(torch.stack([r.log_basis for r in runs], dim=2))
-    finally:
-        model.train(was_training)
     result = {k: torch.stack(v).cpu() for k, v in out.items()}
     result["mask"] = batch.step_mask()
     return result

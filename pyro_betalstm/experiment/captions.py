@@ -22,6 +22,7 @@ from ..data.captions import (
     SyntheticGridCaptions,
     build_synthetic_grid_captions,
     cell_accuracy,
+    decode_caption,
     layout_accuracy,
 )
 from ..data.mnist import load_mnist
@@ -184,7 +185,7 @@ def decode_captions(
     for method, beam in (("greedy", 1), ("beam", s["beam_size"])):
         tic = time.perf_counter()
         ids, log_probs = decode_all(model, images, beam, s["max_length"], device)
-        texts = [vocab.decode(c) for c in ids]
+        texts = [decode_caption(vocab, c) for c in ids]
         decoded[method] = {
             "texts": texts,
             "mean_log_prob": float(log_probs.mean()),

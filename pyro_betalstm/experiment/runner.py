@@ -123,6 +123,7 @@ def train_config(
         "eval_samples": 0,
         "device": args.device,
         "seed": seed,
+        "seed_globals": True,  # an example's run is reproducible from its seed alone
         "progress": not args.no_progress,
         "early_stopping_patience": getattr(args, "early_stopping", None),
     }

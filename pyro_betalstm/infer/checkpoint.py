@@ -39,7 +39,15 @@ RESUME_KEYS = (
 # target_metric), what is shown (progress), and where and in what chunks evaluation runs
 # (device, eval_batch_size), none of which changes the updates already made or to come
 RESUME_MAY_CHANGE = frozenset(
-    {"num_epochs", "progress", "device", "time_limit_s", "target_metric", "eval_batch_size"}
+    {
+        "num_epochs",
+        "progress",
+        "device",
+        "time_limit_s",
+        "target_metric",
+        "eval_batch_size",
+        "seed_globals",  # a resumed run restores every random state from the checkpoint
+    }
 )
 
 

@@ -9,6 +9,7 @@ import torch
 from ..batch import SequenceBatch
 from ..data import SequenceDataset
 from ..models.base import GateModel
+from ..models.modes import evaluating
 
 #: Dimension names of the arrays returned by :func:`sample_gates`.
 GATE_DIMS = ("draw", "sequence", "time", "layer", "unit")
@@ -29,10 +30,8 @@ def evaluate_nll(
     ``num_samples = S > 0`` and a latent gate family it also reports ``nll_predictive``, the
     posterior predictive ``-log (1/S) sum_s p(y | u_s)``, ``u_s ~ q(u | x)``, per sequence.
     """
-    was_training = model.training
-    model.eval()
     total_mean, total_pred, count = 0.0, 0.0, 0
-    try:
+    with evaluating(model):
         for batch in data.batches(batch_size):
             batch = batch.to(device)
             run = model.run_network(batch, gate_mode="mean")[-1]
@@ -40,8 +39,6 @@ def evaluate_nll(
             if num_samples and model.family.is_latent:
                 total_pred += float(predictive_log_likelihood(model, batch, num_samples).sum())
             count += model.num_predictions(batch)
-    finally:
-        model.train(was_training)
     result = {"nll_mean_gates": -total_mean / count, "num_predictions": count}
     if num_samples and model.family.is_latent:
         result["nll_predictive"] = -total_pred / count
@@ -71,10 +68,8 @@ def gate_kl_summary(
 
     if not model.family.is_latent:
         raise ValueError(f"gate family {model.family.name!r} has no latent gates")
-    was_training = model.training
-    model.eval()
     kl_total, count, alphas, i_all, f_all = 0.0, 0, [], [], []
-    try:
+    with evaluating(model):
         for batch in data.batches(batch_size):
             batch = batch.to(device)
             valid = batch.step_mask().to(batch.inputs.device)
@@ -90,8 +85,6 @@ def gate_kl_summary(
                 alphas.append(run.alpha[valid].flatten())
                 i_all.append(i[valid].flatten())
                 f_all.append(f[valid].flatten())
-    finally:
-        model.train(was_training)
     alpha, i, f = torch.cat(alphas), torch.cat(i_all), torch.cat(f_all)
     # a bounded random subset for the quantiles: torch.quantile takes at most 2**24 elements
     order = torch.randperm(alpha.numel(), generator=torch.Generator().manual_seed(0))
@@ -126,11 +119,9 @@ def evaluate_classifier(
     """
     if len(data) == 0:
         raise ValueError("cannot evaluate on an empty data set")
-    was_training = model.training
-    model.eval()
     sampled = bool(num_samples) and model.family.is_latent
     correct_mean, correct_pred, nll_mean, nll_pred, count = 0, 0, 0.0, 0.0, 0
-    try:
+    with evaluating(model):
         for batch in data.batches(batch_size):
             batch = batch.to(device)
             targets = batch.targets
@@ -151,8 +142,6 @@ def evaluate_classifier(
                 correct_pred += int((log_p.argmax(-1) == targets).sum())
                 nll_pred -= float(log_p.gather(-1, targets[:, None]).sum())
             count += batch.batch_size
-    finally:
-        model.train(was_training)
     result = {
         "accuracy_mean_gates": correct_mean / count,
         "error_mean_gates": 1.0 - correct_mean / count,
@@ -195,14 +184,12 @@ def sample_gates(
     with a trailing ``basis`` dimension; and ``mask`` (sequence, time) of valid steps.
     ``gate_mode="mean"`` gives the paper's mean gates (identical draws).
     """
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         keys = ["input_gate", "forget_gate", "alpha", "log_basis"]
         out: dict[str, list] = {k: [] for k in keys}
         lstm_batch = model.embed_batch(batch)  # raw inputs through the model's front end
         for _ in range(num_samples):
-            mask = model._mask(lstm_batch)
+            mask = model.mask(lstm_batch)
             runs = model.lstm.run(lstm_batch.inputs, mask, gate_mode=gate_mode, record_gates=True)
             out["input_gate"].append(torch.stack([r.gates[0] for r in runs], dim=2))
             out["forget_gate"].append(torch.stack([r.gates[1] for r in runs], dim=2))
@@ -210,8 +197,6 @@ def sample_gates(
                 out["alpha"].append(torch.stack([r.alpha for r in runs], dim=2))
                 if runs[0].log_basis is not None:
                     out["log_basis"].append(torch.stack([r.log_basis for r in runs], dim=2))
-    finally:
-        model.train(was_training)
     result = {k: torch.stack(v) for k, v in out.items() if v}
     result["mask"] = batch.step_mask()
     return result

@@ -70,6 +70,10 @@ class TrainConfig:
     (0: mean gates only). ``divergence_threshold``: stop with :class:`DivergenceError` after an
     epoch whose monitored metric (validation, or the training loss per sequence without
     validation data) is above it (None: never; e.g. a few times the first epoch's value).
+    ``seed``: seeds the generator of the minibatch order (always). ``seed_globals``: also seed
+    torch's, numpy's and Python's global generators with ``seed`` when :func:`fit` starts, so
+    that the gate draws and dropout masks of a run depend on ``seed`` alone (False: they
+    continue from the caller's global state, which :func:`fit` leaves alone).
     """
 
     num_epochs: int = 10
@@ -92,6 +96,7 @@ class TrainConfig:
     bucket_by_length: bool = True
     device: str = "cpu"
     seed: int = 0
+    seed_globals: bool = False
     progress: bool = True
     divergence_threshold: float | None = None
 
@@ -193,15 +198,18 @@ def fit(
     better) goes to ``best.pt``. Every file is written atomically, and the previous ``last.pt``
     is kept as ``last.prev.pt``.
 
+    The minibatch order comes from a private generator seeded with ``config.seed``; the global
+    generators (gate draws, dropout) are seeded only with ``config.seed_globals``.
+
     With ``resume=True`` training continues from ``last.pt`` (from ``last.prev.pt``, with a
     warning, when ``last.pt`` is unreadable) and, with the same settings, reproduces the losses
-    of an uninterrupted run (all random states are checkpointed). An interruption loses at most
-    the current epoch. The settings must equal the checkpoint's except ``num_epochs``,
-    ``time_limit_s``, ``target_metric``, ``progress``, ``device`` and ``eval_batch_size``;
-    otherwise a ValueError
-    lists every differing key. ``resume_override``: True accepts any difference, a collection
-    of keys accepts those (with a warning); the optimizer's state, its learning rate and
-    weight decay included, still comes from the checkpoint.
+    of an uninterrupted run: every random state, the global ones included, is restored from the
+    checkpoint. An interruption loses at most the current epoch. The settings must equal the
+    checkpoint's except ``num_epochs``, ``time_limit_s``, ``target_metric``, ``progress``,
+    ``device``, ``eval_batch_size`` and ``seed_globals``; otherwise a ValueError lists every
+    differing key. ``resume_override``: True accepts any difference, a collection of keys
+    accepts those (with a warning); the optimizer's state, its learning rate and weight decay
+    included, still comes from the checkpoint.
 
     A NaN or infinite loss, gradient (whether or not ``clip_norm`` is set) or parameter raises
     :class:`NonFiniteLossError` naming the epoch and step (also when Pyro's validation finds the
@@ -210,6 +218,83 @@ def fit(
     :class:`DivergenceError`.
     """
     fit_started = time.perf_counter()
+    config = _checked_config(config, train_data, valid_data)
+    out = _prepare_out_dir(out_dir)
+    device = _checked_device(config.device)
+    if config.seed_globals:
+        _seed_global_generators(config.seed)
+    run = _Run.start(model, config, device, out)
+    if resume:
+        _resume(run, resume_override)
+
+    # wall-clock seconds of training and validation, summed over resumed runs
+    history = run.result.history
+    elapsed_before = history[-1].get("elapsed_s", 0.0) if history else 0.0
+    run_started = time.perf_counter()
+    monitor_key = f"valid_{monitor}" if valid_data is not None else "train_loss"
+    for epoch in range(run.start_epoch, config.num_epochs + 1):
+        record = _train_epoch(run, train_data, epoch)
+        _check_parameters(run, epoch)
+        value = _monitored_value(run, record, evaluate, valid_data, monitor)
+        _check_divergence(run, value, monitor_key, epoch)
+        _keep_if_best(run, value, epoch, monitor)
+        record["elapsed_s"] = elapsed_before + time.perf_counter() - run_started
+        history.append(record)
+        _apply_lr_rule(run, [r[monitor_key] for r in history])
+        if config.progress:
+            _print_epoch(record, monitor if valid_data is not None else None, value)
+        if out is not None:
+            _save_epoch(run, epoch)
+        if _should_stop(run, value, epoch, fit_started):
+            break
+    model.kl_weight = run.target_kl_weight
+    return run.result
+
+
+def _seed_global_generators(seed: int) -> None:
+    """Seed torch's, numpy's and Python's global random generators with ``seed``."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+@dataclass
+class _Run:
+    """What one :func:`fit` call trains with and updates from epoch to epoch (and checkpoints)."""
+
+    model: GateModel
+    config: TrainConfig
+    device: torch.device
+    out: Path | None
+    optimizer: torch.optim.Optimizer
+    elbo: Trace_ELBO
+    generator: torch.Generator  # the minibatch order, seeded with config.seed
+    result: FitResult
+    target_kl_weight: float
+    bad_epochs: int = 0
+    start_epoch: int = 1
+
+    @classmethod
+    def start(
+        cls, model: GateModel, config: TrainConfig, device: torch.device, out: Path | None
+    ) -> _Run:
+        generator = torch.Generator().manual_seed(config.seed)
+        model.to(device)
+        return cls(
+            model=model,
+            config=config,
+            device=device,
+            out=out,
+            optimizer=_make_optimizer(config, model.parameters()),
+            elbo=ELBOS[config.elbo](num_particles=config.num_particles),
+            generator=generator,
+            result=FitResult(out_dir=out),
+            target_kl_weight=model.kl_weight,
+        )
+
+
+def _checked_config(config, train_data, valid_data) -> TrainConfig:
+    """The config (default: ``TrainConfig()``), refused with a clear error if anything is off."""
     config = config or TrainConfig()
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -220,201 +305,231 @@ def fit(
     check_lr_rule(config.lr_rule)
     if config.elbo not in ELBOS:
         raise ValueError(f"unknown elbo {config.elbo!r}; expected one of {sorted(ELBOS)}")
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(out)  # left by a run killed mid-write
-    device = torch.device(config.device)
+    return config
+
+
+def _prepare_out_dir(out_dir: str | Path | None) -> Path | None:
+    if out_dir is None:
+        return None
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)  # left by a run killed mid-write
+    return out
+
+
+def _checked_device(name: str) -> torch.device:
+    device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was requested but CUDA is not available")
+    return device
 
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed)
-    random.seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    model.to(device)
-    optimizer = _make_optimizer(config, model.parameters())
-    elbo = ELBOS[config.elbo](num_particles=config.num_particles)
-    target_kl_weight = model.kl_weight
-    result = FitResult(out_dir=out)
-    bad_epochs, start_epoch = 0, 1
 
-    if resume:
-        if out is None:
-            raise FileNotFoundError("cannot resume: no checkpoint folder (out_dir is None)")
-        ckpt, path = load_resume_point(out, map_location=device)
-        overridden = check_resume_settings(
-            ckpt.get("config"),
-            config.to_dict(),
-            path,
-            resume_override,
-            defaults=TrainConfig().to_dict(),
+def _resume(run: _Run, resume_override: bool | Iterable[str]) -> None:
+    """Load the weights, optimizer, history and random states of the last checkpoint."""
+    if run.out is None:
+        raise FileNotFoundError("cannot resume: no checkpoint folder (out_dir is None)")
+    ckpt, path = load_resume_point(run.out, map_location=run.device)
+    overridden = check_resume_settings(
+        ckpt.get("config"),
+        run.config.to_dict(),
+        path,
+        resume_override,
+        defaults=TrainConfig().to_dict(),
+    )
+    if overridden:
+        warnings.warn(
+            f"resuming from {path} with settings that differ from the checkpoint's ("
+            + "; ".join(overridden)
+            + "); the optimizer's state, learning rate and weight decay included, comes "
+            "from the checkpoint",
+            RuntimeWarning,
+            stacklevel=3,
         )
-        if overridden:
-            warnings.warn(
-                f"resuming from {path} with settings that differ from the checkpoint's ("
-                + "; ".join(overridden)
-                + "); the optimizer's state, learning rate and weight decay included, comes "
-                "from the checkpoint",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        try:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as err:
-            raise ValueError(
-                f"{path}: the checkpoint does not fit this model or optimizer ({err})"
-            ) from err
-        result.history = ckpt["history"]
-        result.best_epoch, result.best_metric = ckpt["best_epoch"], ckpt["best_metric"]
-        bad_epochs, start_epoch = ckpt["bad_epochs"], ckpt["epoch"] + 1
-        target_kl_weight = ckpt["target_kl_weight"]
-        set_rng_state(ckpt["rng"], generator)
+    try:
+        run.model.load_state_dict(ckpt["model"])
+        run.optimizer.load_state_dict(ckpt["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise ValueError(
+            f"{path}: the checkpoint does not fit this model or optimizer ({err})"
+        ) from err
+    run.result.history = ckpt["history"]
+    run.result.best_epoch, run.result.best_metric = ckpt["best_epoch"], ckpt["best_metric"]
+    run.bad_epochs, run.start_epoch = ckpt["bad_epochs"], ckpt["epoch"] + 1
+    run.target_kl_weight = ckpt["target_kl_weight"]
+    set_rng_state(ckpt["rng"], run.generator)
 
-    # wall-clock seconds of training and validation, summed over resumed runs
-    elapsed_before = result.history[-1].get("elapsed_s", 0.0) if result.history else 0.0
-    run_started = time.perf_counter()
-    monitor_key = f"valid_{monitor}" if valid_data is not None else "train_loss"
+
+def _train_epoch(run: _Run, train_data: SequenceDataset, epoch: int) -> dict:
+    """One pass of SVI steps over ``train_data``; the epoch's record (loss, norm, lr...)."""
+    config, model = run.config, run.model
+    if config.kl_anneal_epochs:
+        model.kl_weight = run.target_kl_weight * min(1.0, epoch / config.kl_anneal_epochs)
+    model.train()
+    started, total_loss, total_norm = time.perf_counter(), 0.0, 0.0
     num_batches = train_data.num_batches(config.batch_size)
-    for epoch in range(start_epoch, config.num_epochs + 1):
-        if config.kl_anneal_epochs:
-            model.kl_weight = target_kl_weight * min(1.0, epoch / config.kl_anneal_epochs)
-        model.train()
-        started, total_loss, total_norm = time.perf_counter(), 0.0, 0.0
-        batches = train_data.batches(
-            config.batch_size, shuffle=True, generator=generator, bucket=config.bucket_by_length
-        )
-        bar = _progress(batches, num_batches, f"epoch {epoch}/{config.num_epochs}", config.progress)
-        for step, batch in enumerate(bar, start=1):
-            batch = batch.to(device)
-            try:
-                loss = elbo.differentiable_loss(model.model, model.guide, batch)
-            except ValueError as err:
-                if not _is_invalid_value_error(err):
-                    raise
-                # Pyro's validation met the NaN before a loss existed: same error as below
-                raise NonFiniteLossError(
-                    f"a distribution parameter is NaN or infinite at epoch {epoch}, step {step}; "
-                    f"training stopped, {_last_good(out)} ({str(err).splitlines()[0][:200]})"
-                ) from err
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"loss is {loss.item()} at epoch {epoch}, step {step}; training stopped, "
-                    f"{_last_good(out)}"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            # gradients of the per-sequence loss, so that clip_norm does not depend on data size
-            (loss / batch.dataset_size).backward()
-            if config.clip_norm is not None:
-                norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm))
-                total_norm += norm
-            else:  # measured only, so that a NaN gradient is caught without clipping too
-                grads = [p.grad for p in model.parameters() if p.grad is not None]
-                norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
-            if not math.isfinite(norm):  # a NaN gradient must not reach the checkpoint
-                raise NonFiniteLossError(
-                    f"gradient norm is {norm} at epoch {epoch}, step {step}; training stopped, "
-                    f"{_last_good(out)}"
-                )
-            optimizer.step()
-            per_sequence = loss.item() / batch.dataset_size
-            total_loss += per_sequence
-            if config.progress:
-                bar.set_postfix(loss=f"{per_sequence:.4g}")
-        record = {
-            "epoch": epoch,
-            "train_loss": total_loss / num_batches,
-            "grad_norm": total_norm / num_batches if config.clip_norm is not None else None,
-            "lr": optimizer.param_groups[0]["lr"],
-            "kl_weight": model.kl_weight,
-            "seconds": time.perf_counter() - started,
-        }
-        improved = False
-        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-            raise NonFiniteLossError(
-                f"a parameter is NaN or infinite after epoch {epoch}; training stopped, "
-                f"{_last_good(out)}"
-            )
-        if valid_data is not None:
-            metrics = evaluate(model, valid_data, config)
-            if monitor not in metrics:
-                raise KeyError(
-                    f"monitor {monitor!r} is not among the validation metrics {sorted(metrics)}"
-                )
-            bad = {k: v for k, v in metrics.items() if _is_number(v) and not math.isfinite(v)}
-            if bad:
-                raise NonFiniteLossError(
-                    f"validation metrics {bad} after epoch {epoch} are not finite; training "
-                    f"stopped, {_last_good(out)}"
-                )
-            record.update({f"valid_{k}": v for k, v in metrics.items()})
-            value = metrics[monitor]
-        else:
-            value = record["train_loss"]
-        if config.divergence_threshold is not None and value > config.divergence_threshold:
-            raise DivergenceError(
-                f"{monitor_key} is {value:.6g} after epoch {epoch}, above "
-                f"divergence_threshold {config.divergence_threshold:.6g}: the run diverged; "
-                f"training stopped, {_last_good(out)}"
-            )
-        improved = value < result.best_metric
-        if improved:
-            result.best_metric, result.best_epoch, bad_epochs = value, epoch, 0
-            if out is not None:
-                atomic_torch_save(
-                    {"model": model.state_dict(), "epoch": epoch, monitor: value}, out / "best.pt"
-                )
-        else:
-            bad_epochs += 1
-        record["elapsed_s"] = elapsed_before + time.perf_counter() - run_started
-        result.history.append(record)
-        values = [r[monitor_key] for r in result.history]
-        if config.lr_decay > 1 and lr_rule_fires(
-            config.lr_rule, values, config.plateau_start_epoch
-        ):
-            for group in optimizer.param_groups:
-                group["lr"] /= config.lr_decay
+    batches = train_data.batches(
+        config.batch_size, shuffle=True, generator=run.generator, bucket=config.bucket_by_length
+    )
+    bar = _progress(batches, num_batches, f"epoch {epoch}/{config.num_epochs}", config.progress)
+    for step, batch in enumerate(bar, start=1):
+        per_sequence, norm = _svi_step(run, batch.to(run.device), epoch, step)
+        total_loss += per_sequence
+        if config.clip_norm is not None:
+            total_norm += norm
         if config.progress:
-            tqdm_write(
-                f"epoch {epoch}: train loss/seq {record['train_loss']:.4f}"
-                + (f", valid {monitor} {value:.4f}" if valid_data is not None else "")
+            bar.set_postfix(loss=f"{per_sequence:.4g}")
+    return {
+        "epoch": epoch,
+        "train_loss": total_loss / num_batches,
+        "grad_norm": total_norm / num_batches if config.clip_norm is not None else None,
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "kl_weight": model.kl_weight,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _svi_step(run: _Run, batch, epoch: int, step: int) -> tuple[float, float]:
+    """One gradient step on ``batch``: its loss per sequence and the gradient norm."""
+    model, config, optimizer = run.model, run.config, run.optimizer
+    try:
+        loss = run.elbo.differentiable_loss(model.model, model.guide, batch)
+    except ValueError as err:
+        if not _is_invalid_value_error(err):
+            raise
+        # Pyro's validation met the NaN before a loss existed: same error as below
+        raise NonFiniteLossError(
+            f"a distribution parameter is NaN or infinite at epoch {epoch}, step {step}; "
+            f"training stopped, {_last_good(run.out)} ({str(err).splitlines()[0][:200]})"
+        ) from err
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError(
+            f"loss is {loss.item()} at epoch {epoch}, step {step}; training stopped, "
+            f"{_last_good(run.out)}"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    # gradients of the per-sequence loss, so that clip_norm does not depend on data size
+    (loss / batch.dataset_size).backward()
+    if config.clip_norm is not None:
+        norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm))
+    else:  # measured only, so that a NaN gradient is caught without clipping too
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+    if not math.isfinite(norm):  # a NaN gradient must not reach the checkpoint
+        raise NonFiniteLossError(
+            f"gradient norm is {norm} at epoch {epoch}, step {step}; training stopped, "
+            f"{_last_good(run.out)}"
+        )
+    optimizer.step()
+    return loss.item() / batch.dataset_size, norm
+
+
+def _check_parameters(run: _Run, epoch: int) -> None:
+    if not all(bool(torch.isfinite(p).all()) for p in run.model.parameters()):
+        raise NonFiniteLossError(
+            f"a parameter is NaN or infinite after epoch {epoch}; training stopped, "
+            f"{_last_good(run.out)}"
+        )
+
+
+def _monitored_value(
+    run: _Run, record: dict, evaluate, valid_data: SequenceDataset | None, monitor: str
+) -> float:
+    """The epoch's value of the monitored metric: validation ``monitor`` (the validation
+    metrics, checked finite, join ``record`` as ``valid_*``), or the training loss."""
+    if valid_data is None:
+        return record["train_loss"]
+    metrics = evaluate(run.model, valid_data, run.config)
+    if monitor not in metrics:
+        raise KeyError(f"monitor {monitor!r} is not among the validation metrics {sorted(metrics)}")
+    bad = {k: v for k, v in metrics.items() if _is_number(v) and not math.isfinite(v)}
+    if bad:
+        raise NonFiniteLossError(
+            f"validation metrics {bad} after epoch {record['epoch']} are not finite; training "
+            f"stopped, {_last_good(run.out)}"
+        )
+    record.update({f"valid_{k}": v for k, v in metrics.items()})
+    return metrics[monitor]
+
+
+def _check_divergence(run: _Run, value: float, monitor_key: str, epoch: int) -> None:
+    threshold = run.config.divergence_threshold
+    if threshold is not None and value > threshold:
+        raise DivergenceError(
+            f"{monitor_key} is {value:.6g} after epoch {epoch}, above "
+            f"divergence_threshold {threshold:.6g}: the run diverged; "
+            f"training stopped, {_last_good(run.out)}"
+        )
+
+
+def _keep_if_best(run: _Run, value: float, epoch: int, monitor: str) -> None:
+    """Record a new best epoch (and write ``best.pt``), or count one more epoch without one."""
+    result = run.result
+    if value < result.best_metric:
+        result.best_metric, result.best_epoch, run.bad_epochs = value, epoch, 0
+        if run.out is not None:
+            atomic_torch_save(
+                {"model": run.model.state_dict(), "epoch": epoch, monitor: value},
+                run.out / "best.pt",
             )
-        if out is not None:
-            _write_metrics(out, result.history)
-            save_resume_point(
-                out,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "epoch": epoch,
-                    "history": result.history,
-                    "best_epoch": result.best_epoch,
-                    "best_metric": result.best_metric,
-                    "bad_epochs": bad_epochs,
-                    "target_kl_weight": target_kl_weight,
-                    "rng": rng_state(generator),
-                    "config": config.to_dict(),
-                },
-            )
-        if config.target_metric is not None and value <= config.target_metric:
-            result.stopped_on_target = True
-            break
-        if (
-            config.early_stopping_patience is not None
-            and bad_epochs >= config.early_stopping_patience
-        ):
-            result.stopped_early = True
-            break
-        if (
-            config.time_limit_s is not None
-            and time.perf_counter() - fit_started > config.time_limit_s
-            and epoch < config.num_epochs
-        ):
-            result.stopped_on_time = True
-            break
-    model.kl_weight = target_kl_weight
-    return result
+    else:
+        run.bad_epochs += 1
+
+
+def _apply_lr_rule(run: _Run, values: list[float]) -> None:
+    """Divide the learning rate by ``lr_decay`` when the rule fires on the monitored values."""
+    config = run.config
+    if config.lr_decay > 1 and lr_rule_fires(config.lr_rule, values, config.plateau_start_epoch):
+        for group in run.optimizer.param_groups:
+            group["lr"] /= config.lr_decay
+
+
+def _print_epoch(record: dict, monitor: str | None, value: float) -> None:
+    tqdm_write(
+        f"epoch {record['epoch']}: train loss/seq {record['train_loss']:.4f}"
+        + (f", valid {monitor} {value:.4f}" if monitor is not None else "")
+    )
+
+
+def _save_epoch(run: _Run, epoch: int) -> None:
+    """Write the metrics files and the resume point ``last.pt`` after ``epoch``."""
+    _write_metrics(run.out, run.result.history)
+    save_resume_point(
+        run.out,
+        {
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "epoch": epoch,
+            "history": run.result.history,
+            "best_epoch": run.result.best_epoch,
+            "best_metric": run.result.best_metric,
+            "bad_epochs": run.bad_epochs,
+            "target_kl_weight": run.target_kl_weight,
+            "rng": rng_state(run.generator),
+            "config": run.config.to_dict(),
+        },
+    )
+
+
+def _should_stop(run: _Run, value: float, epoch: int, fit_started: float) -> bool:
+    """Whether training ends after ``epoch`` (target reached, patience or time spent); the
+    reason is recorded on the result."""
+    config, result = run.config, run.result
+    if config.target_metric is not None and value <= config.target_metric:
+        result.stopped_on_target = True
+    elif (
+        config.early_stopping_patience is not None
+        and run.bad_epochs >= config.early_stopping_patience
+    ):
+        result.stopped_early = True
+    elif (
+        config.time_limit_s is not None
+        and time.perf_counter() - fit_started > config.time_limit_s
+        and epoch < config.num_epochs
+    ):
+        result.stopped_on_time = True
+    else:
+        return False
+    return True
 
 
 def _last_good(out: Path | None) -> str:

@@ -5,6 +5,7 @@ from .base import GateModel, site_name
 from .caption import CaptionDecoder
 from .classifier import SequenceClassifier
 from .gate_sites import GuideGateSequence, PriorGateSequence
+from .modes import evaluating
 from .next_step import NextStepBernoulli
 from .text_classifier import TextClassifier
 
@@ -17,5 +18,6 @@ __all__ = [
     "SequenceBatch",
     "SequenceClassifier",
     "TextClassifier",
+    "evaluating",
     "site_name",
 ]

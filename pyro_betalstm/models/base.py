@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pyro
 import pyro.poutine as poutine
 import torch
+from pyro.distributions import Distribution
 from torch import nn
 
-from ..batch import SequenceBatch
+from ..batch import SequenceBatch, lengths_to_mask
 from ..distributions._numerics import sample_log_gamma
 from ..nn import LayerRun, StochasticLSTM
 from ..nn.stochastic_lstm import validate_sequences
 from ..priors import GatePrior, get_prior, is_log_space
 from .gate_sites import GuideGateSequence, PriorGateSequence, prior_concentration_rate
+
+#: Name of the Pyro sample site of the observed targets (see :meth:`GateModel.likelihood`).
+OBSERVED_SITE = "obs"
 
 
 def site_name(layer: int) -> str:
@@ -23,9 +29,10 @@ def site_name(layer: int) -> str:
 class GateModel(nn.Module):
     """A stochastic-gate LSTM with gate priors, an amortised guide and a task likelihood.
 
-    Subclasses implement :meth:`likelihood` (observe the targets given the top layer's run)
-    and :meth:`predict_from_run`, and a model with an input front end overrides
-    :meth:`embed_batch`. ``model`` and ``guide`` are Pyro callables taking a raw
+    Subclasses implement :meth:`observation` (the distribution of the targets given the top
+    layer's run, from which the base class builds :meth:`likelihood` and
+    :meth:`log_likelihood`) and :meth:`predict_from_run`, and a model with an input front end
+    overrides :meth:`embed_batch`. ``model`` and ``guide`` are Pyro callables taking a raw
     :class:`SequenceBatch` (they embed it themselves); every parameter is an ordinary
     ``nn.Module`` parameter, so ``elbo.differentiable_loss(m.model, m.guide, batch)`` is trained
     with any torch optimiser.
@@ -53,16 +60,45 @@ class GateModel(nn.Module):
         return self.lstm.family
 
     # ----- task interface --------------------------------------------------------------------
-    def likelihood(self, run: LayerRun, batch: SequenceBatch) -> None:
+    def observation(self, run: LayerRun, batch: SequenceBatch) -> tuple[Distribution, torch.Tensor]:
+        """What the task observes: the distribution of the targets given the top layer's ``run``
+        and the (checked) targets it scores.
+
+        The distribution has batch shape ``(B,)``, one event per sequence (see
+        :meth:`over_valid_steps` for targets at every step). Subclasses implement this one
+        method; :meth:`likelihood` and :meth:`log_likelihood` are built from it.
+        """
         raise NotImplementedError
 
     def predict_from_run(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:
         """Task output (for instance logits) from the top layer's run."""
         raise NotImplementedError
 
+    def likelihood(self, run: LayerRun, batch: SequenceBatch) -> None:
+        """The observed site ``"obs"`` of the Pyro model: the targets under :meth:`observation`."""
+        distribution, observed = self.observation(run, batch)
+        pyro.sample(OBSERVED_SITE, distribution, obs=observed)
+
     def log_likelihood(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:
-        """``log p(targets | gates)`` per sequence, ``(B,)``."""
-        raise NotImplementedError
+        """``log p(targets | gates)`` per sequence, ``(B,)``, under :meth:`observation`."""
+        distribution, observed = self.observation(run, batch)
+        return distribution.log_prob(observed)
+
+    @staticmethod
+    def over_valid_steps(distribution: Distribution, batch: SequenceBatch) -> Distribution:
+        """A distribution over steps, batch shape ``(B, T, *rest)``, as one event per sequence:
+        the steps past ``batch.lengths`` masked out, the steps and ``rest`` summed.
+
+        Uses only ``batch.lengths`` (not the inputs), so it serves raw and embedded batches alike.
+        """
+        event_dims = len(distribution.batch_shape) - 1
+        if batch.lengths is not None:
+            steps = lengths_to_mask(batch.lengths, batch.inputs.shape[1])
+            if not bool(steps.all()):  # a full batch needs no mask
+                distribution = distribution.mask(
+                    steps.reshape(*steps.shape, *[1] * (event_dims - 1))
+                )
+        return distribution.to_event(event_dims)
 
     def num_predictions(self, batch: SequenceBatch) -> int:
         """How many predictions the batch's likelihood scores (the unit of reported NLL)."""
@@ -84,12 +120,20 @@ class GateModel(nn.Module):
             "sequences", size, subsample=torch.arange(batch.batch_size, device=batch.inputs.device)
         )
 
-    def _mask(self, batch: SequenceBatch) -> torch.Tensor | None:
-        """Validate the batch; the mask of valid steps (None when all sequences are full)."""
+    def mask(self, batch: SequenceBatch) -> torch.Tensor | None:
+        """Validate a batch as the LSTM sees it (embedded, see :meth:`embed_batch`); the
+        ``(B, T)`` mask of valid steps, or None when every sequence has the full length."""
         dtype = next((p.dtype for p in self.lstm.parameters()), None)
         return validate_sequences(batch.inputs, batch.lengths, self.lstm.input_size, dtype)[1]
 
-    def _prior_sampler(self, layer: int):
+    def prior_sampler(
+        self, layer: int
+    ) -> Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The sampler of ``layer``'s log gate basis from the prior, for a layer run in
+        ``mode="prior"``: ``sampler(t, x_t, h_prev)`` draws ``(B, hidden_size, basis_size)``
+        given step ``t``'s input and the previous hidden state (in log space, so that small
+        Gamma concentrations do not underflow)."""
+
         def sampler(t, x_t, h_prev):
             d = self.prior.distribution(layer, x_t, h_prev)
             params = prior_concentration_rate(d)
@@ -117,7 +161,7 @@ class GateModel(nn.Module):
         ``batch`` is raw (as the data set gives it): the model embeds it with
         :meth:`embed_batch`, or reuses the guide's embedding of the same batch object."""
         batch = self._embedded_for_model(batch)
-        lstm, mask = self.lstm, self._mask(batch)
+        lstm, mask = self.lstm, self.mask(batch)
         if self.family.is_latent:
             self.prior.model()
         with self._plate(batch):
@@ -140,7 +184,7 @@ class GateModel(nn.Module):
                     return layer(layer_input(), mask, mode="given", log_basis=value)
 
                 def run_prior(layer=layer, layer_input=layer_input, k=k):
-                    sampler = self._prior_sampler(k)
+                    sampler = self.prior_sampler(k)
                     return layer(layer_input(), mask, mode="prior", sampler=sampler)
 
                 B, T = batch.inputs.shape[:2]
@@ -164,7 +208,7 @@ class GateModel(nn.Module):
         embedded = self.embed_batch(batch)
         self._embedded = (batch, embedded)
         batch = embedded
-        lstm, mask = self.lstm, self._mask(batch)
+        lstm, mask = self.lstm, self.mask(batch)
         self.prior.guide()
         with self._plate(batch):
             x = batch.inputs
@@ -194,4 +238,4 @@ class GateModel(nn.Module):
     def run_network(self, batch: SequenceBatch, gate_mode: str = "mean") -> list[LayerRun]:
         """Run the network without Pyro: ``mean`` gates (the paper's evaluation) or ``sample``."""
         batch = self.embed_batch(batch)
-        return self.lstm.run(batch.inputs, self._mask(batch), gate_mode=gate_mode)
+        return self.lstm.run(batch.inputs, self.mask(batch), gate_mode=gate_mode)

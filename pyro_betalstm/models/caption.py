@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pyro
 import pyro.distributions as dist
 import torch
 from torch import nn
 
-from ..batch import SequenceBatch, lengths_to_mask
+from ..batch import SequenceBatch
 from ..nn import LayerRun, StochasticLSTM
 from .base import GateModel
+from .modes import evaluating
 
 
 class ConvEncoder(nn.Module):
@@ -152,18 +152,12 @@ class CaptionDecoder(GateModel):
             raise ValueError(f"target indices must lie in [0, {self.vocab_size - 1}]")
         return y
 
-    def _distribution(self, run: LayerRun, batch: SequenceBatch):
-        d = dist.Categorical(logits=self.predict_from_run(run, batch))
-        if batch.lengths is not None:
-            d = d.mask(lengths_to_mask(batch.lengths, batch.inputs.shape[1]))
-        return d.to_event(1)
-
-    def likelihood(self, run: LayerRun, batch: SequenceBatch) -> None:
-        pyro.sample("obs", self._distribution(run, batch), obs=self._targets(batch))
-
-    def log_likelihood(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:
-        """``log p(caption | image, gates)`` per caption, ``(B,)``."""
-        return self._distribution(run, batch).log_prob(self._targets(batch))
+    def observation(
+        self, run: LayerRun, batch: SequenceBatch
+    ) -> tuple[dist.Distribution, torch.Tensor]:
+        """Next words at every valid step: ``log p(caption | image, gates)`` per caption."""
+        words = dist.Categorical(logits=self.predict_from_run(run, batch))  # (B, T)
+        return self.over_valid_steps(words, batch), self._targets(batch)
 
     def num_predictions(self, batch: SequenceBatch) -> int:
         """Predicted tokens (words and ``<eos>``): the NLL is reported per token."""
@@ -193,12 +187,8 @@ class CaptionDecoder(GateModel):
         inputs = torch.cat([bos, targets[:, :-1]], dim=1)
         lengths = torch.tensor([len(c) for c in captions], device=device)
         batch = SequenceBatch(inputs[..., None], targets, lengths, extras={"images": images})
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             return self.log_likelihood(self.run_network(batch, "mean")[-1], batch)
-        finally:
-            self.train(was_training)
 
     def _step(self, x: torch.Tensor, state: list[tuple[torch.Tensor, torch.Tensor]]):
         """One decoder step from inputs ``x`` ``(N, E)``; next-word log-probabilities and state."""
@@ -237,9 +227,7 @@ class CaptionDecoder(GateModel):
         """
         if max_length < 1:
             raise ValueError(f"max_length must be positive, got {max_length}")
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             x, state, extra = self._start(images, 1)
             B = images.shape[0]
             captions: list[list[int]] = [[] for _ in range(B)]
@@ -257,8 +245,6 @@ class CaptionDecoder(GateModel):
                     break
                 x = self.embedding(word) + extra
             return captions, total
-        finally:
-            self.train(was_training)
 
     @torch.no_grad()
     def beam_decode(
@@ -274,12 +260,8 @@ class CaptionDecoder(GateModel):
             raise ValueError(f"beam_size must be positive, got {beam_size}")
         if max_length < 1:
             raise ValueError(f"max_length must be positive, got {max_length}")
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             return self._beam(images, beam_size, max_length)
-        finally:
-            self.train(was_training)
 
     def _beam(self, images, K: int, max_length: int):
         B, V = images.shape[0], self.vocab_size

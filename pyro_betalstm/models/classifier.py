@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pyro
 import pyro.distributions as dist
 import torch
 from torch import nn
@@ -39,13 +38,8 @@ class SequenceClassifier(GateModel):
             raise ValueError(f"targets must lie in [0, {self.num_classes - 1}]")
         return y
 
-    def likelihood(self, run: LayerRun, batch: SequenceBatch) -> None:
-        pyro.sample(
-            "obs",
-            dist.Categorical(logits=self.predict_from_run(run, batch)),
-            obs=self._targets(batch),
-        )
-
-    def log_likelihood(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:
+    def observation(
+        self, run: LayerRun, batch: SequenceBatch
+    ) -> tuple[dist.Distribution, torch.Tensor]:
         logits = self.predict_from_run(run, batch)
-        return dist.Categorical(logits=logits).log_prob(self._targets(batch))
+        return dist.Categorical(logits=logits), self._targets(batch)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pyro
 import pyro.distributions as dist
 import torch
 from torch import nn
@@ -37,12 +36,11 @@ class NextStepBernoulli(GateModel):
             )
         return y
 
-    def _distribution(self, run: LayerRun, batch: SequenceBatch):
-        d = dist.Bernoulli(logits=self.predict_from_run(run, batch))
-        mask = self._mask(batch)
-        if mask is not None:
-            d = d.mask(mask[..., None])
-        return d.to_event(2)
+    def observation(
+        self, run: LayerRun, batch: SequenceBatch
+    ) -> tuple[dist.Distribution, torch.Tensor]:
+        keys = dist.Bernoulli(logits=self.predict_from_run(run, batch))  # (B, T, output_size)
+        return self.over_valid_steps(keys, batch), self._targets(batch)
 
     @torch.no_grad()
     def init_output_bias(self, frequencies: torch.Tensor) -> None:
@@ -64,9 +62,3 @@ class NextStepBernoulli(GateModel):
         if batch.lengths is None:
             return batch.inputs.shape[0] * batch.inputs.shape[1]
         return int(batch.lengths.sum())
-
-    def likelihood(self, run: LayerRun, batch: SequenceBatch) -> None:
-        pyro.sample("obs", self._distribution(run, batch), obs=self._targets(batch))
-
-    def log_likelihood(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:
-        return self._distribution(run, batch).log_prob(self._targets(batch))

@@ -6,8 +6,10 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import random
 import time
 
+import numpy as np
 import pyro
 import pyro.optim
 import pytest
@@ -20,7 +22,7 @@ from .helpers import make_dataset, make_model
 
 
 def _config(**kw):
-    base = dict(num_epochs=2, batch_size=4, lr=1e-2, progress=False, seed=0)
+    base = dict(num_epochs=2, batch_size=4, lr=1e-2, progress=False, seed=0, seed_globals=True)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -262,3 +264,57 @@ def test_kl_annealing_and_trace_elbo():
     result = fit(m, make_dataset(6), None, _config(num_epochs=3, kl_anneal_epochs=2, elbo="trace"))
     assert [r["kl_weight"] for r in result.history] == pytest.approx([0.3, 0.6, 0.6])
     assert m.kl_weight == 0.6
+
+
+def _global_states():
+    return torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+
+
+def _same_states(a, b) -> bool:
+    return torch.equal(a[0], b[0]) and bool((a[1] == b[1]).all()) and a[2] == b[2]
+
+
+def _seed_everything(seed):
+    torch.manual_seed(seed), np.random.seed(seed), random.seed(seed)
+
+
+def test_fit_leaves_the_global_generators_alone_unless_asked():
+    # sigmoid gates, no dropout: training itself draws nothing from the global generators
+    model = make_model("classifier", "sigmoid", num_layers=1)
+    _seed_everything(123)
+    before = _global_states()
+    fit(model, make_dataset(6), None, _config(seed=7, seed_globals=False))
+    assert _same_states(_global_states(), before)
+
+
+def test_fit_seeds_the_global_generators_when_asked():
+    model = make_model("classifier", "sigmoid", num_layers=1)
+    _seed_everything(7)
+    seeded = _global_states()
+    _seed_everything(123)
+    fit(model, make_dataset(6), None, _config(seed=7, seed_globals=True))
+    assert _same_states(_global_states(), seeded)
+
+
+def test_without_global_seeding_gate_draws_follow_the_callers_generator():
+    model = make_model()  # latent gates: training draws them from torch's global generator
+
+    def first_loss(global_seed=None):
+        if global_seed is not None:
+            torch.manual_seed(global_seed)
+        config = _config(num_epochs=1, seed_globals=False)
+        return fit(copy.deepcopy(model), make_dataset(6), None, config).history[0]["train_loss"]
+
+    reseeded, continued, reseeded_again = first_loss(1), first_loss(), first_loss(1)
+    assert reseeded == reseeded_again and continued != reseeded
+
+
+def test_the_minibatch_order_is_seeded_by_config_seed_without_global_seeding():
+    def losses(seed, global_seed):
+        model = make_model("classifier", "sigmoid", num_layers=1)  # deterministic gates
+        torch.manual_seed(global_seed)
+        config = _config(seed=seed, batch_size=2, seed_globals=False)
+        return [r["train_loss"] for r in fit(model, make_dataset(6), None, config).history]
+
+    assert losses(3, global_seed=1) == losses(3, global_seed=2)
+    assert losses(3, global_seed=1) != losses(4, global_seed=1)

@@ -20,7 +20,9 @@ def test_fit_and_evaluate_on_cuda(tmp_path, gate):
     seqs = [(torch.rand(int(n), 6) < 0.3).float() for n in torch.randint(4, 12, (16,))]
     data = SequenceDataset([s[:-1] for s in seqs], [s[1:] for s in seqs])
     model = NextStepBernoulli(StochasticLSTM(6, 8, 2, gate=gate, batch_first=True), 6)
-    config = TrainConfig(num_epochs=2, batch_size=4, device="cuda", progress=False, eval_samples=2)
+    config = TrainConfig(
+        num_epochs=2, batch_size=4, device="cuda", progress=False, eval_samples=2, seed_globals=True
+    )
     result = fit(model, data, data, config, out_dir=tmp_path)
     assert all(p.device.type == "cuda" for p in model.parameters())
     assert all(math.isfinite(r["train_loss"]) for r in result.history)

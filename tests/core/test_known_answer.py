@@ -84,6 +84,7 @@ def _train_memory(T: int, epochs: int, n_train: int, seed: int = 0):
         batch_size=32,
         lr=0.03,
         seed=seed,
+        seed_globals=True,
         progress=False,
         plateau_start_epoch=10**6,
     )

@@ -350,7 +350,9 @@ def test_text_classifier_trains_and_embeds(tmp_path, gate):
     assert embedded.inputs.shape == (4, batch.inputs.shape[1], 6)
     torch.testing.assert_close(embedded.inputs[0, 0], glove[batch.inputs[0, 0, 0]])
     before = model.embedding.weight.detach().clone()
-    config = TrainConfig(num_epochs=2, batch_size=8, lr=1e-2, progress=False, seed=0)
+    config = TrainConfig(
+        num_epochs=2, batch_size=8, lr=1e-2, progress=False, seed=0, seed_globals=True
+    )
     fit(
         model,
         data,

@@ -37,7 +37,13 @@ def train(gate: str, out: Path):
         StochasticLSTM(KEYS, HIDDEN, LAYERS, gate=gate, batch_first=True), KEYS
     )
     data = make_data()
-    fit(model, data, None, TrainConfig(num_epochs=1, batch_size=3, progress=False), out_dir=out)
+    fit(
+        model,
+        data,
+        None,
+        TrainConfig(num_epochs=1, batch_size=3, progress=False, seed_globals=True),
+        out_dir=out,
+    )
     return model, data.batch(range(len(data)))
 
 

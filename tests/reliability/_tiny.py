@@ -26,6 +26,8 @@ def make_data(n: int = 6, seed: int = 0) -> SequenceDataset:
 
 
 def make_config(**kw) -> TrainConfig:
-    base = dict(num_epochs=NUM_EPOCHS, batch_size=2, lr=1e-2, progress=False, seed=0)
+    base = dict(
+        num_epochs=NUM_EPOCHS, batch_size=2, lr=1e-2, progress=False, seed=0, seed_globals=True
+    )
     base.update(kw)
     return TrainConfig(**base)
