@@ -78,7 +78,7 @@ def gate_kl_summary(
             batch = batch.to(device)
             valid = batch.step_mask().to(batch.inputs.device)
             for k, run in enumerate(model.run_network(batch, gate_mode="mean")):
-                i, f = model.family.mean_gates(run.alpha.transpose(-1, -2))  # (B, T, H) each
+                i, f = model.family.algebra.mean_gates(run.alpha)  # (B, T, H) each
                 d = model.prior.distribution(k, run.inputs, run.previous_hidden)
                 params = prior_concentration_rate(d)
                 if params is None:
