@@ -40,8 +40,8 @@ from .distributions import (
     GateDistribution,
     IndependentBetaGates,
 )
-from .distributions._numerics import sample_log_gamma
 from .distributions.gate_algebra import STEP_BASIS_DIM, GammaRatioGates, GatePair
+from .distributions.numerics import sample_log_gamma
 
 CONCENTRATION_EPS = 1e-3
 GUMBEL_NOISE_SCALE = 0.2

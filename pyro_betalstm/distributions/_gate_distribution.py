@@ -9,9 +9,9 @@ import torch
 from pyro.distributions import Gamma, TorchDistribution
 from torch.distributions import constraints
 
-from ._numerics import exp_sinh_nodes, sample_log_gamma
 from .gate_algebra import GammaRatioGates, GatePair, MarginalConcentrations
 from .log_gamma import LogGamma, check_dtype
+from .numerics import exp_sinh_nodes, sample_log_gamma
 
 #: Concentrations for which :attr:`GateDistribution.correlation` is accurate (its quadrature
 #: breaks down outside; measured against the limits 1/3 and 1/2 of :class:`BivariateBeta`).

@@ -7,8 +7,8 @@ import math
 import torch
 
 from ._gate_distribution import GateDistribution
-from ._numerics import log1mexp, tanh_sinh_nodes
 from .gate_algebra import GammaRatioGates
+from .numerics import log1mexp, tanh_sinh_nodes
 
 
 class FlexibleBivariateBeta(GateDistribution):

@@ -9,7 +9,7 @@ import pyro.poutine as poutine
 import torch
 from torch import nn
 
-from ..distributions._numerics import sample_log_gamma
+from ..distributions.numerics import sample_log_gamma
 from ..nn import GivenBasis, LayerCall, LayerRun, PriorBasis, SampledBasis, StochasticLSTM
 from ..nn.stochastic_lstm import lengths_to_mask, validate_sequences
 from ..priors import GatePrior, get_prior, is_log_space

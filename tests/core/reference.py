@@ -22,7 +22,7 @@ import torch
 from torch.nn.functional import logsigmoid, softplus
 
 from pyro_betalstm.distributions import LogGamma
-from pyro_betalstm.distributions._numerics import sample_log_gamma
+from pyro_betalstm.distributions.numerics import sample_log_gamma
 
 EPS = 1e-3  # alpha = softplus(z) + eps, the authors' constant
 
