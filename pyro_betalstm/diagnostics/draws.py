@@ -10,7 +10,7 @@ import torch
 from ..infer.predict import sample_gates
 from ..io import read_json
 from ..models.base import GateModel, SequenceBatch
-from ..nn import PriorBasis
+from ..nn import PriorBasis, stack_layers
 from . import arviz_io
 
 
@@ -60,9 +60,8 @@ def prior_gate_draws(
                     record_gates=True,
                     layer_hook=lambda call: call.run(PriorBasis(model._prior_sampler(call.index))),
                 )
-                out["input_gate"].append(torch.stack([r.gates[0] for r in runs], dim=2))
-                out["forget_gate"].append(torch.stack([r.gates[1] for r in runs], dim=2))
-                out["log_basis"].append(torch.stack([r.log_basis for r in runs], dim=2))
+                for name, array in stack_layers(runs, tuple(out)).items():
+                    out[name].append(array)
     finally:
         model.train(was_training)
     result = {k: torch.stack(v).cpu() for k, v in out.items()}

@@ -8,6 +8,7 @@ import torch
 
 from ..data import SequenceDataset
 from ..models.base import GateModel, SequenceBatch
+from ..nn import stack_layers
 
 #: Dimension names of the arrays returned by :func:`sample_gates`.
 GATE_DIMS = ("draw", "sequence", "time", "layer", "unit")
@@ -203,12 +204,8 @@ def sample_gates(
         for _ in range(num_samples):
             mask = model._mask(lstm_batch)
             runs = model.lstm.run(lstm_batch.inputs, mask, gate_mode=gate_mode, record_gates=True)
-            out["input_gate"].append(torch.stack([r.gates[0] for r in runs], dim=2))
-            out["forget_gate"].append(torch.stack([r.gates[1] for r in runs], dim=2))
-            if model.family.is_latent:
-                out["alpha"].append(torch.stack([r.alpha for r in runs], dim=2))
-                if runs[0].log_basis is not None:
-                    out["log_basis"].append(torch.stack([r.log_basis for r in runs], dim=2))
+            for name, array in stack_layers(runs, tuple(keys)).items():
+                out[name].append(array)
     finally:
         model.train(was_training)
     result = {k: torch.stack(v) for k, v in out.items() if v}

@@ -2,7 +2,7 @@
 
 from .gate_modes import GateMode, GivenBasis, MeanGates, PriorBasis, SampledBasis
 from .gradient_probe import GateGradientProbe
-from .layer import GateLayer, LayerRun
+from .layer import GateLayer, LayerRun, stack_layers
 from .sizing import layer_parameters, matched_hidden_size
 from .stochastic_lstm import LayerCall, StochasticLSTM
 
@@ -19,4 +19,5 @@ __all__ = [
     "StochasticLSTM",
     "layer_parameters",
     "matched_hidden_size",
+    "stack_layers",
 ]

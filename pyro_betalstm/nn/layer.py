@@ -41,6 +41,29 @@ class LayerRun:
         return torch.cat([self.h_0.unsqueeze(1), self.outputs[:, :-1]], dim=1)
 
 
+#: The per-layer arrays :func:`stack_layers` can gather, and the :class:`LayerRun` field of each.
+LAYER_ARRAYS = {
+    "input_gate": lambda run: None if run.gates is None else run.gates[0],
+    "forget_gate": lambda run: None if run.gates is None else run.gates[1],
+    "alpha": lambda run: run.alpha,
+    "log_basis": lambda run: run.log_basis,
+}
+
+
+def stack_layers(
+    runs: list[LayerRun], names: tuple[str, ...] = tuple(LAYER_ARRAYS)
+) -> dict[str, torch.Tensor]:
+    """The runs' arrays with a layer dimension after time: gates ``(B, T, L, H)``, ``alpha`` and
+    ``log_basis`` ``(B, T, L, H, K)``. ``names`` picks from :data:`LAYER_ARRAYS`; an array that
+    the runs do not have (gates not recorded, a deterministic family's basis) is left out."""
+    out = {}
+    for name in names:
+        arrays = [LAYER_ARRAYS[name](run) for run in runs]
+        if arrays and arrays[0] is not None:
+            out[name] = torch.stack(arrays, dim=2)
+    return out
+
+
 class GateLayer(nn.Module):
     """LSTM layer: one fused input projection for all steps, one hidden projection per step.
 
