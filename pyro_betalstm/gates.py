@@ -75,12 +75,8 @@ class LatentGateFamily(GateFamily):
     the gate algebra); :class:`~pyro_betalstm.nn.LayerRun` stores them as ``(B, T, H, K)``.
     """
 
-    distribution: type[GateDistribution] | None = None
+    distribution: type[GateDistribution]
     is_latent: ClassVar[bool] = True
-
-    def __post_init__(self) -> None:
-        if self.distribution is None:
-            raise ValueError(f"latent gate family {self.name!r} needs a gate distribution")
 
     @property
     def algebra(self) -> GammaRatioGates:
