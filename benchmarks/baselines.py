@@ -23,7 +23,7 @@ from pyro.infer import TraceMeanField_ELBO
 from torch import nn
 
 from pyro_betalstm.distributions import LogGamma
-from pyro_betalstm.distributions._numerics import sample_log_gamma
+from pyro_betalstm.distributions.numerics import sample_log_gamma
 
 #: ``alpha = softplus(z) + CONCENTRATION_EPS`` (the authors' value, as in the library).
 CONCENTRATION_EPS = 1e-3

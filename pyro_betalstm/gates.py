@@ -1,6 +1,6 @@
 """Gate families: how an LSTM layer turns its gate pre-activations into input and forget gates.
 
-A family is chosen by name (:func:`get_gate_family`):
+A family is chosen by name from one registry, :data:`GATE_FAMILIES` (:func:`get_gate_family`):
 
 =========== ================ ========== ==================================================
 name        paper name       basis K    input / forget gates
@@ -16,14 +16,20 @@ prior_noise (ablation)       --         Arnold–Ng gates of ``Gamma(0.5, 1)`` d
                                         training, ``1/2`` at evaluation
 =========== ================ ========== ==================================================
 
-The output gate is a sigmoid in every family. Latent families produce Gamma concentrations
-``alpha = softplus(z) + eps`` (``eps = 1e-3`` as in the authors' code) for a basis of ``K``
-Gamma variables per unit; the gates are a deterministic function of the log-basis.
+The output gate is a sigmoid in every family. A :class:`LatentGateFamily` produces Gamma
+concentrations ``alpha = softplus(z) + eps`` (``eps = 1e-3`` as in the authors' code) for a
+basis of ``K`` Gamma variables per unit, and its gates are its distribution's gate algebra
+(:mod:`pyro_betalstm.distributions.gate_algebra`, which also documents the basis layout) applied
+to the log-basis. A :class:`DeterministicGateFamily` is a small strategy object that maps the
+pre-activations to gates directly. To add a family, subclass one of the two and
+:func:`register_gate_family` an instance.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch.nn.functional import softplus
@@ -34,82 +40,78 @@ from .distributions import (
     GateDistribution,
     IndependentBetaGates,
 )
-from .distributions._numerics import sample_log_gamma
-
-
-@dataclass(frozen=True)
-class GateFamily:
-    """A gate family. ``num_gate_preactivations`` blocks of ``hidden_size`` rows feed the gates."""
-
-    name: str
-    paper_name: str
-    num_gate_preactivations: int
-    distribution: type[GateDistribution] | None = None
-
-    @property
-    def is_latent(self) -> bool:
-        """Whether the gates are latent variables (a Gamma basis) in the Pyro model."""
-        return self.distribution is not None
-
-    @property
-    def basis_size(self) -> int:
-        return self.distribution.basis_size if self.distribution is not None else 0
-
-    # ----- deterministic families --------------------------------------------------------------
-    def deterministic_gates(
-        self, z: torch.Tensor, training: bool, basis_offset: float = 0.0
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Input and forget gates from pre-activations ``z`` of shape ``(..., n_pre, H)``.
-
-        ``basis_offset`` is used by ``prior_noise`` alone (its training draws come from
-        ``u + basis_offset``, as the latent families' do)."""
-        if self.name not in _DETERMINISTIC_GATES:
-            raise ValueError(f"gate family {self.name!r} is latent; use the basis methods")
-        return _DETERMINISTIC_GATES[self.name](z, training, basis_offset)
-
-    # ----- latent families ---------------------------------------------------------------------
-    # Inside the recurrence the basis dimension comes before the unit dimension, (..., K, H), so
-    # that each basis element is one contiguous (..., H) slice.
-    @staticmethod
-    def concentration(z: torch.Tensor) -> torch.Tensor:
-        """``alpha = softplus(z) + eps`` for gate pre-activations ``z`` of shape ``(..., K, H)``."""
-        return softplus(z) + CONCENTRATION_EPS
-
-    def sample_log_basis(self, alpha: torch.Tensor) -> torch.Tensor:
-        """Reparameterised ``log u``, ``u ~ Gamma(alpha, 1)`` elementwise."""
-        return sample_log_gamma(alpha)
-
-    def _sums(self, parts, index: tuple[int, ...], log_space: bool):
-        total = parts[index[0]]
-        for k in index[1:]:
-            total = torch.logaddexp(total, parts[k]) if log_space else total + parts[k]
-        return total
-
-    def gates_from_log_basis(self, log_basis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(i, f)`` from the log-basis ``(..., K, H)``: sigmoids of log-ratios."""
-        d, parts = self.distribution, log_basis.unbind(-2)
-        logit_i = self._sums(parts, d.input_numerator, True) - self._sums(parts, d.input_rest, True)
-        logit_f = self._sums(parts, d.forget_numerator, True) - self._sums(
-            parts, d.forget_rest, True
-        )
-        return torch.sigmoid(logit_i), torch.sigmoid(logit_f)
-
-    def mean_gates(self, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The paper's evaluation gates from alpha ``(..., K, H)``: ratios of summed alphas,
-        which are the means of the Beta marginals."""
-        d, parts = self.distribution, alpha.unbind(-2)
-        num_i, rest_i = (self._sums(parts, idx, False) for idx in (d.input_numerator, d.input_rest))
-        num_f, rest_f = (
-            self._sums(parts, idx, False) for idx in (d.forget_numerator, d.forget_rest)
-        )
-        return num_i / (num_i + rest_i), num_f / (num_f + rest_f)
-
+from .distributions.gate_algebra import STEP_BASIS_DIM, GammaRatioGates, GatePair
+from .distributions.numerics import sample_log_gamma
 
 CONCENTRATION_EPS = 1e-3
 GUMBEL_NOISE_SCALE = 0.2
 GUMBEL_TEMPERATURE = 0.9
 #: the Gamma(0.5, 1) prior of the paper, whose draws the ``prior_noise`` family uses as gates
 PRIOR_NOISE_CONCENTRATION = 0.5
+
+
+@dataclass(frozen=True)
+class GateFamily(ABC):
+    """A gate family. ``num_gate_preactivations`` blocks of ``hidden_size`` rows feed the gates."""
+
+    name: str
+    paper_name: str
+    num_gate_preactivations: int
+
+    #: whether the gates are latent variables (a Gamma basis) in the Pyro model
+    is_latent: ClassVar[bool]
+
+    @property
+    def basis_size(self) -> int:
+        """``K``, the Gamma variables per gate pair (0 for a deterministic family)."""
+        return 0
+
+
+@dataclass(frozen=True)
+class LatentGateFamily(GateFamily):
+    """Gates that are a deterministic function of a latent Gamma basis, the law of ``distribution``.
+
+    In the recurrence a step's basis tensors are ``(B, K, H)`` (``basis_dim=STEP_BASIS_DIM`` of
+    the gate algebra); :class:`~pyro_betalstm.nn.LayerRun` stores them as ``(B, T, H, K)``.
+    """
+
+    distribution: type[GateDistribution]
+    is_latent: ClassVar[bool] = True
+
+    @property
+    def algebra(self) -> GammaRatioGates:
+        """The family's gate map (the distribution's): log-basis or concentrations -> gates."""
+        return self.distribution.algebra
+
+    @property
+    def basis_size(self) -> int:
+        return self.algebra.basis_size
+
+    @staticmethod
+    def concentration(z: torch.Tensor) -> torch.Tensor:
+        """``alpha = softplus(z) + eps`` for gate pre-activations ``z`` (elementwise)."""
+        return softplus(z) + CONCENTRATION_EPS
+
+    @staticmethod
+    def sample_log_basis(alpha: torch.Tensor) -> torch.Tensor:
+        """Reparameterised ``log u``, ``u ~ Gamma(alpha, 1)`` elementwise."""
+        return sample_log_gamma(alpha)
+
+
+@dataclass(frozen=True)
+class DeterministicGateFamily(GateFamily):
+    """Gates computed from the pre-activations alone; no latent variable, no prior."""
+
+    is_latent: ClassVar[bool] = False
+
+    @abstractmethod
+    def gates_from_preactivations(
+        self, z: torch.Tensor, training: bool, basis_offset: float = 0.0
+    ) -> GatePair:
+        """Input and forget gates ``(..., H)`` from pre-activations ``z`` ``(..., n_pre, H)``.
+
+        ``basis_offset`` matters only to families that draw a Gamma basis (``prior_noise``,
+        whose training draws come from ``u + basis_offset``, as the latent families' do)."""
 
 
 def offset_log_basis(log_u: torch.Tensor, offset: float) -> torch.Tensor:
@@ -119,61 +121,102 @@ def offset_log_basis(log_u: torch.Tensor, offset: float) -> torch.Tensor:
     return torch.logaddexp(log_u, log_u.new_tensor(offset).log())
 
 
-def _sigmoid_gates(z, training, basis_offset):
-    return torch.sigmoid(z[..., 0, :]), torch.sigmoid(z[..., 1, :])
-
-
-def _coupled_gates(z, training, basis_offset):
-    i = torch.sigmoid(z[..., 0, :])
-    return i, 1.0 - i
-
-
-def _gumbel_gates(z, training, basis_offset):
-    if training:
-        u = torch.rand_like(z).clamp(1e-6, 1 - 1e-6)
-        z = (z + GUMBEL_NOISE_SCALE * (u.log() - torch.log1p(-u))) / GUMBEL_TEMPERATURE
-    return torch.sigmoid(z[..., 0, :]), torch.sigmoid(z[..., 1, :])
-
-
-def _gate_shape(z: torch.Tensor) -> torch.Size:
+def _unit_shape(z: torch.Tensor) -> torch.Size:
     return z.shape[:-2] + z.shape[-1:]  # z is (..., 0, H) for the families without inputs
 
 
-def _constant_gates(z, training, basis_offset):
-    half = z.new_full(_gate_shape(z), 0.5)
-    return half, half
+@dataclass(frozen=True)
+class SigmoidGates(DeterministicGateFamily):
+    """The LSTM's gates: ``i = sigmoid(z_i)``, ``f = sigmoid(z_f)``."""
+
+    def gates_from_preactivations(self, z, training, basis_offset=0.0):
+        return GatePair(torch.sigmoid(z[..., 0, :]), torch.sigmoid(z[..., 1, :]))
 
 
-def _prior_noise_gates(z, training, basis_offset):
-    if not training:
-        return _constant_gates(z, training, basis_offset)  # the mean of the Arnold–Ng gates
-    d = FlexibleBivariateBeta
-    shape = z.shape[:-2] + (d.basis_size,) + z.shape[-1:]
-    log_u = sample_log_gamma(z.new_full(shape, PRIOR_NOISE_CONCENTRATION))
-    return GATE_FAMILIES["bivariate5"].gates_from_log_basis(offset_log_basis(log_u, basis_offset))
+@dataclass(frozen=True)
+class CoupledGates(DeterministicGateFamily):
+    """CIFG: ``i = sigmoid(z_i)`` and ``f = 1 - i``."""
+
+    def gates_from_preactivations(self, z, training, basis_offset=0.0):
+        i = torch.sigmoid(z[..., 0, :])
+        return GatePair(i, 1.0 - i)
 
 
-_DETERMINISTIC_GATES = {
-    "sigmoid": _sigmoid_gates,
-    "coupled": _coupled_gates,
-    "gumbel": _gumbel_gates,
-    "constant": _constant_gates,
-    "prior_noise": _prior_noise_gates,
-}
+@dataclass(frozen=True)
+class GumbelGates(DeterministicGateFamily):
+    """G2-LSTM: sigmoid gates of logistic-noised, tempered pre-activations while training."""
 
-GATE_FAMILIES: dict[str, GateFamily] = {
-    "sigmoid": GateFamily("sigmoid", "LSTM", 2),
-    "coupled": GateFamily("coupled", "CIFG", 1),
-    "gumbel": GateFamily("gumbel", "G2-LSTM", 2),
-    "beta": GateFamily("beta", "BLSTM", 4, IndependentBetaGates),
-    "bivariate": GateFamily("bivariate", "bBLSTM", 3, BivariateBeta),
-    "bivariate5": GateFamily("bivariate5", "bBLSTM(5G)", 5, FlexibleBivariateBeta),
+    noise_scale: float = GUMBEL_NOISE_SCALE
+    temperature: float = GUMBEL_TEMPERATURE
+
+    def gates_from_preactivations(self, z, training, basis_offset=0.0):
+        if training:
+            u = torch.rand_like(z).clamp(1e-6, 1 - 1e-6)
+            z = (z + self.noise_scale * (u.log() - torch.log1p(-u))) / self.temperature
+        return GatePair(torch.sigmoid(z[..., 0, :]), torch.sigmoid(z[..., 1, :]))
+
+
+@dataclass(frozen=True)
+class ConstantGates(DeterministicGateFamily):
+    """``i = f = 1/2`` (the test-time gates of a gate posterior collapsed onto the prior)."""
+
+    def gates_from_preactivations(self, z, training, basis_offset=0.0):
+        half = z.new_full(_unit_shape(z), 0.5)
+        return GatePair(half, half)
+
+
+@dataclass(frozen=True)
+class PriorNoiseGates(DeterministicGateFamily):
+    """Gates of ``distribution`` from ``Gamma(concentration, 1)`` basis draws while training
+    (no guide: the prior's draws), and its mean ``1/2`` at evaluation."""
+
+    distribution: type[GateDistribution] = FlexibleBivariateBeta
+    concentration: float = PRIOR_NOISE_CONCENTRATION
+
+    def gates_from_preactivations(self, z, training, basis_offset=0.0):
+        if not training:  # the mean of the symmetric gates
+            half = z.new_full(_unit_shape(z), 0.5)
+            return GatePair(half, half)
+        algebra = self.distribution.algebra
+        shape = z.shape[:-2] + (algebra.basis_size,) + z.shape[-1:]
+        log_u = sample_log_gamma(z.new_full(shape, self.concentration))
+        return algebra.gates(offset_log_basis(log_u, basis_offset), STEP_BASIS_DIM)
+
+
+GATE_FAMILIES: dict[str, GateFamily] = {}
+
+
+def register_gate_family(family: GateFamily) -> GateFamily:
+    """Add ``family`` to :data:`GATE_FAMILIES` under its name (which must be new); returns it.
+
+    Every registered family is picked up by the test battery of :mod:`pyro_betalstm.testing`,
+    which fails until the family has a test case there."""
+    if not isinstance(family, LatentGateFamily | DeterministicGateFamily):
+        raise TypeError(
+            "a gate family is a LatentGateFamily or a DeterministicGateFamily, got "
+            f"{type(family).__name__}"
+        )
+    if family.name in GATE_FAMILIES:
+        raise ValueError(f"gate family {family.name!r} is already registered")
+    GATE_FAMILIES[family.name] = family
+    return family
+
+
+for _family in (
+    SigmoidGates("sigmoid", "LSTM", 2),
+    CoupledGates("coupled", "CIFG", 1),
+    GumbelGates("gumbel", "G2-LSTM", 2),
+    LatentGateFamily("beta", "BLSTM", 4, IndependentBetaGates),
+    LatentGateFamily("bivariate", "bBLSTM", 3, BivariateBeta),
+    LatentGateFamily("bivariate5", "bBLSTM(5G)", 5, FlexibleBivariateBeta),
     # Ablations of bBLSTM(5G+p) whose gate posterior has collapsed onto the prior: its test-time
     # gates (i = f = 1/2), and its training gates without a guide (Gamma(0.5, 1) draws mapped by
     # the Arnold–Ng family, 1/2 at evaluation). Neither has gate pre-activations.
-    "constant": GateFamily("constant", "constant gates (1/2)", 0),
-    "prior_noise": GateFamily("prior_noise", "Gamma(0.5, 1) prior-noise gates", 0),
-}
+    ConstantGates("constant", "constant gates (1/2)", 0),
+    PriorNoiseGates("prior_noise", "Gamma(0.5, 1) prior-noise gates", 0),
+):
+    register_gate_family(_family)
+del _family
 
 
 def get_gate_family(name: str | GateFamily) -> GateFamily:

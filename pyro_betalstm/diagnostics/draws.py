@@ -12,6 +12,7 @@ from ..infer.predict import sample_gates
 from ..io import read_json
 from ..models.base import GateModel
 from ..models.modes import evaluating
+from ..nn import PriorBasis, stack_layers
 from . import arviz_io
 
 
@@ -53,21 +54,14 @@ def prior_gate_draws(
         with poutine.block():
             for _ in range(num_samples):
                 model.prior.model()  # hyper-priors, if any
-                runs = []
-                for k, layer in enumerate(lstm.layers):
-                    x = batch.inputs if k == 0 else lstm._layer_input(k, runs[-1])
-                    runs.append(
-                        layer(
-                            x,
-                            mask,
-                            mode="prior",
-                            sampler=model.prior_sampler(k),
-                            record_gates=True,
-                        )
-                    )
-                out["input_gate"].append(torch.stack([r.gates[0] for r in runs], dim=2))
-                out["forget_gate"].append(torch.stack([r.gates[1] for r in runs], dim=2))
-                out["log_basis"].append(torch.stack([r.log_basis for r in runs], dim=2))
+                runs = lstm.run(
+                    batch.inputs,
+                    mask,
+                    record_gates=True,
+                    layer_hook=lambda call: call.run(PriorBasis(model.prior_sampler(call.index))),
+                )
+                for name, array in stack_layers(runs, tuple(out)).items():
+                    out[name].append(array)
     result = {k: torch.stack(v).cpu() for k, v in out.items()}
     result["mask"] = batch.step_mask()
     return result

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from pyro.distributions import Gamma, TorchDistribution
 from torch.distributions import constraints
 
-from ._numerics import exp_sinh_nodes, sample_log_gamma
+from .gate_algebra import GammaRatioGates, GatePair, MarginalConcentrations
 from .log_gamma import LogGamma, check_dtype
+from .numerics import exp_sinh_nodes, sample_log_gamma
 
 #: Concentrations for which :attr:`GateDistribution.correlation` is accurate (its quadrature
 #: breaks down outside; measured against the limits 1/3 and 1/2 of :class:`BivariateBeta`).
@@ -42,8 +44,9 @@ def _validated_concentration(
 class GateDistribution(TorchDistribution):
     r"""Base class of distributions over an (input gate, forget gate) pair built from Gamma variables.
 
-    A subclass fixes ``basis_size`` = :math:`K` independent :math:`u_k \sim \mathrm{Gamma}(c_k, 1)`
-    and four index sets, so that
+    A subclass sets :attr:`algebra`, a :class:`~.gate_algebra.GammaRatioGates` of
+    ``basis_size`` = :math:`K` independent :math:`u_k \sim \mathrm{Gamma}(c_k, 1)` and four
+    index sets, so that
 
     .. math::
 
@@ -53,9 +56,11 @@ class GateDistribution(TorchDistribution):
     Values have ``event_shape == (2,)``: ``value[..., 0]`` is the input gate, ``value[..., 1]`` the
     forget gate. The Gamma basis is exposed (:meth:`basis_distribution`,
     :meth:`log_basis_distribution`, :meth:`gates_from_basis`, :meth:`gates_from_log_basis`) so
-    that a model can put its latent variable on the basis and map it to gates deterministically.
-    The gates are computed as :math:`\sigma(\log \text{numerator} - \log \text{rest})` from
-    log-space basis draws, which keeps them finite in ``float32`` for concentrations down to 1e-3.
+    that a model can put its latent variable on the basis and map it to gates deterministically;
+    basis tensors have the basis on the last dimension (the layout of
+    :mod:`~pyro_betalstm.distributions.gate_algebra`). The gates are computed as
+    :math:`\sigma(\log \text{numerator} - \log \text{rest})` from log-space basis draws, which
+    keeps them finite in ``float32`` for concentrations down to 1e-3.
 
     Samples are kept inside the open square :math:`(0, 1)^2`: a gate that rounds to exactly 0 or
     1 in the working precision (frequent in ``float32`` for concentrations far below 1) is moved
@@ -64,11 +69,15 @@ class GateDistribution(TorchDistribution):
     TypeError. Empty batch shapes are supported.
     """
 
-    basis_size: int = 0
-    input_numerator: tuple[int, ...] = ()
-    input_rest: tuple[int, ...] = ()
-    forget_numerator: tuple[int, ...] = ()
-    forget_rest: tuple[int, ...] = ()
+    #: the family's gate map; set by each subclass
+    algebra: ClassVar[GammaRatioGates]
+    #: ``K``, the number of Gamma basis variables (``algebra.basis_size``)
+    basis_size: ClassVar[int] = 0
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "algebra" in cls.__dict__:
+            cls.basis_size = cls.algebra.basis_size
 
     arg_constraints = {"concentration": constraints.independent(constraints.positive, 1)}
     support = constraints.independent(constraints.unit_interval, 1)
@@ -113,38 +122,19 @@ class GateDistribution(TorchDistribution):
         return sample_log_gamma(self.concentration.expand(shape))
 
     @classmethod
-    def _log_sum(cls, log_basis: torch.Tensor, index: tuple[int, ...]) -> torch.Tensor:
-        if len(index) == 1:
-            return log_basis[..., index[0]]
-        return torch.logsumexp(log_basis[..., list(index)], dim=-1)
-
-    @classmethod
-    def gate_logits_from_log_basis(
-        cls, log_basis: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits of the input and forget gates, :math:`\\log(\\text{numerator}/\\text{rest})`."""
-        if log_basis.shape[-1] != cls.basis_size:
-            raise ValueError(
-                f"{cls.__name__}: basis must have last dimension {cls.basis_size}, "
-                f"got shape {tuple(log_basis.shape)}"
-            )
-        logit_i = cls._log_sum(log_basis, cls.input_numerator) - cls._log_sum(
-            log_basis, cls.input_rest
-        )
-        logit_f = cls._log_sum(log_basis, cls.forget_numerator) - cls._log_sum(
-            log_basis, cls.forget_rest
-        )
-        return logit_i, logit_f
+    def gate_logits_from_log_basis(cls, log_basis: torch.Tensor) -> GatePair:
+        """Logits of the input and forget gates, :math:`\\log(\\text{numerator}/\\text{rest})`,
+        from :math:`\\log u` ``(..., basis_size)``."""
+        return cls.algebra.logits(log_basis)
 
     @classmethod
     def gates_from_log_basis(cls, log_basis: torch.Tensor) -> torch.Tensor:
-        """Map :math:`\\log u` (last dimension ``basis_size``) to gates ``(..., 2)`` = (i, f)."""
-        logit_i, logit_f = cls.gate_logits_from_log_basis(log_basis)
-        return torch.stack([torch.sigmoid(logit_i), torch.sigmoid(logit_f)], dim=-1)
+        """Map :math:`\\log u` ``(..., basis_size)`` to a value of the distribution, ``(..., 2)``."""
+        return cls.algebra.gates(log_basis).stacked()
 
     @classmethod
     def gates_from_basis(cls, basis: torch.Tensor) -> torch.Tensor:
-        """Map the Gamma basis :math:`u > 0` (last dimension ``basis_size``) to gates ``(..., 2)``."""
+        """Map the Gamma basis :math:`u > 0` ``(..., basis_size)`` to a value ``(..., 2)``."""
         return cls.gates_from_log_basis(basis.log())
 
     def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
@@ -157,23 +147,13 @@ class GateDistribution(TorchDistribution):
         return gates.clamp(min=low, max=float(high))
 
     # ----- moments ---------------------------------------------------------------------------
-    def marginal_concentrations(
-        self,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def marginal_concentrations(self) -> MarginalConcentrations:
         """``(alpha_i, beta_i, alpha_f, beta_f)``: the gates are marginally ``Beta(alpha, beta)``."""
-        c = self.concentration
-        total = lambda index: c[..., list(index)].sum(-1)  # noqa: E731
-        return (
-            total(self.input_numerator),
-            total(self.input_rest),
-            total(self.forget_numerator),
-            total(self.forget_rest),
-        )
+        return self.algebra.marginal_concentrations(self.concentration)
 
     @property
     def mean(self) -> torch.Tensor:
-        a_i, b_i, a_f, b_f = self.marginal_concentrations()
-        return torch.stack([a_i / (a_i + b_i), a_f / (a_f + b_f)], dim=-1)
+        return self.algebra.mean_gates(self.concentration).stacked()
 
     @property
     def variance(self) -> torch.Tensor:
@@ -241,13 +221,13 @@ def _laplace_correlation(
     n = log_r.shape[0]
     log_r_, log_q_ = log_r[:, None].expand(n, n), log_r[None, :].expand(n, n)  # (n, n) grid
     log_wrq = log_w[:, None] + log_w[None, :]
-    ni, di, nf, df = d.input_numerator, d.input_rest, d.forget_numerator, d.forget_rest
+    ni, nf = d.algebra.input_numerator, d.algebra.forget_numerator
     # log(1 + lambda_k), lambda_k = r [k in gate i] + q [k in gate f], all in log space: the
     # nodes reach r = exp(+-3600) for small concentrations, where r itself overflows.
     zero = torch.zeros_like(log_wrq)
     log1p_lam = []
     for k in range(d.basis_size):
-        in_i, in_f = (k in ni or k in di), (k in nf or k in df)
+        in_i, in_f = d.algebra.shares(k)
         if in_i and in_f:
             log_lam = torch.logaddexp(log_r_, log_q_)
         elif in_i:

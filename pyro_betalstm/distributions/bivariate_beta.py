@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ._gate_distribution import GateDistribution
+from .gate_algebra import GammaRatioGates
 
 
 class BivariateBeta(GateDistribution):
@@ -36,11 +37,14 @@ class BivariateBeta(GateDistribution):
     :param concentration: positive tensor with last dimension 3, ``(a, b, c)``.
     """
 
-    basis_size = 3
-    input_numerator = (0,)
-    input_rest = (2,)
-    forget_numerator = (1,)
-    forget_rest = (2,)
+    algebra = GammaRatioGates(
+        "BivariateBeta",
+        basis_size=3,
+        input_numerator=(0,),
+        input_rest=(2,),
+        forget_numerator=(1,),
+        forget_rest=(2,),
+    )
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         self._log_prob_checks(value)

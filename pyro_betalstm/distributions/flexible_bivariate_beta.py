@@ -7,7 +7,8 @@ import math
 import torch
 
 from ._gate_distribution import GateDistribution
-from ._numerics import log1mexp, tanh_sinh_nodes
+from .gate_algebra import GammaRatioGates
+from .numerics import log1mexp, tanh_sinh_nodes
 
 
 class FlexibleBivariateBeta(GateDistribution):
@@ -63,26 +64,18 @@ class FlexibleBivariateBeta(GateDistribution):
     :param concentration: positive tensor with last dimension 5.
     """
 
-    basis_size = 5
-    input_numerator = (0, 2)
-    input_rest = (3, 4)
-    forget_numerator = (1, 3)
-    forget_rest = (2, 4)
+    algebra = GammaRatioGates(
+        "FlexibleBivariateBeta",
+        basis_size=5,
+        input_numerator=(0, 2),
+        input_rest=(3, 4),
+        forget_numerator=(1, 3),
+        forget_rest=(2, 4),
+    )
 
     num_quadrature: int = 48
     quadrature_dtype: torch.dtype = torch.float32
     _chunk_elements: int = 2_000_000
-
-    @classmethod
-    def gate_logits_from_log_basis(cls, log_basis):
-        if log_basis.shape[-1] != 5:
-            raise ValueError(
-                f"{cls.__name__}: basis must have last dimension 5, got shape {tuple(log_basis.shape)}"
-            )
-        l1, l2, l3, l4, l5 = log_basis.unbind(-1)
-        logit_i = torch.logaddexp(l1, l3) - torch.logaddexp(l4, l5)
-        logit_f = torch.logaddexp(l2, l4) - torch.logaddexp(l3, l5)
-        return logit_i, logit_f
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         self._log_prob_checks(value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ._gate_distribution import GateDistribution
+from .gate_algebra import GammaRatioGates
 
 
 class IndependentBetaGates(GateDistribution):
@@ -23,11 +24,14 @@ class IndependentBetaGates(GateDistribution):
     :param concentration: positive tensor with last dimension 4.
     """
 
-    basis_size = 4
-    input_numerator = (0,)
-    input_rest = (1,)
-    forget_numerator = (2,)
-    forget_rest = (3,)
+    algebra = GammaRatioGates(
+        "IndependentBetaGates",
+        basis_size=4,
+        input_numerator=(0,),
+        input_rest=(1,),
+        forget_numerator=(2,),
+        forget_rest=(3,),
+    )
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         self._log_prob_checks(value)

@@ -7,7 +7,7 @@ from pyro.distributions import TorchDistribution
 from torch.distributions import constraints
 from torch.distributions.utils import broadcast_all
 
-from ._numerics import sample_log_gamma
+from .numerics import sample_log_gamma
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 

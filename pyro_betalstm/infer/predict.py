@@ -10,6 +10,7 @@ from ..batch import SequenceBatch
 from ..data import SequenceDataset
 from ..models.base import GateModel
 from ..models.modes import evaluating
+from ..nn import stack_layers
 
 #: Dimension names of the arrays returned by :func:`sample_gates`.
 GATE_DIMS = ("draw", "sequence", "time", "layer", "unit")
@@ -74,7 +75,7 @@ def gate_kl_summary(
             batch = batch.to(device)
             valid = batch.step_mask().to(batch.inputs.device)
             for k, run in enumerate(model.run_network(batch, gate_mode="mean")):
-                i, f = model.family.mean_gates(run.alpha.transpose(-1, -2))  # (B, T, H) each
+                i, f = model.family.algebra.mean_gates(run.alpha)  # (B, T, H) each
                 d = model.prior.distribution(k, run.inputs, run.previous_hidden)
                 params = prior_concentration_rate(d)
                 if params is None:
@@ -191,12 +192,8 @@ def sample_gates(
         for _ in range(num_samples):
             mask = model.mask(lstm_batch)
             runs = model.lstm.run(lstm_batch.inputs, mask, gate_mode=gate_mode, record_gates=True)
-            out["input_gate"].append(torch.stack([r.gates[0] for r in runs], dim=2))
-            out["forget_gate"].append(torch.stack([r.gates[1] for r in runs], dim=2))
-            if model.family.is_latent:
-                out["alpha"].append(torch.stack([r.alpha for r in runs], dim=2))
-                if runs[0].log_basis is not None:
-                    out["log_basis"].append(torch.stack([r.log_basis for r in runs], dim=2))
+            for name, array in stack_layers(runs, tuple(keys)).items():
+                out[name].append(array)
     result = {k: torch.stack(v) for k, v in out.items() if v}
     result["mask"] = batch.step_mask()
     return result

@@ -11,8 +11,8 @@ from pyro.distributions import Distribution
 from torch import nn
 
 from ..batch import SequenceBatch, lengths_to_mask
-from ..distributions._numerics import sample_log_gamma
-from ..nn import LayerRun, StochasticLSTM
+from ..distributions.numerics import sample_log_gamma
+from ..nn import GivenBasis, LayerCall, LayerRun, PriorBasis, SampledBasis, StochasticLSTM
 from ..nn.stochastic_lstm import validate_sequences
 from ..priors import GatePrior, get_prior, is_log_space
 from .gate_sites import GuideGateSequence, PriorGateSequence, prior_concentration_rate
@@ -165,37 +165,35 @@ class GateModel(nn.Module):
         if self.family.is_latent:
             self.prior.model()
         with self._plate(batch):
-            run = None
-            for k, layer in enumerate(lstm.layers):
-                below = run
-                if not self.family.is_latent:
-                    x = batch.inputs if k == 0 else lstm._layer_input(k, below)
-                    run = layer(x, mask, mode="sample")
-                    continue
-                # The layer input is formed only if the guide's run cannot be reused.
-                x_cache: list[torch.Tensor] = []
-
-                def layer_input(k=k, below=below, x_cache=x_cache):
-                    if not x_cache:
-                        x_cache.append(batch.inputs if k == 0 else lstm._layer_input(k, below))
-                    return x_cache[0]
-
-                def run_given(value, layer=layer, layer_input=layer_input):
-                    return layer(layer_input(), mask, mode="given", log_basis=value)
-
-                def run_prior(layer=layer, layer_input=layer_input, k=k):
-                    sampler = self.prior_sampler(k)
-                    return layer(layer_input(), mask, mode="prior", sampler=sampler)
-
-                B, T = batch.inputs.shape[:2]
-                shape = (B, T, lstm.hidden_size, self.family.basis_size)
-                site = PriorGateSequence(shape, mask, run_given, self.prior, k, run_prior)
-                kept = self._guide_runs[k] if k < len(self._guide_runs) else None
-                site.run = kept
-                with self._kl_scale():
-                    value = pyro.sample(site_name(k), site)
-                run = site.run_for(value)  # the guide's run when value is its very draw
+            if self.family.is_latent:
+                runs = lstm.run(batch.inputs, mask, layer_hook=self._model_layer(batch, mask))
+            else:
+                runs = lstm.run(batch.inputs, mask, gate_mode="sample")
+            run = runs[-1]
             self.likelihood(run, batch)
+
+    def _model_layer(self, batch: SequenceBatch, mask: torch.Tensor | None):
+        """The model's layer hook: a prior gate site per layer, which reuses the guide's run
+        when its value is the guide's very draw (the layer input is then never formed)."""
+        B, T = batch.inputs.shape[:2]
+        shape = (B, T, self.lstm.hidden_size, self.family.basis_size)
+
+        def model_layer(call: LayerCall) -> LayerRun:
+            k = call.index
+
+            def run_given(value):
+                return call.run(GivenBasis(value))
+
+            def run_prior():
+                return call.run(PriorBasis(self.prior_sampler(k)))
+
+            site = PriorGateSequence(shape, mask, run_given, self.prior, k, run_prior)
+            site.run = self._guide_runs[k] if k < len(self._guide_runs) else None
+            with self._kl_scale():
+                value = pyro.sample(site_name(k), site)
+            return site.run_for(value)  # the guide's run when value is its very draw
+
+        return model_layer
 
     def guide(self, batch: SequenceBatch) -> None:
         """Amortised ``q(u | inputs)``: each layer's gate network gives ``Gamma(alpha_t, 1)``.
@@ -210,21 +208,22 @@ class GateModel(nn.Module):
         batch = embedded
         lstm, mask = self.lstm, self.mask(batch)
         self.prior.guide()
+
+        def guide_layer(call: LayerCall) -> LayerRun:
+            x = call.input()  # formed before the site, so dropout is drawn before the gates
+
+            def run_layer(value):
+                return call.run(SampledBasis() if value is None else GivenBasis(value))
+
+            shape = (x.shape[0], x.shape[1], lstm.hidden_size, self.family.basis_size)
+            site = GuideGateSequence(shape, mask, run_layer)
+            with self._kl_scale():
+                pyro.sample(site_name(call.index), site)
+            self._guide_runs.append(site.run)
+            return site.run
+
         with self._plate(batch):
-            x = batch.inputs
-            for k, layer in enumerate(lstm.layers):
-                if k > 0:
-                    x = lstm._layer_input(k, self._guide_runs[-1])
-
-                def run_layer(value, layer=layer, x=x):
-                    mode = "sample" if value is None else "given"
-                    return layer(x, mask, mode=mode, log_basis=value)
-
-                shape = (x.shape[0], x.shape[1], lstm.hidden_size, self.family.basis_size)
-                site = GuideGateSequence(shape, mask, run_layer)
-                with self._kl_scale():
-                    pyro.sample(site_name(k), site)
-                self._guide_runs.append(site.run)
+            lstm.run(batch.inputs, mask, layer_hook=guide_layer)
 
     # ----- prediction ----------------------------------------------------------------------------
     def embed_batch(self, batch: SequenceBatch) -> SequenceBatch:

@@ -192,12 +192,10 @@ class CaptionDecoder(GateModel):
 
     def _step(self, x: torch.Tensor, state: list[tuple[torch.Tensor, torch.Tensor]]):
         """One decoder step from inputs ``x`` ``(N, E)``; next-word log-probabilities and state."""
-        new_state = []
-        for layer, hc in zip(self.lstm.layers, state, strict=True):
-            run = layer(x[:, None], None, hc, mode="mean")
-            new_state.append((run.h_n, run.c_n))
-            x = run.outputs[:, 0]
-        log_p = self.output(x).log_softmax(-1)
+        hx = (torch.stack([h for h, _ in state]), torch.stack([c for _, c in state]))
+        runs = self.lstm.run(x[:, None], None, hx, gate_mode="mean")  # eval: no dropout
+        new_state = [(run.h_n, run.c_n) for run in runs]
+        log_p = self.output(runs[-1].outputs[:, 0]).log_softmax(-1)
         # <pad> and <bos> are never predicted (their log-probabilities stay in the normaliser)
         log_p[:, [self.pad_index, self.bos_index]] = -torch.inf
         return log_p, new_state

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import nn
 
+from ..distributions.gate_algebra import STEP_BASIS_DIM, GatePair
 from ..gates import GateFamily, offset_log_basis
+from .gate_modes import GateMode, GateModeName, as_gate_mode
 
-GateMode = Literal["sample", "mean", "given", "prior"]
 #: ``probe(t, z_gate, i, f, valid)`` sees each step's gate pre-activations ``(B, n_pre, H)``,
 #: gates ``(B, H)`` and valid-row mask ``(B,)`` (or None) while a gradient is being taped.
 GateProbe = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"], None]
-#: ``sampler(t, x_t, h_prev) -> log_basis_t`` draws the basis at step ``t`` in ``prior`` mode.
-BasisSampler = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -41,6 +39,29 @@ class LayerRun:
     def previous_hidden(self) -> torch.Tensor:
         """``h_{t-1}`` for every step ``t``, ``(B, T, H)``: the context of the gate network."""
         return torch.cat([self.h_0.unsqueeze(1), self.outputs[:, :-1]], dim=1)
+
+
+#: The per-layer arrays :func:`stack_layers` can gather, and the :class:`LayerRun` field of each.
+LAYER_ARRAYS = {
+    "input_gate": lambda run: None if run.gates is None else run.gates[0],
+    "forget_gate": lambda run: None if run.gates is None else run.gates[1],
+    "alpha": lambda run: run.alpha,
+    "log_basis": lambda run: run.log_basis,
+}
+
+
+def stack_layers(
+    runs: list[LayerRun], names: tuple[str, ...] = tuple(LAYER_ARRAYS)
+) -> dict[str, torch.Tensor]:
+    """The runs' arrays with a layer dimension after time: gates ``(B, T, L, H)``, ``alpha`` and
+    ``log_basis`` ``(B, T, L, H, K)``. ``names`` picks from :data:`LAYER_ARRAYS`; an array that
+    the runs do not have (gates not recorded, a deterministic family's basis) is left out."""
+    out = {}
+    for name in names:
+        arrays = [LAYER_ARRAYS[name](run) for run in runs]
+        if arrays and arrays[0] is not None:
+            out[name] = torch.stack(arrays, dim=2)
+    return out
 
 
 class GateLayer(nn.Module):
@@ -78,78 +99,70 @@ class GateLayer(nn.Module):
         inputs: torch.Tensor,
         mask: torch.Tensor | None = None,
         state: tuple[torch.Tensor, torch.Tensor] | None = None,
-        mode: GateMode = "sample",
-        log_basis: torch.Tensor | None = None,
+        mode: GateModeName | GateMode = "sample",
         record_gates: bool = False,
-        sampler: BasisSampler | None = None,
     ) -> LayerRun:
         """Run over ``inputs`` ``(B, T, input_size)``; ``mask`` ``(B, T)`` marks valid steps.
 
-        ``mode``: ``sample`` draws the latent basis from ``Gamma(alpha, 1)`` (reparameterised),
-        ``mean`` uses the paper's mean gates, ``given`` uses ``log_basis`` ``(B, T, H, K)``,
-        ``prior`` asks ``sampler`` for each step's basis. Deterministic families ignore ``mode``.
+        ``mode`` (see :mod:`~pyro_betalstm.nn.gate_modes`) says where a latent family's basis
+        comes from: ``"sample"`` (:class:`SampledBasis`), ``"mean"`` (:class:`MeanGates`),
+        :class:`GivenBasis` or :class:`PriorBasis`. Deterministic families ignore it.
         """
         B, T, _ = inputs.shape
         H, fam = self.hidden_size, self.family
         ng = fam.num_gate_preactivations
-        if state is None:
-            h = inputs.new_zeros(B, H)
-            c = inputs.new_zeros(B, H)
-        else:
-            h, c = state
+        mode = as_gate_mode(mode)
+        h, c = (inputs.new_zeros(B, H), inputs.new_zeros(B, H)) if state is None else state
         h_0 = h
-        nb = self.num_blocks
         # unbind, not x_proj[:, t]: each select's backward would zero-fill the whole tensor
         x_steps = self.input_proj(inputs).unbind(1)
-        # the basis is (B, K, H) inside the loop and (B, T, H, K) outside
-        given_steps = log_basis.transpose(-1, -2).unbind(1) if mode == "given" else None
         w_h = self.hidden_proj.weight.t()
         outputs, alphas, log_bases, i_gates, f_gates = [], [], [], [], []
         for t in range(T):
-            z = torch.addmm(x_steps[t], h, w_h).view(B, nb, H)
+            z = torch.addmm(x_steps[t], h, w_h).view(B, self.num_blocks, H)
             z_gate = z[:, :ng]  # one view, so that a probe's hook sees the gradient the gates use
             if fam.is_latent:
-                alpha = fam.concentration(z_gate)
+                alpha = fam.concentration(z_gate)  # (B, K, H): the step layout of the basis
                 alphas.append(alpha)
-                if mode == "mean":
-                    i, f = fam.mean_gates(alpha)
-                else:
-                    if mode == "sample":
-                        log_u = fam.sample_log_basis(alpha)
-                    elif mode == "given":
-                        log_u = given_steps[t]
-                    else:
-                        log_u = sampler(t, inputs[:, t], h).transpose(-1, -2)
-                    log_bases.append(log_u)
-                    i, f = fam.gates_from_log_basis(offset_log_basis(log_u, self.basis_offset))
-                g, o = z[:, ng], z[:, ng + 1]
+                i, f = self._latent_gates(mode, t, alpha, inputs, h, log_bases)
             else:
-                i, f = fam.deterministic_gates(z_gate, self.training, self.basis_offset)
-                g, o = z[:, ng], z[:, ng + 1]
+                i, f = fam.gates_from_preactivations(z_gate, self.training, self.basis_offset)
             if self.gate_probe is not None and z_gate.requires_grad:
                 self.gate_probe(t, z_gate, i, f, None if mask is None else mask[:, t])
-            c_new = torch.addcmul(i * torch.tanh(g), f, c)
-            h_new = torch.sigmoid(o) * torch.tanh(c_new)
-            if mask is not None:
-                m = mask[:, t, None]
-                c = torch.where(m, c_new, c)
-                h = torch.where(m, h_new, h)
-                outputs.append(h_new * m)
-            else:
-                c, h = c_new, h_new
-                outputs.append(h)
+            h, c, out = _cell_update(i, f, z[:, ng], z[:, ng + 1], h, c, mask, t)
+            outputs.append(out)
             if record_gates:
                 i_gates.append(i)
                 f_gates.append(f)
         stack = lambda xs: torch.stack(xs, dim=1) if xs else None  # noqa: E731
-        basis_stack = lambda xs: torch.stack(xs, dim=1).transpose(-1, -2) if xs else None  # noqa: E731
         return LayerRun(
             inputs=inputs,
             outputs=torch.stack(outputs, dim=1),
             h_n=h,
             c_n=c,
             h_0=h_0,
-            alpha=basis_stack(alphas),
-            log_basis=log_basis if mode == "given" else basis_stack(log_bases),
+            alpha=torch.stack(alphas, dim=1).transpose(-1, -2) if alphas else None,
+            log_basis=mode.run_log_basis(log_bases),
             gates=(stack(i_gates), stack(f_gates)) if record_gates else None,
         )
+
+    def _latent_gates(self, mode, t, alpha, inputs, h, log_bases) -> GatePair:
+        """Step ``t``'s gates of a latent family: from the mode's basis (kept in ``log_bases``),
+        or the mean gates when the mode has none."""
+        algebra = self.family.algebra
+        log_u = mode.step_log_basis(self.family, t, alpha, inputs, h)
+        if log_u is None:
+            return algebra.mean_gates(alpha, STEP_BASIS_DIM)
+        log_bases.append(log_u)
+        return algebra.gates(offset_log_basis(log_u, self.basis_offset), STEP_BASIS_DIM)
+
+
+def _cell_update(i, f, g, o, h, c, mask, t):
+    """The LSTM cell at step ``t``: new ``h``, ``c`` (unchanged at padded rows) and the output
+    (zero at padded rows)."""
+    c_new = torch.addcmul(i * torch.tanh(g), f, c)
+    h_new = torch.sigmoid(o) * torch.tanh(c_new)
+    if mask is None:
+        return h_new, c_new, h_new
+    m = mask[:, t, None]
+    return torch.where(m, h_new, h), torch.where(m, c_new, c), h_new * m

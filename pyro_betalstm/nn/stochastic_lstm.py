@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -10,7 +11,8 @@ from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from ..batch import lengths_to_mask
 from ..gates import GateFamily, get_gate_family
-from .layer import GateLayer, GateMode, LayerRun
+from .gate_modes import GateMode, GateModeName, GivenBasis, as_gate_mode
+from .layer import GateLayer, LayerRun
 
 
 def check_lengths(lengths, batch_size: int, max_len: int, device) -> torch.Tensor:
@@ -35,7 +37,8 @@ GATE_MODES = ("sample", "mean", "given", "prior")
 
 
 def check_gate_mode(gate_mode) -> None:
-    if gate_mode not in GATE_MODES:
+    """Raise ValueError unless ``gate_mode`` is a :class:`GateMode` or one of :data:`GATE_MODES`."""
+    if not isinstance(gate_mode, GateMode) and gate_mode not in GATE_MODES:
         raise ValueError(f"unknown gate_mode {gate_mode!r}; expected one of {GATE_MODES}")
 
 
@@ -69,6 +72,46 @@ def validate_sequences(
     lengths = check_lengths(lengths, B, T, inputs.device)
     mask = lengths_to_mask(lengths, T)
     return inputs, (None if bool(mask.all()) else mask), lengths
+
+
+class LayerCall:
+    """Layer ``index``'s turn in :meth:`StochasticLSTM.run`, as a ``layer_hook`` sees it.
+
+    :meth:`input` forms the layer's input on first use (the network input for layer 0, else
+    the outputs of the layer below with dropout while training) and keeps it, so a hook that
+    does not run the layer draws no dropout mask; :meth:`run` runs the layer on that input.
+    """
+
+    def __init__(
+        self,
+        lstm: StochasticLSTM,
+        index: int,
+        below: torch.Tensor | LayerRun,
+        mask: torch.Tensor | None,
+        state: tuple[torch.Tensor, torch.Tensor] | None,
+        record_gates: bool,
+    ):
+        self.index = index
+        self.layer: GateLayer = lstm.layers[index]
+        self.mask = mask
+        self.state = state
+        self.record_gates = record_gates
+        self._lstm, self._below, self._input = lstm, below, None
+
+    def input(self) -> torch.Tensor:
+        """The layer's batch-first input ``(B, T, D)``."""
+        if self._input is None:
+            below = self._below
+            self._input = below if self.index == 0 else self._lstm._drop(below.outputs)
+        return self._input
+
+    def run(self, mode: GateModeName | GateMode = "sample") -> LayerRun:
+        """Run the layer on :meth:`input` with gate ``mode`` (see :class:`GateLayer`)."""
+        return self.layer(self.input(), self.mask, self.state, mode, self.record_gates)
+
+
+#: ``hook(call) -> LayerRun``: run one layer in :meth:`StochasticLSTM.run` (see :class:`LayerCall`).
+LayerHook = Callable[[LayerCall], LayerRun]
 
 
 class StochasticLSTM(nn.Module):
@@ -188,9 +231,6 @@ class StochasticLSTM(nn.Module):
         mask = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(keep) / keep
         return x * mask
 
-    def _layer_input(self, k: int, previous: LayerRun) -> torch.Tensor:
-        return self._drop(previous.outputs) if k > 0 else previous.outputs
-
     def top_output(self, run: LayerRun) -> torch.Tensor:
         """The last layer's outputs ``(B, T, H)`` as a task head sees them: with dropout while
         training when ``output_dropout`` is set, as they are otherwise."""
@@ -198,33 +238,39 @@ class StochasticLSTM(nn.Module):
 
     def run(
         self,
-        input: torch.Tensor,
+        input: torch.Tensor,  # noqa: A002 (torch.nn.LSTM's name)
         mask: torch.Tensor | None = None,
         hx: tuple[torch.Tensor, torch.Tensor] | None = None,
-        gate_mode: GateMode = "sample",
+        gate_mode: GateModeName | GateMode = "sample",
         log_basis: list[torch.Tensor] | None = None,
         record_gates: bool = False,
+        layer_hook: LayerHook | None = None,
     ) -> list[LayerRun]:
-        """Run every layer on batch-first ``input``; returns one :class:`LayerRun` per layer."""
+        """Run every layer on batch-first ``input``; returns one :class:`LayerRun` per layer.
+
+        Layer ``k`` runs on the outputs of layer ``k - 1`` (with dropout while training).
+        ``gate_mode`` applies to every layer; ``"given"`` takes each layer's basis from
+        ``log_basis[k]`` ``(B, T, H, K)``. ``layer_hook(call)``, when given, runs each layer
+        instead (a :class:`LayerCall`: the layer, its lazily formed input, mask and state) and
+        returns its run, for instance to wrap it in a Pyro sample site; ``gate_mode`` and
+        ``log_basis`` are then unused.
+        """
         check_gate_mode(gate_mode)
         if hx is not None:
             self._check_hx(hx, input.shape[0], input.dtype)
+        if layer_hook is None:
+            if gate_mode == "given":
+                if log_basis is None or len(log_basis) != self.num_layers:
+                    raise ValueError("gate_mode='given' needs log_basis: one tensor per layer")
+                modes = [GivenBasis(b) for b in log_basis]
+            else:
+                modes = [as_gate_mode(gate_mode)] * self.num_layers
+            layer_hook = lambda call: call.run(modes[call.index])  # noqa: E731
         runs: list[LayerRun] = []
-        x = input
-        for k, layer in enumerate(self.layers):
-            if k > 0:
-                x = self._layer_input(k, runs[-1])
+        for k in range(self.num_layers):
             state = None if hx is None else (hx[0][k], hx[1][k])
-            runs.append(
-                layer(
-                    x,
-                    mask,
-                    state,
-                    mode=gate_mode,
-                    log_basis=None if log_basis is None else log_basis[k],
-                    record_gates=record_gates,
-                )
-            )
+            below = runs[-1] if runs else input
+            runs.append(layer_hook(LayerCall(self, k, below, mask, state, record_gates)))
         return runs
 
     def forward(
@@ -232,7 +278,7 @@ class StochasticLSTM(nn.Module):
         input: torch.Tensor | PackedSequence,  # noqa: A002 (torch.nn.LSTM's name)
         hx: tuple[torch.Tensor, torch.Tensor] | None = None,
         lengths=None,
-        gate_mode: GateMode | None = None,
+        gate_mode: GateModeName | GateMode | None = None,
     ):
         """``output, (h_n, c_n)`` as :class:`torch.nn.LSTM` (a ``PackedSequence`` in, one out)."""
         packed = isinstance(input, PackedSequence)

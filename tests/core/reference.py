@@ -22,38 +22,28 @@ import torch
 from torch.nn.functional import logsigmoid, softplus
 
 from pyro_betalstm.distributions import LogGamma
-from pyro_betalstm.distributions._numerics import sample_log_gamma
+from pyro_betalstm.distributions.numerics import sample_log_gamma
+from pyro_betalstm.testing import gate_family_case, gate_family_names
+from pyro_betalstm.testing import ratio_gates as _ratio
 
 EPS = 1e-3  # alpha = softplus(z) + eps, the authors' constant
 
-#: 0-based (input numerator, input rest, forget numerator, forget rest) from the DESIGN.md table:
-#: beta i = u1/(u1+u2), f = u3/(u3+u4); bivariate i = u1/(u1+u3), f = u2/(u2+u3);
-#: bivariate5 i = (u1+u3)/(u1+u3+u4+u5), f = (u2+u4)/(u2+u4+u3+u5).
-GATE_INDEX = {
-    "beta": ((0,), (1,), (2,), (3,)),
-    "bivariate": ((0,), (2,), (1,), (2,)),
-    "bivariate5": ((0, 2), (3, 4), (1, 3), (2, 4)),
+#: The registered families, with the contract of each from its independent test case
+#: (:data:`pyro_betalstm.testing.GATE_FAMILY_CASES`): 0-based (input numerator, input rest,
+#: forget numerator, forget rest) of the latent families, e.g. bivariate5
+#: i = (u1+u3)/(u1+u3+u4+u5), f = (u2+u4)/(u2+u4+u3+u5).
+LATENT = tuple(gate_family_names(latent=True))
+DETERMINISTIC = tuple(gate_family_names(latent=False))
+GATE_INDEX = {name: gate_family_case(name).index_sets for name in LATENT}
+BASIS_SIZE = {name: gate_family_case(name).basis_size for name in LATENT}
+NUM_GATE_BLOCKS = {
+    name: gate_family_case(name).num_gate_preactivations for name in LATENT + DETERMINISTIC
 }
-BASIS_SIZE = {"beta": 4, "bivariate": 3, "bivariate5": 5}
-LATENT = tuple(GATE_INDEX)
-DETERMINISTIC = ("sigmoid", "coupled", "gumbel")
-NUM_GATE_BLOCKS = {"sigmoid": 2, "coupled": 1, "gumbel": 2, **BASIS_SIZE}
 
 
 def ratio_gates(family: str, values: torch.Tensor, log_space: bool) -> tuple:
-    """``(i, f)`` as ratios of sums over the last dimension (the basis, or alphas for mean gates).
-
-    In log space each gate's basis elements are rescaled by their maximum before exponentiating,
-    which leaves the ratio unchanged and avoids 0/0 when all of them underflow.
-    """
-    ni, di, nf, df = GATE_INDEX[family]
-
-    def ratio(num, rest):
-        v = values[..., list(num + rest)]
-        u = (v - v.max(-1, keepdim=True).values).exp() if log_space else v
-        return u[..., : len(num)].sum(-1) / u.sum(-1)
-
-    return ratio(ni, di), ratio(nf, df)
+    """``(i, f)`` as ratios of sums over the last dimension (the basis, or alphas for mean gates)."""
+    return _ratio(GATE_INDEX[family], values, log_space)
 
 
 def draw_log_basis(alpha: torch.Tensor) -> torch.Tensor:
@@ -108,13 +98,11 @@ def run_layer(layer, family: str, x, mask, mode="sample", log_us=None, state=Non
                 log_u = draw_log_basis(alpha) if mode == "sample" else log_us[t]
                 run.log_us.append(log_u)
                 i, f = ratio_gates(family, log_u, log_space=True)
-        elif family == "sigmoid" or (family == "gumbel" and mode == "mean"):
-            i, f = torch.sigmoid(blocks[0]), torch.sigmoid(blocks[1])
-        elif family == "coupled":
-            i = torch.sigmoid(blocks[0])
-            f = 1 - i
-        else:
-            raise NotImplementedError(family)
+        else:  # a deterministic family: its case's evaluation gates, noise-free families only
+            case = gate_family_case(family)
+            if case.training_noise and mode != "mean":
+                raise NotImplementedError(f"{family}: random training gates")
+            i, f = case.evaluation(z.unflatten(-1, (n_blocks, H))[:, :n_gate])
         run.gates.append((i, f))
         run.prev_h.append(h)
         c_new = f * c + i * torch.tanh(g_pre)
@@ -255,3 +243,8 @@ def dmm_guide(model, batch):
 
 def log_mean_exp(values: torch.Tensor, dim: int = 0) -> torch.Tensor:
     return torch.logsumexp(values, dim=dim) - math.log(values.shape[dim])
+
+
+def training_noise(family: str) -> bool:
+    """Whether a deterministic family's training gates are random (no reference for them)."""
+    return gate_family_case(family).training_noise

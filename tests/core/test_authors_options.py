@@ -53,7 +53,7 @@ def test_basis_offset_changes_the_drawn_gates_only():
         for net in (plain, offset)
     ]
     fam = get_gate_family("bivariate5")
-    expected = fam.gates_from_log_basis(torch.log(log_u.exp() + 1e-3).transpose(-1, -2))
+    expected = fam.algebra.gates(torch.log(log_u.exp() + 1e-3))
     torch.testing.assert_close(runs[1].gates[0], expected[0])
     torch.testing.assert_close(runs[1].gates[1], expected[1])
     assert not torch.allclose(runs[0].gates[0], runs[1].gates[0])
@@ -84,7 +84,7 @@ def test_prior_noise_gates_are_gamma_half_draws_in_training_and_half_at_evaluati
     assert not fam.is_latent and fam.num_gate_preactivations == 0
     z = torch.zeros(20_000, 0, 8)
     torch.manual_seed(0)
-    i, f = fam.deterministic_gates(z, training=True)
+    i, f = fam.gates_from_preactivations(z, training=True)
     # Arnold–Ng with five Gamma(0.5) bases: marginals Beta(1, 1), so mean 1/2, variance 1/12;
     # 160,000 draws: the standard error of the mean is 7e-4, of the variance 2e-4 (tolerance
     # 5 standard errors)
@@ -92,7 +92,7 @@ def test_prior_noise_gates_are_gamma_half_draws_in_training_and_half_at_evaluati
     assert float(i.mean()) == pytest.approx(0.5, abs=4e-3)
     assert float(f.var()) == pytest.approx(1 / 12, abs=1.2e-3)
     assert float(torch.corrcoef(torch.stack([i.flatten(), f.flatten()]))[0, 1]) < -0.1
-    i_eval, f_eval = fam.deterministic_gates(z, training=False)
+    i_eval, f_eval = fam.gates_from_preactivations(z, training=False)
     assert (i_eval == 0.5).all() and (f_eval == 0.5).all()
 
 

@@ -25,7 +25,7 @@ from pyro_betalstm.priors import ConditionalGammaPrior, GammaPrior
 from . import reference as ref
 from .helpers import make_batch, make_model
 
-FAMILIES = ["beta", "bivariate", "bivariate5"]
+FAMILIES = ref.LATENT
 HEADS = ["classifier", "next_step"]
 ESTIMATORS = {"analytic": TraceMeanField_ELBO, "mc": Trace_ELBO}
 #: the library's own mean-field ELBO (fit's default) must give TraceMeanField_ELBO's loss

@@ -17,6 +17,7 @@ from pyro_betalstm.batch import SequenceBatch
 from pyro_betalstm.infer import GateMeanFieldELBO
 from pyro_betalstm.models import SequenceClassifier
 from pyro_betalstm.nn import StochasticLSTM
+from pyro_betalstm.testing import gate_family_names
 
 RAW_SIZE, INPUT_SIZE = 2, 3
 
@@ -58,7 +59,7 @@ def raw_batch(seed: int = 1) -> SequenceBatch:
     return SequenceBatch(x, torch.tensor([0, 2, 1]), lengths, dataset_size=10)
 
 
-@pytest.mark.parametrize("gate", ["beta", "bivariate5", "sigmoid"])
+@pytest.mark.parametrize("gate", gate_family_names())
 @pytest.mark.parametrize("elbo, evaluations", [(GateMeanFieldELBO(), 1), (Trace_ELBO(2), 2)])
 def test_one_embedding_per_elbo_evaluation_shared_by_model_and_guide(gate, elbo, evaluations):
     m = CountingFrontEnd(gate).train()

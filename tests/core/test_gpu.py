@@ -11,10 +11,11 @@ from pyro_betalstm.data import SequenceDataset
 from pyro_betalstm.infer import TrainConfig, evaluate_nll, fit
 from pyro_betalstm.models import NextStepBernoulli
 from pyro_betalstm.nn import StochasticLSTM
+from pyro_betalstm.testing import gate_family_names
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("gate", ["sigmoid", "bivariate", "bivariate5"])
+@pytest.mark.parametrize("gate", gate_family_names())
 def test_fit_and_evaluate_on_cuda(tmp_path, gate):
     torch.manual_seed(0)
     seqs = [(torch.rand(int(n), 6) < 0.3).float() for n in torch.randint(4, 12, (16,))]

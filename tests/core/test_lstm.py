@@ -141,7 +141,7 @@ def test_load_torch_lstm_rejects_other_families_and_sizes():
 
 
 # ----- every family against the hand-written recurrence (float64) ---------------------------------
-@pytest.mark.parametrize("gate", ["sigmoid", "coupled", "beta", "bivariate", "bivariate5"])
+@pytest.mark.parametrize("gate", [n for n in ref.NUM_GATE_BLOCKS if not ref.training_noise(n)])
 @pytest.mark.parametrize("gate_mode", ["sample", "mean"])
 def test_families_match_reference_recurrence(float64, gate, gate_mode):
     """Outputs, h_n, c_n of 2 layers with padding equal the reference recurrence to 1e-12."""

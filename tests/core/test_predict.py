@@ -36,7 +36,7 @@ def test_evaluate_nll_mean_gates_equals_reference(float64, head):
     assert m.training  # the model's mode is restored
 
 
-@pytest.mark.parametrize("family", ["sigmoid", "bivariate5"])
+@pytest.mark.parametrize("family", ref.LATENT + ref.DETERMINISTIC)
 def test_evaluate_classifier_matches_direct_computation(float64, family):
     """Accuracy from argmax of mean-gate logits; NLL equal to evaluate_nll's per sequence."""
     m = make_model("classifier", family, num_layers=2)
@@ -50,7 +50,7 @@ def test_evaluate_classifier_matches_direct_computation(float64, family):
     assert result["error_mean_gates"] == pytest.approx(1 - correct / 9)
     nll = evaluate_nll(m, data, batch_size=4)["nll_mean_gates"]
     assert result["nll_mean_gates"] == pytest.approx(nll, rel=1e-10)
-    assert ("accuracy_predictive" in result) == (family == "bivariate5")
+    assert ("accuracy_predictive" in result) == (family in ref.LATENT)
     assert m.training
 
 
@@ -97,7 +97,7 @@ def test_predictive_averages_likelihoods_of_draws(float64):
         predictive_log_likelihood(m, batch, 0)
 
 
-@pytest.mark.parametrize("family", ["beta", "bivariate", "bivariate5", "sigmoid"])
+@pytest.mark.parametrize("family", ref.LATENT + ref.DETERMINISTIC)
 def test_sample_gates_shapes_values_and_mask(family):
     m = make_model("classifier", family, hidden_size=4, num_layers=2)
     batch = make_batch("classifier", lengths=(5, 3, 4))

@@ -17,6 +17,7 @@ from pyro_betalstm.distributions import LogGamma
 from pyro_betalstm.infer.elbo import GateMeanFieldELBO
 from pyro_betalstm.models import site_name
 from pyro_betalstm.priors import BivariateBetaPrior, FunctionPrior, get_prior
+from pyro_betalstm.testing import PRIOR_CASES, prior_case, prior_names
 
 from . import reference as ref
 from .helpers import make_batch, make_model
@@ -26,7 +27,7 @@ FAMILIES = list(ref.LATENT) + list(ref.DETERMINISTIC)
 
 def _prior(name: str, family: str):
     K = ref.BASIS_SIZE.get(family, 3)
-    if name in ("gamma", "learnable", "conditional", "hierarchical"):
+    if name in PRIOR_CASES:  # the registered priors
         return get_prior(name)
     if name == "bivariate_beta":
         return BivariateBetaPrior(torch.linspace(0.4, 1.2, K).tolist())
@@ -37,15 +38,8 @@ def _prior(name: str, family: str):
     raise KeyError(name)
 
 
-PRIORS = [
-    "gamma",
-    "learnable",
-    "conditional",
-    "hierarchical",
-    "bivariate_beta",
-    "lognormal",
-    "loggamma",
-]
+#: every registered prior, and three built from parameters or functions
+PRIORS = prior_names() + ["bivariate_beta", "lognormal", "loggamma"]
 
 
 @pytest.mark.filterwarnings("error")
@@ -80,7 +74,7 @@ def test_svi_step(family, prior, elbo_cls):
     opt.step()
     changed = {n for n, p in m.named_parameters() if not torch.equal(p, before[n])}
     assert any(n.startswith("lstm.") for n in changed)
-    if family in ref.LATENT and prior in ("learnable", "conditional", "hierarchical"):
+    if family in ref.LATENT and prior in PRIOR_CASES and prior_case(prior).learns:
         assert any(n.startswith("prior.") for n in changed), "the prior's parameters must learn"
 
 

@@ -26,9 +26,20 @@ from pyro_betalstm.distributions import (
     FlexibleBivariateBeta,
     IndependentBetaGates,
 )
+from pyro_betalstm.gates import get_gate_family
+from pyro_betalstm.testing import gate_family_case, gate_family_names
 
-FAMILIES = (BivariateBeta, IndependentBetaGates, FlexibleBivariateBeta)
-BASIS_SIZE = {BivariateBeta: 3, IndependentBetaGates: 4, FlexibleBivariateBeta: 5}
+#: The distributions of the registered latent gate families, with the contract of each (the
+#: index sets of its gate map, from its independent case in ``pyro_betalstm.testing``).
+INDEX_SETS = {
+    get_gate_family(name).distribution: gate_family_case(name).index_sets
+    for name in gate_family_names(latent=True)
+}
+FAMILIES = tuple(INDEX_SETS)
+BASIS_SIZE = {
+    get_gate_family(name).distribution: gate_family_case(name).basis_size
+    for name in gate_family_names(latent=True)
+}
 
 
 @dataclass(frozen=True)
@@ -80,30 +91,21 @@ def cases(*, family=None, grid_ok=None):
 
 
 # ----- the contract, written independently of the package ---------------------------------------
+def _sums(x, family):
+    """The four index-set sums (numerators and rests) of ``x`` (numpy or torch, last dim K)."""
+    return [sum(x[..., k] for k in index) for index in INDEX_SETS[family]]
+
+
 def gates_from_basis_reference(family, u):
     """The gate maps of the contract, on a Gamma basis ``u`` (numpy or torch, last dim K)."""
-    u = [u[..., k] for k in range(u.shape[-1])]
-    if family is BivariateBeta:
-        i, f = u[0] / (u[0] + u[2]), u[1] / (u[1] + u[2])
-    elif family is IndependentBetaGates:
-        i, f = u[0] / (u[0] + u[1]), u[2] / (u[2] + u[3])
-    else:
-        i = (u[0] + u[2]) / (u[0] + u[2] + u[3] + u[4])
-        f = (u[1] + u[3]) / (u[1] + u[3] + u[2] + u[4])
-    return i, f
+    num_i, rest_i, num_f, rest_f = _sums(u, family)
+    return num_i / (num_i + rest_i), num_f / (num_f + rest_f)
 
 
 def marginal_params_reference(family, c):
     """``((alpha_i, beta_i), (alpha_f, beta_f))``: Beta marginals of the contract."""
-    if family is BivariateBeta:
-        a, b, cc = c[..., 0], c[..., 1], c[..., 2]
-        return (a, cc), (b, cc)
-    if family is IndependentBetaGates:
-        return (c[..., 0], c[..., 1]), (c[..., 2], c[..., 3])
-    return (c[..., 0] + c[..., 2], c[..., 3] + c[..., 4]), (
-        c[..., 1] + c[..., 3],
-        c[..., 2] + c[..., 4],
-    )
+    a_i, b_i, a_f, b_f = _sums(c, family)
+    return (a_i, b_i), (a_f, b_f)
 
 
 # ----- quadrature -----------------------------------------------------------------------------

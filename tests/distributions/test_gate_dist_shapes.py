@@ -6,7 +6,14 @@ import pickle
 
 import pytest
 import torch
-from gate_dist_cases import BASIS_SIZE, cases, gates_from_basis_reference, marginal_params_reference
+from gate_dist_cases import (
+    BASIS_SIZE,
+    CASES,
+    FAMILIES,
+    cases,
+    gates_from_basis_reference,
+    marginal_params_reference,
+)
 from pyro.distributions import TorchDistribution
 
 from pyro_betalstm.distributions import LogGamma
@@ -182,3 +189,10 @@ def test_log_prob_value_checks(case):
         d.log_prob(outside[:1])
     lp = case.dist(validate_args=False).log_prob(outside)
     assert (lp == -float("inf")).all()
+
+
+def test_every_registered_gate_distribution_has_cases():
+    """A newly registered latent family fails here until CASES covers its distribution."""
+    covered = {case.family for case in CASES}
+    assert set(FAMILIES) <= covered, f"no cases for {set(FAMILIES) - covered}"
+    assert all(BASIS_SIZE[f] == f.basis_size for f in FAMILIES)

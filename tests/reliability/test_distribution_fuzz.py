@@ -15,10 +15,16 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyro_betalstm.distributions import BivariateBeta, FlexibleBivariateBeta, IndependentBetaGates
+from pyro_betalstm.distributions import BivariateBeta, IndependentBetaGates
 from pyro_betalstm.distributions._gate_distribution import CORRELATION_RANGE
+from pyro_betalstm.gates import get_gate_family
+from pyro_betalstm.testing import gate_family_case, gate_family_names
 
-FAMILIES = {BivariateBeta: 3, FlexibleBivariateBeta: 5, IndependentBetaGates: 4}
+#: the distributions of the registered latent gate families, with their basis sizes
+FAMILIES = {
+    get_gate_family(name).distribution: gate_family_case(name).basis_size
+    for name in gate_family_names(latent=True)
+}
 FUZZ = settings(derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
 shapes = st.lists(st.integers(0, 3), min_size=0, max_size=2).map(tuple)
 log10_conc = st.floats(-6.0, 6.0)
