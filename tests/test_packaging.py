@@ -73,3 +73,38 @@ def test_every_runtime_requirement_has_an_upper_bound():
         if line.strip() and not line.strip().startswith("#")
     ]
     assert requirements and all("<" in r for r in requirements), requirements
+
+
+#: Aliases under which the package imports its dependencies' modules.
+DEPENDENCY_ALIASES = {"torch", "pyro", "poutine", "dist", "az", "arviz", "np", "scipy", "xr", "pd"}
+
+
+def _private_dependency_names(path: Path) -> list[str]:
+    """``from dep import _x``, ``from dep._mod import x`` and ``dep._x`` uses in ``path``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] in ("pyro_betalstm", "__future__"):
+                continue
+            private_module = any(part.startswith("_") for part in node.module.split("."))
+            private_names = [a.name for a in node.names if a.name.startswith("_")]
+            if private_module or private_names:
+                found.append(f"{path.name}:{node.lineno} from {node.module} import ...")
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+            if node.attr.startswith("__"):
+                continue  # dunders (__version__, __name__) are public
+            if isinstance(node.value, ast.Name) and node.value.id in DEPENDENCY_ALIASES:
+                found.append(f"{path.name}:{node.lineno} {node.value.id}.{node.attr}")
+    return found
+
+
+def test_no_private_names_of_dependencies():
+    found = [hit for path in PACKAGE.rglob("*.py") for hit in _private_dependency_names(path)]
+    assert not found, f"private names of dependencies used: {found}"
+
+
+def test_the_private_name_check_finds_one(tmp_path):
+    # The checker itself: each form it must catch, in a made-up file.
+    source = "import torch\nfrom pyro.infer.util import _x\nfrom scipy._lib import y\ntorch._standard_gamma(1)\n"
+    (tmp_path / "bad.py").write_text(source)
+    assert len(_private_dependency_names(tmp_path / "bad.py")) == 3

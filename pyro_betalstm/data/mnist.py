@@ -141,10 +141,9 @@ class _ArrayUnpickler(pickle.Unpickler):
     """Unpickler that only rebuilds numpy arrays: loading a pickle cannot run other code."""
 
     def find_class(self, module: str, name: str):
-        try:
-            from numpy._core import multiarray, numeric
-        except ImportError:  # numpy < 2
-            from numpy.core import multiarray, numeric
+        # numpy's own pickling names these functions; found through ``__reduce__`` so that no
+        # private numpy module is imported
+        array = np.zeros(1)
         allowed = {
             ("numpy", "ndarray"): np.ndarray,
             ("numpy", "dtype"): np.dtype,
@@ -152,9 +151,9 @@ class _ArrayUnpickler(pickle.Unpickler):
         }
         # numpy 1 pickles name numpy.core, numpy 2 numpy._core (protocol 5 uses _frombuffer)
         for core in ("numpy.core", "numpy._core"):
-            allowed[(f"{core}.multiarray", "_reconstruct")] = multiarray._reconstruct
-            allowed[(f"{core}.multiarray", "scalar")] = multiarray.scalar
-            allowed[(f"{core}.numeric", "_frombuffer")] = numeric._frombuffer
+            allowed[(f"{core}.multiarray", "_reconstruct")] = array.__reduce__()[0]
+            allowed[(f"{core}.multiarray", "scalar")] = np.float64(0).__reduce__()[0]
+            allowed[(f"{core}.numeric", "_frombuffer")] = array.__reduce_ex__(5)[0]
         if (module, name) not in allowed:
             raise pickle.UnpicklingError(
                 f"refusing to load {module}.{name}: an MNIST pickle holds only numpy arrays"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.distributions import Gamma
 
 
 def sample_log_gamma(concentration: torch.Tensor) -> torch.Tensor:
@@ -13,10 +14,13 @@ def sample_log_gamma(concentration: torch.Tensor) -> torch.Tensor:
     Uses :math:`u \overset{d}{=} g\,U^{1/\alpha}` with :math:`g \sim \mathrm{Gamma}(\alpha + 1, 1)`
     and :math:`U \sim \mathrm{Uniform}(0, 1)`, so that :math:`\log u = \log g - E/\alpha` with
     :math:`E \sim \mathrm{Exponential}(1)`. Both terms are differentiable in :math:`\alpha`
-    (``torch._standard_gamma`` has exact implicit-reparameterisation gradients), and the result
-    stays finite where a direct ``float32`` draw of :math:`u` underflows (:math:`\alpha \lesssim 0.05`).
+    (``torch.distributions.Gamma.rsample`` has exact implicit-reparameterisation gradients), and
+    the result stays finite where a direct ``float32`` draw of :math:`u` underflows
+    (:math:`\alpha \lesssim 0.05`).
     """
-    g = torch._standard_gamma(concentration + 1.0)
+    # The public Gamma draw (rate 1: the division by it is exact); it costs about 0.1 ms more per
+    # call than torch's private kernel, measured on this CPU, and gives the same numbers.
+    g = Gamma(concentration + 1.0, 1.0, validate_args=False).rsample()
     tiny = torch.finfo(g.dtype).tiny
     # A contiguous buffer: the draws then depend on the shape only, not on the memory layout
     # of ``concentration`` (``empty_like`` would keep a transposed layout's strides).

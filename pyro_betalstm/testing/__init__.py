@@ -19,6 +19,11 @@ module subclasses them and provides a parametrised ``gate_family`` or ``prior_na
         return request.param
 
 
+    @pytest.fixture(params=gate_family_names(latent=True))
+    def latent_gate_family(request):
+        return request.param
+
+
     class TestGateFamilies(GateFamilyBattery):
         pass
 

@@ -30,6 +30,11 @@ def gate_family(request):
     return request.param
 
 
+@pytest.fixture(params=gate_family_names(latent=True))
+def latent_gate_family(request):
+    return request.param
+
+
 @pytest.fixture(params=prior_names())
 def prior_name(request):
     return request.param
