@@ -18,8 +18,9 @@ def sample_log_gamma(concentration: torch.Tensor) -> torch.Tensor:
     the result stays finite where a direct ``float32`` draw of :math:`u` underflows
     (:math:`\alpha \lesssim 0.05`).
     """
-    # The public Gamma draw (rate 1: the division by it is exact); it costs about 0.1 ms more per
-    # call than torch's private kernel, measured on this CPU, and gives the same numbers.
+    # The public Gamma draw (rate 1: the division by it is exact), bit-identical to torch's
+    # private kernel in value and gradient. Measured on this CPU it costs about 60 us more per
+    # call, and a bivariate5 SVI step (batch 1, H 200, T 59) about 1.15x; issue 11's work.
     g = Gamma(concentration + 1.0, 1.0, validate_args=False).rsample()
     tiny = torch.finfo(g.dtype).tiny
     # A contiguous buffer: the draws then depend on the shape only, not on the memory layout
