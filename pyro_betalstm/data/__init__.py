@@ -1,5 +1,5 @@
 """Data sets and loaders. Loaders of named data sets import heavy dependencies lazily."""
 
-from .batching import FixedLengthSequences, SequenceDataset
+from .batching import DatasetShard, FixedLengthSequences, SequenceDataset
 
-__all__ = ["FixedLengthSequences", "SequenceDataset"]
+__all__ = ["DatasetShard", "FixedLengthSequences", "SequenceDataset"]

@@ -79,6 +79,18 @@ class SequenceDataset:
         ``bucket=True`` groups sequences of similar length into the same minibatch (random
         tie-breaks, minibatch order shuffled when ``shuffle``), which cuts padding.
         """
+        for chunk in self.batch_indices(batch_size, shuffle, generator, bucket):
+            yield self.batch(chunk)
+
+    def batch_indices(
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        bucket: bool = False,
+    ) -> list[torch.Tensor]:
+        """The sequence indices of each minibatch :meth:`batches` yields, in its order (the
+        same draws from ``generator``): what a data-parallel run shares out among its ranks."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         n = len(self)
@@ -89,8 +101,7 @@ class SequenceDataset:
         chunks = list(order.split(batch_size))
         if bucket and shuffle:
             chunks = [chunks[int(i)] for i in torch.randperm(len(chunks), generator=generator)]
-        for chunk in chunks:
-            yield self.batch(chunk)
+        return chunks
 
     def num_batches(self, batch_size: int) -> int:
         return -(-len(self) // batch_size)
@@ -140,7 +151,7 @@ class FixedLengthSequences:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         n = len(self)
         if shuffle:
-            for chunk in torch.randperm(n, generator=generator).split(batch_size):
+            for chunk in self.batch_indices(batch_size, shuffle, generator):
                 yield self.batch(chunk)
         else:  # contiguous slices are views: no copy
             for start in range(0, n, batch_size):
@@ -150,6 +161,74 @@ class FixedLengthSequences:
                     None,
                     dataset_size=n,
                 )
+
+    def num_batches(self, batch_size: int) -> int:
+        return -(-len(self) // batch_size)
+
+    def batch_indices(
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        bucket: bool = False,
+    ) -> list[torch.Tensor]:
+        """The sequence indices of each minibatch :meth:`batches` yields, in its order (the
+        same draws from ``generator``; ``bucket`` is a no-op here)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        return list(order.split(batch_size))
+
+
+class DatasetShard:
+    """The sequences ``indices`` of ``data`` (a :class:`SequenceDataset` or
+    :class:`FixedLengthSequences`), with the ``batches`` / ``num_batches`` interface that
+    evaluation uses: one rank's part of a validation set in a data-parallel run. Any other
+    attribute (``input_size``, a caption set's vocabulary...) is the whole data set's."""
+
+    def __init__(self, data, indices: Sequence[int] | torch.Tensor):
+        self.data = data
+        self.indices = torch.as_tensor(indices, dtype=torch.long)
+        if self.indices.numel() and not (
+            0 <= int(self.indices.min()) <= int(self.indices.max()) < len(data)
+        ):
+            raise ValueError(
+                f"shard indices must lie in [0, {len(data)}), got {self.indices.tolist()[:5]}..."
+            )
+
+    @classmethod
+    def of_rank(cls, data, rank: int, world_size: int) -> DatasetShard:
+        """Every ``world_size``-th sequence of ``data`` from ``rank`` on (disjoint shards that
+        cover it)."""
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must lie in [0, world_size={world_size}), got {rank}")
+        return cls(data, torch.arange(rank, len(data), world_size))
+
+    def __len__(self) -> int:
+        return int(self.indices.numel())
+
+    def __getattr__(self, name: str):
+        return getattr(self.data, name)
+
+    def batch(self, index: Sequence[int] | torch.Tensor) -> SequenceBatch:
+        return self.data.batch(self.indices[torch.as_tensor(index, dtype=torch.long)])
+
+    def batches(
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        bucket: bool = False,
+    ) -> Iterator[SequenceBatch]:
+        """Minibatches of the shard's sequences (in shard order, or shuffled with
+        ``generator``; ``bucket`` is ignored)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        for chunk in order.split(batch_size):
+            yield self.batch(chunk)
 
     def num_batches(self, batch_size: int) -> int:
         return -(-len(self) // batch_size)

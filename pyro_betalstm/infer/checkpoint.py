@@ -34,6 +34,8 @@ RESUME_KEYS = (
     "target_kl_weight",
     "rng",
 )
+# also written, and read when present: "world_size" (1 if absent), "rank_seeds" and, in a
+# data-parallel run, "rng_per_rank" (every rank's random states, in rank order)
 
 # TrainConfig keys that may change on resume: how long to train (num_epochs, time_limit_s,
 # target_metric), what is shown (progress), and where and in what chunks evaluation runs
@@ -47,6 +49,9 @@ RESUME_MAY_CHANGE = frozenset(
         "target_metric",
         "eval_batch_size",
         "seed_globals",  # a resumed run restores every random state from the checkpoint
+        # how the processes are joined; the world size itself is checked on its own
+        "distributed",
+        "distributed_timeout_s",
     }
 )
 

@@ -19,9 +19,10 @@ import pyro.optim
 import torch
 from pyro.infer import Trace_ELBO
 
-from ..data import SequenceDataset
+from ..data import DatasetShard, SequenceDataset
 from ..io import atomic_torch_save, atomic_write_json, atomic_write_text, safe_torch_load
 from ..models.base import GateModel
+from . import distributed as parallel
 from .checkpoint import (
     check_resume_settings,
     load_resume_point,
@@ -30,6 +31,7 @@ from .checkpoint import (
     save_resume_point,
     set_rng_state,
 )
+from .distributed import Workers, rank_seed, start_workers
 from .elbo import GateMeanFieldELBO
 from .lr_rules import check_lr_rule, lr_rule_fires
 from .predict import evaluate_nll
@@ -74,6 +76,10 @@ class TrainConfig:
     torch's, numpy's and Python's global generators with ``seed`` when :func:`fit` starts, so
     that the gate draws and dropout masks of a run depend on ``seed`` alone (False: they
     continue from the caller's global state, which :func:`fit` leaves alone).
+    ``distributed``: data-parallel training across the processes of a ``torchrun`` launch
+    (None: when the environment names more than one; True: required; False: never), see
+    :func:`fit`. ``distributed_timeout_s``: how long a collective waits for a silent rank
+    before it fails.
     """
 
     num_epochs: int = 10
@@ -99,6 +105,8 @@ class TrainConfig:
     seed_globals: bool = False
     progress: bool = True
     divergence_threshold: float | None = None
+    distributed: bool | None = None
+    distributed_timeout_s: float = 600.0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -127,6 +135,12 @@ class TrainConfig:
             raise ValueError(f"clip_norm must be positive or None, got {self.clip_norm!r}")
         if self.time_limit_s is not None and not self.time_limit_s > 0:
             raise ValueError(f"time_limit_s must be positive or None, got {self.time_limit_s}")
+        if self.distributed not in (None, True, False):
+            raise ValueError(f"distributed must be None, True or False, got {self.distributed!r}")
+        if not (_is_number(self.distributed_timeout_s) and self.distributed_timeout_s > 0):
+            raise ValueError(
+                f"distributed_timeout_s must be a positive number, got {self.distributed_timeout_s!r}"
+            )
         if self.divergence_threshold is not None and math.isnan(self.divergence_threshold):
             raise ValueError("divergence_threshold must be a number or None, got nan")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
@@ -147,6 +161,8 @@ class FitResult:
     stopped_on_time: bool = False
     stopped_on_target: bool = False
     out_dir: Path | None = None
+    world_size: int = 1
+    rank_seeds: list[int] = field(default_factory=list)
 
     @property
     def best_checkpoint(self) -> Path | None:
@@ -216,16 +232,33 @@ def fit(
     NaN first), and a non-finite validation metric raises it naming the epoch; the last good
     checkpoint stays intact. ``config.divergence_threshold`` stops a diverging run with
     :class:`DivergenceError`.
+
+    **Data-parallel** (launched by ``torchrun`` with more than one process, or
+    ``config.distributed=True``): every rank joins the process group (gloo on the CPU, NCCL with
+    ``cuda:LOCAL_RANK`` on CUDA) and starts from rank 0's weights. Each step takes
+    ``world_size`` consecutive minibatches of the epoch's order (the same shuffle and length
+    bucketing on every rank), one per rank, so ``batch_size`` is per rank and the global batch
+    is ``batch_size * world_size``; the per-rank gradients, weighted by each rank's share of
+    the global batch, are summed with one all-reduce, which gives the gradient of the global
+    batch with the ELBO scaled by ``N / global batch``. Validation runs on disjoint shards of
+    ``valid_data`` and the means are combined weighted by their ``num_predictions``. The global
+    generators of rank ``r`` are always seeded, with :func:`~.distributed.rank_seed`
+    (``config.seed`` on rank 0), and the seeds are recorded in the result and the checkpoint,
+    with every rank's random states. Only rank 0 writes files and prints. Resume needs the
+    same world size (a ValueError names both otherwise).
     """
     fit_started = time.perf_counter()
     config = _checked_config(config, train_data, valid_data)
-    out = _prepare_out_dir(out_dir)
     device = _checked_device(config.device)
-    if config.seed_globals:
-        _seed_global_generators(config.seed)
-    run = _Run.start(model, config, device, out)
+    workers, device = start_workers(device, config.distributed, config.distributed_timeout_s)
+    out = _prepare_out_dir(out_dir, workers.is_main)
+    if config.seed_globals or workers.active:
+        _seed_global_generators(rank_seed(config.seed, workers.rank))
+    run = _Run.start(model, config, device, out, workers)
     if resume:
         _resume(run, resume_override)
+    if workers.active:
+        parallel.broadcast_module(model)
 
     # wall-clock seconds of training and validation, summed over resumed runs
     history = run.result.history
@@ -241,13 +274,15 @@ def fit(
         record["elapsed_s"] = elapsed_before + time.perf_counter() - run_started
         history.append(record)
         _apply_lr_rule(run, [r[monitor_key] for r in history])
-        if config.progress:
+        if config.progress and workers.is_main:
             _print_epoch(record, monitor if valid_data is not None else None, value)
         if out is not None:
             _save_epoch(run, epoch)
         if _should_stop(run, value, epoch, fit_started):
             break
     model.kl_weight = run.target_kl_weight
+    if workers.active:
+        parallel.barrier()  # rank 0's files are complete before any rank reads them
     return run.result
 
 
@@ -271,15 +306,26 @@ class _Run:
     generator: torch.Generator  # the minibatch order, seeded with config.seed
     result: FitResult
     target_kl_weight: float
+    workers: Workers = field(default_factory=Workers)
     bad_epochs: int = 0
     start_epoch: int = 1
 
     @classmethod
     def start(
-        cls, model: GateModel, config: TrainConfig, device: torch.device, out: Path | None
+        cls,
+        model: GateModel,
+        config: TrainConfig,
+        device: torch.device,
+        out: Path | None,
+        workers: Workers | None = None,
     ) -> _Run:
+        # the same seed on every rank: the ranks agree on the epoch's minibatches
         generator = torch.Generator().manual_seed(config.seed)
+        workers = workers or Workers()
         model.to(device)
+        result = FitResult(out_dir=out, world_size=workers.world_size)
+        if workers.active or config.seed_globals:
+            result.rank_seeds = [rank_seed(config.seed, r) for r in range(workers.world_size)]
         return cls(
             model=model,
             config=config,
@@ -288,8 +334,9 @@ class _Run:
             optimizer=_make_optimizer(config, model.parameters()),
             elbo=ELBOS[config.elbo](num_particles=config.num_particles),
             generator=generator,
-            result=FitResult(out_dir=out),
+            result=result,
             target_kl_weight=model.kl_weight,
+            workers=workers,
         )
 
 
@@ -308,12 +355,13 @@ def _checked_config(config, train_data, valid_data) -> TrainConfig:
     return config
 
 
-def _prepare_out_dir(out_dir: str | Path | None) -> Path | None:
+def _prepare_out_dir(out_dir: str | Path | None, is_main: bool = True) -> Path | None:
     if out_dir is None:
         return None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)  # left by a run killed mid-write
+    if is_main:  # only rank 0 writes, so only it cleans up
+        remove_stale_temporaries(out)  # left by a run killed mid-write
     return out
 
 
@@ -329,6 +377,15 @@ def _resume(run: _Run, resume_override: bool | Iterable[str]) -> None:
     if run.out is None:
         raise FileNotFoundError("cannot resume: no checkpoint folder (out_dir is None)")
     ckpt, path = load_resume_point(run.out, map_location=run.device)
+    saved_world = ckpt.get("world_size", 1)
+    if saved_world != run.workers.world_size:
+        raise ValueError(
+            f"cannot resume from {path}: it was written by a run of {saved_world} process(es) "
+            f"and this run has {run.workers.world_size}; the minibatch order, the per-rank "
+            "random states and the steps per epoch depend on the world size, so resume with "
+            f"the same number of processes (torchrun --nproc_per_node ... totalling "
+            f"{saved_world}), or start a new run from its weights (load_best)"
+        )
     overridden = check_resume_settings(
         ckpt.get("config"),
         run.config.to_dict(),
@@ -356,7 +413,8 @@ def _resume(run: _Run, resume_override: bool | Iterable[str]) -> None:
     run.result.best_epoch, run.result.best_metric = ckpt["best_epoch"], ckpt["best_metric"]
     run.bad_epochs, run.start_epoch = ckpt["bad_epochs"], ckpt["epoch"] + 1
     run.target_kl_weight = ckpt["target_kl_weight"]
-    set_rng_state(ckpt["rng"], run.generator)
+    per_rank = ckpt.get("rng_per_rank")
+    set_rng_state(per_rank[run.workers.rank] if per_rank else ckpt["rng"], run.generator)
 
 
 def _train_epoch(run: _Run, train_data: SequenceDataset, epoch: int) -> dict:
@@ -366,17 +424,28 @@ def _train_epoch(run: _Run, train_data: SequenceDataset, epoch: int) -> dict:
         model.kl_weight = run.target_kl_weight * min(1.0, epoch / config.kl_anneal_epochs)
     model.train()
     started, total_loss, total_norm = time.perf_counter(), 0.0, 0.0
-    num_batches = train_data.num_batches(config.batch_size)
-    batches = train_data.batches(
-        config.batch_size, shuffle=True, generator=run.generator, bucket=config.bucket_by_length
-    )
-    bar = _progress(batches, num_batches, f"epoch {epoch}/{config.num_epochs}", config.progress)
+    if run.workers.active:
+        steps = _rank_steps(run, train_data)
+        num_batches = -(-train_data.num_batches(config.batch_size) // run.workers.world_size)
+    else:
+        num_batches = train_data.num_batches(config.batch_size)
+        steps = train_data.batches(
+            config.batch_size,
+            shuffle=True,
+            generator=run.generator,
+            bucket=config.bucket_by_length,
+        )
+    show = config.progress and run.workers.is_main
+    bar = _progress(steps, num_batches, f"epoch {epoch}/{config.num_epochs}", show)
     for step, batch in enumerate(bar, start=1):
-        per_sequence, norm = _svi_step(run, batch.to(run.device), epoch, step)
+        if run.workers.active:
+            per_sequence, norm = _distributed_svi_step(run, *batch, epoch, step)
+        else:
+            per_sequence, norm = _svi_step(run, batch.to(run.device), epoch, step)
         total_loss += per_sequence
         if config.clip_norm is not None:
             total_norm += norm
-        if config.progress:
+        if show:
             bar.set_postfix(loss=f"{per_sequence:.4g}")
     return {
         "epoch": epoch,
@@ -423,6 +492,72 @@ def _svi_step(run: _Run, batch, epoch: int, step: int) -> tuple[float, float]:
     return loss.item() / batch.dataset_size, norm
 
 
+def _rank_steps(run: _Run, train_data: SequenceDataset):
+    """This rank's part of each data-parallel step: ``(batch or None, share)``.
+
+    Every rank draws the same epoch order (shuffle, length bucketing) from the shared
+    ``run.generator``; step ``s`` is minibatches ``s*W .. s*W+W-1`` and rank ``r`` takes the
+    ``r``-th of them. ``share`` is its fraction of the step's sequences (the weight of its
+    gradient). A rank left without a minibatch in the epoch's last step gets None.
+    """
+    config, world, rank = run.config, run.workers.world_size, run.workers.rank
+    chunks = train_data.batch_indices(
+        config.batch_size, shuffle=True, generator=run.generator, bucket=config.bucket_by_length
+    )
+    for start in range(0, len(chunks), world):
+        group = chunks[start : start + world]
+        total = sum(len(chunk) for chunk in group)
+        if rank < len(group):
+            yield train_data.batch(group[rank]).to(run.device), len(group[rank]) / total
+        else:
+            yield None, 0.0
+
+
+def _distributed_svi_step(
+    run: _Run, batch, share: float, epoch: int, step: int
+) -> tuple[float, float]:
+    """One data-parallel gradient step: this rank's loss weighted by its ``share`` of the
+    global batch, gradients summed over the ranks (so every rank takes the same step); the
+    global batch's loss per sequence and the gradient norm."""
+    model, config, optimizer = run.model, run.config, run.optimizer
+    optimizer.zero_grad(set_to_none=True)
+    local = 0.0
+    if batch is not None:
+        try:
+            loss = run.elbo.differentiable_loss(model.model, model.guide, batch)
+        except ValueError as err:
+            if not _is_invalid_value_error(err):
+                raise
+            raise NonFiniteLossError(
+                f"a distribution parameter is NaN or infinite at epoch {epoch}, step {step} on "
+                f"rank {run.workers.rank}; training stopped, {_last_good(run.out)} "
+                f"({str(err).splitlines()[0][:200]})"
+            ) from err
+        # N / B_r scales this rank's sequences; times B_r / B it is N / B, the global batch's
+        weighted = loss * (share / batch.dataset_size)
+        weighted.backward()
+        local = weighted.item()
+    # a NaN on one rank reaches every rank through the sum, so all of them stop together
+    per_sequence = parallel.sum_gradients(list(model.parameters()), local)
+    if not math.isfinite(per_sequence):
+        raise NonFiniteLossError(
+            f"loss per sequence is {per_sequence} at epoch {epoch}, step {step}; training "
+            f"stopped, {_last_good(run.out)}"
+        )
+    if config.clip_norm is not None:
+        norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm))
+    else:
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+    if not math.isfinite(norm):
+        raise NonFiniteLossError(
+            f"gradient norm is {norm} at epoch {epoch}, step {step}; training stopped, "
+            f"{_last_good(run.out)}"
+        )
+    optimizer.step()
+    return per_sequence, norm
+
+
 def _check_parameters(run: _Run, epoch: int) -> None:
     if not all(bool(torch.isfinite(p).all()) for p in run.model.parameters()):
         raise NonFiniteLossError(
@@ -438,7 +573,10 @@ def _monitored_value(
     metrics, checked finite, join ``record`` as ``valid_*``), or the training loss."""
     if valid_data is None:
         return record["train_loss"]
-    metrics = evaluate(run.model, valid_data, run.config)
+    if run.workers.active:
+        metrics = _evaluate_shards(run, evaluate, valid_data)
+    else:
+        metrics = evaluate(run.model, valid_data, run.config)
     if monitor not in metrics:
         raise KeyError(f"monitor {monitor!r} is not among the validation metrics {sorted(metrics)}")
     bad = {k: v for k, v in metrics.items() if _is_number(v) and not math.isfinite(v)}
@@ -449,6 +587,17 @@ def _monitored_value(
         )
     record.update({f"valid_{k}": v for k, v in metrics.items()})
     return metrics[monitor]
+
+
+def _evaluate_shards(run: _Run, evaluate, valid_data: SequenceDataset) -> dict:
+    """``evaluate`` on this rank's shard of ``valid_data``, combined over the ranks: means
+    weighted by each shard's ``num_predictions`` (else its number of sequences)."""
+    shard = DatasetShard.of_rank(valid_data, run.workers.rank, run.workers.world_size)
+    metrics, weight = None, 0.0
+    if len(shard):
+        metrics = evaluate(run.model, shard, run.config)
+        weight = float(metrics.get("num_predictions", len(shard)))
+    return parallel.combine_metrics(parallel.all_gather((metrics, weight)))
 
 
 def _check_divergence(run: _Run, value: float, monitor_key: str, epoch: int) -> None:
@@ -466,7 +615,7 @@ def _keep_if_best(run: _Run, value: float, epoch: int, monitor: str) -> None:
     result = run.result
     if value < result.best_metric:
         result.best_metric, result.best_epoch, run.bad_epochs = value, epoch, 0
-        if run.out is not None:
+        if run.out is not None and run.workers.is_main:
             atomic_torch_save(
                 {"model": run.model.state_dict(), "epoch": epoch, monitor: value},
                 run.out / "best.pt",
@@ -491,7 +640,13 @@ def _print_epoch(record: dict, monitor: str | None, value: float) -> None:
 
 
 def _save_epoch(run: _Run, epoch: int) -> None:
-    """Write the metrics files and the resume point ``last.pt`` after ``epoch``."""
+    """Write the metrics files and the resume point ``last.pt`` after ``epoch`` (rank 0,
+    with every rank's random states)."""
+    extra: dict = {"world_size": run.workers.world_size, "rank_seeds": run.result.rank_seeds}
+    if run.workers.active:
+        extra["rng_per_rank"] = parallel.all_gather(rng_state(run.generator))
+        if not run.workers.is_main:
+            return
     _write_metrics(run.out, run.result.history)
     save_resume_point(
         run.out,
@@ -506,30 +661,39 @@ def _save_epoch(run: _Run, epoch: int) -> None:
             "target_kl_weight": run.target_kl_weight,
             "rng": rng_state(run.generator),
             "config": run.config.to_dict(),
+            **extra,
         },
     )
 
 
 def _should_stop(run: _Run, value: float, epoch: int, fit_started: float) -> bool:
     """Whether training ends after ``epoch`` (target reached, patience or time spent); the
-    reason is recorded on the result."""
-    config, result = run.config, run.result
+    reason is recorded on the result (data-parallel: rank 0's decision, as the clocks of the
+    ranks differ)."""
+    stop = _stop_reason(run, value, epoch, fit_started)
+    if run.workers.active:
+        stop = parallel.from_main(stop)
+    if stop is not None:
+        setattr(run.result, stop, True)
+    return stop is not None
+
+
+def _stop_reason(run: _Run, value: float, epoch: int, fit_started: float) -> str | None:
+    config = run.config
     if config.target_metric is not None and value <= config.target_metric:
-        result.stopped_on_target = True
-    elif (
+        return "stopped_on_target"
+    if (
         config.early_stopping_patience is not None
         and run.bad_epochs >= config.early_stopping_patience
     ):
-        result.stopped_early = True
-    elif (
+        return "stopped_early"
+    if (
         config.time_limit_s is not None
         and time.perf_counter() - fit_started > config.time_limit_s
         and epoch < config.num_epochs
     ):
-        result.stopped_on_time = True
-    else:
-        return False
-    return True
+        return "stopped_on_time"
+    return None
 
 
 def _last_good(out: Path | None) -> str:

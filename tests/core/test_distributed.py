@@ -1,0 +1,161 @@
+"""Data-parallel :func:`fit` on the CPU: two gloo processes started as torchrun starts them
+(tests/core/distributed_worker.py), each with a deadline so that a hang fails the test."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from pyro_betalstm.data import DatasetShard
+from pyro_betalstm.infer import TrainConfig, fit, load_best
+from pyro_betalstm.infer.checkpoint import load_resume_point
+from pyro_betalstm.infer.distributed import combine_metrics, rank_seed
+
+from .helpers import make_dataset, make_model
+
+WORKER = Path(__file__).with_name("distributed_worker.py")
+DEADLINE_S = 120  # both ranks import torch and Pyro on a loaded 2-core machine
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(scenario: str, out: Path, world_size: int = 2) -> list[subprocess.Popen]:
+    """Start ``world_size`` ranks of the worker with torchrun's environment variables."""
+    port = _free_port()
+    root = str(Path(__file__).parents[2])
+    procs = []
+    for rank in range(world_size):
+        env = dict(
+            os.environ,
+            WORLD_SIZE=str(world_size),
+            RANK=str(rank),
+            LOCAL_RANK=str(rank),
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+            OMP_NUM_THREADS="1",
+            PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+        )
+        cmd = [sys.executable, str(WORKER), scenario, str(out)]
+        procs.append(subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+def _wait(procs: list[subprocess.Popen], deadline_s: float) -> list[tuple[int, str, float]]:
+    """Each rank's exit code, stderr and seconds to exit; kills every rank past the deadline."""
+    started, results = time.monotonic(), []
+    try:
+        for proc in procs:
+            left = max(1.0, deadline_s - (time.monotonic() - started))
+            _, err = proc.communicate(timeout=left)
+            results.append((proc.returncode, err, time.monotonic() - started))
+    except subprocess.TimeoutExpired:
+        for proc in procs:
+            proc.kill()
+        pytest.fail(f"a rank did not exit within {deadline_s} s (a hang)")
+    return results
+
+
+@pytest.fixture(scope="module")
+def two_rank_run(tmp_path_factory):
+    """The ``train`` scenario on two ranks: what each rank recorded, and the folder."""
+    out = tmp_path_factory.mktemp("ddp")
+    results = _wait(_launch("train", out), DEADLINE_S)
+    for rank, (code, err, _) in enumerate(results):
+        assert code == 0, f"rank {rank} failed:\n{err[-3000:]}"
+    records = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    return records, out
+
+
+def test_two_rank_gradient_equals_one_process_gradient_of_the_global_batch(two_rank_run, float64):
+    # one SGD step at lr 1 without clipping changes the parameters by minus the gradient; the
+    # sigmoid family and no dropout make the loss deterministic, so the 2-rank step (3 + 2
+    # sequences) and one process on the same 5 sequences must agree up to float64 rounding
+    records, _ = two_rank_run
+    model = make_model("classifier", "sigmoid", num_layers=2, seed=0)
+    data = make_dataset(5, seed=3)
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    config = TrainConfig(
+        num_epochs=1, batch_size=5, optimizer="sgd", lr=1.0, clip_norm=None, progress=False
+    )
+    fit(model, data, None, config)
+    change = torch.cat([p.detach().flatten() for p in model.parameters()]) - before
+    for record in records:
+        assert record["world_size"] == 2
+        assert change.abs().max() > 1e-3  # a real step, not a trivial zero
+        torch.testing.assert_close(record["change"], change, atol=1e-6, rtol=0)
+
+
+def test_ranks_stay_identical_and_resume_with_the_same_world_size_is_exact(two_rank_run):
+    records, _ = two_rank_run
+    # the gradients are summed, so both ranks hold the same weights and metrics
+    torch.testing.assert_close(records[0]["full"][0], records[1]["full"][0], atol=0, rtol=0)
+    assert records[0]["full"][2] == records[1]["full"][2]
+    # one epoch, then a resume to two: the uninterrupted run's losses and weights
+    for record in records:
+        full, resumed = record["full"], record["resumed"]
+        assert resumed[1] == full[1]
+        torch.testing.assert_close(resumed[0], full[0], atol=0, rtol=0)
+
+
+def test_a_two_rank_checkpoint_loads_in_one_process(two_rank_run, float64):
+    records, out = two_rank_run
+    ckpt, _ = load_resume_point(out / "full")
+    assert ckpt["world_size"] == 2 and len(ckpt["rng_per_rank"]) == 2
+    assert ckpt["rank_seeds"] == [5, rank_seed(5, 1)] and ckpt["rank_seeds"][1] != 5
+    # the random streams of the ranks differ (their gate draws are not copies)
+    assert not torch.equal(ckpt["rng_per_rank"][0]["torch"], ckpt["rng_per_rank"][1]["torch"])
+    model = make_model("classifier", "bivariate", seed=1)
+    model.load_state_dict(ckpt["model"])
+    final = torch.cat([p.detach().flatten() for p in model.parameters()])
+    torch.testing.assert_close(final, records[0]["full"][0], atol=0, rtol=0)
+    load_best(make_model("classifier", "bivariate", seed=1), out / "full")
+    # resuming it with another world size is refused, naming both
+    config = TrainConfig(num_epochs=3, batch_size=2, lr=1e-2, progress=False, seed=5)
+    with pytest.raises(ValueError, match=r"2 process\(es\) and this run has 1"):
+        fit(model, make_dataset(11, seed=1), None, config, out_dir=out / "full", resume=True)
+
+
+def test_when_one_rank_dies_the_other_fails_instead_of_hanging(tmp_path):
+    results = _wait(_launch("die", tmp_path), DEADLINE_S)
+    (code0, err0, seconds0), (code1, _, _) = results
+    assert code1 == 3  # the rank that died
+    assert code0 != 0, "rank 0 carried on without its peer"
+    assert "Traceback" in err0  # an error, not a silent exit
+    assert seconds0 < DEADLINE_S
+
+
+def test_shards_are_disjoint_and_cover_the_data():
+    data = make_dataset(7)
+    shards = [DatasetShard.of_rank(data, r, 3) for r in range(3)]
+    seen = sorted(i for s in shards for i in s.indices.tolist())
+    assert seen == list(range(7)) and [len(s) for s in shards] == [3, 2, 2]
+    batch = next(shards[1].batches(8))
+    torch.testing.assert_close(batch.inputs[0, : data.inputs[1].shape[0]], data.inputs[1])
+    with pytest.raises(ValueError, match="rank must lie"):
+        DatasetShard.of_rank(data, 3, 3)
+
+
+def test_metrics_combine_weighted_by_predictions():
+    parts = [({"nll": 1.0, "num_predictions": 3}, 3.0), ({"nll": 2.0, "num_predictions": 1}, 1.0)]
+    combined = combine_metrics([*parts, (None, 0.0)])
+    assert combined == {"nll": 1.25, "num_predictions": 4}
+    with pytest.raises(ValueError, match="empty"):
+        combine_metrics([(None, 0.0)])
+
+
+def test_distributed_true_without_a_launch_is_refused(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    config = TrainConfig(num_epochs=1, progress=False, distributed=True)
+    with pytest.raises(ValueError, match="torchrun"):
+        fit(make_model("classifier", "sigmoid"), make_dataset(4), None, config)
