@@ -53,7 +53,7 @@ from pyro_betalstm.nn import StochasticLSTM
 from pyro_betalstm.variants import get_variant
 
 
-def main(args) -> dict:
+def main(args) -> dict | None:
     watch = ex.begin(args)
     s = caption_settings(args)  # the protocol, then --smoke, then explicit flags
     seed = args.seed
@@ -97,6 +97,8 @@ def main(args) -> dict:
         f"hidden {s['hidden']}, {parameters} parameters"
     )
     result = ex.train(model, train, valid, config, run.out, args.resume)
+    if not ex.is_main_process():
+        return None  # rank 0 alone evaluates and writes the run's files (torchrun)
     train_seconds = watch.wall_seconds()
     model.eval()
     samples = ex.predictive_draws(model, s)

@@ -66,7 +66,7 @@ def load_data(args):
     return load_benchmark(args.dataset, args.data_dir)
 
 
-def main(args) -> dict:
+def main(args) -> dict | None:
     watch = ex.begin(args)
     rolls = load_data(args)
     if args.smoke:
@@ -87,6 +87,8 @@ def main(args) -> dict:
     valid, test = rolls.next_step("valid"), rolls.next_step("test")
     print(f"{run.name}: {rolls.summary()} | {ex.count_parameters(model)} parameters")
     result = ex.train(model, train, valid, config, run.out, args.resume)
+    if not ex.is_main_process():
+        return None  # rank 0 alone evaluates and writes the run's files (torchrun)
 
     # Score the best checkpoint: mean gates, and the predictive over S gate draws.
     samples = ex.predictive_draws(model, s)

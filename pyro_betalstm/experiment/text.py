@@ -27,6 +27,7 @@ from .runner import (
     Run,
     Stopwatch,
     count_parameters,
+    is_main_process,
     predictive_draws,
     resolve_settings,
     save_gate_draws,
@@ -150,9 +151,10 @@ def run_fold(
     run: Run,
     glove: dict | None,
     draw_gates: bool,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Train and test fold ``fold``; returns (and writes) its result record. ``draw_gates``:
-    also write the run's gate draws on a few of its test sentences, with their words."""
+    also write the run's gate draws on a few of its test sentences, with their words. Under
+    ``torchrun`` the ranks other than 0 only train, and return None."""
     fold_dir = run.out / f"fold{fold}"
     done = fold_dir / "fold_result.json"
     if args.resume and done.exists():
@@ -167,7 +169,8 @@ def run_fold(
     watch = Stopwatch()
     parts = cv_split(folds, fold, data.labels, s["valid_fraction"], seed=args.split_seed)
     vocab = Vocabulary.build([tokens[i] for i in parts[0]], min_count=s["min_count"])
-    atomic_write_json(fold_dir / "vocab.json", vocab.to_dict(), indent=None)
+    if is_main_process():
+        atomic_write_json(fold_dir / "vocab.json", vocab.to_dict(), indent=None)
     train_set, valid, test = (
         encode_dataset(
             [tokens[i] for i in index],
@@ -198,6 +201,8 @@ def run_fold(
     config = train_config(s, args, seed, clip_norm=5.0, lr_decay=1.0)
     resume = args.resume and has_resume_point(fold_dir)
     result = train(model, train_set, valid, config, fold_dir, resume, classifier=True)
+    if not is_main_process():
+        return None  # rank 0 alone tests the fold and writes its files (torchrun)
     samples = predictive_draws(model, s)
     scores = {
         split: evaluate_classifier(model, part, 64, samples, args.device)
