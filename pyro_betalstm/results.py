@@ -10,6 +10,10 @@ A run directory written by an example holds:
 - ``metrics.json``, ``best.pt``, ``last.pt``: what :func:`pyro_betalstm.infer.fit` writes
   (sentence classification: one set per fold, under ``fold<k>/``).
 
+Records written since data-parallel training also hold ``world_size``, the number of
+processes that trained the model (1 without ``torchrun``; an older record without it was
+trained by one). It is not required, so older records still load.
+
 The record has no field naming its kind (the keys predate this module); :func:`record_kind`
 recognises it from the keys only one kind writes. :func:`load_results` reads a record and says
 which required keys it lacks. This module imports nothing of the package but :mod:`.io`, so

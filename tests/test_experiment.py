@@ -104,7 +104,8 @@ def test_run_directory_record_and_files(tmp_path):
         "seed": 5,
     }
     footer = ex.run_footer(run, args, cpu=True)
-    assert list(footer) == ["wall_seconds", "cpu_seconds", "hardware", "torch"]
+    assert list(footer) == ["wall_seconds", "cpu_seconds", "hardware", "torch", "world_size"]
+    assert footer["world_size"] == 1  # no torchrun: one process
     assert footer["wall_seconds"] >= 0 and "device cpu" in footer["hardware"]
     with pytest.raises(ValueError, match="without dataset"):  # checked against the schema
         ex.write_results(run, {**header, **footer, "view": "row"}, "| row |\n")

@@ -209,6 +209,8 @@ class DatasetShard:
         return int(self.indices.numel())
 
     def __getattr__(self, name: str):
+        if name == "data":  # not set yet (a copy or unpickling in progress): no recursion
+            raise AttributeError(name)
         return getattr(self.data, name)
 
     def batch(self, index: Sequence[int] | torch.Tensor) -> SequenceBatch:
