@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,4 +81,24 @@ def test_music_smoke_benchmarks(tmp_path, dataset, variant):
     ]
     record = music.main(music.parse_args(args))
     assert record["dataset"] == dataset
+    check_record(record, out)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not MUSIC_DIR.exists(), reason=f"benchmark piano rolls not found at {MUSIC_DIR}"
+)
+def test_music_smoke_under_torchrun_with_two_processes(tmp_path):
+    # the done-when command: one results.json, written by rank 0, with world_size 2
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd += [str(EXAMPLES / "polyphonic_music.py"), "--smoke", "--no-progress", "--no-plots"]
+    cmd += ["--dataset", "jsb", "--data-dir", str(MUSIC_DIR), "--out-dir", str(out)]
+    root = str(EXAMPLES.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((out / "results.json").read_text())
+    assert record["world_size"] == 2 and record["dataset"] == "jsb"
+    assert done.stdout.count("test NLL/frame") == 1  # rank 0 alone prints
     check_record(record, out)
