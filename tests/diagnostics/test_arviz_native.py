@@ -20,6 +20,7 @@ from pyro_betalstm.data import SequenceDataset
 from pyro_betalstm.infer import TrainConfig, fit, sample_posterior_predictive
 from pyro_betalstm.models import NextStepBernoulli, SequenceClassifier
 from pyro_betalstm.nn import StochasticLSTM
+from pyro_betalstm.testing.tasks import TASK_CASES
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -236,3 +237,15 @@ def test_older_files_with_an_epoch_dim_still_render():
     ax = diag.plot_elbo_history(old)
     assert ax.lines[0].get_xdata().tolist() == [1, 2]
     assert ax.lines[0].get_ydata().tolist() == [-3.0, -2.0]
+
+
+@pytest.mark.parametrize("case", list(TASK_CASES.values()), ids=lambda case: case.name)
+def test_every_task_model_has_a_posterior_predictive(case):
+    model, batch = case.make_model("bivariate"), case.make_batch()
+    torch.manual_seed(0)
+    idata = diag.gate_inference_data(model, batch, 3, prior_samples=0)
+    observed, predicted = idata.observed_data["targets"], idata.posterior_predictive["targets"]
+    assert predicted.dims == ("chain", "draw", *observed.dims)
+    assert predicted.shape[2:] == observed.shape
+    # a draw is missing exactly where the observation is (padded steps)
+    np.testing.assert_array_equal(np.isnan(predicted.values[0, 0]), np.isnan(observed.values))
