@@ -32,15 +32,16 @@ root_doc = "index"
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "results/*.sh"]
 
 # The how-to guides live in guides/ at the top level (their code runs in the tests); copy them
-# into the source tree at build time so that Sphinx renders them.
-import shutil  # noqa: E402
+# into the source tree at build time so that Sphinx renders them. Their pictures link to
+# ../docs/_static/ (right where the guides are, on GitHub), which is ../_static/ from the copy.
 from pathlib import Path  # noqa: E402
 
 _guides_src = Path(__file__).resolve().parents[1] / "guides"
 _guides_dst = Path(__file__).resolve().parent / "guides"
 _guides_dst.mkdir(exist_ok=True)
 for _guide in _guides_src.glob("*.md"):
-    shutil.copy(_guide, _guides_dst / _guide.name)
+    _text = _guide.read_text(encoding="utf-8").replace("](../docs/_static/", "](../_static/")
+    (_guides_dst / _guide.name).write_text(_text, encoding="utf-8")
 
 autodoc_default_options = {
     "members": True,

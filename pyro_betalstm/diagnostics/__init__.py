@@ -11,6 +11,12 @@ Example::
     to_netcdf(idata, "gates.nc")
     summarize_gates(idata)  # mean, sd, HDI, ESS per unit; corr(i, f)
     plot_joint_gates(idata, layer=0, unit=3)
+    az.plot_pair(idata, var_names=["gates"], coords={"sequence": [0], "time": [2], "unit": [3]})
+
+ArviZ's own functions take the ``InferenceData`` as it is: its dims are named (``sequence``,
+``time``, ``layer``, ``unit``, ``gate``...) with coords, ``posterior_predictive`` pairs with
+``observed_data`` for ``az.plot_ppc``, and ``sample_stats`` is the ELBO history as a trace for
+``az.plot_trace`` (layout: :mod:`pyro_betalstm.diagnostics.arviz_io`).
 
 Command line, for a run saved by any of ``examples/*.py`` (it reads the run's
 ``results.json`` and ``gate_draws.pt`` only)::

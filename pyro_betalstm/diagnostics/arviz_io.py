@@ -7,24 +7,32 @@ plain NumPy arrays obtained through :func:`gate_arrays`.
 Layout of the ``InferenceData`` built by :func:`to_inference_data`:
 
 * ``posterior``: ``input_gate`` and ``forget_gate`` with dims
-  ``(chain, draw, sequence, time, layer, unit)``; for latent gate families also ``alpha`` (the
+  ``(chain, draw, sequence, time, layer, unit)``, and both as ``gates`` with a trailing
+  ``gate`` dim (coords ``["input", "forget"]``); for latent gate families also ``alpha`` (the
   guide's Gamma concentrations) and ``log_basis`` (the log of the sampled Gamma basis ``u``)
   with a trailing ``basis`` dim. Draws of the amortised guide are independent, so there is one
   chain (``chain = [0]``).
 * ``prior``: the same gates and ``log_basis`` drawn from the model's prior (the recurrence run
   with prior-sampled bases), for latent families only. ``alpha`` is left out: in prior mode it
   is the guide network evaluated on prior-driven states, not a prior quantity.
+* ``posterior_predictive``: ``targets``, draws of the observed targets given gate draws (for a
+  next-step music model, the next frames), with the dims of ``observed_data.targets``.
 * ``observed_data``: ``targets`` (dims ``(sequence, time, output)`` for per-step targets,
   ``(sequence,)`` for one label per sequence).
 * ``constant_data``: ``mask`` ``(sequence, time)`` (1 at valid steps) and, when given,
   ``inputs`` ``(sequence, time, input)``.
-* ``sample_stats``: the training history, one value per **epoch** (dim ``epoch``, no chain or
-  draw dims): ``elbo`` (the ELBO per training sequence, ``-train_loss``), ``train_loss`` and
-  the other numeric columns of ``metrics.json`` (``valid_nll_mean_gates``, ``lr``,
-  ``kl_weight``...). ArviZ 0.x accepts a ``sample_stats`` group without draw dims; SVI has no
-  per-draw sampler statistics, so the group holds the optimisation trace instead.
+* ``sample_stats``: the training history as one chain whose draws are the **epochs** (dims
+  ``(chain, draw)``, ``draw`` and the coordinate ``epoch`` hold the epoch numbers): ``elbo``
+  (the ELBO per training sequence, ``-train_loss``), ``train_loss`` and the other numeric
+  columns of ``metrics.json`` (``valid_nll_mean_gates``, ``lr``, ``kl_weight``...). SVI has no
+  per-draw sampler statistics, so the group holds the optimisation trace, in the layout
+  ``az.plot_trace(idata.sample_stats, var_names=["elbo"])`` draws. Files written before this
+  layout have a single ``epoch`` dim; :func:`history_arrays` reads both.
 
-Padded steps (beyond a sequence's length) are NaN in every per-step variable.
+Every dim has coords: integers from 0 for ``sequence``, ``time`` (the step), ``layer``,
+``unit`` and ``basis``, names for ``gate``. Padded steps (beyond a sequence's length) are NaN
+in every per-step variable, so ArviZ's functions see them as missing: select valid steps with
+``coords={"sequence": [s], "time": [...]}``.
 """
 
 from __future__ import annotations
@@ -49,6 +57,8 @@ POSTERIOR_VARS = ("input_gate", "forget_gate", "alpha", "log_basis")
 PRIOR_VARS = ("input_gate", "forget_gate", "log_basis")
 GATE_VARS = ("input_gate", "forget_gate")
 DRAW_DIMS = ("chain", "draw", "sequence", "time", "layer", "unit")
+#: The ``gates`` variable stacks ``GATE_VARS`` on a trailing ``gate`` dim with these coords.
+GATE_COORDS = ("input", "forget")
 
 
 def _numpy(value) -> np.ndarray:
@@ -83,21 +93,48 @@ def _draw_arrays(
             )
         arrays[name] = value
         dims[name] = list(var_dims[2:])
+    if all(name in arrays for name in GATE_VARS):
+        # both gates on one named dim: one az.summary/plot_pair call covers the pair
+        arrays["gates"] = np.stack([arrays[name] for name in GATE_VARS], axis=-1)
+        dims["gates"] = [*DRAW_DIMS[2:], "gate"]
     return arrays, dims
 
 
+def _target_dims(shape: tuple[int, ...], mask_shape: tuple[int, ...]) -> list[str]:
+    """Dims of targets of ``shape`` (without chain/draw): per-step targets start with
+    (sequence, time), one target per sequence with (sequence,)."""
+    if len(shape) >= 2 and tuple(shape[:2]) == tuple(mask_shape):
+        return [
+            "sequence",
+            "time",
+            *(f"output_{j}" if j else "output" for j in range(len(shape) - 2)),
+        ]
+    return ["sequence", *(f"target_{j}" for j in range(len(shape) - 1))]
+
+
+def _targets(values, mask: np.ndarray, lead: int) -> tuple[np.ndarray, list[str]]:
+    """Targets (after ``lead`` draw dims) as an array, NaN at padded steps, and their dims."""
+    y = _numpy(values)
+    dims = _target_dims(y.shape[lead:], mask.shape)
+    if dims[1:2] == ["time"]:
+        y = _masked(y, mask, lead=lead)
+    return y, dims
+
+
 def _history_dataset(history: Sequence[Mapping]) -> xr.Dataset:
+    """The per-epoch records as one chain of draws (the epochs), the layout of a trace."""
     epochs = np.array([int(r.get("epoch", i + 1)) for i, r in enumerate(history)])
     keys = list(dict.fromkeys(k for r in history for k in r if k != "epoch"))
-    data_vars = {}
+    columns = {}
     for key in keys:
         values = [r.get(key) for r in history]
         if not all(v is None or isinstance(v, int | float) for v in values):
             continue  # only numeric columns
-        data_vars[key] = ("epoch", np.array([np.nan if v is None else v for v in values], float))
-    if "train_loss" in data_vars:
-        data_vars["elbo"] = ("epoch", -data_vars["train_loss"][1])
-    ds = xr.Dataset(data_vars, coords={"epoch": epochs})
+        columns[key] = np.array([np.nan if v is None else v for v in values], float)
+    if "train_loss" in columns:
+        columns = {"elbo": -columns["train_loss"], **columns}
+    data_vars = {key: (("chain", "draw"), values[None]) for key, values in columns.items()}
+    ds = xr.Dataset(data_vars, coords={"chain": [0], "draw": epochs, "epoch": ("draw", epochs)})
     if "elbo" in ds:
         ds["elbo"].attrs["description"] = "ELBO per training sequence (-train_loss)"
     return ds
@@ -110,6 +147,7 @@ def to_inference_data(
     history: Sequence[Mapping] | None = None,
     inputs=None,
     attrs: Mapping | None = None,
+    posterior_predictive: Mapping | None = None,
 ) -> az.InferenceData:
     """Build an ``InferenceData`` from gate draws (see the module docstring for its layout).
 
@@ -122,6 +160,8 @@ def to_inference_data(
     :param history: per-epoch records as in ``metrics.json`` (``sample_stats``).
     :param inputs: the batch inputs ``(sequence, time, input)`` (``constant_data``).
     :param attrs: string or numeric attributes stored on every group (gate family, run...).
+    :param posterior_predictive: ``{"targets": draws}`` with dims ``(draw, *targets.shape)``, as
+        returned by :func:`pyro_betalstm.infer.sample_posterior_predictive`.
     """
     if "mask" not in posterior:
         raise ValueError("posterior draws need a 'mask' (sequence, time) of valid steps")
@@ -141,19 +181,20 @@ def to_inference_data(
         groups["constant_data"]["inputs"] = _masked(_numpy(inputs), mask, lead=0)
         dims["inputs"] = ["sequence", "time", "input"]
     if targets is not None:
-        y = _numpy(targets)
-        if y.ndim >= 2 and y.shape[:2] == mask.shape:
-            target_dims = [
-                "sequence",
-                "time",
-                *(f"output_{j}" if j else "output" for j in range(y.ndim - 2)),
-            ]
-            y = _masked(y, mask, lead=0)
-        else:
-            target_dims = ["sequence", *(f"target_{j}" for j in range(y.ndim - 1))]
+        y, dims["targets"] = _targets(targets, mask, lead=0)
         groups["observed_data"] = {"targets": y}
-        dims["targets"] = target_dims
-    idata = az.from_dict(**groups, dims=dims)
+    if posterior_predictive is not None:
+        if "targets" not in posterior_predictive:
+            raise ValueError("posterior_predictive needs 'targets' draws (draw, *targets.shape)")
+        y, pp_dims = _targets(posterior_predictive["targets"], mask, lead=1)
+        if targets is not None and pp_dims != dims["targets"]:
+            raise ValueError(
+                f"posterior predictive targets have dims (draw, {', '.join(pp_dims)}), the "
+                f"observed ones ({', '.join(dims['targets'])}): expected the same after draw"
+            )
+        groups["posterior_predictive"] = {"targets": y[None]}  # add the chain dim
+        dims["targets"] = pp_dims
+    idata = az.from_dict(**groups, dims=dims, coords=_coords(mask.shape, groups))
     if history:
         # epoch-indexed, without (chain, draw): from_dict would add those, so add it as a Dataset
         idata.add_groups(sample_stats=_history_dataset(history))
@@ -162,6 +203,16 @@ def to_inference_data(
     for group in idata.groups():
         getattr(idata, group).attrs.update(meta)
     return idata
+
+
+def _coords(mask_shape: tuple[int, int], groups: Mapping) -> dict[str, list]:
+    """Coords of every named dim: integers from 0, and the gate names."""
+    coords = {"sequence": list(range(mask_shape[0])), "time": list(range(mask_shape[1]))}
+    gates = groups["posterior"].get("gates")
+    if gates is not None:
+        *_, layers, units, _ = gates.shape
+        coords.update(layer=list(range(layers)), unit=list(range(units)), gate=list(GATE_COORDS))
+    return coords
 
 
 def to_netcdf(idata: az.InferenceData, path: str | Path) -> Path:
@@ -242,13 +293,19 @@ def gate_arrays(data, group: str = "posterior") -> dict[str, np.ndarray]:
 
 
 def history_arrays(data) -> dict[str, np.ndarray]:
-    """The per-epoch training history (``sample_stats``) as arrays, with ``epoch``."""
+    """The per-epoch training history (``sample_stats``) as 1-D arrays, with ``epoch``.
+
+    Reads the trace layout (one chain, a draw per epoch) and the older one (an ``epoch`` dim).
+    """
     if not isinstance(data, az.InferenceData) or "sample_stats" not in data.groups():
         return {}
     ds = data.sample_stats
-    if "epoch" not in ds.dims:
+    if "epoch" in ds.dims:  # files written before the trace layout
+        return {"epoch": ds["epoch"].values, **{k: ds[k].values for k in ds.data_vars}}
+    if "epoch" not in ds.coords or ds.sizes.get("chain") != 1:
         return {}
-    return {"epoch": ds["epoch"].values, **{k: ds[k].values for k in ds.data_vars}}
+    columns = {k: ds[k].values.reshape(-1) for k in ds.data_vars if ds[k].dims == ("chain", "draw")}
+    return {"epoch": ds["epoch"].values, **columns}
 
 
 def hdi(values: np.ndarray, prob: float = 0.94) -> tuple[float, float]:

@@ -8,7 +8,7 @@ import pyro.poutine as poutine
 import torch
 
 from ..batch import SequenceBatch
-from ..infer.predict import sample_gates
+from ..infer.predict import sample_gates, sample_posterior_predictive
 from ..io import read_json
 from ..models.base import GateModel
 from ..models.modes import evaluating
@@ -84,17 +84,34 @@ def gate_inference_data(
     history: list[dict] | str | Path | None = None,
     include_basis: bool = True,
     attrs: dict | None = None,
+    posterior_predictive: bool = True,
 ):
     """Draw gates from ``model`` on ``batch`` and build an ArviZ ``InferenceData``.
 
     ``posterior`` holds ``num_samples`` guide draws, ``prior`` (latent families only)
-    ``prior_samples`` prior draws (default ``num_samples``), ``observed_data`` the batch
-    targets, ``constant_data`` the mask and inputs, and ``sample_stats`` the training history
-    (``history``: records, or a ``metrics.json`` path or run directory). ``include_basis=False``
-    leaves out ``alpha`` and ``log_basis`` (large for wide models). See
-    :mod:`pyro_betalstm.diagnostics.arviz_io` for the layout.
+    ``prior_samples`` prior draws (default ``num_samples``), ``posterior_predictive``
+    ``num_samples`` draws of the targets, each given the gates of the same posterior draw
+    (:func:`~pyro_betalstm.infer.sample_posterior_predictive`; ``posterior_predictive=False``
+    leaves it out), ``observed_data`` the batch targets, ``constant_data`` the mask and
+    inputs, and ``sample_stats`` the training history (``history``: records, or a
+    ``metrics.json`` path or run directory). ``include_basis=False`` leaves out ``alpha`` and
+    ``log_basis`` (large for wide models). See :mod:`pyro_betalstm.diagnostics.arviz_io` for
+    the layout.
+
+    ArviZ's functions take the result as it is, for instance ``az.summary(idata,
+    var_names=["gates"], coords={"sequence": [0], "time": [0]})``, ``az.plot_ppc(idata)`` and
+    ``az.plot_trace(idata.sample_stats, var_names=["elbo"])``.
     """
-    posterior = posterior_gate_draws(model, batch, num_samples)
+    predictive = None
+    if posterior_predictive:
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be positive, got {num_samples}")
+        posterior = sample_posterior_predictive(model, batch, num_samples)
+        predictive = {"targets": posterior.pop("targets")}
+        if not model.family.is_latent:  # identical gate draws: keep one, as posterior_gate_draws
+            posterior = {k: v if k == "mask" else v[:1] for k, v in posterior.items()}
+    else:
+        posterior = posterior_gate_draws(model, batch, num_samples)
     prior = None
     if model.family.is_latent and (prior_samples is None or prior_samples > 0):
         prior = prior_gate_draws(model, batch, prior_samples or num_samples)
@@ -120,4 +137,5 @@ def gate_inference_data(
         history=history,
         inputs=batch.inputs,
         attrs=meta,
+        posterior_predictive=predictive,
     )

@@ -528,12 +528,13 @@ def plot_time_to_quality(
     return ax
 
 
-def save_figure(ax, path) -> None:
-    """Save the figure of ``ax`` (an axes or an array of axes) as PNG, atomically, and close it."""
+def save_figure(ax, path, dpi: int = 110) -> None:
+    """Save the figure of ``ax`` (an axes or an array of axes, as ArviZ's ``plot_*`` return)
+    as PNG at ``dpi``, atomically, and close it."""
     first = np.atleast_1d(np.asarray(ax, dtype=object)).ravel()[0]
     fig = first.figure
     fig.tight_layout()
     try:
-        atomic_write_path(path, lambda tmp: fig.savefig(tmp, dpi=110))
+        atomic_write_path(path, lambda tmp: fig.savefig(tmp, dpi=dpi))
     finally:
         plt.close(fig)

@@ -8,6 +8,7 @@ from .predict import (
     gate_kl_summary,
     predictive_log_likelihood,
     sample_gates,
+    sample_posterior_predictive,
 )
 from .train import DivergenceError, FitResult, NonFiniteLossError, TrainConfig, fit, load_best
 
@@ -25,4 +26,5 @@ __all__ = [
     "load_best",
     "predictive_log_likelihood",
     "sample_gates",
+    "sample_posterior_predictive",
 ]

@@ -185,15 +185,42 @@ def sample_gates(
     with a trailing ``basis`` dimension; and ``mask`` (sequence, time) of valid steps.
     ``gate_mode="mean"`` gives the paper's mean gates (identical draws).
     """
+    return _network_draws(model, batch, num_samples, gate_mode, predictive=False)
+
+
+@torch.no_grad()
+def sample_posterior_predictive(
+    model: GateModel, batch: SequenceBatch, num_samples: int = 100, gate_mode: str = "sample"
+) -> dict[str, torch.Tensor]:
+    """Posterior predictive draws of the targets, each with the gate draw that produced it.
+
+    Draw ``s`` runs the network with gates drawn from the guide on the observed inputs
+    (teacher forcing: for a next-step model, one-step-ahead predictions of every frame) and
+    samples the targets from the task's :meth:`~pyro_betalstm.models.GateModel.observation`
+    distribution. Returns everything :func:`sample_gates` returns, from the same draws, and
+    ``targets`` with dims ``(draw, *targets.shape)``, for instance (draw, sequence, time, key)
+    for music frames; padded steps hold draws the likelihood masks out.
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be positive, got {num_samples}")
+    return _network_draws(model, batch, num_samples, gate_mode, predictive=True)
+
+
+def _network_draws(
+    model: GateModel, batch: SequenceBatch, num_samples: int, gate_mode: str, predictive: bool
+) -> dict[str, torch.Tensor]:
     with evaluating(model):
         keys = ["input_gate", "forget_gate", "alpha", "log_basis"]
-        out: dict[str, list] = {k: [] for k in keys}
+        out: dict[str, list] = {k: [] for k in [*keys, "targets"]}
         lstm_batch = model.embed_batch(batch)  # raw inputs through the model's front end
         for _ in range(num_samples):
             mask = model.mask(lstm_batch)
             runs = model.lstm.run(lstm_batch.inputs, mask, gate_mode=gate_mode, record_gates=True)
             for name, array in stack_layers(runs, tuple(keys)).items():
                 out[name].append(array)
+            if predictive:  # the observation takes the raw batch, as in log_likelihood
+                distribution, _ = model.observation(runs[-1], batch)
+                out["targets"].append(distribution.sample())
     result = {k: torch.stack(v) for k, v in out.items() if v}
     result["mask"] = batch.step_mask()
     return result

@@ -70,6 +70,7 @@ def test_inference_data_groups_dims_coords(trained):
     assert set(idata.groups()) == {
         "posterior",
         "prior",
+        "posterior_predictive",
         "observed_data",
         "constant_data",
         "sample_stats",
@@ -91,7 +92,8 @@ def test_inference_data_groups_dims_coords(trained):
     assert idata.observed_data["targets"].dims == ("sequence", "time", "output")
     assert idata.constant_data["mask"].sum() == sum(n - 1 for n in LENGTHS)
     stats = idata.sample_stats
-    assert stats["elbo"].dims == ("epoch",) and stats["epoch"].values.tolist() == [1]
+    # the history is a trace: one chain, a draw per epoch (az.plot_trace draws it)
+    assert stats["elbo"].dims == ("chain", "draw") and stats["epoch"].values.tolist() == [1]
     history = diag.load_history(trained["bivariate"]["out"])
     assert stats["elbo"].values[0] == pytest.approx(-history[0]["train_loss"])
     assert post.attrs["gate_family"] == "bivariate"

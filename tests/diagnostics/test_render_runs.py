@@ -112,6 +112,10 @@ def test_render_any_saved_run(saved_runs, kind, tmp_path):
     mask = draws["mask"][:2, : post.sizes["time"]].numpy().astype(bool)
     rendered = post["input_gate"].values[0]
     assert (rendered[:, mask] == saved[:, mask]).all()
+    # the layout ArviZ's functions take: both gates on a named dim, the history as a trace
+    assert post["gates"].dims[-1] == "gate" and post["gate"].values.tolist() == ["input", "forget"]
+    assert idata.sample_stats["elbo"].dims == ("chain", "draw")
+    assert idata.sample_stats["epoch"].size == idata.sample_stats.sizes["draw"] >= 1
 
 
 def test_compare_two_runs_and_no_basis(saved_runs, tmp_path):
