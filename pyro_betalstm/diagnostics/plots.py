@@ -8,6 +8,7 @@ here: close them with ``plt.close(ax.figure)`` once saved.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -533,7 +534,11 @@ def save_figure(ax, path, dpi: int = 110) -> None:
     as PNG at ``dpi``, atomically, and close it."""
     first = np.atleast_1d(np.asarray(ax, dtype=object)).ravel()[0]
     fig = first.figure
-    fig.tight_layout()
+    with warnings.catch_warnings():
+        # ArviZ's figures may hold axes tight_layout cannot place (e.g. colour bars): it is only
+        # a better spacing, so its warning says nothing about the result
+        warnings.filterwarnings("ignore", "This figure includes Axes", UserWarning)
+        fig.tight_layout()
     try:
         atomic_write_path(path, lambda tmp: fig.savefig(tmp, dpi=dpi))
     finally:
