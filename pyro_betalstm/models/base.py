@@ -2,28 +2,49 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.distributions import Distribution
+from pyro.params import param_with_module_name
 from torch import nn
 
 from ..batch import SequenceBatch, lengths_to_mask
 from ..distributions.numerics import sample_log_gamma
 from ..nn import GivenBasis, LayerCall, LayerRun, PriorBasis, SampledBasis, StochasticLSTM
 from ..nn.stochastic_lstm import validate_sequences
-from ..priors import GatePrior, get_prior, is_log_space
-from .gate_sites import GuideGateSequence, PriorGateSequence, prior_concentration_rate
+from ..priors import GatePrior, get_prior
+from .gate_sites import (
+    GuideGateSequence,
+    PriorGateSequence,
+    prior_concentration_rate,
+    sample_prior_log_basis,
+)
 
 #: Name of the Pyro sample site of the observed targets (see :meth:`GateModel.likelihood`).
 OBSERVED_SITE = "obs"
 
+#: Names of the ``pyro.deterministic`` sites of the gates, ``(B, T, L, H)`` each.
+GATE_SITES = ("input_gate", "forget_gate")
+#: Names of the ``pyro.deterministic`` sites of the states (with ``trace_states=True``).
+STATE_SITES = ("hidden_state", "cell_state")
+#: Dimension names of the gate and state sites, after any leading sample dimension.
+GATE_SITE_DIMS = ("sequence", "time", "layer", "unit")
+#: Dimension names of a latent gate site's value, the log Gamma basis of one layer.
+BASIS_SITE_DIMS = ("sequence", "time", "unit", "basis")
+
+_namespaces = itertools.count()
+
 
 def site_name(layer: int) -> str:
-    """Name of the latent gate site of ``layer``."""
-    return f"gate_basis_{layer}"
+    """Name of the latent gate site of ``layer``: its value is the **log** of the Gamma basis,
+    ``log u`` ``(B, T, H, K)`` (dims :data:`BASIS_SITE_DIMS`, the layout of
+    :mod:`pyro_betalstm.distributions.gate_algebra`); ``family.algebra.gates(value)`` maps it to
+    the gates, which the model also records as the sites :data:`GATE_SITES`."""
+    return f"log_gamma_basis_{layer}"
 
 
 class GateModel(nn.Module):
@@ -33,9 +54,24 @@ class GateModel(nn.Module):
     layer's run, from which the base class builds :meth:`likelihood` and
     :meth:`log_likelihood`) and :meth:`predict_from_run`, and a model with an input front end
     overrides :meth:`embed_batch`. ``model`` and ``guide`` are Pyro callables taking a raw
-    :class:`SequenceBatch` (they embed it themselves); every parameter is an ordinary
-    ``nn.Module`` parameter, so ``elbo.differentiable_loss(m.model, m.guide, batch)`` is trained
-    with any torch optimiser.
+    :class:`SequenceBatch` (they embed it themselves, batch first).
+
+    Parameters: every parameter is an ordinary ``nn.Module`` parameter, and ``model`` and
+    ``guide`` also register them with Pyro's param store (as ``pyro.module`` does) under the
+    instance's own namespace :attr:`pyro_namespace`. So a plain Pyro loop,
+    ``SVI(m.model, m.guide, pyro.optim.Adam({...}), Trace_ELBO())``, trains the model, and
+    ``elbo.differentiable_loss(m.model, m.guide, batch)`` with any torch optimiser does too
+    (what :func:`~pyro_betalstm.infer.fit` does). Two models in one process never share a name.
+
+    The trace: latent gate site ``log_gamma_basis_{k}`` per layer (see :func:`site_name`), the
+    gates as ``pyro.deterministic`` sites ``input_gate`` and ``forget_gate`` ``(B, T, L, H)``
+    (dims :data:`GATE_SITE_DIMS`; values at padded steps are computed but unused) when
+    :attr:`trace_gates` is set (the default), the states ``hidden_state`` (zero at padded steps)
+    and ``cell_state`` likewise when :attr:`trace_states` is set, and the observed ``"obs"``.
+
+    Loss units: ``svi.step(batch)`` returns the negative ELBO of the whole data set (the sequence
+    plate is scaled by ``batch.dataset_size / batch_size``); :func:`~pyro_betalstm.infer.fit`
+    reports it per sequence. :func:`~pyro_betalstm.infer.loss_per_sequence` converts.
 
     :param lstm: the recurrent network (its gate family decides whether gates are latent).
     :param prior: a :class:`GatePrior`, its name, a function, or None for ``Gamma(0.5, 1)``.
@@ -43,8 +79,19 @@ class GateModel(nn.Module):
         by changing the attribute during training).
     """
 
+    #: record the gates as ``pyro.deterministic`` sites (see the class docstring)
+    trace_gates: bool = True
+    #: record the hidden and cell states as ``pyro.deterministic`` sites too
+    trace_states: bool = False
+
     def __init__(self, lstm: StochasticLSTM, prior=None, kl_weight: float = 1.0):
         super().__init__()
+        if not lstm.batch_first:
+            raise ValueError(
+                "GateModel needs StochasticLSTM(..., batch_first=True): its Pyro program takes "
+                "SequenceBatch inputs, which are batch first (batch, time, features); "
+                "batch_first=False applies only to StochasticLSTM.forward"
+            )
         self.lstm = lstm
         self.prior: GatePrior = get_prior(prior)
         if lstm.family.is_latent:  # deterministic gate families have no latent gates to prior
@@ -58,6 +105,32 @@ class GateModel(nn.Module):
     @property
     def family(self):
         return self.lstm.family
+
+    @property
+    def pyro_namespace(self) -> str:
+        """The prefix of this model's parameters in Pyro's param store (``pyro.module``'s name):
+        unique to the instance, so two models in one process do not collide (a copy of a model
+        gets a new one)."""
+        if self.__dict__.get("_namespace_owner") != id(self):
+            self.__dict__["_namespace"] = f"{type(self).__name__}_{next(_namespaces)}"
+            self.__dict__["_namespace_owner"] = id(self)
+        return self.__dict__["_namespace"]
+
+    def register_parameters(self) -> None:
+        """Register every trainable parameter with Pyro under :attr:`pyro_namespace`, as
+        ``pyro.module(self.pyro_namespace, self)`` does (``model`` and ``guide`` call it).
+
+        The param store holds the module's own tensors, so Pyro's optimisers update the
+        module's weights in place; an entry that holds another tensor under this model's name
+        (after ``load_state_dict(..., assign=True)``, say) is replaced by the module's."""
+        namespace, store = self.pyro_namespace, pyro.get_param_store()
+        for name, value in self.named_parameters():
+            if not value.requires_grad:  # frozen (e.g. embeddings): nothing to train
+                continue
+            full_name = param_with_module_name(namespace, name)
+            if full_name in store and store[full_name] is not value:
+                del store[full_name]
+            pyro.param(full_name, value)
 
     # ----- task interface --------------------------------------------------------------------
     def observation(self, run: LayerRun, batch: SequenceBatch) -> tuple[Distribution, torch.Tensor]:
@@ -141,8 +214,7 @@ class GateModel(nn.Module):
             if params is not None:  # log-space draw: no float32 underflow
                 conc, rate = (p.expand(shape) for p in params)
                 return sample_log_gamma(conc) - rate.log()
-            value = d.rsample() if d.has_rsample else d.sample()
-            return value.expand(shape) if is_log_space(d) else value.log().expand(shape)
+            return sample_prior_log_basis(d, torch.Size(shape), layer)
 
         return sampler
 
@@ -160,17 +232,37 @@ class GateModel(nn.Module):
 
         ``batch`` is raw (as the data set gives it): the model embeds it with
         :meth:`embed_batch`, or reuses the guide's embedding of the same batch object."""
+        self.register_parameters()
         batch = self._embedded_for_model(batch)
         lstm, mask = self.lstm, self.mask(batch)
+        record = self._records_gates
         if self.family.is_latent:
             self.prior.model()
         with self._plate(batch):
             if self.family.is_latent:
-                runs = lstm.run(batch.inputs, mask, layer_hook=self._model_layer(batch, mask))
+                hook = self._model_layer(batch, mask)
+                runs = lstm.run(batch.inputs, mask, record_gates=record, layer_hook=hook)
             else:
-                runs = lstm.run(batch.inputs, mask, gate_mode="sample")
-            run = runs[-1]
-            self.likelihood(run, batch)
+                runs = lstm.run(batch.inputs, mask, gate_mode="sample", record_gates=record)
+            self._trace_runs(runs)
+            self.likelihood(runs[-1], batch)
+
+    @property
+    def _records_gates(self) -> bool:
+        return bool(self.trace_gates or self.trace_states)
+
+    def _trace_runs(self, runs: list[LayerRun]) -> None:
+        """The gates (and states) of every layer as ``pyro.deterministic`` sites ``(B, T, L, H)``,
+        inside the sequence plate (the batch dimension is the plate's, the rest the event)."""
+        arrays = {}
+        if self.trace_gates:
+            arrays["input_gate"] = [run.gates[0] for run in runs]
+            arrays["forget_gate"] = [run.gates[1] for run in runs]
+        if self.trace_states:
+            arrays["hidden_state"] = [run.outputs for run in runs]
+            arrays["cell_state"] = [run.cell_states for run in runs]
+        for name, per_layer in arrays.items():
+            pyro.deterministic(name, torch.stack(per_layer, dim=2), event_dim=3)
 
     def _model_layer(self, batch: SequenceBatch, mask: torch.Tensor | None):
         """The model's layer hook: a prior gate site per layer, which reuses the guide's run
@@ -200,6 +292,7 @@ class GateModel(nn.Module):
 
         ``batch`` is raw: the guide embeds it with :meth:`embed_batch` and keeps the result for
         the model's call on the same batch object."""
+        self.register_parameters()
         self._guide_runs, self._embedded = [], None
         if not self.family.is_latent:
             return
@@ -223,7 +316,7 @@ class GateModel(nn.Module):
             return site.run
 
         with self._plate(batch):
-            lstm.run(batch.inputs, mask, layer_hook=guide_layer)
+            lstm.run(batch.inputs, mask, record_gates=self._records_gates, layer_hook=guide_layer)
 
     # ----- prediction ----------------------------------------------------------------------------
     def embed_batch(self, batch: SequenceBatch) -> SequenceBatch:

@@ -10,8 +10,17 @@ sides.
 
 ``kl_divergence(guide_site, prior_site)`` is registered: the sum over steps of the analytic
 ``KL(Gamma(alpha_t, 1) || prior_t)`` at the sampled ``h_{t-1}``, which by the chain rule of KL is
-an unbiased, lower-variance estimate of the KL between the two sequence laws. It raises
-``NotImplementedError`` for non-Gamma priors so that Pyro falls back to Monte Carlo.
+an unbiased, lower-variance estimate of the KL between the two sequence laws. The step KL is
+the Gamma one for a Gamma or LogGamma prior (also wrapped in ``.to_event``), else the one
+``torch.distributions.kl_divergence`` knows for the prior (``Exponential``, say); with none it
+raises ``NotImplementedError`` so that the ELBO falls back to Monte Carlo.
+
+A prior may be any ``TorchDistribution`` over ``u > 0`` or over ``log u`` (real support), batch
+or event shaped (``.to_event``), whose ``batch_shape + event_shape`` broadcasts to the step's
+``(B, H, K)`` (see :mod:`pyro_betalstm.priors`).
+
+The sites hold a whole recurrence, run one draw at a time, so they take no leading sample
+dimension: :data:`NO_SAMPLE_DIMENSION` says what to use instead.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from collections.abc import Callable
 
 import torch
 from pyro.distributions import TorchDistribution
-from torch.distributions import constraints
+from torch.distributions import constraints, kl_divergence
 from torch.distributions.kl import register_kl
 
 from ..distributions import LogGamma, gamma_kl
@@ -29,6 +38,16 @@ from ..priors import GatePrior, is_log_space
 
 #: ``run_layer(log_basis_or_None) -> LayerRun``: recompute a layer run for given values.
 RunLayer = Callable[[torch.Tensor | None], LayerRun]
+
+#: Why a gate site takes no leading sample dimension, and what to use instead.
+NO_SAMPLE_DIMENSION = (
+    "a gate site holds a whole recurrence over time, drawn one sample at a time, so it takes no "
+    "leading sample dimension: vectorised particles (Trace_ELBO(vectorize_particles=True)), "
+    "Predictive(parallel=True), an outer pyro.plate around the model and sample_shape are not "
+    "supported. Use sequential particles instead (Trace_ELBO(num_particles=k) or "
+    "GateMeanFieldELBO(num_particles=k), with vectorize_particles=False), "
+    "Predictive(..., parallel=False), or pyro_betalstm.infer.sample_gates for gate draws"
+)
 
 
 def _masked_sum(per_step: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -57,7 +76,10 @@ class _GateSequence(TorchDistribution):
 
     def expand(self, batch_shape, _instance=None):
         if torch.Size(batch_shape) != self.batch_shape:
-            raise NotImplementedError("gate sequence sites cannot be expanded")
+            raise NotImplementedError(
+                f"cannot expand the gate site from batch shape {tuple(self.batch_shape)} to "
+                f"{tuple(batch_shape)}: {NO_SAMPLE_DIMENSION}"
+            )
         return self
 
 
@@ -68,7 +90,7 @@ class GuideGateSequence(_GateSequence):
 
     def rsample(self, sample_shape=torch.Size()):
         if sample_shape:
-            raise NotImplementedError("draw several gate samples with pyro.plate, not sample_shape")
+            raise NotImplementedError(f"sample_shape {tuple(sample_shape)}: {NO_SAMPLE_DIMENSION}")
         self.run = self.run_layer(None)
         return self.run.log_basis
 
@@ -97,35 +119,94 @@ class PriorGateSequence(_GateSequence):
 
     def rsample(self, sample_shape=torch.Size()):
         if sample_shape:
-            raise NotImplementedError("draw several gate samples with pyro.plate, not sample_shape")
+            raise NotImplementedError(f"sample_shape {tuple(sample_shape)}: {NO_SAMPLE_DIMENSION}")
         self.run = self.sample_run()
         return self.run.log_basis
 
     def log_prob(self, value):
         run = self.run_for(value)
-        d = self.prior_distribution(run)
-        params = prior_concentration_rate(d)
-        if params is not None:  # Gamma or LogGamma prior: density of log u without forming u,
-            lp = LogGamma(*params).log_prob(value)  # which underflows to 0 for small alpha
-        elif is_log_space(d):
-            lp = d.log_prob(value)
-        else:  # density of y = log u: p_u(e^y) e^y
-            lp = d.log_prob(value.exp()) + value
-        if lp.dim() == value.dim():  # elementwise prior over the basis
+        lp = prior_log_density(self.prior_distribution(run), value, self.layer)
+        if lp.dim() == value.dim():  # elementwise: the basis first (the summation order of fit)
             lp = lp.sum(-1)
         return _masked_sum(lp, self.mask)
 
 
+def _unwrapped(d) -> torch.distributions.Distribution:
+    """``d`` without its ``Independent`` wrappers (``.to_event`` only regroups dimensions)."""
+    while isinstance(d, torch.distributions.Independent):
+        d = d.base_dist
+    return d
+
+
+def _check_prior_shape(d, shape: torch.Size, layer: int) -> None:
+    prior_shape = d.batch_shape + d.event_shape
+    try:
+        fits = torch.broadcast_shapes(prior_shape, shape) == shape
+    except RuntimeError:
+        fits = False
+    if not fits or len(d.event_shape) > 2:
+        raise ValueError(
+            f"the prior of layer {layer} has batch_shape {tuple(d.batch_shape)} and event_shape "
+            f"{tuple(d.event_shape)}; together they must broadcast to the basis of one step, "
+            f"(..., hidden_size, K) = (..., {shape[-2]}, {shape[-1]}), with at most those two "
+            "dimensions in the event"
+        )
+
+
+def prior_log_density(d, log_basis: torch.Tensor, layer: int = 0) -> torch.Tensor:
+    """The prior's log-density of the log-basis ``y = log u`` ``(B, T, H, K)``, not yet summed
+    (at least ``(B, T)``): the density of ``log u`` itself for a prior over the real line, and
+    ``p_u(e^y) e^y`` (the Jacobian summed over the prior's event dimensions) for one over
+    ``u > 0``. A Gamma or LogGamma prior is evaluated in log space, without forming ``u``
+    (which underflows to 0 for small concentrations)."""
+    _check_prior_shape(d, log_basis.shape, layer)
+    params = prior_concentration_rate(d)
+    if params is not None:
+        return LogGamma(*params).log_prob(log_basis)
+    if is_log_space(d):
+        return d.log_prob(log_basis)
+    event_dims = len(d.event_shape)
+    jacobian = log_basis.flatten(-event_dims).sum(-1) if event_dims else log_basis
+    return d.log_prob(log_basis.exp()) + jacobian
+
+
+def sample_prior_log_basis(d, shape: torch.Size, layer: int = 0) -> torch.Tensor:
+    """A draw of the log-basis of one step, ``shape = (B, H, K)``, from a prior ``d`` that is
+    neither Gamma nor LogGamma (those are drawn in log space by the model): ``d`` is expanded to
+    ``shape``, so every element is an independent draw."""
+    _check_prior_shape(d, shape, layer)
+    batch = shape[: len(shape) - len(d.event_shape)]
+    if d.batch_shape != batch:
+        d = d.expand(batch)
+    value = d.rsample() if d.has_rsample else d.sample()
+    return value if is_log_space(d) else value.log()
+
+
 def prior_concentration_rate(d) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """``(concentration, rate)`` of a Gamma or LogGamma prior (elementwise), else None."""
-    base = d
-    while isinstance(base, torch.distributions.Independent):
-        base = base.base_dist
-    if isinstance(base, torch.distributions.Gamma) and base is d:
-        return base.concentration, base.rate
-    if isinstance(base, LogGamma) and base is d:
+    """``(concentration, rate)`` of a Gamma or LogGamma prior (elementwise, also inside
+    ``.to_event``), else None."""
+    base = _unwrapped(d)
+    if isinstance(base, torch.distributions.Gamma | LogGamma):
         return base.concentration, base.rate
     return None
+
+
+def basis_kl(alpha: torch.Tensor, d) -> torch.Tensor:
+    """Elementwise ``KL(Gamma(alpha, 1) || d)`` over the basis, ``(B, T, H, K)``: analytic for a
+    Gamma or LogGamma prior, else what ``torch.distributions.kl_divergence`` has registered for
+    the pair (the Gamma guide against a prior over ``u``, or its LogGamma against one over
+    ``log u``). Raises ``NotImplementedError`` when there is none."""
+    params = prior_concentration_rate(d)
+    if params is not None:
+        return gamma_kl(alpha, params[0], 1.0, params[1])
+    base = _unwrapped(d)
+    if base.event_shape:  # an event over several basis variables: no elementwise KL
+        raise NotImplementedError("no elementwise KL for a prior with its own event shape")
+    if is_log_space(base):
+        guide = LogGamma(alpha)
+    else:
+        guide = torch.distributions.Gamma(alpha, torch.ones_like(alpha))
+    return kl_divergence(guide, base)
 
 
 @register_kl(GuideGateSequence, PriorGateSequence)
@@ -133,9 +214,6 @@ def _kl_gate_sequences(q: GuideGateSequence, p: PriorGateSequence) -> torch.Tens
     run = q.run
     if run is None:
         raise NotImplementedError("the guide site has not been sampled")
-    params = prior_concentration_rate(p.prior_distribution(run))
-    if params is None:
-        raise NotImplementedError("no analytic KL for this prior: Monte Carlo is used")
-    concentration, rate = params
-    kl = gamma_kl(run.alpha, concentration, 1.0, rate)
-    return _masked_sum(kl, q.mask)
+    d = p.prior_distribution(run)
+    _check_prior_shape(d, run.alpha.shape, p.layer)
+    return _masked_sum(basis_kl(run.alpha, d), q.mask)
