@@ -244,6 +244,7 @@ class GateModel(nn.Module):
                 runs = lstm.run(batch.inputs, mask, record_gates=record, layer_hook=hook)
             else:
                 runs = lstm.run(batch.inputs, mask, gate_mode="sample", record_gates=record)
+            self._guide_runs = []  # consumed: no graph outlives its ELBO evaluation
             self._trace_runs(runs)
             self.likelihood(runs[-1], batch)
 

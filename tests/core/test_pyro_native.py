@@ -1,0 +1,322 @@
+"""A Pyro user's contracts: plain SVI trains the model, Predictive returns the gates, any
+``TorchDistribution`` is a prior, and what is not supported says what to use instead."""
+
+from __future__ import annotations
+
+import copy
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer import SVI, Predictive, Trace_ELBO, TraceMeanField_ELBO
+from torch.distributions import constraints, kl_divergence
+
+from pyro_betalstm.infer import GateMeanFieldELBO, loss_per_sequence
+from pyro_betalstm.models import (
+    GATE_SITES,
+    STATE_SITES,
+    NextStepBernoulli,
+    SequenceClassifier,
+    site_name,
+)
+from pyro_betalstm.models.gate_sites import basis_kl
+from pyro_betalstm.nn import StochasticLSTM
+
+from .helpers import make_batch, make_model
+
+
+def _svi_losses(model, batch, elbo, steps=40, lr=0.02):
+    svi = SVI(model.model, model.guide, pyro.optim.Adam({"lr": lr}), elbo)
+    return [svi.step(batch) for _ in range(steps)]
+
+
+def _snapshot(model):
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+# ----- 1. parameters registered the Pyro way ----------------------------------------------------
+@pytest.mark.parametrize("elbo", [Trace_ELBO, TraceMeanField_ELBO, GateMeanFieldELBO])
+@pytest.mark.parametrize("prior", ["gamma", "learnable"])
+def test_plain_svi_trains_every_parameter(elbo, prior):
+    """The first thing a Pyro user tries: the loss falls and every parameter moves. Seeds are
+    fixed; the mean of the last 5 of 40 Adam steps (lr 0.02) is well below the first 5's (a
+    drop of more than 10%, where an untrained model's losses stay flat up to noise)."""
+    torch.manual_seed(0)
+    m = make_model("next_step", gate="bivariate5", prior=prior)
+    batch = make_batch("next_step")
+    before = _snapshot(m)
+    losses = _svi_losses(m, batch, elbo())
+    assert sum(losses[-5:]) < 0.9 * sum(losses[:5]), losses
+    unmoved = [n for n, p in m.named_parameters() if torch.equal(before[n], p.detach())]
+    assert not unmoved, f"parameters that plain SVI did not train: {unmoved}"
+    names = set(pyro.get_param_store().keys())
+    assert {f"{m.pyro_namespace}$$${n}" for n, _ in m.named_parameters()} <= names
+
+
+def test_plain_svi_trains_a_deterministic_family():
+    torch.manual_seed(0)
+    m = make_model("classifier", gate="sigmoid")
+    before = _snapshot(m)
+    _svi_losses(m, make_batch("classifier"), Trace_ELBO(), steps=3)
+    assert all(not torch.equal(before[n], p.detach()) for n, p in m.named_parameters())
+
+
+def test_two_models_in_one_process_both_train():
+    torch.manual_seed(0)
+    a = make_model("next_step", gate="bivariate")
+    b = make_model("next_step", gate="bivariate", seed=1)
+    assert a.pyro_namespace != b.pyro_namespace
+    batch = make_batch("next_step")
+    before_a, before_b = _snapshot(a), _snapshot(b)
+    svi_a = SVI(a.model, a.guide, pyro.optim.Adam({"lr": 0.02}), Trace_ELBO())
+    svi_b = SVI(b.model, b.guide, pyro.optim.Adam({"lr": 0.02}), Trace_ELBO())
+    for _ in range(3):  # interleaved, sharing the one param store
+        svi_a.step(batch)
+        svi_b.step(batch)
+    for m, before in ((a, before_a), (b, before_b)):
+        assert all(not torch.equal(before[n], p.detach()) for n, p in m.named_parameters())
+    store = pyro.get_param_store()
+    for m in (a, b):  # the store holds each model's own tensors, under its own names
+        for n, p in m.named_parameters():
+            assert store[f"{m.pyro_namespace}$$${n}"] is p
+
+
+def test_a_copy_gets_its_own_namespace_and_trains():
+    torch.manual_seed(0)
+    a = make_model("next_step")
+    batch = make_batch("next_step")
+    _svi_losses(a, batch, Trace_ELBO(), steps=1)
+    b = copy.deepcopy(a)
+    assert b.pyro_namespace != a.pyro_namespace
+    before = _snapshot(b)
+    _svi_losses(b, batch, Trace_ELBO(), steps=2)
+    assert all(not torch.equal(before[n], p.detach()) for n, p in b.named_parameters())
+
+
+def test_a_replaced_parameter_is_the_one_registered():
+    """After ``load_state_dict(assign=True)`` the module holds new tensors: those are trained."""
+    torch.manual_seed(0)
+    m = make_model("next_step")
+    batch = make_batch("next_step")
+    _svi_losses(m, batch, Trace_ELBO(), steps=1)
+    m.load_state_dict({k: v.clone() for k, v in m.state_dict().items()}, assign=True)
+    before = _snapshot(m)
+    _svi_losses(m, batch, Trace_ELBO(), steps=2)
+    assert all(not torch.equal(before[n], p.detach()) for n, p in m.named_parameters())
+
+
+# ----- 2. the gates in the trace -----------------------------------------------------------------
+@pytest.mark.parametrize("gate", ["bivariate", "bivariate5", "beta"])
+def test_predictive_returns_the_gates(gate):
+    torch.manual_seed(0)
+    m = make_model("next_step", gate=gate)
+    batch = make_batch("next_step")
+    S, (B, T, _), L, H = 3, batch.inputs.shape, m.lstm.num_layers, m.lstm.hidden_size
+    draws = Predictive(m.model, guide=m.guide, num_samples=S)(batch)
+    for name in GATE_SITES:  # dims (draw, sequence, time, layer, unit)
+        assert draws[name].shape == (S, B, T, L, H)
+        assert bool(((draws[name] > 0) & (draws[name] < 1)).all())
+    K = m.family.basis_size
+    for k in range(L):  # the latent sites hold the log Gamma basis, (draw, B, T, H, K)
+        log_basis = draws[site_name(k)]
+        assert log_basis.shape == (S, B, T, H, K)
+        i, f = m.family.algebra.gates(log_basis)
+        torch.testing.assert_close(i, draws["input_gate"][..., k, :])
+        torch.testing.assert_close(f, draws["forget_gate"][..., k, :])
+    assert not any(name in draws for name in STATE_SITES)  # states only when asked for
+
+
+def test_the_basis_layout_is_checked():
+    """A log-basis in another layout than ``(..., K)`` raises instead of giving wrong shapes."""
+    m = make_model("next_step", gate="bivariate5", hidden_size=4)
+    algebra = m.family.algebra
+    with pytest.raises(ValueError, match=r"layout \(\.\.\., K\) with K = 5"):
+        algebra.gates(torch.zeros(2, 6, 5, 4))  # (B, T, K, H): the step layout
+    with pytest.raises(ValueError, match="K = 5"):
+        m.family.distribution.gates_from_log_basis(torch.zeros(2, 4))
+
+
+def test_states_are_traced_behind_a_flag():
+    torch.manual_seed(0)
+    m = make_model("next_step", gate="bivariate")
+    m.trace_states = True
+    batch = make_batch("next_step")
+    trace = pyro.poutine.trace(m.guide).get_trace(batch)
+    trace = pyro.poutine.trace(pyro.poutine.replay(m.model, trace=trace)).get_trace(batch)
+    hidden, cell = trace.nodes["hidden_state"]["value"], trace.nodes["cell_state"]["value"]
+    B, T, _ = batch.inputs.shape
+    assert hidden.shape == cell.shape == (B, T, 2, 4)
+    with torch.no_grad():  # the last valid step's states are the runs' final states
+        runs = m.lstm.run(batch.inputs, m.mask(batch), gate_mode="given",
+                          log_basis=[trace.nodes[site_name(k)]["value"] for k in range(2)])
+    last = batch.lengths - 1
+    for k, run in enumerate(runs):
+        torch.testing.assert_close(hidden[torch.arange(B), last, k], run.h_n)
+        torch.testing.assert_close(cell[torch.arange(B), last, k], run.c_n)
+
+
+def test_deterministic_families_trace_their_gates_too():
+    torch.manual_seed(0)
+    m = make_model("classifier", gate="sigmoid")
+    draws = Predictive(m.model, num_samples=2)(make_batch("classifier"))
+    assert draws["input_gate"].shape == (2, 3, 5, 2, 4)
+
+
+# ----- 3. any TorchDistribution as a prior -------------------------------------------------------
+class ProductOfExponentials(dist.TorchDistribution):
+    """A user-written prior: the K basis variables independent ``Exponential(rate)``, one event."""
+
+    arg_constraints = {"rate": constraints.positive}
+    support = constraints.independent(constraints.positive, 1)
+    has_rsample = True
+
+    def __init__(self, rate, size, validate_args=None):
+        self.rate = torch.as_tensor(rate, dtype=torch.get_default_dtype())
+        super().__init__(torch.Size(), torch.Size([size]), validate_args=validate_args)
+
+    def rsample(self, sample_shape=torch.Size()):
+        shape = torch.Size(sample_shape) + self.batch_shape + self.event_shape
+        return -torch.rand(shape).log() / self.rate
+
+    def log_prob(self, value):
+        return (self.rate.log() - self.rate * value).sum(-1)
+
+
+def _loss(m, batch, elbo, seed=3):
+    torch.manual_seed(seed)
+    return elbo.loss(m.model, m.guide, batch)
+
+
+def _prior_model(prior):
+    return make_model("next_step", gate="bivariate5", prior=lambda k, x, h: prior)
+
+
+@pytest.mark.parametrize("elbo", [GateMeanFieldELBO, TraceMeanField_ELBO, Trace_ELBO])
+def test_event_shaped_gamma_prior_equals_the_batch_shaped_one(elbo):
+    """``Gamma(c, 1).to_event(1)`` regroups dimensions: the same loss as ``Gamma(c, 1)`` at the
+    same draws (exactly, up to float summation order), with the analytic KL under mean field."""
+    c = torch.tensor([0.5, 2.0, 0.5, 2.0, 0.5])
+    batch = make_batch("next_step")
+    losses = []
+    for prior in (dist.Gamma(c, 1.0), dist.Gamma(c, 1.0).to_event(1)):
+        m = _prior_model(prior)
+        losses.append(_loss(m, batch, elbo()))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+
+
+def test_event_shaped_gamma_prior_keeps_the_analytic_kl():
+    m = _prior_model(dist.Gamma(torch.full((5,), 0.5), 1.0).to_event(1))
+    batch = make_batch("next_step")
+    guide = pyro.poutine.trace(m.guide).get_trace(batch)
+    model = pyro.poutine.trace(pyro.poutine.replay(m.model, trace=guide)).get_trace(batch)
+    q, p = guide.nodes[site_name(0)]["fn"], model.nodes[site_name(0)]["fn"]
+    kl = kl_divergence(q, p)  # raises NotImplementedError if it fell back to Monte Carlo
+    assert kl.shape == (3,) and bool((kl > 0).all())
+
+
+@pytest.mark.parametrize(
+    "prior",
+    [
+        dist.LogNormal(-0.7, 1.0),
+        dist.LogNormal(torch.full((4, 5), -0.7), 1.0).to_event(2),
+        ProductOfExponentials(2.0, 5),
+        dist.Gamma(0.5, 1.0).expand([4, 5]).to_event(1),
+    ],
+    ids=["lognormal", "lognormal_event2", "user_written", "gamma_event1"],
+)
+def test_any_torch_distribution_trains_as_a_prior(prior):
+    torch.manual_seed(0)
+    m = _prior_model(prior)
+    batch = make_batch("next_step")
+    losses = _svi_losses(m, batch, GateMeanFieldELBO(), steps=30)
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-5:]) < sum(losses[:5])
+    # the prior predictive draws from it, independently for every element
+    draws = Predictive(m.model, num_samples=1)(batch)[site_name(0)]
+    assert draws.shape == (1, 3, 5, 4, 5)
+    assert draws[0, :, 0].flatten().unique().numel() == draws[0, :, 0].numel()
+
+
+def test_lognormal_prior_event_and_batch_shaped_agree():
+    batch = make_batch("next_step")
+    a = _loss(_prior_model(dist.LogNormal(-0.7, 1.0)), batch, Trace_ELBO())
+    b = _loss(_prior_model(dist.LogNormal(-0.7, torch.ones(5)).to_event(1)), batch, Trace_ELBO())
+    assert a == pytest.approx(b, rel=1e-6)
+
+
+def test_kl_is_analytic_where_torch_has_one_and_monte_carlo_otherwise():
+    alpha = torch.tensor([0.3, 1.0, 4.0], dtype=torch.float64)
+    exponential = dist.Exponential(torch.tensor(2.0, dtype=torch.float64))
+    kl = basis_kl(alpha, exponential)  # torch's Gamma -> Exponential KL
+    # Monte Carlo check: 200k draws, seed fixed; tolerance 5 standard errors
+    torch.manual_seed(0)
+    q = torch.distributions.Gamma(alpha, torch.ones_like(alpha))
+    u = q.sample((200_000,))
+    terms = q.log_prob(u) - exponential.log_prob(u)
+    se = terms.std(0) / len(terms) ** 0.5
+    assert bool(((terms.mean(0) - kl).abs() < 5 * se).all())
+    with pytest.raises(NotImplementedError):
+        basis_kl(alpha, dist.LogNormal(0.0, 1.0))
+    with pytest.raises(NotImplementedError):
+        basis_kl(alpha, ProductOfExponentials(2.0, 3))
+
+
+def test_a_prior_of_the_wrong_shape_is_named():
+    m = _prior_model(dist.Gamma(torch.full((3,), 0.5), 1.0))
+    with pytest.raises(ValueError, match=r"prior of layer 0 .* must broadcast"):
+        _loss(m, make_batch("next_step"), GateMeanFieldELBO())
+
+
+# ----- 4. batch_first ------------------------------------------------------------------------------
+def test_batch_first_false_is_rejected_at_construction():
+    with pytest.raises(ValueError, match="batch_first=True"):
+        NextStepBernoulli(StochasticLSTM(3, 4), 3)
+    with pytest.raises(ValueError, match="batch_first=True"):
+        SequenceClassifier(StochasticLSTM(3, 4, batch_first=False), 3)
+
+
+# ----- 5. loss units -------------------------------------------------------------------------------
+def test_svi_reports_the_whole_data_set_and_fit_one_sequence():
+    """The sequence plate scales the minibatch to the data set: at the same draws, the loss of a
+    batch drawn from 10x as many sequences is 10x as large, and the same per sequence."""
+    torch.manual_seed(0)
+    m = make_model("next_step")
+    small, large = make_batch("next_step", dataset_size=3), make_batch("next_step", dataset_size=30)
+    loss_small = _loss(m, small, GateMeanFieldELBO())
+    loss_large = _loss(m, large, GateMeanFieldELBO())
+    assert loss_large == pytest.approx(10 * loss_small, rel=1e-5)
+    assert loss_per_sequence(loss_large, large) == pytest.approx(loss_small / 3, rel=1e-5)
+    assert loss_per_sequence(loss_large, 30) == loss_per_sequence(loss_large, large)
+    with pytest.raises(ValueError, match="positive integer"):
+        loss_per_sequence(1.0, 0)
+
+
+# ----- 7. vectorised particles: not supported, and the error says what to use --------------------
+def test_vectorised_particles_say_what_to_use_instead():
+    torch.manual_seed(0)
+    m = make_model("next_step")
+    batch = make_batch("next_step")
+    hint = r"Predictive\(\.\.\., parallel=False\)"
+    with pytest.raises(NotImplementedError, match=hint):
+        Trace_ELBO(num_particles=2, vectorize_particles=True, max_plate_nesting=1).loss(
+            m.model, m.guide, batch
+        )
+    with pytest.raises(NotImplementedError, match=hint):
+        Predictive(m.model, guide=m.guide, num_samples=2, parallel=True)(batch)
+
+    def plated(fn):
+        def wrapped(b):
+            with pyro.plate("draws", 2, dim=-2):
+                return fn(b)
+
+        return wrapped
+
+    with pytest.raises(NotImplementedError, match="sequential particles"):
+        pyro.poutine.trace(plated(m.guide)).get_trace(batch)
+    with pytest.raises(ValueError, match="sequentially"):
+        GateMeanFieldELBO(num_particles=2, vectorize_particles=True)
+    # what the message recommends works
+    assert torch.isfinite(torch.tensor(Trace_ELBO(num_particles=2).loss(m.model, m.guide, batch)))
+    draws = Predictive(m.model, guide=m.guide, num_samples=2, parallel=False)(batch)
+    assert draws["input_gate"].shape[0] == 2
