@@ -148,8 +148,12 @@ def test_states_are_traced_behind_a_flag():
     B, T, _ = batch.inputs.shape
     assert hidden.shape == cell.shape == (B, T, 2, 4)
     with torch.no_grad():  # the last valid step's states are the runs' final states
-        runs = m.lstm.run(batch.inputs, m.mask(batch), gate_mode="given",
-                          log_basis=[trace.nodes[site_name(k)]["value"] for k in range(2)])
+        runs = m.lstm.run(
+            batch.inputs,
+            m.mask(batch),
+            gate_mode="given",
+            log_basis=[trace.nodes[site_name(k)]["value"] for k in range(2)],
+        )
     last = batch.lengths - 1
     for k, run in enumerate(runs):
         torch.testing.assert_close(hidden[torch.arange(B), last, k], run.h_n)
