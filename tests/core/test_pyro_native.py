@@ -134,7 +134,11 @@ def test_the_basis_layout_is_checked():
     with pytest.raises(ValueError, match=r"layout \(\.\.\., K\) with K = 5"):
         algebra.gates(torch.zeros(2, 6, 5, 4))  # (B, T, K, H): the step layout
     with pytest.raises(ValueError, match="K = 5"):
+        m.family.gates_from_log_basis(torch.zeros(2, 6, 5, 4))
+    with pytest.raises(ValueError, match="K = 5"):
         m.family.distribution.gates_from_log_basis(torch.zeros(2, 4))
+    log_basis = torch.randn(2, 6, 4, 5)  # the stored layout: gates (2, 6, 4) each
+    assert m.family.gates_from_log_basis(log_basis).input.shape == (2, 6, 4)
 
 
 def test_states_are_traced_behind_a_flag():
