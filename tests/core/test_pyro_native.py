@@ -22,6 +22,7 @@ from pyro_betalstm.models import (
 )
 from pyro_betalstm.models.gate_sites import basis_kl
 from pyro_betalstm.nn import StochasticLSTM
+from pyro_betalstm.testing.tasks import TASK_CASES
 
 from .helpers import make_batch, make_model
 
@@ -328,3 +329,18 @@ def test_vectorised_particles_say_what_to_use_instead():
     assert torch.isfinite(torch.tensor(Trace_ELBO(num_particles=2).loss(m.model, m.guide, batch)))
     draws = Predictive(m.model, guide=m.guide, num_samples=2, parallel=False)(batch)
     assert draws["input_gate"].shape[0] == 2
+
+
+@pytest.mark.parametrize("name", sorted(TASK_CASES))
+def test_every_task_model_traces_its_gates_and_trains_by_plain_svi(name):
+    """Every registered task (captions and text included, with their front ends)."""
+    case = TASK_CASES[name]
+    m, batch = case.make_model("bivariate"), case.make_batch()
+    draws = Predictive(m.model, guide=m.guide, num_samples=2)(batch)
+    L, H = m.lstm.num_layers, m.lstm.hidden_size
+    assert draws["input_gate"].shape[:2] == (2, batch.batch_size)
+    assert draws["input_gate"].shape[-2:] == (L, H)
+    before = _snapshot(m)
+    _svi_losses(m, batch, Trace_ELBO(), steps=2)
+    moved = [n for n, p in m.named_parameters() if not torch.equal(before[n], p.detach())]
+    assert moved and all(n in moved for n, p in m.named_parameters() if n.startswith("lstm."))
