@@ -42,8 +42,8 @@ _namespaces = itertools.count()
 def site_name(layer: int) -> str:
     """Name of the latent gate site of ``layer``: its value is the **log** of the Gamma basis,
     ``log u`` ``(B, T, H, K)`` (dims :data:`BASIS_SITE_DIMS`, the layout of
-    :mod:`pyro_betalstm.distributions.gate_algebra`); ``family.gates_from_log_basis(value)`` maps it to
-    the gates, which the model also records as the sites :data:`GATE_SITES`."""
+    :mod:`pyro_betalstm.distributions.gate_algebra`); ``family.gates_from_log_basis(value)``
+    maps it to the gates, which the model also records as the sites :data:`GATE_SITES`."""
     return f"log_gamma_basis_{layer}"
 
 

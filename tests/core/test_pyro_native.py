@@ -36,7 +36,7 @@ def _snapshot(model):
     return {name: p.detach().clone() for name, p in model.named_parameters()}
 
 
-# ----- 1. parameters registered the Pyro way ----------------------------------------------------
+# ----- 1. parameters registered the Pyro way -----------------------------------------------------
 @pytest.mark.parametrize("elbo", [Trace_ELBO, TraceMeanField_ELBO, GateMeanFieldELBO])
 @pytest.mark.parametrize("prior", ["gamma", "learnable"])
 def test_plain_svi_trains_every_parameter(elbo, prior):
@@ -277,7 +277,7 @@ def test_a_prior_of_the_wrong_shape_is_named():
         _loss(m, make_batch("next_step"), GateMeanFieldELBO())
 
 
-# ----- 4. batch_first ------------------------------------------------------------------------------
+# ----- 4. batch_first ----------------------------------------------------------------------------
 def test_batch_first_false_is_rejected_at_construction():
     with pytest.raises(ValueError, match="batch_first=True"):
         NextStepBernoulli(StochasticLSTM(3, 4), 3)
@@ -285,7 +285,7 @@ def test_batch_first_false_is_rejected_at_construction():
         SequenceClassifier(StochasticLSTM(3, 4, batch_first=False), 3)
 
 
-# ----- 5. loss units -------------------------------------------------------------------------------
+# ----- 5. loss units -----------------------------------------------------------------------------
 def test_svi_reports_the_whole_data_set_and_fit_one_sequence():
     """The sequence plate scales the minibatch to the data set: at the same draws, the loss of a
     batch drawn from 10x as many sequences is 10x as large, and the same per sequence."""
