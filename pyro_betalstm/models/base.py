@@ -13,8 +13,16 @@ from pyro.params import param_with_module_name
 from torch import nn
 
 from ..batch import SequenceBatch, lengths_to_mask
-from ..distributions.numerics import sample_log_gamma
-from ..nn import GivenBasis, LayerCall, LayerRun, PriorBasis, SampledBasis, StochasticLSTM
+from ..distributions.numerics import into_open_unit_interval, sample_log_gamma
+from ..nn import (
+    GivenBasis,
+    LayerCall,
+    LayerRun,
+    PriorBasis,
+    SampledBasis,
+    StochasticLSTM,
+    stack_layers,
+)
 from ..nn.stochastic_lstm import validate_sequences
 from ..priors import GatePrior, get_prior
 from .gate_sites import (
@@ -64,8 +72,9 @@ class GateModel(nn.Module):
     (what :func:`~pyro_betalstm.infer.fit` does). Two models in one process never share a name.
 
     The trace: latent gate site ``log_gamma_basis_{k}`` per layer (see :func:`site_name`), the
-    gates as ``pyro.deterministic`` sites ``input_gate`` and ``forget_gate`` ``(B, T, L, H)``
-    (dims :data:`GATE_SITE_DIMS`; values at padded steps are computed but unused) when
+    gates as ``pyro.deterministic`` sites ``input_gate`` and ``forget_gate`` ``(B, T, L, H)`` in
+    ``(0, 1)`` (dims :data:`GATE_SITE_DIMS`; a gate that rounds to 0 or 1 in its dtype is
+    recorded one step inside; values at padded steps are computed but unused) when
     :attr:`trace_gates` is set (the default), the states ``hidden_state`` (zero at padded steps)
     and ``cell_state`` likewise when :attr:`trace_states` is set, and the observed ``"obs"``.
 
@@ -256,14 +265,14 @@ class GateModel(nn.Module):
         """The gates (and states) of every layer as ``pyro.deterministic`` sites ``(B, T, L, H)``,
         inside the sequence plate (the batch dimension is the plate's, the rest the event)."""
         arrays = {}
-        if self.trace_gates:
-            arrays["input_gate"] = [run.gates[0] for run in runs]
-            arrays["forget_gate"] = [run.gates[1] for run in runs]
+        if self.trace_gates:  # inside (0, 1), as GateDistribution samples are (see there)
+            for name, gates in stack_layers(runs, GATE_SITES).items():
+                arrays[name] = into_open_unit_interval(gates)
         if self.trace_states:
-            arrays["hidden_state"] = [run.outputs for run in runs]
-            arrays["cell_state"] = [run.cell_states for run in runs]
-        for name, per_layer in arrays.items():
-            pyro.deterministic(name, torch.stack(per_layer, dim=2), event_dim=3)
+            arrays["hidden_state"] = torch.stack([run.outputs for run in runs], dim=2)
+            arrays["cell_state"] = torch.stack([run.cell_states for run in runs], dim=2)
+        for name, value in arrays.items():
+            pyro.deterministic(name, value, event_dim=3)
 
     def _model_layer(self, batch: SequenceBatch, mask: torch.Tensor | None):
         """The model's layer hook: a prior gate site per layer, which reuses the guide's run
