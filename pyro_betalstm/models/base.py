@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 
 import pyro
@@ -26,10 +27,14 @@ from ..nn import (
 from ..nn.stochastic_lstm import validate_sequences
 from ..priors import GatePrior, get_prior
 from .gate_sites import (
+    FoldedDraws,
     GuideGateSequence,
+    KeptRun,
     PriorGateSequence,
+    draw_shape_of,
     prior_concentration_rate,
     sample_prior_log_basis,
+    unfold_draws,
 )
 
 #: Name of the Pyro sample site of the observed targets (see :meth:`GateModel.likelihood`).
@@ -107,7 +112,7 @@ class GateModel(nn.Module):
             sizes = [layer.input_size for layer in lstm.layers]
             self.prior.setup(lstm.family, sizes, lstm.hidden_size)
         self.kl_weight = float(kl_weight)
-        self._guide_runs: list[LayerRun] = []
+        self._guide_runs: list[KeptRun] = []  # the guide's runs, for the model to reuse
         # (raw batch, embedded batch) of the last guide call, until the model consumes it
         self._embedded: tuple[SequenceBatch, SequenceBatch] | None = None
 
@@ -247,23 +252,32 @@ class GateModel(nn.Module):
         record = self._records_gates
         if self.family.is_latent:
             self.prior.model()
+        draw_shapes: list[torch.Size] = []  # leading sample dims of the gate sites' values
         with self._plate(batch):
             if self.family.is_latent:
-                hook = self._model_layer(batch, mask)
+                hook = self._model_layer(batch, mask, draw_shapes)
                 runs = lstm.run(batch.inputs, mask, record_gates=record, layer_hook=hook)
             else:
                 runs = lstm.run(batch.inputs, mask, gate_mode="sample", record_gates=record)
             self._guide_runs = []  # consumed: no graph outlives its ELBO evaluation
-            self._trace_runs(runs)
-            self.likelihood(runs[-1], batch)
+            draw_shape = draw_shapes[0] if draw_shapes else torch.Size()
+            self._trace_runs(runs, draw_shape)
+            if not draw_shape:
+                self.likelihood(runs[-1], batch)
+            else:  # the runs hold N draws folded into their batch
+                folded = _repeat_batch(batch, math.prod(draw_shape))
+                distribution, observed = self.observation(runs[-1], folded)
+                observed = unfold_draws(observed, draw_shape)
+                pyro.sample(OBSERVED_SITE, FoldedDraws(distribution, draw_shape), obs=observed)
 
     @property
     def _records_gates(self) -> bool:
         return bool(self.trace_gates or self.trace_states)
 
-    def _trace_runs(self, runs: list[LayerRun]) -> None:
+    def _trace_runs(self, runs: list[LayerRun], draw_shape: torch.Size = torch.Size()) -> None:
         """The gates (and states) of every layer as ``pyro.deterministic`` sites ``(B, T, L, H)``,
-        inside the sequence plate (the batch dimension is the plate's, the rest the event)."""
+        inside the sequence plate (the batch dimension is the plate's, the rest the event);
+        ``(*draws, B, T, L, H)`` for runs of several folded draws."""
         arrays = {}
         if self.trace_gates:  # inside (0, 1), as GateDistribution samples are (see there)
             for name, gates in stack_layers(runs, GATE_SITES).items():
@@ -272,27 +286,33 @@ class GateModel(nn.Module):
             arrays["hidden_state"] = torch.stack([run.outputs for run in runs], dim=2)
             arrays["cell_state"] = torch.stack([run.cell_states for run in runs], dim=2)
         for name, value in arrays.items():
-            pyro.deterministic(name, value, event_dim=3)
+            pyro.deterministic(name, unfold_draws(value, draw_shape), event_dim=3)
 
-    def _model_layer(self, batch: SequenceBatch, mask: torch.Tensor | None):
+    def _model_layer(
+        self, batch: SequenceBatch, mask: torch.Tensor | None, draw_shapes: list[torch.Size]
+    ):
         """The model's layer hook: a prior gate site per layer, which reuses the guide's run
-        when its value is the guide's very draw (the layer input is then never formed)."""
+        when its value is the guide's very draw (the layer input is then never formed).
+        Appends each value's leading sample dimensions to ``draw_shapes``."""
         B, T = batch.inputs.shape[:2]
         shape = (B, T, self.lstm.hidden_size, self.family.basis_size)
 
         def model_layer(call: LayerCall) -> LayerRun:
             k = call.index
 
-            def run_given(value):
-                return call.run(GivenBasis(value))
+            def run_given(value, num_draws=1):
+                return _run_layer(call, GivenBasis(value), num_draws, B)
 
-            def run_prior():
-                return call.run(PriorBasis(self.prior_sampler(k)))
+            def run_prior(num_draws=1):
+                return _run_layer(call, PriorBasis(self.prior_sampler(k)), num_draws, B)
 
             site = PriorGateSequence(shape, mask, run_given, self.prior, k, run_prior)
-            site.run = self._guide_runs[k] if k < len(self._guide_runs) else None
+            if k < len(self._guide_runs):
+                guide_kept = self._guide_runs[k]
+                site.kept = KeptRun(guide_kept.run, guide_kept.value)
             with self._kl_scale():
                 value = pyro.sample(site_name(k), site)
+            draw_shapes.append(draw_shape_of(value))
             return site.run_for(value)  # the guide's run when value is its very draw
 
         return model_layer
@@ -312,18 +332,22 @@ class GateModel(nn.Module):
         lstm, mask = self.lstm, self.mask(batch)
         self.prior.guide()
 
+        B, T = batch.inputs.shape[:2]
+
         def guide_layer(call: LayerCall) -> LayerRun:
-            x = call.input()  # formed before the site, so dropout is drawn before the gates
+            call.input()  # formed before the site, so dropout is drawn before the gates
 
-            def run_layer(value):
-                return call.run(SampledBasis() if value is None else GivenBasis(value))
+            def run_layer(value, num_draws=1):
+                mode = SampledBasis() if value is None else GivenBasis(value)
+                return _run_layer(call, mode, num_draws, B)
 
-            shape = (x.shape[0], x.shape[1], lstm.hidden_size, self.family.basis_size)
+            shape = (B, T, lstm.hidden_size, self.family.basis_size)
             site = GuideGateSequence(shape, mask, run_layer)
             with self._kl_scale():
-                pyro.sample(site_name(call.index), site)
-            self._guide_runs.append(site.run)
-            return site.run
+                value = pyro.sample(site_name(call.index), site)
+            run = site.run_for(value)  # its own draw's run, or the given value's (conditioned)
+            self._guide_runs.append(site.kept)
+            return run
 
         with self._plate(batch):
             lstm.run(batch.inputs, mask, record_gates=self._records_gates, layer_hook=guide_layer)
@@ -341,3 +365,33 @@ class GateModel(nn.Module):
         """Run the network without Pyro: ``mean`` gates (the paper's evaluation) or ``sample``."""
         batch = self.embed_batch(batch)
         return self.lstm.run(batch.inputs, self.mask(batch), gate_mode=gate_mode)
+
+
+def _run_layer(call: LayerCall, mode, num_draws: int, batch_size: int) -> LayerRun:
+    """Run ``call``'s layer with gate ``mode``; for ``num_draws > 1`` draws at once, folded into
+    the batch (draw-major): the layer input is repeated unless the layer below already ran
+    folded, and so is the step mask."""
+    if num_draws == 1:
+        return call.run(mode)
+    if call.state is not None:
+        raise ValueError("several draws at once need the zero initial state")
+    x = call.input()
+    if x.shape[0] == batch_size:
+        x = x.repeat(num_draws, *[1] * (x.dim() - 1))
+    mask = None if call.mask is None else call.mask.repeat(num_draws, 1)
+    return call.layer(x, mask, None, mode, call.record_gates)
+
+
+def _repeat_batch(batch: SequenceBatch, num_draws: int) -> SequenceBatch:
+    """``batch`` with every per-sequence tensor repeated for ``num_draws`` folded draws."""
+    B = batch.batch_size
+
+    def repeat(t):
+        if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape[0] == B:
+            return t.repeat(num_draws, *[1] * (t.dim() - 1))
+        return t
+
+    extras = {k: repeat(v) for k, v in batch.extras.items()}
+    return SequenceBatch(
+        repeat(batch.inputs), repeat(batch.targets), repeat(batch.lengths), None, extras
+    )
