@@ -215,7 +215,13 @@ class HierarchicalGammaPrior(GatePrior):
     def distribution(self, layer, inputs, prev_hidden):
         if self._kappa is None:
             raise RuntimeError("HierarchicalGammaPrior.model() must run before distribution()")
-        return dist.Gamma(self._kappa, 1.0)
+        kappa = self._kappa
+        if kappa.dim() > 1:  # one kappa per draw of an outer plate, (*draws, 1, K): the gate
+            # sites fold the draws into the batch, draw-major (see models.gate_sites)
+            per_draw = kappa.reshape(-1, self.basis_size)
+            kappa = per_draw.repeat_interleave(inputs.shape[0] // per_draw.shape[0], dim=0)
+            kappa = kappa.reshape(inputs.shape[0], *[1] * (inputs.dim() - 1), self.basis_size)
+        return dist.Gamma(kappa, 1.0)
 
 
 class FunctionPrior(GatePrior):

@@ -322,18 +322,24 @@ def _per_draw_elbo(m, batch, values: dict) -> torch.Tensor:
     return torch.stack(elbos)
 
 
-@pytest.mark.parametrize("gate", ["bivariate", "bivariate5"])
-def test_draws_in_a_plate_score_as_draws_one_at_a_time(float64, gate):
+@pytest.mark.parametrize(
+    "gate, prior",
+    [("bivariate", "gamma"), ("bivariate5", "gamma"), ("bivariate", "hierarchical")],
+)
+def test_draws_in_a_plate_score_as_draws_one_at_a_time(float64, gate, prior):
     """Under an outer plate of S draws (what vectorised particles and Predictive(parallel=True)
     add), every draw's log-densities equal those of the same values given one at a time."""
     torch.manual_seed(0)
-    m = make_model("next_step", gate=gate)
+    m = make_model("next_step", gate=gate, prior=prior)
     batch = make_batch("next_step")
     S = 3
     guide = pyro.poutine.trace(_in_plate(m.guide, S)).get_trace(batch)
     replayed = pyro.poutine.replay(_in_plate(m.model, S), trace=guide)
     model = pyro.poutine.trace(replayed).get_trace(batch)
-    values = {site_name(k): guide.nodes[site_name(k)]["value"] for k in range(2)}
+    latent = [n for n, site in guide.nodes.items() if site["type"] == "sample"]
+    values = {n: guide.nodes[n]["value"] for n in latent if n != "sequences"}
+    if prior == "hierarchical":  # its global kappa, one per draw: (S, 1, K) -> (S, K) given
+        values["prior_concentration"] = values["prior_concentration"].squeeze(-2)
     assert values[site_name(0)].shape == (S, 3, 5, 4, m.family.basis_size)
     assert not torch.equal(values[site_name(0)][0], values[site_name(0)][1])  # independent
     model.compute_log_prob()
