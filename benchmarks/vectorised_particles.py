@@ -48,7 +48,9 @@ def main(args: argparse.Namespace) -> dict:
     result = {"settings": vars(args), "ms": {}, "sequential_over_vectorised": {}}
     for k in args.particles:
         elbos = {
-            "vectorised": Trace_ELBO(num_particles=k, vectorize_particles=True, max_plate_nesting=1),
+            "vectorised": Trace_ELBO(
+                num_particles=k, vectorize_particles=True, max_plate_nesting=1
+            ),
             "sequential": Trace_ELBO(num_particles=k),
         }
         times: dict[str, list[float]] = {name: [] for name in elbos}

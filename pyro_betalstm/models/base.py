@@ -83,6 +83,10 @@ class GateModel(nn.Module):
     :attr:`trace_gates` is set (the default), the states ``hidden_state`` (zero at padded steps)
     and ``cell_state`` likewise when :attr:`trace_states` is set, and the observed ``"obs"``.
 
+    Several draws at once: inside an outer ``pyro.plate`` (vectorised ELBO particles,
+    ``Predictive(parallel=True)``) every site gets the plate's dimensions first, e.g. gates
+    ``(draws, B, T, L, H)``; the draws' recurrences run folded into one batch.
+
     Loss units: ``svi.step(batch)`` returns the negative ELBO of the whole data set (the sequence
     plate is scaled by ``batch.dataset_size / batch_size``); :func:`~pyro_betalstm.infer.fit`
     reports it per sequence. :func:`~pyro_betalstm.infer.loss_per_sequence` converts.
