@@ -101,10 +101,6 @@ class _GateSequence(TorchDistribution):
         """The run of the last value sampled or scored (draws folded into its batch)."""
         return self.kept.run
 
-    @run.setter
-    def run(self, run: LayerRun | None) -> None:
-        self.kept = KeptRun(run, None if run is None else run.log_basis)
-
     def _keep(self, run: LayerRun, draw_shape: torch.Size) -> torch.Tensor:
         self.kept.run, self.kept.value = run, unfold_draws(run.log_basis, draw_shape)
         return self.kept.value
