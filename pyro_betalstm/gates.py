@@ -40,7 +40,7 @@ from .distributions import (
     GateDistribution,
     IndependentBetaGates,
 )
-from .distributions.gate_algebra import STEP_BASIS_DIM, GammaRatioGates, GatePair
+from .distributions.gate_algebra import BASIS_DIM, STEP_BASIS_DIM, GammaRatioGates, GatePair
 from .distributions.numerics import sample_log_gamma
 
 CONCENTRATION_EPS = 1e-3
@@ -91,6 +91,12 @@ class LatentGateFamily(GateFamily):
     def concentration(z: torch.Tensor) -> torch.Tensor:
         """``alpha = softplus(z) + eps`` for gate pre-activations ``z`` (elementwise)."""
         return softplus(z) + CONCENTRATION_EPS
+
+    def gates_from_log_basis(self, log_basis: torch.Tensor, basis_dim: int = BASIS_DIM) -> GatePair:
+        """``(input, forget)`` gates of a log-basis in the stored layout ``(..., K)`` (a gate
+        site's value, ``Predictive``'s draws ``(draw, B, T, H, K)``, ``LayerRun.log_basis``):
+        ``algebra.gates``, which raises ValueError on any other layout."""
+        return self.algebra.gates(log_basis, basis_dim)
 
     @staticmethod
     def sample_log_basis(alpha: torch.Tensor) -> torch.Tensor:

@@ -1,12 +1,14 @@
 """Priors over the Gamma basis of the gates, the part of the model users write themselves.
 
 A prior says, for layer ``layer``, what distribution the Gamma basis ``u`` of every gate pair
-follows given the layer's input ``x_t`` and previous hidden state ``h_{t-1}``. It returns a
-distribution whose ``batch_shape + event_shape`` broadcasts to ``(..., hidden_size, K)``: either
-over ``u > 0`` (for instance :class:`~pyro.distributions.Gamma`) or over ``log u`` (a
-distribution with real support, such as :class:`~pyro_betalstm.distributions.LogGamma`).
-When the prior is Gamma (or LogGamma) the ELBO uses the analytic KL divergence; otherwise a
-Monte Carlo estimate.
+follows given the layer's input ``x_t`` and previous hidden state ``h_{t-1}``. It returns any
+``TorchDistribution`` whose ``batch_shape + event_shape`` broadcasts to ``(..., hidden_size, K)``,
+batch or event shaped (``Gamma(c, 1).to_event(1)`` is as good as ``Gamma(c, 1)``): either over
+``u > 0`` (for instance :class:`~pyro.distributions.Gamma`) or over ``log u`` (a distribution
+with real support, such as :class:`~pyro_betalstm.distributions.LogGamma`). When the prior is
+Gamma or LogGamma (also inside ``.to_event``) the ELBO uses the analytic KL divergence; for
+another prior the KL that ``torch.distributions.kl_divergence`` has registered from the Gamma
+guide (``Exponential``, say), and a Monte Carlo estimate where there is none (``LogNormal``).
 
 Built-in priors (also by name through :func:`get_prior`):
 
@@ -213,7 +215,13 @@ class HierarchicalGammaPrior(GatePrior):
     def distribution(self, layer, inputs, prev_hidden):
         if self._kappa is None:
             raise RuntimeError("HierarchicalGammaPrior.model() must run before distribution()")
-        return dist.Gamma(self._kappa, 1.0)
+        kappa = self._kappa
+        if kappa.dim() > 1:  # one kappa per draw of an outer plate, (*draws, 1, K): the gate
+            # sites fold the draws into the batch, draw-major (see models.gate_sites)
+            per_draw = kappa.reshape(-1, self.basis_size)
+            kappa = per_draw.repeat_interleave(inputs.shape[0] // per_draw.shape[0], dim=0)
+            kappa = kappa.reshape(inputs.shape[0], *[1] * (inputs.dim() - 1), self.basis_size)
+        return dist.Gamma(kappa, 1.0)
 
 
 class FunctionPrior(GatePrior):

@@ -120,3 +120,13 @@ def test_reference_variants_compute_the_library_loss(monkeypatch):
     )
     torch.testing.assert_close(lstm.loss(x, y), sig_loss)
     torch.testing.assert_close(eager.loss(x, y), sig_loss)
+
+
+@pytest.mark.timeout(60)
+def test_vectorised_particles_smoke(capsys):
+    bench = _load("vectorised_particles")
+    argv = "--particles 2 --batch 2 --steps 3 --keys 3 --hidden 4 --repeats 1".split()
+    result = bench.main(bench.parse_args(argv))
+    assert set(result["ms"][2]) == {"vectorised", "sequential"}
+    assert result["sequential_over_vectorised"][2] > 0
+    assert json.loads(capsys.readouterr().out)["settings"]["particles"] == [2]

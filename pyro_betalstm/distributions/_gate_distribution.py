@@ -11,7 +11,7 @@ from torch.distributions import constraints
 
 from .gate_algebra import GammaRatioGates, GatePair, MarginalConcentrations
 from .log_gamma import LogGamma, check_dtype
-from .numerics import exp_sinh_nodes, sample_log_gamma
+from .numerics import exp_sinh_nodes, into_open_unit_interval, sample_log_gamma
 
 #: Concentrations for which :attr:`GateDistribution.correlation` is accurate (its quadrature
 #: breaks down outside; measured against the limits 1/3 and 1/2 of :class:`BivariateBeta`).
@@ -140,11 +140,7 @@ class GateDistribution(TorchDistribution):
     def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
         gates = self.gates_from_log_basis(self.sample_log_basis(sample_shape))
         # inside the open interval (see the class docstring); no gradient through a moved value
-        low = torch.finfo(gates.dtype).tiny
-        high = torch.nextafter(
-            torch.ones((), dtype=gates.dtype), torch.zeros((), dtype=gates.dtype)
-        )
-        return gates.clamp(min=low, max=float(high))
+        return into_open_unit_interval(gates)
 
     # ----- moments ---------------------------------------------------------------------------
     def marginal_concentrations(self) -> MarginalConcentrations:

@@ -31,6 +31,14 @@ def sample_log_gamma(concentration: torch.Tensor) -> torch.Tensor:
     return g.clamp(min=tiny).log() - e / concentration
 
 
+def into_open_unit_interval(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in ``[0, 1]`` moved inside ``(0, 1)``: a value that rounded to exactly 0 or 1 in its
+    dtype becomes the nearest representable value inside (the gradient is kept elsewhere)."""
+    low = torch.finfo(x.dtype).tiny
+    high = torch.nextafter(torch.ones((), dtype=x.dtype), torch.zeros((), dtype=x.dtype))
+    return x.clamp(min=low, max=float(high))
+
+
 def log1mexp(x: torch.Tensor) -> torch.Tensor:
     """``log(1 - exp(x))`` for ``x <= 0``, accurate near 0 and for large negative ``x``."""
     return torch.where(x > -math.log(2.0), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))

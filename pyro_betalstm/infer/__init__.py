@@ -1,6 +1,7 @@
 """Inference: SVI training, prediction and gate draws."""
 
 from .elbo import GateMeanFieldELBO
+from .loss_units import loss_per_sequence
 from .predict import (
     GATE_DIMS,
     evaluate_classifier,
@@ -24,6 +25,7 @@ __all__ = [
     "fit",
     "gate_kl_summary",
     "load_best",
+    "loss_per_sequence",
     "predictive_log_likelihood",
     "sample_gates",
     "sample_posterior_predictive",

@@ -39,7 +39,11 @@ class GateMeanFieldELBO(TraceMeanField_ELBO):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.vectorize_particles:
-            raise ValueError("GateMeanFieldELBO runs its particles sequentially")
+            raise ValueError(
+                "GateMeanFieldELBO runs its particles sequentially (vectorize_particles=False); "
+                "for vectorised particles use Trace_ELBO or TraceMeanField_ELBO with "
+                "vectorize_particles=True"
+            )
 
     def traces(self, model, guide, *args, **kwargs) -> tuple[Trace, Trace]:
         """One guide trace and the model replayed against it, subsample sites pruned and the

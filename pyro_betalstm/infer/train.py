@@ -217,6 +217,11 @@ def fit(
     The minibatch order comes from a private generator seeded with ``config.seed``; the global
     generators (gate draws, dropout) are seeded only with ``config.seed_globals``.
 
+    Loss units: ``train_loss`` is the negative ELBO **per training sequence**, the Pyro loss of
+    a minibatch (``svi.step``'s unit: the whole data set, as the sequence plate scales the
+    minibatch to it) divided by the data set size; see
+    :func:`~pyro_betalstm.infer.loss_per_sequence`.
+
     With ``resume=True`` training continues from ``last.pt`` (from ``last.prev.pt``, with a
     warning, when ``last.pt`` is unreadable) and, with the same settings, reproduces the losses
     of an uninterrupted run: every random state, the global ones included, is restored from the

@@ -1,7 +1,7 @@
 """Pyro models for each task shape: gate sites per layer and a task likelihood."""
 
 from ..batch import SequenceBatch  # re-exported: part of the models API since 0.1
-from .base import GateModel, site_name
+from .base import BASIS_SITE_DIMS, GATE_SITE_DIMS, GATE_SITES, STATE_SITES, GateModel, site_name
 from .caption import CaptionDecoder
 from .classifier import SequenceClassifier
 from .gate_sites import GuideGateSequence, PriorGateSequence
@@ -10,6 +10,10 @@ from .next_step import NextStepBernoulli
 from .text_classifier import TextClassifier
 
 __all__ = [
+    "BASIS_SITE_DIMS",
+    "GATE_SITES",
+    "GATE_SITE_DIMS",
+    "STATE_SITES",
     "CaptionDecoder",
     "GateModel",
     "GuideGateSequence",

@@ -2,28 +2,62 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable
 
 import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.distributions import Distribution
+from pyro.params import param_with_module_name
 from torch import nn
 
 from ..batch import SequenceBatch, lengths_to_mask
-from ..distributions.numerics import sample_log_gamma
-from ..nn import GivenBasis, LayerCall, LayerRun, PriorBasis, SampledBasis, StochasticLSTM
+from ..distributions.numerics import into_open_unit_interval, sample_log_gamma
+from ..nn import (
+    GivenBasis,
+    LayerCall,
+    LayerRun,
+    PriorBasis,
+    SampledBasis,
+    StochasticLSTM,
+    stack_layers,
+)
 from ..nn.stochastic_lstm import validate_sequences
-from ..priors import GatePrior, get_prior, is_log_space
-from .gate_sites import GuideGateSequence, PriorGateSequence, prior_concentration_rate
+from ..priors import GatePrior, get_prior
+from .gate_sites import (
+    FoldedDraws,
+    GuideGateSequence,
+    KeptRun,
+    PriorGateSequence,
+    draw_shape_of,
+    prior_concentration_rate,
+    sample_prior_log_basis,
+    unfold_draws,
+)
 
 #: Name of the Pyro sample site of the observed targets (see :meth:`GateModel.likelihood`).
 OBSERVED_SITE = "obs"
 
+#: Names of the ``pyro.deterministic`` sites of the gates, ``(B, T, L, H)`` each.
+GATE_SITES = ("input_gate", "forget_gate")
+#: Names of the ``pyro.deterministic`` sites of the states (with ``trace_states=True``).
+STATE_SITES = ("hidden_state", "cell_state")
+#: Dimension names of the gate and state sites, after any leading sample dimension.
+GATE_SITE_DIMS = ("sequence", "time", "layer", "unit")
+#: Dimension names of a latent gate site's value, the log Gamma basis of one layer.
+BASIS_SITE_DIMS = ("sequence", "time", "unit", "basis")
+
+_namespaces = itertools.count()
+
 
 def site_name(layer: int) -> str:
-    """Name of the latent gate site of ``layer``."""
-    return f"gate_basis_{layer}"
+    """Name of the latent gate site of ``layer``: its value is the **log** of the Gamma basis,
+    ``log u`` ``(B, T, H, K)`` (dims :data:`BASIS_SITE_DIMS`, the layout of
+    :mod:`pyro_betalstm.distributions.gate_algebra`); ``family.gates_from_log_basis(value)``
+    maps it to the gates, which the model also records as the sites :data:`GATE_SITES`."""
+    return f"log_gamma_basis_{layer}"
 
 
 class GateModel(nn.Module):
@@ -33,9 +67,29 @@ class GateModel(nn.Module):
     layer's run, from which the base class builds :meth:`likelihood` and
     :meth:`log_likelihood`) and :meth:`predict_from_run`, and a model with an input front end
     overrides :meth:`embed_batch`. ``model`` and ``guide`` are Pyro callables taking a raw
-    :class:`SequenceBatch` (they embed it themselves); every parameter is an ordinary
-    ``nn.Module`` parameter, so ``elbo.differentiable_loss(m.model, m.guide, batch)`` is trained
-    with any torch optimiser.
+    :class:`SequenceBatch` (they embed it themselves, batch first).
+
+    Parameters: every parameter is an ordinary ``nn.Module`` parameter, and ``model`` and
+    ``guide`` also register them with Pyro's param store (as ``pyro.module`` does) under the
+    instance's own namespace :attr:`pyro_namespace`. So a plain Pyro loop,
+    ``SVI(m.model, m.guide, pyro.optim.Adam({...}), Trace_ELBO())``, trains the model, and
+    ``elbo.differentiable_loss(m.model, m.guide, batch)`` with any torch optimiser does too
+    (what :func:`~pyro_betalstm.infer.fit` does). Two models in one process never share a name.
+
+    The trace: latent gate site ``log_gamma_basis_{k}`` per layer (see :func:`site_name`), the
+    gates as ``pyro.deterministic`` sites ``input_gate`` and ``forget_gate`` ``(B, T, L, H)`` in
+    ``(0, 1)`` (dims :data:`GATE_SITE_DIMS`; a gate that rounds to 0 or 1 in its dtype is
+    recorded one step inside; values at padded steps are computed but unused) when
+    :attr:`trace_gates` is set (the default), the states ``hidden_state`` (zero at padded steps)
+    and ``cell_state`` likewise when :attr:`trace_states` is set, and the observed ``"obs"``.
+
+    Several draws at once: inside an outer ``pyro.plate`` (vectorised ELBO particles,
+    ``Predictive(parallel=True)``) every site gets the plate's dimensions first, e.g. gates
+    ``(draws, B, T, L, H)``; the draws' recurrences run folded into one batch.
+
+    Loss units: ``svi.step(batch)`` returns the negative ELBO of the whole data set (the sequence
+    plate is scaled by ``batch.dataset_size / batch_size``); :func:`~pyro_betalstm.infer.fit`
+    reports it per sequence. :func:`~pyro_betalstm.infer.loss_per_sequence` converts.
 
     :param lstm: the recurrent network (its gate family decides whether gates are latent).
     :param prior: a :class:`GatePrior`, its name, a function, or None for ``Gamma(0.5, 1)``.
@@ -43,21 +97,58 @@ class GateModel(nn.Module):
         by changing the attribute during training).
     """
 
+    #: record the gates as ``pyro.deterministic`` sites (see the class docstring)
+    trace_gates: bool = True
+    #: record the hidden and cell states as ``pyro.deterministic`` sites too
+    trace_states: bool = False
+
     def __init__(self, lstm: StochasticLSTM, prior=None, kl_weight: float = 1.0):
         super().__init__()
+        if not lstm.batch_first:
+            raise ValueError(
+                "GateModel needs StochasticLSTM(..., batch_first=True): its Pyro program takes "
+                "SequenceBatch inputs, which are batch first (batch, time, features); "
+                "batch_first=False applies only to StochasticLSTM.forward"
+            )
         self.lstm = lstm
         self.prior: GatePrior = get_prior(prior)
         if lstm.family.is_latent:  # deterministic gate families have no latent gates to prior
             sizes = [layer.input_size for layer in lstm.layers]
             self.prior.setup(lstm.family, sizes, lstm.hidden_size)
         self.kl_weight = float(kl_weight)
-        self._guide_runs: list[LayerRun] = []
+        self._guide_runs: list[KeptRun] = []  # the guide's runs, for the model to reuse
         # (raw batch, embedded batch) of the last guide call, until the model consumes it
         self._embedded: tuple[SequenceBatch, SequenceBatch] | None = None
 
     @property
     def family(self):
         return self.lstm.family
+
+    @property
+    def pyro_namespace(self) -> str:
+        """The prefix of this model's parameters in Pyro's param store (``pyro.module``'s name):
+        unique to the instance, so two models in one process do not collide (a copy of a model
+        gets a new one)."""
+        if self.__dict__.get("_namespace_owner") != id(self):
+            self.__dict__["_namespace"] = f"{type(self).__name__}_{next(_namespaces)}"
+            self.__dict__["_namespace_owner"] = id(self)
+        return self.__dict__["_namespace"]
+
+    def register_parameters(self) -> None:
+        """Register every trainable parameter with Pyro under :attr:`pyro_namespace`, as
+        ``pyro.module(self.pyro_namespace, self)`` does (``model`` and ``guide`` call it).
+
+        The param store holds the module's own tensors, so Pyro's optimisers update the
+        module's weights in place; an entry that holds another tensor under this model's name
+        (after ``load_state_dict(..., assign=True)``, say) is replaced by the module's."""
+        namespace, store = self.pyro_namespace, pyro.get_param_store()
+        for name, value in self.named_parameters():
+            if not value.requires_grad:  # frozen (e.g. embeddings): nothing to train
+                continue
+            full_name = param_with_module_name(namespace, name)
+            if full_name in store and store[full_name] is not value:
+                del store[full_name]
+            pyro.param(full_name, value)
 
     # ----- task interface --------------------------------------------------------------------
     def observation(self, run: LayerRun, batch: SequenceBatch) -> tuple[Distribution, torch.Tensor]:
@@ -141,8 +232,7 @@ class GateModel(nn.Module):
             if params is not None:  # log-space draw: no float32 underflow
                 conc, rate = (p.expand(shape) for p in params)
                 return sample_log_gamma(conc) - rate.log()
-            value = d.rsample() if d.has_rsample else d.sample()
-            return value.expand(shape) if is_log_space(d) else value.log().expand(shape)
+            return sample_prior_log_basis(d, torch.Size(shape), layer)
 
         return sampler
 
@@ -160,37 +250,73 @@ class GateModel(nn.Module):
 
         ``batch`` is raw (as the data set gives it): the model embeds it with
         :meth:`embed_batch`, or reuses the guide's embedding of the same batch object."""
+        self.register_parameters()
         batch = self._embedded_for_model(batch)
         lstm, mask = self.lstm, self.mask(batch)
+        record = self._records_gates
         if self.family.is_latent:
             self.prior.model()
+        draw_shapes: list[torch.Size] = []  # leading sample dims of the gate sites' values
         with self._plate(batch):
             if self.family.is_latent:
-                runs = lstm.run(batch.inputs, mask, layer_hook=self._model_layer(batch, mask))
+                hook = self._model_layer(batch, mask, draw_shapes)
+                runs = lstm.run(batch.inputs, mask, record_gates=record, layer_hook=hook)
             else:
-                runs = lstm.run(batch.inputs, mask, gate_mode="sample")
-            run = runs[-1]
-            self.likelihood(run, batch)
+                runs = lstm.run(batch.inputs, mask, gate_mode="sample", record_gates=record)
+            self._guide_runs = []  # consumed: no graph outlives its ELBO evaluation
+            draw_shape = draw_shapes[0] if draw_shapes else torch.Size()
+            self._trace_runs(runs, draw_shape)
+            if not draw_shape:
+                self.likelihood(runs[-1], batch)
+            else:  # the runs hold N draws folded into their batch
+                folded = _repeat_batch(batch, math.prod(draw_shape))
+                distribution, observed = self.observation(runs[-1], folded)
+                observed = unfold_draws(observed, draw_shape)
+                pyro.sample(OBSERVED_SITE, FoldedDraws(distribution, draw_shape), obs=observed)
 
-    def _model_layer(self, batch: SequenceBatch, mask: torch.Tensor | None):
+    @property
+    def _records_gates(self) -> bool:
+        return bool(self.trace_gates or self.trace_states)
+
+    def _trace_runs(self, runs: list[LayerRun], draw_shape: torch.Size = torch.Size()) -> None:
+        """The gates (and states) of every layer as ``pyro.deterministic`` sites ``(B, T, L, H)``,
+        inside the sequence plate (the batch dimension is the plate's, the rest the event);
+        ``(*draws, B, T, L, H)`` for runs of several folded draws."""
+        arrays = {}
+        if self.trace_gates:  # inside (0, 1), as GateDistribution samples are (see there)
+            for name, gates in stack_layers(runs, GATE_SITES).items():
+                arrays[name] = into_open_unit_interval(gates)
+        if self.trace_states:
+            arrays["hidden_state"] = torch.stack([run.outputs for run in runs], dim=2)
+            arrays["cell_state"] = torch.stack([run.cell_states for run in runs], dim=2)
+        for name, value in arrays.items():
+            pyro.deterministic(name, unfold_draws(value, draw_shape), event_dim=3)
+
+    def _model_layer(
+        self, batch: SequenceBatch, mask: torch.Tensor | None, draw_shapes: list[torch.Size]
+    ):
         """The model's layer hook: a prior gate site per layer, which reuses the guide's run
-        when its value is the guide's very draw (the layer input is then never formed)."""
+        when its value is the guide's very draw (the layer input is then never formed).
+        Appends each value's leading sample dimensions to ``draw_shapes``."""
         B, T = batch.inputs.shape[:2]
         shape = (B, T, self.lstm.hidden_size, self.family.basis_size)
 
         def model_layer(call: LayerCall) -> LayerRun:
             k = call.index
 
-            def run_given(value):
-                return call.run(GivenBasis(value))
+            def run_given(value, num_draws=1):
+                return _run_layer(call, GivenBasis(value), num_draws, B)
 
-            def run_prior():
-                return call.run(PriorBasis(self.prior_sampler(k)))
+            def run_prior(num_draws=1):
+                return _run_layer(call, PriorBasis(self.prior_sampler(k)), num_draws, B)
 
             site = PriorGateSequence(shape, mask, run_given, self.prior, k, run_prior)
-            site.run = self._guide_runs[k] if k < len(self._guide_runs) else None
+            if k < len(self._guide_runs):
+                guide_kept = self._guide_runs[k]
+                site.kept = KeptRun(guide_kept.run, guide_kept.value)
             with self._kl_scale():
                 value = pyro.sample(site_name(k), site)
+            draw_shapes.append(draw_shape_of(value))
             return site.run_for(value)  # the guide's run when value is its very draw
 
         return model_layer
@@ -200,6 +326,7 @@ class GateModel(nn.Module):
 
         ``batch`` is raw: the guide embeds it with :meth:`embed_batch` and keeps the result for
         the model's call on the same batch object."""
+        self.register_parameters()
         self._guide_runs, self._embedded = [], None
         if not self.family.is_latent:
             return
@@ -209,21 +336,25 @@ class GateModel(nn.Module):
         lstm, mask = self.lstm, self.mask(batch)
         self.prior.guide()
 
+        B, T = batch.inputs.shape[:2]
+
         def guide_layer(call: LayerCall) -> LayerRun:
-            x = call.input()  # formed before the site, so dropout is drawn before the gates
+            call.input()  # formed before the site, so dropout is drawn before the gates
 
-            def run_layer(value):
-                return call.run(SampledBasis() if value is None else GivenBasis(value))
+            def run_layer(value, num_draws=1):
+                mode = SampledBasis() if value is None else GivenBasis(value)
+                return _run_layer(call, mode, num_draws, B)
 
-            shape = (x.shape[0], x.shape[1], lstm.hidden_size, self.family.basis_size)
+            shape = (B, T, lstm.hidden_size, self.family.basis_size)
             site = GuideGateSequence(shape, mask, run_layer)
             with self._kl_scale():
-                pyro.sample(site_name(call.index), site)
-            self._guide_runs.append(site.run)
-            return site.run
+                value = pyro.sample(site_name(call.index), site)
+            run = site.run_for(value)  # its own draw's run, or the given value's (conditioned)
+            self._guide_runs.append(site.kept)
+            return run
 
         with self._plate(batch):
-            lstm.run(batch.inputs, mask, layer_hook=guide_layer)
+            lstm.run(batch.inputs, mask, record_gates=self._records_gates, layer_hook=guide_layer)
 
     # ----- prediction ----------------------------------------------------------------------------
     def embed_batch(self, batch: SequenceBatch) -> SequenceBatch:
@@ -238,3 +369,33 @@ class GateModel(nn.Module):
         """Run the network without Pyro: ``mean`` gates (the paper's evaluation) or ``sample``."""
         batch = self.embed_batch(batch)
         return self.lstm.run(batch.inputs, self.mask(batch), gate_mode=gate_mode)
+
+
+def _run_layer(call: LayerCall, mode, num_draws: int, batch_size: int) -> LayerRun:
+    """Run ``call``'s layer with gate ``mode``; for ``num_draws > 1`` draws at once, folded into
+    the batch (draw-major): the layer input is repeated unless the layer below already ran
+    folded, and so is the step mask."""
+    if num_draws == 1:
+        return call.run(mode)
+    if call.state is not None:
+        raise ValueError("several draws at once need the zero initial state")
+    x = call.input()
+    if x.shape[0] == batch_size:
+        x = x.repeat(num_draws, *[1] * (x.dim() - 1))
+    mask = None if call.mask is None else call.mask.repeat(num_draws, 1)
+    return call.layer(x, mask, None, mode, call.record_gates)
+
+
+def _repeat_batch(batch: SequenceBatch, num_draws: int) -> SequenceBatch:
+    """``batch`` with every per-sequence tensor repeated for ``num_draws`` folded draws."""
+    B = batch.batch_size
+
+    def repeat(t):
+        if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape[0] == B:
+            return t.repeat(num_draws, *[1] * (t.dim() - 1))
+        return t
+
+    extras = {k: repeat(v) for k, v in batch.extras.items()}
+    return SequenceBatch(
+        repeat(batch.inputs), repeat(batch.targets), repeat(batch.lengths), None, extras
+    )

@@ -10,25 +10,59 @@ sides.
 
 ``kl_divergence(guide_site, prior_site)`` is registered: the sum over steps of the analytic
 ``KL(Gamma(alpha_t, 1) || prior_t)`` at the sampled ``h_{t-1}``, which by the chain rule of KL is
-an unbiased, lower-variance estimate of the KL between the two sequence laws. It raises
-``NotImplementedError`` for non-Gamma priors so that Pyro falls back to Monte Carlo.
+an unbiased, lower-variance estimate of the KL between the two sequence laws. The step KL is
+the Gamma one for a Gamma or LogGamma prior (also wrapped in ``.to_event``), else the one
+``torch.distributions.kl_divergence`` knows for the prior (``Exponential``, say); with none it
+raises ``NotImplementedError`` so that the ELBO falls back to Monte Carlo.
+
+A prior may be any ``TorchDistribution`` over ``u > 0`` or over ``log u`` (real support), batch
+or event shaped (``.to_event``), whose ``batch_shape + event_shape`` broadcasts to the step's
+``(B, H, K)`` (see :mod:`pyro_betalstm.priors`).
+
+Several draws at once: inside an outer ``pyro.plate`` (vectorised particles,
+``Trace_ELBO(num_particles=k, vectorize_particles=True)``, ``Predictive(parallel=True)``) a site
+is expanded to batch shape ``(*draws, B)`` and its value is ``(*draws, B, T, H, K)``; the
+``N = prod(draws)`` recurrences run at once, folded into the layer's batch (``(N * B, T, ...)``,
+draw-major, see :func:`fold_draws`), and :class:`FoldedDraws` gives the task's observation the
+plates' batch shape. ``sample_shape`` is not supported (Pyro draws in plates).
 """
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Callable
 
 import torch
 from pyro.distributions import TorchDistribution
-from torch.distributions import constraints
+from torch.distributions import constraints, kl_divergence
 from torch.distributions.kl import register_kl
 
 from ..distributions import LogGamma, gamma_kl
 from ..nn.layer import LayerRun
 from ..priors import GatePrior, is_log_space
 
-#: ``run_layer(log_basis_or_None) -> LayerRun``: recompute a layer run for given values.
-RunLayer = Callable[[torch.Tensor | None], LayerRun]
+#: ``run_layer(log_basis_or_None, num_draws) -> LayerRun``: run a layer for given values (or
+#: drawing them), ``num_draws`` draws folded into the batch: ``(num_draws * B, T, ...)``.
+RunLayer = Callable[[torch.Tensor | None, int], LayerRun]
+
+#: The dimensions of a gate site's event, ``(T, H, K)``.
+EVENT_DIMS = 3
+
+
+def draw_shape_of(value: torch.Tensor) -> torch.Size:
+    """The leading sample dimensions of a gate site's value ``(*draws, B, T, H, K)``."""
+    return value.shape[: value.dim() - EVENT_DIMS - 1]
+
+
+def fold_draws(t: torch.Tensor, draw_shape: torch.Size) -> torch.Tensor:
+    """``(*draws, B, ...)`` -> ``(N * B, ...)``, ``N = prod(draws)`` (draw-major)."""
+    return t.reshape((-1,) + t.shape[len(draw_shape) + 1 :]) if draw_shape else t
+
+
+def unfold_draws(t: torch.Tensor, draw_shape: torch.Size) -> torch.Tensor:
+    """``(N * B, ...)`` -> ``(*draws, B, ...)``, the inverse of :func:`fold_draws`."""
+    return t.reshape(draw_shape + (-1,) + t.shape[1:]) if draw_shape else t
 
 
 def _masked_sum(per_step: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -39,26 +73,81 @@ def _masked_sum(per_step: torch.Tensor, mask: torch.Tensor | None) -> torch.Tens
     return per_step.sum(-1)
 
 
+class KeptRun:
+    """The layer run behind a site's value, shared by a site and its expanded copies."""
+
+    def __init__(self, run: LayerRun | None = None, value: torch.Tensor | None = None):
+        self.run = run  # folded: (N * B, T, ...)
+        self.value = value  # the site's value: (*draws, B, T, H, K)
+
+
 class _GateSequence(TorchDistribution):
+    """A layer's log-basis ``(B, T, H, K)``. Expanded to a batch shape ``(*draws, B)`` (by an
+    outer ``pyro.plate``: vectorised particles, ``Predictive(parallel=True)``), it runs the
+    ``N = prod(draws)`` recurrences at once, folded into the batch of the layer."""
+
     arg_constraints: dict = {}
-    support = constraints.independent(constraints.real, 3)
+    support = constraints.independent(constraints.real, EVENT_DIMS)
 
     def __init__(self, shape: torch.Size, mask: torch.Tensor | None, run_layer: RunLayer):
         self.mask = mask
         self.run_layer = run_layer
-        self.run: LayerRun | None = None
+        self.kept = KeptRun()
+        self.draw_shape = torch.Size()
         super().__init__(torch.Size(shape[:1]), torch.Size(shape[1:]), validate_args=False)
+
+    @property
+    def run(self) -> LayerRun | None:
+        """The run of the last value sampled or scored (draws folded into its batch)."""
+        return self.kept.run
+
+    def _keep(self, run: LayerRun, draw_shape: torch.Size) -> torch.Tensor:
+        self.kept.run, self.kept.value = run, unfold_draws(run.log_basis, draw_shape)
+        return self.kept.value
+
+    def _num_draws(self, draw_shape: torch.Size) -> int:
+        return math.prod(draw_shape)
+
+    def folded_mask(self, draw_shape: torch.Size) -> torch.Tensor | None:
+        """The ``(B, T)`` step mask repeated for ``N`` folded draws, ``(N * B, T)``."""
+        if self.mask is None or not draw_shape:
+            return self.mask
+        return self.mask.repeat(self._num_draws(draw_shape), 1)
 
     def run_for(self, value: torch.Tensor) -> LayerRun:
         """The layer run that produced ``value``: the kept one, or a recomputation."""
-        if self.run is None or self.run.log_basis is not value:
-            self.run = self.run_layer(value)
-        return self.run
+        if self.kept.run is None or self.kept.value is not value:
+            draw_shape = draw_shape_of(value)
+            run = self.run_layer(fold_draws(value, draw_shape), self._num_draws(draw_shape))
+            self.kept.run, self.kept.value = run, value
+        return self.kept.run
+
+    def _sum_per_sequence(self, per_step: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        """Folded per-step terms ``(N * B, T, ...)`` summed per sequence, ``(*draws, B)``."""
+        draw_shape = draw_shape_of(value)
+        return unfold_draws(_masked_sum(per_step, self.folded_mask(draw_shape)), draw_shape)
 
     def expand(self, batch_shape, _instance=None):
-        if torch.Size(batch_shape) != self.batch_shape:
-            raise NotImplementedError("gate sequence sites cannot be expanded")
-        return self
+        batch_shape = torch.Size(batch_shape)
+        if batch_shape == self.batch_shape:
+            return self
+        if batch_shape[-1:] != self.batch_shape[-1:]:
+            raise ValueError(
+                f"cannot expand the gate site from batch shape {tuple(self.batch_shape)} to "
+                f"{tuple(batch_shape)}: only leading sample dimensions (*draws, "
+                f"{self.batch_shape[-1]}) may be added"
+            )
+        new = copy.copy(self)  # shares the kept run with this site
+        new.draw_shape = batch_shape[:-1]
+        TorchDistribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
+        return new
+
+    def _check_sample_shape(self, sample_shape) -> None:
+        if sample_shape:
+            raise NotImplementedError(
+                f"sample_shape {tuple(sample_shape)}: draw several gate samples in a pyro.plate "
+                "(vectorised particles, Predictive(parallel=True)) or one at a time"
+            )
 
 
 class GuideGateSequence(_GateSequence):
@@ -67,14 +156,14 @@ class GuideGateSequence(_GateSequence):
     has_rsample = True
 
     def rsample(self, sample_shape=torch.Size()):
-        if sample_shape:
-            raise NotImplementedError("draw several gate samples with pyro.plate, not sample_shape")
-        self.run = self.run_layer(None)
-        return self.run.log_basis
+        self._check_sample_shape(sample_shape)
+        run = self.run_layer(None, self._num_draws(self.draw_shape))
+        return self._keep(run, self.draw_shape)
 
     def log_prob(self, value):
         run = self.run_for(value)
-        return _masked_sum(LogGamma(run.alpha).log_prob(value), self.mask)
+        lp = LogGamma(run.alpha).log_prob(fold_draws(value, draw_shape_of(value)))
+        return self._sum_per_sequence(lp, value)
 
 
 class PriorGateSequence(_GateSequence):
@@ -82,6 +171,7 @@ class PriorGateSequence(_GateSequence):
 
     ``sample`` runs the recurrence drawing each step's basis from the prior given
     ``(x_t, h_{t-1})``; ``log_prob`` evaluates the prior of the given values.
+    ``sample_run(num_draws)`` runs the layer drawing from the prior.
     """
 
     has_rsample = True
@@ -96,36 +186,138 @@ class PriorGateSequence(_GateSequence):
         return self.prior.distribution(self.layer, run.inputs, run.previous_hidden)
 
     def rsample(self, sample_shape=torch.Size()):
-        if sample_shape:
-            raise NotImplementedError("draw several gate samples with pyro.plate, not sample_shape")
-        self.run = self.sample_run()
-        return self.run.log_basis
+        self._check_sample_shape(sample_shape)
+        run = self.sample_run(self._num_draws(self.draw_shape))
+        return self._keep(run, self.draw_shape)
 
     def log_prob(self, value):
         run = self.run_for(value)
-        d = self.prior_distribution(run)
-        params = prior_concentration_rate(d)
-        if params is not None:  # Gamma or LogGamma prior: density of log u without forming u,
-            lp = LogGamma(*params).log_prob(value)  # which underflows to 0 for small alpha
-        elif is_log_space(d):
-            lp = d.log_prob(value)
-        else:  # density of y = log u: p_u(e^y) e^y
-            lp = d.log_prob(value.exp()) + value
-        if lp.dim() == value.dim():  # elementwise prior over the basis
+        folded = fold_draws(value, draw_shape_of(value))
+        lp = prior_log_density(self.prior_distribution(run), folded, self.layer)
+        if lp.dim() == folded.dim():  # elementwise: the basis first (the summation order of fit)
             lp = lp.sum(-1)
-        return _masked_sum(lp, self.mask)
+        return self._sum_per_sequence(lp, value)
+
+
+class FoldedDraws(TorchDistribution):
+    """A distribution of batch shape ``(N * B, *rest)`` (a task's observation of ``N`` folded
+    draws) seen as batch shape ``(*draws, B, *rest)``, the shape the enclosing plates expect."""
+
+    arg_constraints: dict = {}
+
+    def __init__(self, base: torch.distributions.Distribution, draw_shape: torch.Size):
+        self.base, self.draw_shape = base, torch.Size(draw_shape)
+        per_draw = base.batch_shape[0] // math.prod(self.draw_shape)
+        batch = self.draw_shape + (per_draw,) + base.batch_shape[1:]
+        super().__init__(batch, base.event_shape, validate_args=False)
+
+    @property
+    def support(self):
+        return self.base.support
+
+    @property
+    def has_rsample(self) -> bool:
+        return self.base.has_rsample
+
+    def expand(self, batch_shape, _instance=None):
+        if torch.Size(batch_shape) != self.batch_shape:
+            raise ValueError(f"cannot expand {tuple(self.batch_shape)} to {tuple(batch_shape)}")
+        return self
+
+    def _fold(self, value: torch.Tensor) -> torch.Tensor:
+        value = value.expand(self.batch_shape + self.event_shape)
+        return fold_draws(value, self.draw_shape)
+
+    def log_prob(self, value):
+        return unfold_draws(self.base.log_prob(self._fold(value)), self.draw_shape)
+
+    def sample(self, sample_shape=torch.Size()):
+        if sample_shape:
+            raise NotImplementedError("FoldedDraws draws one sample per batch element")
+        return unfold_draws(self.base.sample(), self.draw_shape)
+
+    def rsample(self, sample_shape=torch.Size()):
+        if sample_shape:
+            raise NotImplementedError("FoldedDraws draws one sample per batch element")
+        return unfold_draws(self.base.rsample(), self.draw_shape)
+
+
+def _unwrapped(d) -> torch.distributions.Distribution:
+    """``d`` without its ``Independent`` wrappers (``.to_event`` only regroups dimensions)."""
+    while isinstance(d, torch.distributions.Independent):
+        d = d.base_dist
+    return d
+
+
+def _check_prior_shape(d, shape: torch.Size, layer: int) -> None:
+    prior_shape = d.batch_shape + d.event_shape
+    try:
+        fits = torch.broadcast_shapes(prior_shape, shape) == shape
+    except RuntimeError:
+        fits = False
+    if not fits or len(d.event_shape) > 2:
+        raise ValueError(
+            f"the prior of layer {layer} has batch_shape {tuple(d.batch_shape)} and event_shape "
+            f"{tuple(d.event_shape)}; together they must broadcast to the basis of one step, "
+            f"(..., hidden_size, K) = (..., {shape[-2]}, {shape[-1]}), with at most those two "
+            "dimensions in the event"
+        )
+
+
+def prior_log_density(d, log_basis: torch.Tensor, layer: int = 0) -> torch.Tensor:
+    """The prior's log-density of the log-basis ``y = log u`` ``(B, T, H, K)``, not yet summed
+    (at least ``(B, T)``): the density of ``log u`` itself for a prior over the real line, and
+    ``p_u(e^y) e^y`` (the Jacobian summed over the prior's event dimensions) for one over
+    ``u > 0``. A Gamma or LogGamma prior is evaluated in log space, without forming ``u``
+    (which underflows to 0 for small concentrations)."""
+    _check_prior_shape(d, log_basis.shape, layer)
+    params = prior_concentration_rate(d)
+    if params is not None:
+        return LogGamma(*params).log_prob(log_basis)
+    if is_log_space(d):
+        return d.log_prob(log_basis)
+    event_dims = len(d.event_shape)
+    jacobian = log_basis.flatten(-event_dims).sum(-1) if event_dims else log_basis
+    return d.log_prob(log_basis.exp()) + jacobian
+
+
+def sample_prior_log_basis(d, shape: torch.Size, layer: int = 0) -> torch.Tensor:
+    """A draw of the log-basis of one step, ``shape = (B, H, K)``, from a prior ``d`` that is
+    neither Gamma nor LogGamma (those are drawn in log space by the model): ``d`` is expanded to
+    ``shape``, so every element is an independent draw."""
+    _check_prior_shape(d, shape, layer)
+    batch = shape[: len(shape) - len(d.event_shape)]
+    if d.batch_shape != batch:
+        d = d.expand(batch)
+    value = d.rsample() if d.has_rsample else d.sample()
+    return value if is_log_space(d) else value.log()
 
 
 def prior_concentration_rate(d) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """``(concentration, rate)`` of a Gamma or LogGamma prior (elementwise), else None."""
-    base = d
-    while isinstance(base, torch.distributions.Independent):
-        base = base.base_dist
-    if isinstance(base, torch.distributions.Gamma) and base is d:
-        return base.concentration, base.rate
-    if isinstance(base, LogGamma) and base is d:
+    """``(concentration, rate)`` of a Gamma or LogGamma prior (elementwise, also inside
+    ``.to_event``), else None."""
+    base = _unwrapped(d)
+    if isinstance(base, torch.distributions.Gamma | LogGamma):
         return base.concentration, base.rate
     return None
+
+
+def basis_kl(alpha: torch.Tensor, d) -> torch.Tensor:
+    """Elementwise ``KL(Gamma(alpha, 1) || d)`` over the basis, ``(B, T, H, K)``: analytic for a
+    Gamma or LogGamma prior, else what ``torch.distributions.kl_divergence`` has registered for
+    the pair (the Gamma guide against a prior over ``u``, or its LogGamma against one over
+    ``log u``). Raises ``NotImplementedError`` when there is none."""
+    params = prior_concentration_rate(d)
+    if params is not None:
+        return gamma_kl(alpha, params[0], 1.0, params[1])
+    base = _unwrapped(d)
+    if base.event_shape:  # an event over several basis variables: no elementwise KL
+        raise NotImplementedError("no elementwise KL for a prior with its own event shape")
+    if is_log_space(base):
+        guide = LogGamma(alpha)
+    else:
+        guide = torch.distributions.Gamma(alpha, torch.ones_like(alpha))
+    return kl_divergence(guide, base)
 
 
 @register_kl(GuideGateSequence, PriorGateSequence)
@@ -133,9 +325,6 @@ def _kl_gate_sequences(q: GuideGateSequence, p: PriorGateSequence) -> torch.Tens
     run = q.run
     if run is None:
         raise NotImplementedError("the guide site has not been sampled")
-    params = prior_concentration_rate(p.prior_distribution(run))
-    if params is None:
-        raise NotImplementedError("no analytic KL for this prior: Monte Carlo is used")
-    concentration, rate = params
-    kl = gamma_kl(run.alpha, concentration, 1.0, rate)
-    return _masked_sum(kl, q.mask)
+    d = p.prior_distribution(run)
+    _check_prior_shape(d, run.alpha.shape, p.layer)
+    return q._sum_per_sequence(basis_kl(run.alpha, d), q.kept.value)

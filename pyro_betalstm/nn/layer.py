@@ -23,7 +23,9 @@ class LayerRun:
 
     ``outputs``: ``(B, T, H)``, zero at padded steps. ``alpha`` and ``log_basis``:
     ``(B, T, H, K)`` for latent families (``log_basis`` is None in ``mean`` mode), else None.
-    ``h_n``, ``c_n``: ``(B, H)`` states at each sequence's last valid step.
+    ``h_n``, ``c_n``: ``(B, H)`` states at each sequence's last valid step. ``gates`` (input,
+    forget) and ``cell_states`` ``(B, T, H)``: kept only when the layer ran with
+    ``record_gates=True`` (the cell state stays unchanged at padded steps).
     """
 
     inputs: torch.Tensor
@@ -34,6 +36,7 @@ class LayerRun:
     alpha: torch.Tensor | None = None
     log_basis: torch.Tensor | None = None
     gates: tuple[torch.Tensor, torch.Tensor] | None = None
+    cell_states: torch.Tensor | None = None
 
     @property
     def previous_hidden(self) -> torch.Tensor:
@@ -117,7 +120,7 @@ class GateLayer(nn.Module):
         # unbind, not x_proj[:, t]: each select's backward would zero-fill the whole tensor
         x_steps = self.input_proj(inputs).unbind(1)
         w_h = self.hidden_proj.weight.t()
-        outputs, alphas, log_bases, i_gates, f_gates = [], [], [], [], []
+        outputs, alphas, log_bases, i_gates, f_gates, cells = [], [], [], [], [], []
         for t in range(T):
             z = torch.addmm(x_steps[t], h, w_h).view(B, self.num_blocks, H)
             z_gate = z[:, :ng]  # one view, so that a probe's hook sees the gradient the gates use
@@ -134,6 +137,7 @@ class GateLayer(nn.Module):
             if record_gates:
                 i_gates.append(i)
                 f_gates.append(f)
+                cells.append(c)
         stack = lambda xs: torch.stack(xs, dim=1) if xs else None  # noqa: E731
         return LayerRun(
             inputs=inputs,
@@ -144,6 +148,7 @@ class GateLayer(nn.Module):
             alpha=torch.stack(alphas, dim=1).transpose(-1, -2) if alphas else None,
             log_basis=mode.run_log_basis(log_bases),
             gates=(stack(i_gates), stack(f_gates)) if record_gates else None,
+            cell_states=stack(cells) if record_gates else None,
         )
 
     def _latent_gates(self, mode, t, alpha, inputs, h, log_bases) -> GatePair:

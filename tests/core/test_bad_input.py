@@ -166,7 +166,7 @@ def test_classifier_targets():
     with pytest.raises(ValueError, match="class indices"):
         _loss(m, SequenceBatch(x, None))
     with pytest.raises(ValueError, match="num_classes must be at least 2"):
-        SequenceClassifier(StochasticLSTM(3, 4), 1)
+        SequenceClassifier(StochasticLSTM(3, 4, batch_first=True), 1)
 
 
 def test_next_step_target_shapes():
