@@ -130,3 +130,16 @@ def test_vectorised_particles_smoke(capsys):
     assert set(result["ms"][2]) == {"vectorised", "sequential"}
     assert result["sequential_over_vectorised"][2] > 0
     assert json.loads(capsys.readouterr().out)["settings"]["particles"] == [2]
+
+
+@pytest.mark.timeout(60)
+def test_profile_step_smoke(tmp_path):
+    profile_step = _load("profile_step")
+    out = tmp_path / "profile.json"
+    argv = "--batch 2 --hidden 4 --steps-per-sequence 3 --steps 2 --warmup 1 --top 5".split()
+    result = profile_step.main([*argv, "--threads", "1", "--out", str(out)])
+    assert json.loads(out.read_text()) == result
+    shares = [row["self_cpu_share"] for row in result["top"]]
+    assert len(shares) == 5 and shares == sorted(shares, reverse=True)
+    assert 0 < sum(shares) <= 1 + 1e-9
+    assert result["config"]["profiled_steps"] == 2 and result["self_cpu_ms_per_step_total"] > 0
