@@ -91,10 +91,7 @@ class SequenceDataset:
     ) -> list[torch.Tensor]:
         """The sequence indices of each minibatch :meth:`batches` yields, in its order (the
         same draws from ``generator``): what a data-parallel run shares out among its ranks."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        n = len(self)
-        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        order = _index_order(len(self), batch_size, shuffle, generator)
         if bucket:
             lengths = torch.tensor([self.inputs[int(i)].shape[0] for i in order])
             order = order[torch.argsort(lengths, stable=True)]
@@ -105,6 +102,16 @@ class SequenceDataset:
 
     def num_batches(self, batch_size: int) -> int:
         return -(-len(self) // batch_size)
+
+
+def _index_order(
+    n: int, batch_size: int, shuffle: bool, generator: torch.Generator | None
+) -> torch.Tensor:
+    """The order in which an epoch visits ``n`` sequences (one ``randperm`` draw when
+    shuffled), after checking ``batch_size``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    return torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
 
 
 class FixedLengthSequences:
@@ -174,11 +181,7 @@ class FixedLengthSequences:
     ) -> list[torch.Tensor]:
         """The sequence indices of each minibatch :meth:`batches` yields, in its order (the
         same draws from ``generator``; ``bucket`` is a no-op here)."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        n = len(self)
-        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-        return list(order.split(batch_size))
+        return list(_index_order(len(self), batch_size, shuffle, generator).split(batch_size))
 
 
 class DatasetShard:

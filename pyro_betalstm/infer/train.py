@@ -464,25 +464,38 @@ def _train_epoch(run: _Run, train_data: SequenceDataset, epoch: int) -> dict:
 
 def _svi_step(run: _Run, batch, epoch: int, step: int) -> tuple[float, float]:
     """One gradient step on ``batch``: its loss per sequence and the gradient norm."""
-    model, config, optimizer = run.model, run.config, run.optimizer
-    try:
-        loss = run.elbo.differentiable_loss(model.model, model.guide, batch)
-    except ValueError as err:
-        if not _is_invalid_value_error(err):
-            raise
-        # Pyro's validation met the NaN before a loss existed: same error as below
-        raise NonFiniteLossError(
-            f"a distribution parameter is NaN or infinite at epoch {epoch}, step {step}; "
-            f"training stopped, {_last_good(run.out)} ({str(err).splitlines()[0][:200]})"
-        ) from err
+    loss = _elbo_loss(run, batch, epoch, step)
     if not torch.isfinite(loss):
         raise NonFiniteLossError(
             f"loss is {loss.item()} at epoch {epoch}, step {step}; training stopped, "
             f"{_last_good(run.out)}"
         )
-    optimizer.zero_grad(set_to_none=True)
+    run.optimizer.zero_grad(set_to_none=True)
     # gradients of the per-sequence loss, so that clip_norm does not depend on data size
     (loss / batch.dataset_size).backward()
+    return loss.item() / batch.dataset_size, _checked_optimizer_step(run, epoch, step)
+
+
+def _elbo_loss(run: _Run, batch, epoch: int, step: int, where: str = "") -> torch.Tensor:
+    """The ELBO loss of ``batch``; Pyro's validation error for a NaN or infinite parameter
+    becomes a :class:`NonFiniteLossError` (``where``: e.g. " on rank 1")."""
+    model = run.model
+    try:
+        return run.elbo.differentiable_loss(model.model, model.guide, batch)
+    except ValueError as err:
+        if not _is_invalid_value_error(err):
+            raise
+        # Pyro's validation met the NaN before a loss existed: same error as a NaN loss
+        raise NonFiniteLossError(
+            f"a distribution parameter is NaN or infinite at epoch {epoch}, step {step}{where}; "
+            f"training stopped, {_last_good(run.out)} ({str(err).splitlines()[0][:200]})"
+        ) from err
+
+
+def _checked_optimizer_step(run: _Run, epoch: int, step: int) -> float:
+    """Clip (or only measure) the gradient norm, refuse a non-finite one, take the optimiser
+    step; returns the norm."""
+    model, config = run.model, run.config
     if config.clip_norm is not None:
         norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm))
     else:  # measured only, so that a NaN gradient is caught without clipping too
@@ -493,8 +506,8 @@ def _svi_step(run: _Run, batch, epoch: int, step: int) -> tuple[float, float]:
             f"gradient norm is {norm} at epoch {epoch}, step {step}; training stopped, "
             f"{_last_good(run.out)}"
         )
-    optimizer.step()
-    return loss.item() / batch.dataset_size, norm
+    run.optimizer.step()
+    return norm
 
 
 def _rank_steps(run: _Run, train_data: SequenceDataset):
@@ -524,20 +537,11 @@ def _distributed_svi_step(
     """One data-parallel gradient step: this rank's loss weighted by its ``share`` of the
     global batch, gradients summed over the ranks (so every rank takes the same step); the
     global batch's loss per sequence and the gradient norm."""
-    model, config, optimizer = run.model, run.config, run.optimizer
-    optimizer.zero_grad(set_to_none=True)
+    model = run.model
+    run.optimizer.zero_grad(set_to_none=True)
     local = 0.0
     if batch is not None:
-        try:
-            loss = run.elbo.differentiable_loss(model.model, model.guide, batch)
-        except ValueError as err:
-            if not _is_invalid_value_error(err):
-                raise
-            raise NonFiniteLossError(
-                f"a distribution parameter is NaN or infinite at epoch {epoch}, step {step} on "
-                f"rank {run.workers.rank}; training stopped, {_last_good(run.out)} "
-                f"({str(err).splitlines()[0][:200]})"
-            ) from err
+        loss = _elbo_loss(run, batch, epoch, step, where=f" on rank {run.workers.rank}")
         # N / B_r scales this rank's sequences; times B_r / B it is N / B, the global batch's
         weighted = loss * (share / batch.dataset_size)
         weighted.backward()
@@ -549,18 +553,7 @@ def _distributed_svi_step(
             f"loss per sequence is {per_sequence} at epoch {epoch}, step {step}; training "
             f"stopped, {_last_good(run.out)}"
         )
-    if config.clip_norm is not None:
-        norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm))
-    else:
-        grads = [p.grad for p in model.parameters() if p.grad is not None]
-        norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
-    if not math.isfinite(norm):
-        raise NonFiniteLossError(
-            f"gradient norm is {norm} at epoch {epoch}, step {step}; training stopped, "
-            f"{_last_good(run.out)}"
-        )
-    optimizer.step()
-    return per_sequence, norm
+    return per_sequence, _checked_optimizer_step(run, epoch, step)
 
 
 def _check_parameters(run: _Run, epoch: int) -> None:
