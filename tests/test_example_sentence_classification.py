@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from pyro_betalstm.nn import layer_parameters
+from pyro_betalstm.testing.corpora import write_rt_polarity
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sentence_classification.py"
 
@@ -20,18 +21,6 @@ def load_example():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def write_rt_polarity(folder: Path) -> Path:
-    """Tiny rt-polarity files: 30 positive and 30 negative made-up snippets (latin-1)."""
-    good = ["good", "great", "witty", "moving", "caf\u00e9-fresh", "superb"]
-    bad = ["bad", "dull", "tedious", "flat", "lifeless", "clumsy"]
-    pos = [f"a {good[i % 6]} and {good[(i + 1) % 6]} film , number {i} ." for i in range(30)]
-    neg = [f"a {bad[i % 6]} and {bad[(i + 2) % 6]} film , number {i} ." for i in range(30)]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "rt-polarity.pos").write_bytes("\n".join(pos).encode("latin-1"))
-    (folder / "rt-polarity.neg").write_bytes("\n".join(neg).encode("latin-1"))
-    return folder
 
 
 def check_run(record: dict, out: Path, folds: list[int]) -> None:

