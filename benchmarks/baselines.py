@@ -14,6 +14,9 @@ values change the cost of the Gamma sampler -- are distributed the same way in e
 from __future__ import annotations
 
 import math
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pyro
 import pyro.distributions as dist
@@ -22,7 +25,7 @@ import torch.nn.functional as F
 from pyro.infer import TraceMeanField_ELBO
 from torch import nn
 
-from pyro_betalstm.distributions import LogGamma
+from pyro_betalstm.distributions import LogGamma, gamma_kl
 from pyro_betalstm.distributions.numerics import sample_log_gamma
 
 #: ``alpha = softplus(z) + CONCENTRATION_EPS`` (the authors' value, as in the library).
@@ -195,3 +198,43 @@ class PyroPerStepSites(_BivariateCellParams):
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.elbo.differentiable_loss(self.model, self.guide, x, y)
+
+
+def previous_sample_log_gamma(concentration: torch.Tensor) -> torch.Tensor:
+    """The library's log-Gamma draw before issue 11's CPU work: the same law and the same Gamma
+    kernel, with the exponential term from torch's ``Tensor.exponential_``."""
+    g = torch.distributions.Gamma(concentration + 1.0, 1.0, validate_args=False).rsample()
+    e = torch.empty(
+        concentration.shape, dtype=concentration.dtype, device=concentration.device
+    ).exponential_()
+    return g.clamp(min=torch.finfo(g.dtype).tiny).log() - e / concentration
+
+
+def previous_gamma_kl(q_concentration, p_concentration, q_rate=1.0, p_rate=1.0) -> torch.Tensor:
+    """The library's Gamma KL before issue 11's CPU work: the prior's concentration broadcast to
+    every element first, so its lgamma (and digamma) ran once per element."""
+    a = q_concentration
+    b = torch.as_tensor(p_concentration, dtype=a.dtype, device=a.device)
+    a, b = torch.broadcast_tensors(a, b)
+    return gamma_kl(a, b, q_rate, p_rate)
+
+
+@contextmanager
+def library_functions_swapped(**replacements: Callable) -> Iterator[None]:
+    """Within the block, every ``pyro_betalstm`` module that imported one of the named library
+    functions by name sees its replacement (benchmarks only: how a previous version of one
+    kernel is timed against the current one in the same process)."""
+    originals = {"sample_log_gamma": sample_log_gamma, "gamma_kl": gamma_kl}
+    patched = []
+    for module_name, module in list(sys.modules.items()):
+        if not module_name.startswith("pyro_betalstm"):
+            continue
+        for name, replacement in replacements.items():
+            if getattr(module, name, None) is originals[name]:
+                setattr(module, name, replacement)
+                patched.append((module, name))
+    try:
+        yield
+    finally:
+        for module, name in patched:
+            setattr(module, name, originals[name])

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import pyro
@@ -44,6 +45,9 @@ from baselines import (  # noqa: E402
     HandwrittenBivariateELBO,
     PyroPerStepSites,
     TorchLSTM,
+    library_functions_swapped,
+    previous_gamma_kl,
+    previous_sample_log_gamma,
 )
 
 from pyro_betalstm.batch import SequenceBatch  # noqa: E402
@@ -55,6 +59,7 @@ VARIANTS = (
     "eager_sigmoid_loop",
     "library_sigmoid",
     "library_bivariate_svi",
+    "library_bivariate_svi_previous_gamma_path",
     "library_bivariate5_svi",
     "handwritten_bivariate_elbo",
     "pyro_per_step_sites",
@@ -73,6 +78,18 @@ RATIOS = {
         0.75,
     ),
     "library_sigmoid/eager_sigmoid_loop": ("library_sigmoid", "eager_sigmoid_loop", 1.3),
+    # Issue 11's CPU work on the Gamma path, before/after in the same process (target: faster).
+    "library_bivariate_svi/library_bivariate_svi_previous_gamma_path": (
+        "library_bivariate_svi",
+        "library_bivariate_svi_previous_gamma_path",
+        1.0,
+    ),
+    # Issue 11's CPU stretch goal: the latent-gate step within 3x of the eager sigmoid loop.
+    "library_bivariate_svi/eager_sigmoid_loop": (
+        "library_bivariate_svi",
+        "eager_sigmoid_loop",
+        3.0,
+    ),
     "library_bivariate_svi/torch_lstm": ("library_bivariate_svi", "torch_lstm", None),
 }
 
@@ -83,15 +100,29 @@ GPU_DEFAULTS = {"batch": 64, "input": 32, "hidden": 256, "steps": 100}
 class Variant:
     """A module and a zero-argument loss; :meth:`step` is what gets timed."""
 
-    def __init__(self, module: nn.Module, loss: Callable[[], torch.Tensor]):
+    def __init__(
+        self,
+        module: nn.Module,
+        loss: Callable[[], torch.Tensor],
+        context: Callable[[], AbstractContextManager] = nullcontext,
+    ):
         self.module = module
         self.loss = loss
+        self.context = context
 
     def step(self) -> torch.Tensor:
-        self.module.zero_grad(set_to_none=True)
-        loss = self.loss()
-        loss.backward()
+        with self.context():
+            self.module.zero_grad(set_to_none=True)
+            loss = self.loss()
+            loss.backward()
         return loss.detach()
+
+
+def previous_gamma_path() -> AbstractContextManager:
+    """The library with its Gamma path as it was before issue 11's CPU work (baselines.py)."""
+    return library_functions_swapped(
+        sample_log_gamma=previous_sample_log_gamma, gamma_kl=previous_gamma_kl
+    )
 
 
 def make_data(batch: int, steps: int, size: int, device, seed: int):
@@ -128,6 +159,7 @@ def build_variants(names, batch, input_size, hidden, x, y, device, seed) -> dict
             family = {
                 "library_sigmoid": "sigmoid",
                 "library_bivariate_svi": "bivariate",
+                "library_bivariate_svi_previous_gamma_path": "bivariate",
                 "library_bivariate5_svi": "bivariate5",
             }[name]
             module = _library_model(family, input_size, hidden).to(device)
@@ -137,7 +169,8 @@ def build_variants(names, batch, input_size, hidden, x, y, device, seed) -> dict
             def loss(m=module, elbo=elbo):
                 return elbo.differentiable_loss(m.model, m.guide, sequences)
 
-            variants[name] = Variant(module, loss)
+            previous = name.endswith("_previous_gamma_path")
+            variants[name] = Variant(module, loss, previous_gamma_path if previous else nullcontext)
         else:
             raise ValueError(f"unknown variant {name!r}; expected some of {VARIANTS}")
     return variants

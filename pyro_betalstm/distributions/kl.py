@@ -72,7 +72,8 @@ def gamma_kl(
     a = q_concentration
     b = torch.as_tensor(p_concentration, dtype=a.dtype, device=a.device)
     if _is_one(q_rate) and _is_one(p_rate):
-        a, b = torch.broadcast_tensors(a, b)
+        # Not broadcast first: a prior's concentration is usually one value per basis, and its
+        # lgamma (and digamma in the backward) is then taken once, not once per element.
         return _UnitRateGammaKL.apply(a, b)
     q_rate = torch.as_tensor(q_rate, dtype=a.dtype, device=a.device)
     p_rate = torch.as_tensor(p_rate, dtype=a.dtype, device=a.device)
