@@ -442,16 +442,17 @@ def _train_epoch(run: _Run, train_data: SequenceDataset, epoch: int) -> dict:
         )
     show = config.progress and run.workers.is_main
     bar = _progress(steps, num_batches, f"epoch {epoch}/{config.num_epochs}", show)
-    for step, batch in enumerate(bar, start=1):
-        if run.workers.active:
-            per_sequence, norm = _distributed_svi_step(run, *batch, epoch, step)
-        else:
-            per_sequence, norm = _svi_step(run, batch.to(run.device), epoch, step)
-        total_loss += per_sequence
-        if config.clip_norm is not None:
-            total_norm += norm
-        if show:
-            bar.set_postfix(loss=f"{per_sequence:.4g}")
+    with model.untraced():  # the ELBO reads no deterministic site
+        for step, batch in enumerate(bar, start=1):
+            if run.workers.active:
+                per_sequence, norm = _distributed_svi_step(run, *batch, epoch, step)
+            else:
+                per_sequence, norm = _svi_step(run, batch.to(run.device), epoch, step)
+            total_loss += per_sequence
+            if config.clip_norm is not None:
+                total_norm += norm
+            if show:
+                bar.set_postfix(loss=f"{per_sequence:.4g}")
     return {
         "epoch": epoch,
         "train_loss": total_loss / num_batches,

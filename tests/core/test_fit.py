@@ -8,6 +8,7 @@ import csv
 import json
 import random
 import time
+from contextlib import nullcontext
 
 import numpy as np
 import pyro
@@ -162,6 +163,23 @@ def test_default_validation_metrics_and_no_valid_data():
     assert {"valid_nll_mean_gates", "valid_nll_predictive", "valid_num_predictions"} <= set(rec)
     result = fit(m, data, None, _config(num_epochs=1))
     assert result.best_epoch == 1 and result.best_metric == result.history[0]["train_loss"]
+
+
+def test_fit_trains_untraced_and_gives_the_tracing_flags_back():
+    # fit trains without the deterministic gate sites (nothing reads them there) and leaves
+    # the user's flags as they were; the trained weights equal those of a traced run.
+    data = make_dataset(6, head="next_step")
+    weights = {}
+    for traced in (False, True):
+        torch.manual_seed(0)
+        m = make_model("next_step", "bivariate", num_layers=1)
+        m.trace_states = traced
+        if traced:  # the context off: each step records its sites, as before
+            m.untraced = nullcontext
+        fit(m, data, None, _config(num_epochs=1))
+        assert (m.trace_gates, m.trace_states) == (True, traced)
+        weights[traced] = _flat(m)
+    torch.testing.assert_close(weights[False], weights[True], rtol=0, atol=0)
 
 
 def test_resume_reproduces_an_uninterrupted_run(tmp_path):

@@ -166,6 +166,31 @@ def test_states_are_traced_behind_a_flag():
         torch.testing.assert_close(cell[torch.arange(B), last, k], run.c_n)
 
 
+def test_untraced_records_no_sites_changes_no_loss_and_restores_the_flags():
+    m = make_model("next_step", gate="bivariate")
+    m.trace_states = True
+    batch = make_batch("next_step")
+    elbo = GateMeanFieldELBO()
+
+    def traced_loss():
+        torch.manual_seed(5)
+        guide = pyro.poutine.trace(m.guide).get_trace(batch)
+        model = pyro.poutine.trace(pyro.poutine.replay(m.model, trace=guide)).get_trace(batch)
+        torch.manual_seed(5)
+        return set(model.nodes), elbo.differentiable_loss(m.model, m.guide, batch)
+
+    sites, loss = traced_loss()
+    assert {"input_gate", "forget_gate", "hidden_state", "cell_state"} <= sites
+    with m.untraced():
+        quiet_sites, quiet_loss = traced_loss()
+    assert not {"input_gate", "forget_gate", "hidden_state", "cell_state"} & quiet_sites
+    torch.testing.assert_close(quiet_loss, loss, rtol=0, atol=0)  # same draws, same loss
+    assert (m.trace_gates, m.trace_states) == (True, True)
+    with pytest.raises(RuntimeError), m.untraced():
+        raise RuntimeError("an interrupted step")
+    assert (m.trace_gates, m.trace_states) == (True, True)
+
+
 def test_deterministic_families_trace_their_gates_too():
     torch.manual_seed(0)
     m = make_model("classifier", gate="sigmoid")
