@@ -30,19 +30,26 @@ def sample_log_gamma(concentration: torch.Tensor) -> torch.Tensor:
     return g.clamp(min=tiny).log() - e / concentration
 
 
-def standard_exponential(shape: torch.Size, dtype: torch.dtype, device=None) -> torch.Tensor:
-    r"""Independent :math:`\mathrm{Exponential}(1)` draws, ``-log(1 - U)`` with ``U`` uniform on
-    :math:`[0, 1)` in float64, returned in ``dtype``.
+#: Below this many float32 elements ``Tensor.exponential_`` is the faster of the two draws.
+_INVERSION_MIN_ELEMENTS = 2048
 
-    The same draws as ``torch.empty(shape).exponential_()`` from the same generator state --
-    bit-identical in float32, within one float64 rounding in float64 (tests/distributions/
-    test_numerics.py) -- about 3.5x faster on the CPU, where that kernel draws one element at a
-    time. So every result made before this function existed is reproduced unchanged. On other
-    devices it is ``exponential_`` itself.
-    The buffer is contiguous: the draws depend on the shape only, not on a caller's layout.
+
+def standard_exponential(shape: torch.Size, dtype: torch.dtype, device=None) -> torch.Tensor:
+    r"""Independent :math:`\mathrm{Exponential}(1)` draws: exactly the numbers of
+    ``torch.empty(shape, dtype=dtype, device=device).exponential_()``, from the same generator
+    state, only faster.
+
+    For a float32 CPU tensor of at least 2048 elements they are drawn as ``-log(1 - U)`` with
+    ``U`` uniform in float64, which is what torch's CPU kernel computes (bit-identical: tests/
+    distributions/test_numerics.py), but that kernel draws one element at a time and this is
+    about 3.5x faster at a training step's size. Everything else (other dtypes and devices,
+    small tensors, where the two extra ops cost more than they save) uses ``exponential_``.
+    So no result made before this function existed changes. The buffer is contiguous: the draws
+    depend on the shape only, not on a caller's memory layout.
     """
     device = torch.device("cpu") if device is None else torch.device(device)
-    if device.type != "cpu":  # other devices' kernels are parallel: keep their own stream
+    numel = math.prod(shape)
+    if device.type != "cpu" or dtype != torch.float32 or numel < _INVERSION_MIN_ELEMENTS:
         return torch.empty(shape, dtype=dtype, device=device).exponential_()
     u = torch.rand(shape, dtype=torch.float64, device=device)
     return torch.log1p(u.neg_()).neg_().to(dtype)

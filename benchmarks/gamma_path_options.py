@@ -1,0 +1,184 @@
+"""The CPU options for the Gamma basis path (issue 11), timed against what the library does.
+
+Three questions, each answered by medians of interleaved timings in one process:
+
+1. ``exponential``: the exponential term of ``sample_log_gamma`` from torch's
+   ``Tensor.exponential_`` (the previous path) against ``standard_exponential`` (inversion of a
+   float64 uniform, the library's now; the same numbers in float32).
+2. ``gamma``: the Gamma draw from torch's kernel (``Gamma.rsample``, the library's) against a
+   vectorised Marsaglia-Tsang sampler written in eager torch ops (value only: it would still
+   need its own implicit-reparameterisation gradient).
+3. ``compile`` (with ``--compile``): one bivariate layer's forward and backward over ``T`` steps,
+   eager against ``torch.compile`` of the step's elementwise work (the concentration and the
+   gate map plus cell update; the Gamma draw stays eager between them), with the same draws.
+
+    python benchmarks/gamma_path_options.py --threads 1 --compile --out docs/results/gamma_path_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.distributions import Gamma
+
+from pyro_betalstm.distributions.gate_algebra import STEP_BASIS_DIM
+from pyro_betalstm.distributions.numerics import sample_log_gamma, standard_exponential
+from pyro_betalstm.gates import get_gate_family
+from pyro_betalstm.io import atomic_write_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from step_time import device_name, git_state  # noqa: E402
+
+
+def marsaglia_tsang_log_gamma(shape_param: torch.Tensor) -> torch.Tensor:
+    """``log g``, ``g ~ Gamma(a, 1)`` for ``a >= 1`` (Marsaglia & Tsang, 2000), vectorised:
+    every element proposes at once and the rejected ones (a few percent) propose again."""
+    d = shape_param - 1.0 / 3.0
+    c = torch.rsqrt(9.0 * d)
+    out = torch.empty_like(shape_param)
+    todo = torch.arange(shape_param.numel(), device=shape_param.device)
+    d, c = d.flatten(), c.flatten()
+    while todo.numel():
+        x = torch.randn(todo.shape, dtype=d.dtype, device=d.device)
+        w = c * x
+        log_v3 = 3.0 * torch.log1p(w)
+        log_uniform = torch.rand(todo.shape, dtype=d.dtype, device=d.device).log()
+        accept = (w > -1.0) & (log_uniform < 0.5 * x * x + d * (1.0 - log_v3.exp() + log_v3))
+        out.view(-1)[todo[accept]] = (d.log() + log_v3)[accept]
+        todo, d, c = todo[~accept], d[~accept], c[~accept]
+    return out
+
+
+def interleaved_ms(candidates: dict, repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median milliseconds of each zero-argument callable, run round-robin."""
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for r in range(warmup + repeats):
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            fn()
+            if r >= warmup:
+                times[name].append(1e3 * (time.perf_counter() - start))
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def layer_loss(step_pieces, x, w_x, w_h, batch, hidden, steps, seed: int) -> torch.Tensor:
+    """One bivariate layer over ``steps`` steps, forward and backward; ``step_pieces`` is
+    ``(concentration, gates_and_cell)``, eager or compiled."""
+    concentration, gates_and_cell = step_pieces
+    k = get_gate_family("bivariate").basis_size
+    torch.manual_seed(seed)
+    x_steps = (x @ w_x).unbind(1)
+    h, c, outputs = x.new_zeros(batch, hidden), x.new_zeros(batch, hidden), []
+    for t in range(steps):
+        z = torch.addmm(x_steps[t], h, w_h).view(batch, k + 2, hidden)
+        log_u = sample_log_gamma(concentration(z[:, :k]))
+        h, c = gates_and_cell(log_u, z[:, k], z[:, k + 1], c)
+        outputs.append(h)
+    loss = torch.stack(outputs, 1).square().sum()
+    loss.backward()
+    return loss.detach()
+
+
+def _gates_and_cell(log_u, g, o, c):
+    i, f = get_gate_family("bivariate").algebra.gates(log_u, STEP_BASIS_DIM)
+    c_new = torch.addcmul(i * torch.tanh(g), f, c)
+    return torch.sigmoid(o) * torch.tanh(c_new), c_new
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--steps", type=int, default=100, help="time steps of the --compile layer")
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--compile", action="store_true", help="also time torch.compile (slow start)")
+    p.add_argument("--out", type=Path)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    family = get_gate_family("bivariate")
+    n = args.batch * args.hidden * family.basis_size  # one step's basis elements
+    torch.manual_seed(0)
+    alpha = torch.rand(n) * 2.0 + 0.01  # softplus-link concentrations of a fresh model
+    result: dict = {"config": {**vars(args), "out": None, "elements_per_step": n}}
+
+    shape = alpha.shape
+    ms = interleaved_ms(
+        {
+            "exponential_": lambda: torch.empty(shape).exponential_(),
+            "standard_exponential": lambda: standard_exponential(shape, torch.float32),
+        },
+        args.repeats,
+    )
+    result["exponential"] = {"ms": ms, "speedup": ms["exponential_"] / ms["standard_exponential"]}
+
+    boosted = alpha + 1.0  # the library draws Gamma(alpha + 1): shape parameter >= 1
+    candidates = {"torch_gamma_rsample": lambda: Gamma(boosted, 1.0).rsample()}
+    for dtype in (torch.float32, torch.float64):
+        a = boosted.to(dtype)
+        name = f"marsaglia_tsang_{str(dtype).split('.')[-1]}"
+        candidates[name] = lambda a=a: marsaglia_tsang_log_gamma(a)
+    ms = interleaved_ms(candidates, args.repeats)
+    mean_check = marsaglia_tsang_log_gamma(torch.full((200_000,), 1.5, dtype=torch.float64))
+    result["gamma"] = {
+        "ms": ms,
+        "ratio_to_torch": {k: v / ms["torch_gamma_rsample"] for k, v in ms.items()},
+        "note": "value only; the Marsaglia-Tsang draw has no gradient here",
+        "sanity_mean_log_gamma_1.5": [
+            float(mean_check.mean()),
+            float(torch.digamma(torch.tensor(1.5, dtype=torch.float64))),
+        ],
+    }
+
+    if args.compile:
+        k = family.basis_size
+        w_x = torch.nn.Parameter(0.05 * torch.randn(args.hidden, (k + 2) * args.hidden))
+        w_h = torch.nn.Parameter(0.05 * torch.randn(args.hidden, (k + 2) * args.hidden))
+        x = torch.randn(args.batch, args.steps, args.hidden)
+        eager = (family.concentration, _gates_and_cell)
+        started = time.perf_counter()
+        compiled = (
+            torch.compile(family.concentration, dynamic=False),
+            torch.compile(_gates_and_cell, dynamic=False),
+        )
+        sizes = (args.batch, args.hidden, args.steps)
+        losses = {}
+        for name, pieces in (("compiled", compiled), ("eager", eager)):
+            losses[name] = float(layer_loss(pieces, x, w_x, w_h, *sizes, seed=1))
+            if name == "compiled":
+                compile_s = time.perf_counter() - started
+        ms = interleaved_ms(
+            {
+                name: (lambda pieces=pieces: layer_loss(pieces, x, w_x, w_h, *sizes, seed=1))
+                for name, pieces in (("eager", eager), ("compiled", compiled))
+            },
+            max(3, args.repeats // 4),
+        )
+        result["compile"] = {
+            "ms": ms,
+            "compiled_over_eager": ms["compiled"] / ms["eager"],
+            "first_call_s": compile_s,
+            "same_draws_losses": losses,
+        }
+    result["environment"] = {
+        "torch": torch.__version__,
+        "device_name": device_name(torch.device("cpu")),
+        "threads": torch.get_num_threads(),
+        "git": git_state(),
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        atomic_write_text(args.out, text + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
