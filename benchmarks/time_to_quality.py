@@ -141,7 +141,6 @@ def run_recipe(recipe: str, args) -> None:
 def epoch_costs(args) -> dict:
     """Seconds of one training epoch (no validation) per recipe, measured in this one process
     with the recipes interleaved (A B A B ...), so that a noisy machine affects all alike."""
-    import importlib.util
     import time
 
     import torch
@@ -149,10 +148,9 @@ def epoch_costs(args) -> dict:
     from pyro_betalstm.experiment.music import build_music_model, music_settings, music_train_config
     from pyro_betalstm.infer import fit
     from pyro_betalstm.io import atomic_write_json
+    from pyro_betalstm.testing.scripts import load_script
 
-    spec = importlib.util.spec_from_file_location("polyphonic_music", EXAMPLE)
-    music = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(music)
+    music = load_script(EXAMPLE)
     torch.set_num_threads(1)
     base = ["--dataset", "jsb", "--data-dir", str(args.data_dir), "--variant", args.variant]
     base += ["--protocol", "authors", "--no-progress"]

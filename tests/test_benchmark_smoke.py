@@ -7,7 +7,6 @@ the library's model and not a cheaper one.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -17,20 +16,13 @@ import torch
 from pyro.infer import TraceMeanField_ELBO
 
 from pyro_betalstm.batch import SequenceBatch
+from pyro_betalstm.testing.scripts import load_script
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def _load(name: str):
-    if str(BENCHMARKS) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS))
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCHMARKS / f"{name}.py", register=True)
 
 
 @pytest.mark.timeout(60)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -10,14 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from pyro_betalstm.testing.scripts import load_script
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "image_captioning.py"
 
 
 def load_example():
-    spec = importlib.util.spec_from_file_location("image_captioning", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLE)
 
 
 def mnist_available() -> bool:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_examples import MUSIC_DIR, load_example
+from test_examples import EXAMPLES, MUSIC_DIR, load_example
 
 from pyro_betalstm.experiment.music import music_settings
+from pyro_betalstm.testing.scripts import load_script
 
 music = load_example("polyphonic_music")
 
@@ -97,13 +98,7 @@ def test_authors_protocol_smoke_run_records_time_to_target_and_gate_kl(tmp_path,
 
 
 def test_fast_protocol_is_the_fastest_time_to_quality_recipe_over_60_epochs():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "time_to_quality.py"
-    spec = importlib.util.spec_from_file_location("time_to_quality", path)
-    ttq = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ttq)
+    ttq = load_script(EXAMPLES.parent / "benchmarks" / "time_to_quality.py")
     recipe = ttq.RECIPES["freq-bias+b8-lr1e-2-win30"]
     assert settings("--protocol", "fast") == settings(
         "--protocol", "authors", *recipe, "--num-epochs", "60"

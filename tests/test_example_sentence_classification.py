@@ -12,15 +12,13 @@ import torch
 
 from pyro_betalstm.nn import layer_parameters
 from pyro_betalstm.testing.corpora import write_rt_polarity
+from pyro_betalstm.testing.scripts import load_script
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sentence_classification.py"
 
 
 def load_example():
-    spec = importlib.util.spec_from_file_location("sentence_classification", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLE)
 
 
 def check_run(record: dict, out: Path, folds: list[int]) -> None:

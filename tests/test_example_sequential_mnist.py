@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from pyro_betalstm.testing.scripts import load_script
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sequential_mnist.py"
 
 
 def load_example():
-    spec = importlib.util.spec_from_file_location("sequential_mnist", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLE)
 
 
 def check_record(record: dict, out: Path, steps: int, width: int) -> None:

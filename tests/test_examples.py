@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -13,15 +12,14 @@ from pathlib import Path
 import pytest
 from conftest import SHARED_DATA
 
+from pyro_betalstm.testing.scripts import load_script
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 MUSIC_DIR = SHARED_DATA / "music"
 
 
 def load_example(name: str):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLES / f"{name}.py")
 
 
 def check_record(record: dict, out: Path) -> None:

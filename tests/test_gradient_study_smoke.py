@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import pytest
 from conftest import SHARED_DATA
+
+from pyro_betalstm.testing.scripts import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gate_gradients.py"
 MUSIC_DIR = SHARED_DATA / "music"
@@ -18,9 +19,7 @@ MUSIC_DIR = SHARED_DATA / "music"
     not MUSIC_DIR.exists(), reason=f"benchmark piano rolls not found at {MUSIC_DIR}"
 )
 def test_gradient_study_smoke(tmp_path):
-    spec = importlib.util.spec_from_file_location("gate_gradients", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(SCRIPT)
     args = module.parse_args(
         ["--smoke", "--data-dir", str(MUSIC_DIR), "--out", str(tmp_path), "--no-progress",
          "--static", str(tmp_path / "static"), "--run-dir", str(tmp_path / "runs")]

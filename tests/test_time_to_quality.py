@@ -3,24 +3,18 @@ seconds to the threshold, the tolerance on test NLL, the speedup and the tables.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from pyro_betalstm.testing.scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ttq = load(ROOT / "benchmarks" / "time_to_quality.py", "time_to_quality")
-table = load(ROOT / "docs" / "results" / "jsb_authors_table.py", "jsb_authors_table")
+ttq = load_script(ROOT / "benchmarks" / "time_to_quality.py")
+table = load_script(ROOT / "docs" / "results" / "jsb_authors_table.py")
 
 
 def fake_run(

@@ -16,7 +16,6 @@ same machine, same thread count and same code path give bit-identical floats).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import sys
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 
 from pyro_betalstm.testing.corpora import write_rt_polarity
+from pyro_betalstm.testing.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 MUSIC_DIR = ROOT.parent / "shared" / "data" / "music"
@@ -52,10 +52,7 @@ VOLATILE = {
 
 
 def load_example(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "examples" / f"{name}.py")
 
 
 def cases(work: Path) -> dict[str, tuple[str, list[str]]]:

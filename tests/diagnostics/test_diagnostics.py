@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from pyro_betalstm.data import SequenceDataset
 from pyro_betalstm.infer import TrainConfig, fit, sample_gates
 from pyro_betalstm.models import NextStepBernoulli
 from pyro_betalstm.nn import StochasticLSTM
+from pyro_betalstm.testing.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 MUSIC_DIR = SHARED_DATA / "music"
@@ -310,12 +310,7 @@ def test_only_diagnostics_imports_arviz_and_matplotlib():
 
 # ----- the command line on saved runs ---------------------------------------------------------------
 def load_music_example():
-    spec = importlib.util.spec_from_file_location(
-        "polyphonic_music", ROOT / "examples" / "polyphonic_music.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "examples" / "polyphonic_music.py")
 
 
 @pytest.mark.skipif(

@@ -11,25 +11,15 @@ from conftest import SHARED_DATA
 
 from pyro_betalstm import diagnostics as diag
 from pyro_betalstm.results import GATE_DRAWS_FILE, load_results, record_kind
+from pyro_betalstm.testing.corpora import write_rt_polarity
+from pyro_betalstm.testing.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def load_example(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def write_rt_polarity(folder: Path) -> Path:
-    pos = [f"a good and witty film , number {i} ." for i in range(30)]
-    neg = [f"a dull and flat film , number {i} ." for i in range(30)]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "rt-polarity.pos").write_text("\n".join(pos), encoding="latin-1")
-    (folder / "rt-polarity.neg").write_text("\n".join(neg), encoding="latin-1")
-    return folder
+    return load_script(ROOT / "examples" / f"{name}.py")
 
 
 def has_mnist() -> bool:
