@@ -18,7 +18,6 @@ Three questions, each answered by medians of interleaved timings in one process:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -30,11 +29,10 @@ from torch.distributions import Gamma
 from pyro_betalstm.distributions.gate_algebra import STEP_BASIS_DIM
 from pyro_betalstm.distributions.numerics import sample_log_gamma, standard_exponential
 from pyro_betalstm.gates import get_gate_family
-from pyro_betalstm.io import atomic_write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from step_time import device_name, git_state  # noqa: E402
+from step_time import device_name, emit, git_state  # noqa: E402
 
 
 def marsaglia_tsang_log_gamma(shape_param: torch.Tensor) -> torch.Tensor:
@@ -173,11 +171,7 @@ def main(argv=None) -> dict:
         "threads": torch.get_num_threads(),
         "git": git_state(),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        atomic_write_text(args.out, text + "\n")
-    return result
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":

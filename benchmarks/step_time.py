@@ -343,10 +343,15 @@ def main(argv=None) -> dict:
         "timings_ms": times,
         "final_loss": measured["losses"],
     }
+    return emit(result, args.out)
+
+
+def emit(result: dict, out: Path | None) -> dict:
+    """Print ``result`` as JSON and write it atomically to ``out`` (when given)."""
     text = json.dumps(result, indent=2)
     print(text)
-    if args.out:
-        atomic_write_text(args.out, text + "\n")
+    if out:
+        atomic_write_text(out, text + "\n")
     return result
 
 
