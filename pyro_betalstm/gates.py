@@ -136,7 +136,9 @@ class SigmoidGates(DeterministicGateFamily):
     """The LSTM's gates: ``i = sigmoid(z_i)``, ``f = sigmoid(z_f)``."""
 
     def gates_from_preactivations(self, z, training, basis_offset=0.0):
-        return GatePair(torch.sigmoid(z[..., 0, :]), torch.sigmoid(z[..., 1, :]))
+        # one sigmoid over both blocks, unbound: one kernel and one backward node fewer per
+        # step than two, and no full-size zero fill per gate in the backward (8% of a step)
+        return GatePair(*torch.sigmoid(z[..., :2, :]).unbind(-2))
 
 
 @dataclass(frozen=True)
