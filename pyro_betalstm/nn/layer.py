@@ -123,7 +123,9 @@ class GateLayer(nn.Module):
         outputs, alphas, log_bases, i_gates, f_gates, cells = [], [], [], [], [], []
         for t in range(T):
             z = torch.addmm(x_steps[t], h, w_h).view(B, self.num_blocks, H)
-            z_gate = z[:, :ng]  # one view, so that a probe's hook sees the gradient the gates use
+            # split, not z[:, k] per block: the backward is then one cat, not a full-size zero
+            # fill per block. z_gate is one view, so a probe's hook sees the gates' gradient.
+            z_gate, z_cell, z_out = z.split((ng, 1, 1), dim=1)
             if fam.is_latent:
                 alpha = fam.concentration(z_gate)  # (B, K, H): the step layout of the basis
                 alphas.append(alpha)
@@ -132,7 +134,7 @@ class GateLayer(nn.Module):
                 i, f = fam.gates_from_preactivations(z_gate, self.training, self.basis_offset)
             if self.gate_probe is not None and z_gate.requires_grad:
                 self.gate_probe(t, z_gate, i, f, None if mask is None else mask[:, t])
-            h, c, out = _cell_update(i, f, z[:, ng], z[:, ng + 1], h, c, mask, t)
+            h, c, out = _cell_update(i, f, z_cell.squeeze(1), z_out.squeeze(1), h, c, mask, t)
             outputs.append(out)
             if record_gates:
                 i_gates.append(i)
