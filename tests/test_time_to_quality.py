@@ -43,7 +43,8 @@ def fake_run(
             "valid": {"nll_mean_gates": min(valid)},
             "best_epoch": 1 + valid.index(min(valid)),
             "epochs_run": len(valid),
-            "wall_seconds": 10.0,
+            "wall_seconds": 10.0,  # this process only; the run's time is train_elapsed_s
+            "train_elapsed_s": seconds_per_epoch * len(valid),
             "hardware": "cpu",
             "gate_kl_valid": {"kl_per_gate": kl, "alpha_p01": 0.49, "alpha_p99": 0.51},
             "target_epoch": None,
@@ -94,7 +95,7 @@ def test_reference_from_another_folder_and_one_that_has_not_reached_the_threshol
 
 def test_authors_table_summarises_variants_over_seeds(tmp_path):
     for seed, test in ((1000, 8.30), (1001, 8.26)):
-        fake_run(tmp_path / f"5gp-{seed}", [8.4, 8.3], 1.0, test, seed=seed)
+        fake_run(tmp_path / f"5gp-{seed}", [8.4, 8.3], 10.0, test, seed=seed)
     fake_run(tmp_path / "lstm", [8.8], 1.0, 8.7, variant="lstm", kl=None)
     rows = table.collect([tmp_path])
     assert [(r["variant"], r["seed"]) for r in rows] == [
@@ -102,6 +103,19 @@ def test_authors_table_summarises_variants_over_seeds(tmp_path):
         ("bblstm5gp", 1000),
         ("bblstm5gp", 1001),
     ]
+    # a run resumed over several processes counts all of them, not the last one's 10 s
+    assert [r["wall_s"] for r in rows] == [10.0, 20.0, 20.0]
     text = table.tables(rows)
     assert "| `bblstm5gp` | 1000, 1001 | 8.280 ± 0.028 |" in text
     assert "| `lstm` | 1000 | 8.700 ± - |" in text
+
+
+def test_authors_table_never_writes_an_empty_table(tmp_path, monkeypatch):
+    written = []
+    monkeypatch.setattr(table, "atomic_write_json", lambda *a: written.append(a))
+    monkeypatch.setattr(table, "atomic_write_text", lambda *a: written.append(a))
+    with pytest.raises(SystemExit, match="no runs folder at .*absent"):
+        table.main([tmp_path / "absent"])
+    with pytest.raises(SystemExit, match="no authors-protocol JSB results.json"):
+        table.main([tmp_path])
+    assert written == []

@@ -8,6 +8,7 @@ Usage: python docs/results/jsb_authors_table.py RUNS_DIR [RUNS_DIR ...]
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
@@ -33,7 +34,9 @@ def run_row(r: dict) -> dict:
         "valid_nll": r["valid"]["nll_mean_gates"],
         "best_epoch": r["best_epoch"],
         "epochs": r["epochs_run"],
-        "wall_s": r["wall_seconds"],
+        # a resumed run's wall_seconds cover its last process only; train_elapsed_s sums the
+        # training and validation time of every process, so the larger is the run's time
+        "wall_s": max(r["wall_seconds"], r["train_elapsed_s"]),
         "test_nll_predictive": r["test"].get("nll_predictive"),
         "kl_per_gate_valid": None if kl is None else kl["kl_per_gate"],
         "alpha_p01_p99": None if kl is None else [kl["alpha_p01"], kl["alpha_p99"]],
@@ -94,7 +97,12 @@ def tables(rows: list[dict]) -> str:
 
 
 def main(dirs: list[Path]) -> None:
+    missing = [str(d) for d in dirs if not d.is_dir()]
+    if missing:
+        raise SystemExit(f"no runs folder at {', '.join(missing)}")
     rows = collect(dirs)
+    if not rows:  # never replace the committed table by an empty one
+        raise SystemExit(f"no authors-protocol JSB results.json under {', '.join(map(str, dirs))}")
     atomic_write_json(HERE / "jsb_authors_protocol.json", {"runs": rows})
     page = (HERE / "music.md").read_text()
     if START not in page or END not in page:
@@ -106,6 +114,6 @@ def main(dirs: list[Path]) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        raise SystemExit(__doc__)
-    main([Path(a) for a in sys.argv[1:]])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs_dirs", nargs="+", type=Path, metavar="RUNS_DIR")
+    main(parser.parse_args().runs_dirs)
