@@ -25,9 +25,11 @@ def sample_log_gamma(concentration: torch.Tensor) -> torch.Tensor:
     # on the CPU at a step's size (B 32, H 128, K 5: 3.3 ms against 2.1 ms in float64), and it
     # would need its own implicit gradient, so the Gamma part stays torch's.
     g = Gamma(concentration + 1.0, 1.0, validate_args=False).rsample()
-    tiny = torch.finfo(g.dtype).tiny
+    # No clamp before the log: torch's rsample already keeps g >= the dtype's tiny, and a
+    # Gamma(alpha + 1 >= 1) draw below it has probability < 1e-37 (one op fewer per step,
+    # bit-identical values and gradients).
     e = standard_exponential(concentration.shape, concentration.dtype, concentration.device)
-    return g.clamp(min=tiny).log() - e / concentration
+    return g.log() - e / concentration
 
 
 #: Below this many float32 elements ``Tensor.exponential_`` is the faster of the two draws.
