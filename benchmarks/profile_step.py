@@ -51,6 +51,20 @@ def profile_variant(args: argparse.Namespace) -> dict:
         }
         for e in ranked[: args.top]
     ]
+    device_fields = {}
+    if device.type == "cuda":  # launch-bound: how many kernels, and how busy the device is
+        device_us = lambda e: getattr(e, "self_device_time_total", 0.0)  # noqa: E731
+        device_fields = {
+            "kernel_launches_per_step": sum(
+                e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel")
+            )
+            / args.steps,
+            "self_device_ms_per_step_total": sum(device_us(e) for e in events) / 1e3 / args.steps,
+            "top_device": [
+                {"op": e.key, "self_device_ms_per_step": device_us(e) / 1e3 / args.steps}
+                for e in sorted(events, key=device_us, reverse=True)[: args.top]
+            ],
+        }
     return {
         "what": "operators by self CPU time over profiled training steps (zero_grad, loss, "
         "backward), shares of the profiled total",
@@ -67,6 +81,7 @@ def profile_variant(args: argparse.Namespace) -> dict:
         },
         "self_cpu_ms_per_step_total": total_us / 1e3 / args.steps,
         "top": top,
+        **device_fields,
         "environment": {"torch": torch.__version__, **git_state()},
     }
 

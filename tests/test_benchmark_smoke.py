@@ -137,6 +137,20 @@ def test_profile_step_smoke(tmp_path):
     assert result["config"]["profiled_steps"] == 2 and result["self_cpu_ms_per_step_total"] > 0
 
 
+    assert "kernel_launches_per_step" not in result  # device fields only on CUDA
+
+
+@pytest.mark.gpu
+@pytest.mark.timeout(120)
+def test_profile_step_counts_kernel_launches_on_cuda():
+    profile_step = _load("profile_step")
+    argv = "--device cuda --batch 2 --hidden 4 --steps-per-sequence 3 --steps 2 --warmup 1"
+    result = profile_step.main([*argv.split(), "--threads", "1"])
+    # every recurrent step launches kernels; the device did some work
+    assert result["kernel_launches_per_step"] >= 3
+    assert result["self_device_ms_per_step_total"] > 0 and result["top_device"]
+
+
 @pytest.mark.timeout(120)
 def test_gamma_path_options_smoke(tmp_path):
     options = _load("gamma_path_options")

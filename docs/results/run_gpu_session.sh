@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One GPU session's work, as run on the lent H100 (see docs/results/sequential_mnist.md and
 # docs/results/benchmarks.md). Everything runs in one call of a few minutes:
-#   1. the step-time benchmark on CUDA (alone on the GPU, so that its timings are clean);
+#   1. the step-time benchmark on CUDA (alone on the GPU, so that its timings are clean), then
+#      the profile of one bivariate step (kernel launches per step, device time);
 #   2. the GPU tests (pytest -m gpu) and the fixed-budget MNIST runs, all at once:
 #      pixel-by-pixel (T = 784) sequential and permuted MNIST for LSTM, G2-LSTM, BLSTM, bBLSTM and
 #      bBLSTM(5G+p), and row-by-row (T = 28) on the full 50k training set for LSTM and
@@ -36,6 +37,11 @@ echo "== step time on $device"
 timeout 100 python benchmarks/step_time.py --device "$device" --threads 1 \
   --out "$out/step_time_$device.json" "${step_args[@]}" > "$runs/logs/step_time.log" 2>&1
 echo "step_time exit $?"
+# where a GPU step's time goes (kernel launches per step, device time): issue 11's starting point
+timeout 60 python benchmarks/profile_step.py --device "$device" --variant library_bivariate_svi \
+  --batch 64 --hidden 256 --steps-per-sequence 100 --input-size 32 --steps 3 --threads 1 \
+  --out "$out/profile_step_$device.json" > "$runs/logs/profile_step.log" 2>&1
+echo "profile_step exit $?"
 
 echo "== GPU tests and MNIST runs (budget $limit min each)"
 timeout 300 python -m pytest -m gpu -q -p no:cacheprovider > "$out/pytest_gpu.log" 2>&1 &
