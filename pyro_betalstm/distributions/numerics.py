@@ -43,9 +43,11 @@ def standard_exponential(shape: torch.Size, dtype: torch.dtype, device=None) -> 
 
     For a float32 CPU tensor of at least 2048 elements they are drawn as ``-log(1 - U)`` with
     ``U`` uniform in float64, which is what torch's CPU kernel computes (bit-identical: tests/
-    distributions/test_numerics.py), but that kernel draws one element at a time and this is
-    about 3.5x faster at a training step's size. Everything else (other dtypes and devices,
-    small tensors, where the two extra ops cost more than they save) uses ``exponential_``.
+    distributions/test_numerics.py), but that kernel draws one element at a time and this was
+    1.8x to 3.5x faster at a training step's size in this machine's measurements
+    (docs/results/gamma_path_cpu.json, docs/results/benchmarks.md). Everything else (other
+    dtypes and devices, small tensors, where the two extra ops cost more than they save) uses
+    ``exponential_``.
     So no result made before this function existed changes. The buffer is contiguous: the draws
     depend on the shape only, not on a caller's memory layout.
     """
