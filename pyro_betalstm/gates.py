@@ -27,6 +27,7 @@ pre-activations to gates directly. To add a family, subclass one of the two and
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
@@ -124,7 +125,10 @@ def offset_log_basis(log_u: torch.Tensor, offset: float) -> torch.Tensor:
     """``log(u + offset)`` from ``log u``, without leaving log space (``log u`` for offset 0)."""
     if not offset:
         return log_u
-    return torch.logaddexp(log_u, log_u.new_tensor(offset).log())
+    # a fill on log_u's device, not new_tensor: that is a host-to-device copy (see
+    # sample_log_gamma); log(offset) rounded in float64 then cast, as new_tensor(offset).log()
+    # is not, so the two differ in the last bit at most
+    return torch.logaddexp(log_u, log_u.new_full((), math.log(offset)))
 
 
 def _unit_shape(z: torch.Tensor) -> torch.Size:

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
+#: ``pyro_betalstm.nn.RECURRENCES`` (this module sits beside the model stack and may not
+#: import it; a test checks the two agree)
+RECURRENCE_CHOICES = ("eager", "auto", "cuda_graph")
+
 
 @dataclass(frozen=True)
 class PaperVariant:
@@ -102,9 +106,9 @@ def add_run_arguments(
     threads_default: int | None = 1,
     resume_help: str = "continue from <out-dir>/last.pt",
 ) -> None:
-    """Add the flags of how a script runs: ``--seed --threads --device --out-dir --resume
-    --no-progress --smoke`` (dests ``seed``, ``threads``, ``device``, ``out_dir``, ``resume``,
-    ``no_progress``, ``smoke``).
+    """Add the flags of how a script runs: ``--seed --threads --device --recurrence --out-dir
+    --resume --no-progress --smoke`` (dests ``seed``, ``threads``, ``device``, ``recurrence``,
+    ``out_dir``, ``resume``, ``no_progress``, ``smoke``).
 
     ``seed_default`` and ``threads_default`` are the script's own (None lets it choose, e.g.
     per protocol); ``seed_help`` and ``resume_help`` say what the flag means for that script.
@@ -112,6 +116,13 @@ def add_run_arguments(
     parser.add_argument("--seed", type=int, default=seed_default, help=seed_help)
     parser.add_argument("--threads", type=int, default=threads_default, help="torch CPU threads")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--recurrence",
+        choices=RECURRENCE_CHOICES,
+        default="eager",
+        help="how the LSTM layers run their time loop: eager (Python loop; the default), "
+        "auto (CUDA graphs on a GPU, the loop elsewhere) or cuda_graph (graphs, GPU only)",
+    )
     parser.add_argument("--out-dir", default=None)
     parser.add_argument("--resume", action="store_true", help=resume_help)
     parser.add_argument("--no-progress", action="store_true")

@@ -36,14 +36,19 @@ def test_step_time_smoke(tmp_path, capsys):
 
     printed = json.loads(capsys.readouterr().out)
     assert json.loads(out.read_text()) == printed == json.loads(json.dumps(result))
-    assert set(result["ms"]) == set(step_time.VARIANTS)
-    for name in step_time.VARIANTS:
+    cpu_variants = set(step_time.VARIANTS) - step_time.CUDA_ONLY
+    assert set(result["ms"]) == cpu_variants and step_time.CUDA_ONLY
+    for name in cpu_variants:
         assert result["ms"][name] > 0
         assert len(result["timings_ms"][name]) == 2
         assert all(t > 0 for t in result["timings_ms"][name])
         assert torch.isfinite(torch.tensor(result["final_loss"][name]))
     assert set(result["ratios"]) == set(step_time.RATIOS)
-    assert all(r is not None and r > 0 for r in result["ratios"].values())
+    for key, (num, den, _) in step_time.RATIOS.items():  # the graph ratios need CUDA
+        cpu_ratio = not step_time.CUDA_ONLY.intersection((num, den))
+        assert (result["ratios"][key] > 0) if cpu_ratio else result["ratios"][key] is None
+    with pytest.raises(SystemExit, match="need --device cuda"):
+        step_time.main([*argv, "--variants", "library_bivariate_svi_cuda_graph"])
     assert result["config"]["batch"] == 2 and result["config"]["hidden"] == 4
     for key in ("torch", "pyro", "device_name", "threads"):
         assert key in result["environment"]
@@ -136,8 +141,20 @@ def test_profile_step_smoke(tmp_path):
     assert 0 < sum(shares) <= 1 + 1e-9
     assert result["config"]["profiled_steps"] == 2 and result["self_cpu_ms_per_step_total"] > 0
 
-
     assert "kernel_launches_per_step" not in result  # device fields only on CUDA
+
+
+@pytest.mark.gpu
+@pytest.mark.timeout(180)
+def test_step_time_times_the_graph_variants_on_cuda():
+    step_time = _load("step_time")
+    variants = "torch_lstm,library_bivariate_svi,library_bivariate_svi_cuda_graph"
+    argv = (
+        f"--device cuda --batch 2 --hidden 4 --steps 3 --repeats 2 --warmup 2 --variants {variants}"
+    )
+    result = step_time.main(argv.split())
+    assert result["ratios"]["library_bivariate_svi_cuda_graph/torch_lstm"] > 0
+    assert result["ratios"]["library_bivariate_svi_cuda_graph/library_bivariate_svi"] > 0
 
 
 @pytest.mark.gpu
@@ -178,3 +195,29 @@ def test_marsaglia_tsang_candidate_draws_the_gamma_law():
     for shape in (1.0, 1.7, 40.0):
         g = options.marsaglia_tsang_log_gamma(torch.full((50_000,), shape, dtype=torch.float64))
         assert stats.kstest(g.exp().numpy(), stats.gamma(shape).cdf).pvalue > 1e-3
+
+
+def test_gpu_graphs_summary_reads_a_session_folder(tmp_path, capsys):
+    summary = load_script(BENCHMARKS.parent / "docs" / "results" / "gpu_graphs_summary.py")
+    step_time = {
+        "environment": {"device_name": "NVIDIA H200", "git": {"commit": "abc"}},
+        "ms": {"torch_lstm": 10.0, "library_bivariate_svi_cuda_graph": 30.0},
+        "ratios": {"library_bivariate_svi_cuda_graph/torch_lstm": 3.0},
+        "targets": {"library_bivariate_svi_cuda_graph/torch_lstm": {"target": 4.0, "met": True}},
+    }
+    (tmp_path / "step_time_cuda.json").write_text(json.dumps(step_time))
+    for recurrence, seconds in (("eager", [30.0, 32.0, 34.0]), ("cuda_graph", [10.0, 8.0])):
+        run = tmp_path / f"pmnist-pixel-bblstm5gp-{recurrence}"
+        run.mkdir()
+        record = {"recurrence": recurrence, "epoch_seconds": seconds,
+                  "test": {"accuracy_mean_gates": 0.5}}  # fmt: skip
+        (run / "results.json").write_text(json.dumps(record))
+    (tmp_path / "pytest_gpu.log").write_text("...\n12 passed in 30.00s\n")
+    text = summary.main([str(tmp_path)])
+    assert "| library_bivariate_svi_cuda_graph/torch_lstm | 3.00 | 4.0 | True |" in text
+    # medians 32 s and 9 s per epoch: 60/9 over 60/32 epochs per minute
+    assert f"cuda_graph / eager: {32 / 9:.2f}x" in text
+    assert "12 passed" in text and "profiles" not in text.lower().split("###")[0]
+    assert "- missing" in text  # no profile files in the folder
+    with pytest.raises(SystemExit, match="usage"):
+        summary.main([str(tmp_path / "absent")])

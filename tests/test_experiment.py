@@ -104,7 +104,10 @@ def test_run_directory_record_and_files(tmp_path):
         "seed": 5,
     }
     footer = ex.run_footer(run, args, cpu=True)
-    assert list(footer) == ["wall_seconds", "cpu_seconds", "hardware", "torch", "world_size"]
+    assert list(footer) == [
+        "wall_seconds", "cpu_seconds", "hardware", "torch", "recurrence", "world_size"
+    ]  # fmt: skip
+    assert footer["recurrence"] == "eager"
     assert footer["world_size"] == 1  # no torchrun: one process
     assert footer["wall_seconds"] >= 0 and "device cpu" in footer["hardware"]
     with pytest.raises(ValueError, match="without dataset"):  # checked against the schema

@@ -24,7 +24,10 @@ def sample_log_gamma(concentration: torch.Tensor) -> torch.Tensor:
     # A vectorised Marsaglia-Tsang sampler in eager torch ops measured slower than this kernel
     # on the CPU at a step's size (B 32, H 128, K 5: 3.3 ms against 2.1 ms in float64), and it
     # would need its own implicit gradient, so the Gamma part stays torch's.
-    g = Gamma(concentration + 1.0, 1.0, validate_args=False).rsample()
+    # The rate is a tensor made on the device (a fill), not the float 1.0, which
+    # torch.distributions would turn into a host-to-device copy: a stream sync on CUDA at every
+    # step, and an error inside a CUDA-graph capture. Same numbers.
+    g = Gamma(concentration + 1.0, concentration.new_ones(()), validate_args=False).rsample()
     # No clamp before the log: torch's rsample already keeps g >= the dtype's tiny, and a
     # Gamma(alpha + 1 >= 1) draw below it has probability < 1e-37 (one op fewer per step,
     # bit-identical values and gradients).

@@ -146,6 +146,7 @@ def train_config(
         "lr": settings["lr"],
         "eval_samples": 0,
         "device": args.device,
+        "recurrence": getattr(args, "recurrence", None),
         "seed": seed,
         "seed_globals": True,  # an example's run is reproducible from its seed alone
         "progress": not args.no_progress,
@@ -227,12 +228,14 @@ def run_header(args: argparse.Namespace, protocol: str, settings: dict, seed: in
 
 
 def run_footer(run: Run, args: argparse.Namespace, cpu: bool = False) -> dict:
-    """The keys of how it ran: wall seconds (and CPU seconds with ``cpu``), hardware, torch
-    version and ``world_size`` (the processes that trained it, 1 without ``torchrun``)."""
+    """The keys of how it ran: wall seconds (and CPU seconds with ``cpu``), hardware, how the
+    recurrence ran (``--recurrence``), torch version and ``world_size`` (the processes that
+    trained it, 1 without ``torchrun``)."""
     footer: dict[str, Any] = {"wall_seconds": run.wall_seconds()}
     if cpu:
         footer["cpu_seconds"] = run.cpu_seconds()
     footer.update(hardware=run_hardware(args.device), torch=torch.__version__)
+    footer["recurrence"] = getattr(args, "recurrence", "eager")
     footer["world_size"] = current_workers().world_size
     return footer
 

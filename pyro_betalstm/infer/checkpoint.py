@@ -52,6 +52,7 @@ RESUME_MAY_CHANGE = frozenset(
         # how the processes are joined; the world size itself is checked on its own
         "distributed",
         "distributed_timeout_s",
+        "recurrence",  # how the same computation is launched (eager loop or CUDA graphs)
     }
 )
 

@@ -22,6 +22,8 @@ from pyro.infer import Trace_ELBO
 from ..data import DatasetShard, SequenceDataset
 from ..io import atomic_torch_save, atomic_write_json, atomic_write_text, safe_torch_load
 from ..models.base import GateModel
+from ..nn import set_recurrence
+from ..nn.cuda_graphs import check_recurrence
 from . import distributed as parallel
 from .checkpoint import (
     check_resume_settings,
@@ -79,7 +81,9 @@ class TrainConfig:
     ``distributed``: data-parallel training across the processes of a ``torchrun`` launch
     (None: when the environment names more than one; True: required; False: never), see
     :func:`fit`. ``distributed_timeout_s``: how long a collective waits for a silent rank
-    before it fails.
+    before it fails. ``recurrence``: sets every layer's recurrence when :func:`fit` starts
+    (``"eager"``, ``"auto"``: CUDA graphs on a GPU, ``"cuda_graph"``; see
+    :mod:`~pyro_betalstm.nn.cuda_graphs`); None leaves the model's own setting.
     """
 
     num_epochs: int = 10
@@ -107,6 +111,7 @@ class TrainConfig:
     divergence_threshold: float | None = None
     distributed: bool | None = None
     distributed_timeout_s: float = 600.0
+    recurrence: str | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -141,6 +146,8 @@ class TrainConfig:
             raise ValueError(
                 f"distributed_timeout_s must be a positive number, got {self.distributed_timeout_s!r}"
             )
+        if self.recurrence is not None:
+            check_recurrence(self.recurrence)
         if self.divergence_threshold is not None and math.isnan(self.divergence_threshold):
             raise ValueError("divergence_threshold must be a number or None, got nan")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
@@ -328,6 +335,8 @@ class _Run:
         generator = torch.Generator().manual_seed(config.seed)
         workers = workers or Workers()
         model.to(device)
+        if config.recurrence is not None:
+            set_recurrence(model, config.recurrence)
         result = FitResult(out_dir=out, world_size=workers.world_size)
         if workers.active or config.seed_globals:
             result.rank_seeds = [rank_seed(config.seed, r) for r in range(workers.world_size)]

@@ -1,8 +1,9 @@
 """Recurrent modules whose input and forget gates come from a gate family."""
 
+from .cuda_graphs import RECURRENCES, LayerGraphs
 from .gate_modes import GateMode, GivenBasis, MeanGates, PriorBasis, SampledBasis
 from .gradient_probe import GateGradientProbe
-from .layer import GateLayer, LayerRun, stack_layers
+from .layer import GateLayer, LayerRun, set_recurrence, stack_layers
 from .sizing import layer_parameters, matched_hidden_size
 from .stochastic_lstm import LayerCall, StochasticLSTM
 
@@ -12,12 +13,15 @@ __all__ = [
     "GateMode",
     "GivenBasis",
     "LayerCall",
+    "LayerGraphs",
     "LayerRun",
     "MeanGates",
     "PriorBasis",
+    "RECURRENCES",
     "SampledBasis",
     "StochasticLSTM",
     "layer_parameters",
     "matched_hidden_size",
+    "set_recurrence",
     "stack_layers",
 ]

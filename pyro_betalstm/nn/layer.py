@@ -10,7 +10,8 @@ from torch import nn
 
 from ..distributions.gate_algebra import STEP_BASIS_DIM, GatePair
 from ..gates import GateFamily, offset_log_basis
-from .gate_modes import GateMode, GateModeName, as_gate_mode
+from .cuda_graphs import MAX_GRAPHS, LayerGraphs, check_recurrence
+from .gate_modes import GateMode, GateModeName, GivenBasis, as_gate_mode
 
 #: ``probe(t, z_gate, i, f, valid)`` sees each step's gate pre-activations ``(B, n_pre, H)``,
 #: gates ``(B, H)`` and valid-row mask ``(B,)`` (or None) while a gradient is being taped.
@@ -72,6 +73,10 @@ class GateLayer(nn.Module):
 
     Pre-activation blocks, each ``hidden_size`` rows, are ordered ``[gate blocks..., g, o]``;
     for the ``sigmoid`` family that is ``[i, f, g, o]``, the order of ``torch.nn.LSTM``.
+
+    ``recurrence`` (:meth:`set_recurrence`): ``"eager"`` runs the Python loop of
+    :meth:`run_eager`; ``"cuda_graph"`` and ``"auto"`` replay CUDA graphs of that loop
+    (:mod:`~pyro_betalstm.nn.cuda_graphs`), ``"auto"`` only for CUDA inputs.
     """
 
     def __init__(
@@ -81,6 +86,7 @@ class GateLayer(nn.Module):
         family: GateFamily,
         bias: bool = True,
         basis_offset: float = 0.0,
+        recurrence: str = "eager",
     ):
         super().__init__()
         #: drawn gates come from ``u + basis_offset`` (see :class:`StochasticLSTM`)
@@ -96,6 +102,19 @@ class GateLayer(nn.Module):
             nn.init.uniform_(p, -bound, bound)  # torch.nn.LSTM's initialisation
         #: set by :class:`~pyro_betalstm.nn.gradient_probe.GateGradientProbe`; None: no probe.
         self.gate_probe: GateProbe | None = None
+        self.graphs: LayerGraphs | None = None
+        self.set_recurrence(recurrence)
+
+    def set_recurrence(self, recurrence: str, max_graphs: int = MAX_GRAPHS) -> None:
+        """Run the recurrence eagerly or from CUDA graphs (see the class docstring); switching
+        drops any graphs captured so far."""
+        self.recurrence = check_recurrence(recurrence)
+        if getattr(self, "graphs", None) is not None:
+            self.graphs.close()
+        self.graphs = None if recurrence == "eager" else LayerGraphs(self, max_graphs)
+
+    def extra_repr(self) -> str:
+        return f"recurrence={self.recurrence!r}" if self.recurrence != "eager" else ""
 
     def forward(
         self,
@@ -111,10 +130,27 @@ class GateLayer(nn.Module):
         comes from: ``"sample"`` (:class:`SampledBasis`), ``"mean"`` (:class:`MeanGates`),
         :class:`GivenBasis` or :class:`PriorBasis`. Deterministic families ignore it.
         """
+        mode = as_gate_mode(mode)
+        if self.graphs is not None:
+            require = self.recurrence == "cuda_graph"
+            values = self.graphs.run(inputs, mask, state, mode, record_gates, require)
+            if values is not None:
+                return _run_from_graph(values, inputs, state, mode, record_gates)
+        return self.run_eager(inputs, mask, state, mode, record_gates)
+
+    def run_eager(
+        self,
+        inputs: torch.Tensor,
+        mask: torch.Tensor | None,
+        state: tuple[torch.Tensor, torch.Tensor] | None,
+        mode: GateMode,
+        record_gates: bool = False,
+    ) -> LayerRun:
+        """:meth:`forward` as a Python loop over the steps: the reference path, and what a
+        CUDA graph captures."""
         B, T, _ = inputs.shape
         H, fam = self.hidden_size, self.family
         ng = fam.num_gate_preactivations
-        mode = as_gate_mode(mode)
         h, c = (inputs.new_zeros(B, H), inputs.new_zeros(B, H)) if state is None else state
         h_0 = h
         # unbind, not x_proj[:, t]: each select's backward would zero-fill the whole tensor
@@ -162,6 +198,34 @@ class GateLayer(nn.Module):
             return algebra.mean_gates(alpha, STEP_BASIS_DIM)
         log_bases.append(log_u)
         return algebra.gates(offset_log_basis(log_u, self.basis_offset), STEP_BASIS_DIM)
+
+
+def set_recurrence(module: nn.Module, recurrence: str, max_graphs: int = MAX_GRAPHS) -> nn.Module:
+    """Set how every :class:`GateLayer` inside ``module`` (a model, say) runs its recurrence:
+    ``"eager"``, ``"auto"`` or ``"cuda_graph"`` (:mod:`~pyro_betalstm.nn.cuda_graphs`); returns
+    ``module``."""
+    check_recurrence(recurrence)
+    for layer in module.modules():
+        if isinstance(layer, GateLayer):
+            layer.set_recurrence(recurrence, max_graphs)
+    return module
+
+
+def _run_from_graph(values, inputs, state, mode, record_gates) -> LayerRun:
+    """A :class:`LayerRun` from the tensors a graph returned (see :meth:`LayerGraphs.run`)."""
+    h_0 = state[0] if state is not None else values["h_n"].new_zeros(values["h_n"].shape)
+    given = mode.log_basis if isinstance(mode, GivenBasis) else None
+    return LayerRun(
+        inputs=inputs,
+        outputs=values["outputs"],
+        h_n=values["h_n"],
+        c_n=values["c_n"],
+        h_0=h_0,
+        alpha=values.get("alpha"),
+        log_basis=given if given is not None else values.get("log_basis"),
+        gates=(values["input_gate"], values["forget_gate"]) if record_gates else None,
+        cell_states=values.get("cell_states"),
+    )
 
 
 def _cell_update(i, f, g, o, h, c, mask, t):

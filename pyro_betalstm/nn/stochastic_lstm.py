@@ -11,6 +11,7 @@ from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from ..batch import lengths_to_mask
 from ..gates import GateFamily, get_gate_family
+from .cuda_graphs import MAX_GRAPHS
 from .gate_modes import GateMode, GateModeName, GivenBasis, as_gate_mode
 from .layer import GateLayer, LayerRun
 
@@ -133,7 +134,9 @@ class StochasticLSTM(nn.Module):
     al.'s music code uses locked dropout on every layer's output, the last included.
     ``basis_offset``: training gates are computed from ``u + basis_offset`` instead of the Gamma
     draw ``u`` (the authors' code adds 1e-3); the latent variable stays ``log u``, and the mean
-    gates are unchanged.
+    gates are unchanged. ``recurrence``: ``"eager"`` (the Python loop, the default),
+    ``"cuda_graph"`` or ``"auto"`` (CUDA graphs of that loop, see
+    :mod:`~pyro_betalstm.nn.cuda_graphs` and :meth:`set_recurrence`).
     """
 
     def __init__(
@@ -148,6 +151,7 @@ class StochasticLSTM(nn.Module):
         locked_dropout: bool = False,
         output_dropout: bool = False,
         basis_offset: float = 0.0,
+        recurrence: str = "eager",
     ):
         super().__init__()
         sizes = {"input_size": input_size, "hidden_size": hidden_size, "num_layers": num_layers}
@@ -179,9 +183,21 @@ class StochasticLSTM(nn.Module):
                 self.family,
                 bias,
                 basis_offset=basis_offset,
+                recurrence=recurrence,
             )
             for k in range(num_layers)
         )
+
+    @property
+    def recurrence(self) -> str:
+        """How the layers run their recurrence (``"eager"``, ``"auto"``, ``"cuda_graph"``)."""
+        return self.layers[0].recurrence
+
+    def set_recurrence(self, recurrence: str, max_graphs: int = MAX_GRAPHS) -> StochasticLSTM:
+        """Set every layer's recurrence (:meth:`GateLayer.set_recurrence`); returns ``self``."""
+        for layer in self.layers:
+            layer.set_recurrence(recurrence, max_graphs)
+        return self
 
     def extra_repr(self) -> str:
         return (
@@ -190,6 +206,7 @@ class StochasticLSTM(nn.Module):
             + (", locked_dropout=True" if self.locked_dropout else "")
             + (", output_dropout=True" if self.output_dropout else "")
             + (f", basis_offset={self.basis_offset}" if self.basis_offset else "")
+            + (f", recurrence={self.recurrence!r}" if self.recurrence != "eager" else "")
         )
 
     # ----- input handling ----------------------------------------------------------------------

@@ -16,6 +16,7 @@ from torch.nn.functional import softplus
 
 from ..gates import GATE_FAMILIES, get_gate_family
 from ..nn import GivenBasis, StochasticLSTM, layer_parameters
+from .capture import StaticBufferStandIn, host_syncs
 from .registry import case_for
 
 #: ``alpha = softplus(z) + EPS``: the authors' constant, as the contract states it
@@ -119,6 +120,12 @@ def _network(name: str, hidden: int = 4) -> StochasticLSTM:
     return StochasticLSTM(3, hidden, 1, gate=name, batch_first=True).double()
 
 
+def _network_state(name: str) -> dict:
+    """Seeded weights of a two-layer, hidden-4, float64 network of family ``name``."""
+    torch.manual_seed(0)
+    return StochasticLSTM(3, 4, 2, gate=name, batch_first=True).double().state_dict()
+
+
 def _gate_preactivations(lstm: StochasticLSTM, run, n_pre: int) -> torch.Tensor:
     """``z_gate`` ``(B, T, n_pre, H)`` recomputed from the layer's weights and ``h_{t-1}``."""
     layer = lstm.layers[0]
@@ -173,6 +180,57 @@ class GateFamilyBattery:
         if not random:  # training gates are the evaluation gates
             z = _gate_preactivations(lstm, runs[0], case.num_gate_preactivations)
             torch.testing.assert_close(runs[0].gates[1], case.evaluation_gates(z)[1])
+
+    def test_recurrence_needs_no_host_sync(self, gate_family):
+        """A CUDA graph captures the recurrence only if no step waits for the device or copies
+        host data to it (``.item()``, ``bool()``, ``torch.tensor``...): checked here on the CPU
+        for training (with its draws), evaluation, padding, a given state and the backward."""
+        lstm = StochasticLSTM(3, 4, 2, gate=gate_family, batch_first=True, basis_offset=1e-3)
+        x = torch.randn(2, 6, 3, requires_grad=True)
+        mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+        state = (torch.zeros(2, 2, 4), torch.zeros(2, 2, 4))
+        runs = {}
+
+        def train_step():
+            runs["train"] = lstm.train().run(x, mask, state, gate_mode="sample", record_gates=True)
+            sum(r.outputs.sum() + r.c_n.sum() for r in runs["train"]).backward()
+
+        def evaluate():
+            with torch.no_grad():
+                lstm.eval().run(x, mask, gate_mode="mean")
+
+        assert host_syncs(train_step) == {}
+        assert host_syncs(evaluate) == {}
+        if lstm.family.is_latent:
+            basis = [r.log_basis.detach() for r in runs["train"]]
+            assert host_syncs(lambda: lstm.run(x, mask, gate_mode="given", log_basis=basis)) == {}
+
+    def test_graphed_recurrence_reproduces_the_eager_loop(self, gate_family):
+        """The graph path's bookkeeping (arguments, outputs, padding, gradients), with the CPU
+        stand-in for the capture: same seed, same draws, so equal to the eager loop."""
+        x = torch.randn(3, 5, 3, dtype=torch.float64)
+        mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2, [True] * 5])
+        results = []
+        for recurrence in ("eager", "auto"):
+            lstm = StochasticLSTM(3, 4, 2, gate=gate_family, batch_first=True).double()
+            lstm.load_state_dict(_network_state(gate_family))
+            for layer in lstm.layers:
+                layer.set_recurrence(recurrence)
+                if layer.graphs is not None:
+                    layer.graphs.capture = StaticBufferStandIn
+            torch.manual_seed(5)
+            runs = lstm.train().run(x, mask, record_gates=True)
+            loss = sum((r.outputs**2).sum() + r.h_n.sum() for r in runs)
+            grads = torch.autograd.grad(loss, list(lstm.parameters()))
+            results.append((runs, grads))
+            if recurrence == "auto":
+                assert lstm.layers[0].graphs.stats.replays == 1
+        (eager_runs, eager_grads), (graph_runs, graph_grads) = results
+        for eager, graphed in zip(eager_runs, graph_runs, strict=True):
+            for name in ("outputs", "h_n", "c_n", "alpha", "log_basis", "cell_states"):
+                torch.testing.assert_close(getattr(graphed, name), getattr(eager, name))
+            torch.testing.assert_close(graphed.gates, eager.gates)
+        torch.testing.assert_close(graph_grads, eager_grads)
 
     # The tests below concern a Gamma basis: they take ``latent_gate_family`` (the latent
     # families only), so no deterministic family is collected and skipped.

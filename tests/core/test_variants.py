@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from pyro_betalstm.gates import GATE_FAMILIES
+from pyro_betalstm.nn import RECURRENCES
 from pyro_betalstm.variants import (
+    RECURRENCE_CHOICES,
     VARIANTS,
     add_run_arguments,
     add_variant_arguments,
@@ -59,6 +61,7 @@ def test_run_arguments_defaults_and_help():
         "seed": 7,
         "threads": 1,
         "device": "cpu",
+        "recurrence": "eager",
         "out_dir": None,
         "resume": False,
         "no_progress": False,
@@ -78,6 +81,15 @@ def test_run_arguments_defaults_and_help():
     helps = {a.dest: a.help for a in custom._actions}
     assert helps["seed"] == "seed of fold k" and helps["resume"] == "r"
     assert helps["threads"] == "torch CPU threads"
+
+
+def test_recurrence_flag_offers_the_library_recurrences():
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser, seed_default=0)
+    assert RECURRENCE_CHOICES == RECURRENCES  # the flag's copy of the model stack's names
+    assert parser.parse_args(["--recurrence", "auto"]).recurrence == "auto"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--recurrence", "graphs"])
 
 
 def test_run_hardware_names_threads_and_device():

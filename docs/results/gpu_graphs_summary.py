@@ -1,0 +1,112 @@
+"""Summarise a ``run_gpu_graphs.sh`` output folder as Markdown (printed).
+
+    python docs/results/gpu_graphs_summary.py OUT
+
+Reads the step-time JSON (milliseconds per step and the ratios with their targets), the two
+profiles (kernel launches and device time per step), the pytest log's last line and the two
+MNIST runs' ``results.json`` (epochs per minute from their epoch times: training plus
+validation). Parts that did not finish are reported as missing.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+
+def _load(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def step_time_lines(out: Path) -> list[str]:
+    files = sorted(out.glob("step_time_*.json"))
+    result = _load(files[0]) if files else None
+    if result is None:
+        return ["step time: missing"]
+    env = result["environment"]
+    lines = [
+        f"### Step time ({env['device_name']}, commit {(env['git'] or {}).get('commit')})",
+        "",
+        "| variant | ms per step |",
+        "|---|---|",
+    ]
+    lines += [f"| `{name}` | {ms:.2f} |" for name, ms in result["ms"].items()]
+    lines += ["", "| ratio | value | target | met |", "|---|---|---|---|"]
+    for key, value in result["ratios"].items():
+        target = result["targets"].get(key, {})
+        shown = "-" if value is None else f"{value:.2f}"
+        lines.append(f"| {key} | {shown} | {target.get('target', '')} | {target.get('met', '')} |")
+    return lines
+
+
+def profile_lines(out: Path) -> list[str]:
+    lines = ["", "### Profiles (one step, B=64, H=256, T=100)", ""]
+    found = False
+    for path in sorted(out.glob("profile_*.json")):
+        r = _load(path)
+        if r is None:
+            continue
+        found = True
+        launches = r.get("kernel_launches_per_step", "-")
+        device_ms = r.get("self_device_ms_per_step_total")
+        device = "-" if device_ms is None else f"{device_ms:.1f}"
+        lines.append(
+            f"- `{r['variant']}`: {launches} kernel launches per step, {device} ms device time, "
+            f"{r['self_cpu_ms_per_step_total']:.1f} ms self CPU"
+        )
+    return lines if found else lines + ["- missing"]
+
+
+def mnist_lines(out: Path) -> list[str]:
+    lines = [
+        "",
+        "### Permuted pixel MNIST, bBLSTM(5G+p), fixed budget",
+        "",
+        "| recurrence | epochs | s per epoch (median) | epochs per minute | test accuracy |",
+        "|---|---|---|---|---|",
+    ]
+    rates = {}
+    for path in sorted(out.glob("pmnist-pixel-*/results.json")):
+        r = _load(path)
+        if r is None:
+            continue
+        seconds = statistics.median(r["epoch_seconds"])
+        rates[r.get("recurrence", "eager")] = 60.0 / seconds
+        accuracy = r.get("test", {}).get("accuracy_mean_gates")
+        shown = "-" if accuracy is None else f"{accuracy:.4f}"
+        lines.append(
+            f"| {r.get('recurrence', 'eager')} | {len(r['epoch_seconds'])} | {seconds:.1f} | "
+            f"{60.0 / seconds:.2f} | {shown} |"
+        )
+    if len(rates) == 2 and "eager" in rates:
+        other = next(k for k in rates if k != "eager")
+        lines += ["", f"Epochs per minute, {other} / eager: {rates[other] / rates['eager']:.2f}x"]
+    elif not rates:
+        lines.append("| missing | | | | |")
+    return lines
+
+
+def tests_line(out: Path) -> list[str]:
+    try:
+        last = (out / "pytest_gpu.log").read_text().strip().splitlines()[-1]
+    except (OSError, IndexError):
+        last = "missing"
+    return ["", f"GPU tests: {last}"]
+
+
+def main(argv: list[str]) -> str:
+    if len(argv) != 1 or not Path(argv[0]).is_dir():
+        raise SystemExit("usage: gpu_graphs_summary.py OUT (a run_gpu_graphs.sh output folder)")
+    out = Path(argv[0])
+    text = "\n".join(step_time_lines(out) + profile_lines(out) + mnist_lines(out) + tests_line(out))
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

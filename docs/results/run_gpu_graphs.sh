@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Issue 11 on a GPU: the recurrence replayed from CUDA graphs (pyro_betalstm.nn.cuda_graphs)
+# against the eager loop and cuDNN, in one device call of about six minutes. Results go to OUT
+# as each part ends, so a call cut short still returns what finished.
+#   1. the step-time benchmark on CUDA, every variant including the *_cuda_graph ones, alone
+#      on the GPU (B=64, H=256, T=100): step_time_cuda.json, whose ratio
+#      library_bivariate_svi_cuda_graph/torch_lstm is the issue's target (<= 4);
+#   2. the GPU tests (pytest -m gpu): graphs equal to the eager loop, Gamma-distributed draws,
+#      training and predictive evaluation from graphs;
+#   3. where a step's time goes, eager and graphed (kernel launches per step, device time);
+#   4. permuted pixel-level MNIST (T = 784), bBLSTM(5G+p), the eager loop then the graphs, one
+#      after the other under the same fixed budget: epochs per minute before and after.
+#
+# Before the device call, on the CPU machine:
+#   bash ../shared/device/stage.sh && bash docs/results/stage_gpu_mnist.sh
+# then the device tool with carry [".device"] and
+#   bash .device/env.sh bash docs/results/run_gpu_graphs.sh
+# Environment: OUT (default $OUT of the device tool, else runs/gpu-graphs), DEVICE (cuda),
+# LIMIT_MIN (MNIST budget per run, default 1), STEP_ARGS (more benchmark arguments),
+# AFTER (the recurrence of the second MNIST run, default cuda_graph; "auto" for a CPU dry run),
+# MNIST (default .device/data/mnist/mnist.pkl.gz), EXTRA (more arguments for both MNIST runs).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out=${OUT:-runs/gpu-graphs}
+device=${DEVICE:-cuda}
+limit=${LIMIT_MIN:-1}
+after=${AFTER:-cuda_graph}
+mnist=${MNIST:-.device/data/mnist/mnist.pkl.gz}
+read -r -a step_args <<< "${STEP_ARGS:-}"
+read -r -a extra <<< "${EXTRA:-}"
+mkdir -p "$out/logs"
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
+{ nvidia-smi || true; } > "$out/nvidia-smi.txt" 2>&1
+
+echo "== 1. step time on $device"
+# pyro_per_step_sites and the previous Gamma path are CPU questions: left out to save time
+variants=torch_lstm,eager_sigmoid_loop,library_sigmoid,library_bivariate_svi,library_bivariate5_svi
+variants+=,handwritten_bivariate_elbo
+[ "$device" = cuda ] && variants+=,library_sigmoid_cuda_graph,library_bivariate_svi_cuda_graph,library_bivariate5_svi_cuda_graph
+timeout 240 python benchmarks/step_time.py --device "$device" --threads 1 --repeats 10 --warmup 3 \
+  --variants "$variants" --out "$out/step_time_$device.json" "${step_args[@]}" \
+  > "$out/logs/step_time.log" 2>&1
+echo "step_time exit $?"
+python - "$out/step_time_$device.json" <<'PY' || true
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(r["environment"]["device_name"], {k: round(v, 2) for k, v in r["ms"].items()})
+print({k: None if v is None else round(v, 2) for k, v in r["ratios"].items()})
+PY
+
+echo "== 2. GPU tests"
+timeout 300 python -m pytest -m gpu -q -p no:cacheprovider > "$out/pytest_gpu.log" 2>&1
+echo "pytest exit $?"; tail -n 5 "$out/pytest_gpu.log"
+
+echo "== 3. profiles"
+for variant in library_bivariate_svi library_bivariate_svi_cuda_graph; do
+  [ "$device" = cuda ] || [ "$variant" = library_bivariate_svi ] || continue
+  timeout 90 python benchmarks/profile_step.py --device "$device" --variant "$variant" \
+    --batch 64 --hidden 256 --steps-per-sequence 100 --input-size 32 --steps 3 --threads 1 \
+    --out "$out/profile_$variant.json" > "$out/logs/profile_$variant.log" 2>&1
+  echo "profile $variant exit $?"
+done
+
+echo "== 4. permuted pixel MNIST, bBLSTM(5G+p), $limit min each: eager, then $after"
+# the budget, the epoch that ends past it and the final evaluation
+run_timeout=$(awk -v m="$limit" 'BEGIN { printf "%d", 60 * m + 240 }')
+for recurrence in eager "$after"; do
+  name=pmnist-pixel-bblstm5gp-$recurrence
+  timeout "$run_timeout" python examples/sequential_mnist.py --variant bblstm5gp \
+    --view pixel --permuted --hidden 128 --batch-size 128 --lr 2e-3 --train-subset 2560 \
+    --valid-subset 512 --test-subset 512 --predictive-subset 256 --num-epochs 100 \
+    --time-limit-min "$limit" --seed 1000 --device "$device" --threads 1 --no-progress \
+    --recurrence "$recurrence" --data-path "$mnist" \
+    --protocol-name "gpu-graphs: first 2560 training images, ${limit} min budget" \
+    --out-dir "$out/$name" "${extra[@]}" > "$out/logs/$name.log" 2>&1
+  echo "$name exit $?"
+done
+python docs/results/gpu_graphs_summary.py "$out" | tee "$out/summary.md"
+rm -f "$out"/*/last.pt "$out"/*/last.prev.pt "$out"/*/gate_draws.pt
+ls -la "$out"
