@@ -11,8 +11,13 @@ Three questions, each answered by medians of interleaved timings in one process:
 3. ``compile`` (with ``--compile``): one bivariate layer's forward and backward over ``T`` steps,
    eager against ``torch.compile`` of the step's elementwise work (the concentration and the
    gate map plus cell update; the Gamma draw stays eager between them), with the same draws.
+   With ``--device cuda`` only this question is asked (the other two concern the CPU kernels),
+   and ``torch.compile(mode="reduce-overhead")`` (CUDA graphs of the compiled pieces) joins:
+   issue 11's ``torch.compile`` candidate on the GPU, next to the library's whole-loop graphs
+   (``step_time.py``'s ``*_cuda_graph`` variants).
 
     python benchmarks/gamma_path_options.py --threads 1 --compile --out docs/results/gamma_path_cpu.json
+    python benchmarks/gamma_path_options.py --device cuda --compile --batch 64 --hidden 256
 """
 
 from __future__ import annotations
@@ -54,13 +59,18 @@ def marsaglia_tsang_log_gamma(shape_param: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def interleaved_ms(candidates: dict, repeats: int, warmup: int = 2) -> dict[str, float]:
-    """Median milliseconds of each zero-argument callable, run round-robin."""
+def interleaved_ms(
+    candidates: dict, repeats: int, warmup: int = 2, sync=lambda: None
+) -> dict[str, float]:
+    """Median milliseconds of each zero-argument callable, run round-robin (``sync()`` before
+    and after each call: ``torch.cuda.synchronize`` on a GPU)."""
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for r in range(warmup + repeats):
         for name, fn in candidates.items():
+            sync()
             start = time.perf_counter()
             fn()
+            sync()
             if r >= warmup:
                 times[name].append(1e3 * (time.perf_counter() - start))
     return {name: statistics.median(ts) for name, ts in times.items()}
@@ -98,14 +108,33 @@ def main(argv=None) -> dict:
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--compile", action="store_true", help="also time torch.compile (slow start)")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda (the compile question only)")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not (torch.cuda.is_available() and args.compile):
+        raise SystemExit("--device cuda needs CUDA and --compile (the question asked there)")
     torch.set_num_threads(args.threads)
     family = get_gate_family("bivariate")
     n = args.batch * args.hidden * family.basis_size  # one step's basis elements
+    result: dict = {"config": {**vars(args), "out": None, "elements_per_step": n}}
+    if device.type == "cpu":
+        _cpu_kernels(result, n, args.repeats)
+    if args.compile:
+        result["compile"] = _compile_question(family, args, device)
+    result["environment"] = {
+        "torch": torch.__version__,
+        "device_name": device_name(device),
+        "threads": torch.get_num_threads(),
+        "git": git_state(),
+    }
+    return emit(result, args.out)
+
+
+def _cpu_kernels(result: dict, n: int, repeats: int) -> None:
+    """Questions 1 and 2: the exponential and Gamma kernels on the CPU."""
     torch.manual_seed(0)
     alpha = torch.rand(n) * 2.0 + 0.01  # softplus-link concentrations of a fresh model
-    result: dict = {"config": {**vars(args), "out": None, "elements_per_step": n}}
 
     shape = alpha.shape
     ms = interleaved_ms(
@@ -113,7 +142,7 @@ def main(argv=None) -> dict:
             "exponential_": lambda: torch.empty(shape).exponential_(),
             "standard_exponential": lambda: standard_exponential(shape, torch.float32),
         },
-        args.repeats,
+        repeats,
     )
     result["exponential"] = {"ms": ms, "speedup": ms["exponential_"] / ms["standard_exponential"]}
 
@@ -123,7 +152,7 @@ def main(argv=None) -> dict:
         a = boosted.to(dtype)
         name = f"marsaglia_tsang_{str(dtype).split('.')[-1]}"
         candidates[name] = lambda a=a: marsaglia_tsang_log_gamma(a)
-    ms = interleaved_ms(candidates, args.repeats)
+    ms = interleaved_ms(candidates, repeats)
     mean_check = marsaglia_tsang_log_gamma(torch.full((200_000,), 1.5, dtype=torch.float64))
     result["gamma"] = {
         "ms": ms,
@@ -135,43 +164,47 @@ def main(argv=None) -> dict:
         ],
     }
 
-    if args.compile:
-        k = family.basis_size
-        w_x = torch.nn.Parameter(0.05 * torch.randn(args.hidden, (k + 2) * args.hidden))
-        w_h = torch.nn.Parameter(0.05 * torch.randn(args.hidden, (k + 2) * args.hidden))
-        x = torch.randn(args.batch, args.steps, args.hidden)
-        eager = (family.concentration, _gates_and_cell)
+
+def _compile_question(family, args, device: torch.device) -> dict:
+    """Question 3: a layer's forward and backward, eager against compiled step pieces."""
+    k = family.basis_size
+    torch.manual_seed(0)
+    w_x = torch.nn.Parameter(0.05 * torch.randn(args.hidden, (k + 2) * args.hidden, device=device))
+    w_h = torch.nn.Parameter(0.05 * torch.randn(args.hidden, (k + 2) * args.hidden, device=device))
+    x = torch.randn(args.batch, args.steps, args.hidden, device=device)
+    variants = {"eager": (family.concentration, _gates_and_cell)}
+    modes = {"compiled": "default"}
+    if device.type == "cuda":
+        modes["compiled_reduce_overhead"] = "reduce-overhead"
+    sizes = (args.batch, args.hidden, args.steps)
+    losses, first_call_s = {}, {}
+    for name, mode in modes.items():
         started = time.perf_counter()
-        compiled = (
-            torch.compile(family.concentration, dynamic=False),
-            torch.compile(_gates_and_cell, dynamic=False),
+        pieces = tuple(
+            torch.compile(fn, dynamic=False, mode=mode)
+            for fn in (family.concentration, _gates_and_cell)
         )
-        sizes = (args.batch, args.hidden, args.steps)
-        losses = {}
-        for name, pieces in (("compiled", compiled), ("eager", eager)):
-            losses[name] = float(layer_loss(pieces, x, w_x, w_h, *sizes, seed=1))
-            if name == "compiled":
-                compile_s = time.perf_counter() - started
-        ms = interleaved_ms(
-            {
-                name: (lambda pieces=pieces: layer_loss(pieces, x, w_x, w_h, *sizes, seed=1))
-                for name, pieces in (("eager", eager), ("compiled", compiled))
-            },
-            max(3, args.repeats // 4),
-        )
-        result["compile"] = {
-            "ms": ms,
-            "compiled_over_eager": ms["compiled"] / ms["eager"],
-            "first_call_s": compile_s,
-            "same_draws_losses": losses,
-        }
-    result["environment"] = {
-        "torch": torch.__version__,
-        "device_name": device_name(torch.device("cpu")),
-        "threads": torch.get_num_threads(),
-        "git": git_state(),
+        losses[name] = float(layer_loss(pieces, x, w_x, w_h, *sizes, seed=1))
+        first_call_s[name] = time.perf_counter() - started
+        variants[name] = pieces
+    losses["eager"] = float(layer_loss(variants["eager"], x, w_x, w_h, *sizes, seed=1))
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    ms = interleaved_ms(
+        {
+            name: (lambda pieces=pieces: layer_loss(pieces, x, w_x, w_h, *sizes, seed=1))
+            for name, pieces in variants.items()
+        },
+        max(3, args.repeats // 4),
+        sync=sync,
+    )
+    return {
+        "ms": ms,
+        "compiled_over_eager": ms["compiled"] / ms["eager"],
+        "over_eager": {name: ms[name] / ms["eager"] for name in ms},
+        "first_call_s": first_call_s["compiled"],
+        "first_call_s_by_mode": first_call_s,
+        "same_draws_losses": losses,
     }
-    return emit(result, args.out)
 
 
 if __name__ == "__main__":

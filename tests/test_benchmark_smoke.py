@@ -221,3 +221,17 @@ def test_gpu_graphs_summary_reads_a_session_folder(tmp_path, capsys):
     assert "- missing" in text  # no profile files in the folder
     with pytest.raises(SystemExit, match="usage"):
         summary.main([str(tmp_path / "absent")])
+
+
+def test_compare_commits_flags_a_ratio_worse_beyond_the_base_spread():
+    compare = _load("compare_commits")
+
+    def run(a, b):
+        return {"ratios": {"a": a, "b": b, "gpu_only": None}}
+
+    runs = {"base": [run(1.0, 2.0), run(1.2, 2.0)], "head": [run(1.15, 2.5), run(1.25, 2.5)]}
+    summary = compare.summarise(runs)
+    # a: head median 1.2 <= base median 1.1 + spread 0.2; b: 2.5 > 2.0 + 0.0
+    assert summary["worse"] == ["b"]
+    assert summary["median_ratios"]["base"]["a"] == pytest.approx(1.1)
+    assert "gpu_only" not in summary["median_ratios"]["head"]

@@ -91,6 +91,20 @@ def mnist_lines(out: Path) -> list[str]:
     return lines
 
 
+def compile_lines(out: Path) -> list[str]:
+    r = _load(out / "compile_candidates_cuda.json")
+    if r is None:
+        return ["", "torch.compile candidate: missing"]
+    c = r["compile"]
+    shown = ", ".join(f"{name} {ms:.1f} ms" for name, ms in c["ms"].items())
+    return [
+        "",
+        "### torch.compile candidate (one bivariate layer, forward and backward)",
+        "",
+        f"{shown}; first calls (compilation) {c['first_call_s_by_mode']} s",
+    ]
+
+
 def tests_line(out: Path) -> list[str]:
     try:
         last = (out / "pytest_gpu.log").read_text().strip().splitlines()[-1]
@@ -103,7 +117,8 @@ def main(argv: list[str]) -> str:
     if len(argv) != 1 or not Path(argv[0]).is_dir():
         raise SystemExit("usage: gpu_graphs_summary.py OUT (a run_gpu_graphs.sh output folder)")
     out = Path(argv[0])
-    text = "\n".join(step_time_lines(out) + profile_lines(out) + mnist_lines(out) + tests_line(out))
+    parts = step_time_lines(out) + profile_lines(out) + mnist_lines(out) + compile_lines(out)
+    text = "\n".join(parts + tests_line(out))
     print(text)
     return text
 

@@ -9,7 +9,9 @@
 #      training and predictive evaluation from graphs;
 #   3. where a step's time goes, eager and graphed (kernel launches per step, device time);
 #   4. permuted pixel-level MNIST (T = 784), bBLSTM(5G+p), the eager loop then the graphs, one
-#      after the other under the same fixed budget: epochs per minute before and after.
+#      after the other under the same fixed budget: epochs per minute before and after;
+#   5. the torch.compile candidate: one bivariate layer's forward and backward with its step's
+#      elementwise work compiled (default and reduce-overhead modes) against eager.
 #
 # Before the device call, on the CPU machine:
 #   bash ../shared/device/stage.sh && bash docs/results/stage_gpu_mnist.sh
@@ -75,6 +77,13 @@ for recurrence in eager "$after"; do
     --out-dir "$out/$name" "${extra[@]}" > "$out/logs/$name.log" 2>&1
   echo "$name exit $?"
 done
+echo "== 5. torch.compile candidate"
+if [ "$device" = cuda ]; then
+  timeout 240 python benchmarks/gamma_path_options.py --device cuda --compile --batch 64 \
+    --hidden 256 --steps 100 --repeats 12 --out "$out/compile_candidates_cuda.json" \
+    > "$out/logs/compile_candidates.log" 2>&1
+  echo "compile candidates exit $?"
+fi
 python docs/results/gpu_graphs_summary.py "$out" | tee "$out/summary.md"
 rm -f "$out"/*/last.pt "$out"/*/last.prev.pt "$out"/*/gate_draws.pt
 ls -la "$out"
