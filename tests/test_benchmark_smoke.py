@@ -229,9 +229,14 @@ def test_compare_commits_flags_a_ratio_worse_beyond_the_base_spread():
     def run(a, b):
         return {"ratios": {"a": a, "b": b, "gpu_only": None}}
 
-    runs = {"base": [run(1.0, 2.0), run(1.2, 2.0)], "head": [run(1.15, 2.5), run(1.25, 2.5)]}
+    runs = {
+        "base": [run(1.0, 2.0), run(1.1, 2.0), run(1.02, 2.0)],
+        "head": [run(1.15, 2.5), run(1.5, 2.5), run(1.2, 2.5)],
+    }
     summary = compare.summarise(runs)
-    # a: head median 1.2 <= base median 1.1 + spread 0.2; b: 2.5 > 2.0 + 0.0
+    # a: head median 1.2 <= base median 1.02 + the head's spread 0.35; b: 2.5 > 2.0 + 0.0
     assert summary["worse"] == ["b"]
-    assert summary["median_ratios"]["base"]["a"] == pytest.approx(1.1)
+    assert summary["median_ratios"]["base"]["a"] == pytest.approx(1.02)
+    runs["head"][1] = run(1.16, 2.5)  # spread 0.05: a's 0.18 above the base now counts
+    assert compare.summarise(runs)["worse"] == ["a", "b"]
     assert "gpu_only" not in summary["median_ratios"]["head"]
