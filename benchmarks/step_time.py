@@ -66,9 +66,15 @@ VARIANTS = (
     "library_sigmoid_cuda_graph",
     "library_bivariate_svi_cuda_graph",
     "library_bivariate5_svi_cuda_graph",
+    "library_bivariate_svi_compiled_cell",
+    "library_sigmoid_cuda_graph_compiled_cell",
+    "library_bivariate_svi_cuda_graph_compiled_cell",
 )
 #: variants that run only on CUDA (the recurrence replayed from CUDA graphs, issue 11)
-CUDA_ONLY = frozenset(name for name in VARIANTS if name.endswith("_cuda_graph"))
+CUDA_ONLY = frozenset(name for name in VARIANTS if "_cuda_graph" in name)
+#: left out of the default list on the CPU: the CUDA-only ones, and the compiled step (tens of
+#: seconds of compilation, measured slower on the CPU: gamma_path_options.py)
+CPU_DEFAULT_EXCLUDES = CUDA_ONLY | {"library_bivariate_svi_compiled_cell"}
 
 #: ``name: (numerator, denominator, target or None)``; a ratio meets its target when ``<=``.
 RATIOS = {
@@ -114,6 +120,22 @@ RATIOS = {
         None,
     ),
     "library_sigmoid_cuda_graph/torch_lstm": ("library_sigmoid_cuda_graph", "torch_lstm", None),
+    # the graphs with each step's elementwise work compiled (fewer kernels per replayed step)
+    "library_bivariate_svi_cuda_graph_compiled_cell/torch_lstm": (
+        "library_bivariate_svi_cuda_graph_compiled_cell",
+        "torch_lstm",
+        None,
+    ),
+    "library_bivariate_svi_cuda_graph_compiled_cell/library_bivariate_svi_cuda_graph": (
+        "library_bivariate_svi_cuda_graph_compiled_cell",
+        "library_bivariate_svi_cuda_graph",
+        None,
+    ),
+    "library_bivariate_svi_compiled_cell/library_bivariate_svi": (
+        "library_bivariate_svi_compiled_cell",
+        "library_bivariate_svi",
+        None,
+    ),
 }
 
 CPU_DEFAULTS = {"batch": 32, "input": 32, "hidden": 128, "steps": 100}
@@ -179,17 +201,18 @@ def build_variants(names, batch, input_size, hidden, x, y, device, seed) -> dict
             module = PyroPerStepSites(input_size, hidden, input_size).to(device)
             variants[name] = Variant(module, lambda m=module: m.loss(x, y))
         elif name.startswith("library_"):
-            graphs = name.endswith("_cuda_graph")
+            compiled = name.endswith("_compiled_cell")
+            graphs = "_cuda_graph" in name
             family = {
                 "library_sigmoid": "sigmoid",
                 "library_bivariate_svi": "bivariate",
                 "library_bivariate_svi_previous_gamma_path": "bivariate",
                 "library_bivariate5_svi": "bivariate5",
-            }[name.removesuffix("_cuda_graph")]
+            }[name.removesuffix("_compiled_cell").removesuffix("_cuda_graph")]
             module = _library_model(family, input_size, hidden).to(device)
             module.train()
-            if graphs:  # captured in the warm-up rounds, replayed in the timed ones
-                set_recurrence(module, "cuda_graph")
+            # graphs are captured (and steps compiled) in the warm-up rounds
+            set_recurrence(module, "cuda_graph" if graphs else "eager", compile_cell=compiled)
             elbo = GateMeanFieldELBO()  # the ELBO fit() uses: TraceMeanField_ELBO, lazier
 
             def loss(m=module, elbo=elbo):
@@ -280,7 +303,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="comma-separated subset of: "
         + ", ".join(VARIANTS)
-        + " (default: all; on the CPU all but the CUDA-only *_cuda_graph ones)",
+        + " (default: all; on the CPU all but the CUDA-only *_cuda_graph ones and the"
+        " compiled step)",
     )
     p.add_argument("--no-validation", action="store_true", help="pyro.enable_validation(False)")
     p.add_argument("--out", default=None, help="also write the JSON here")
@@ -296,7 +320,7 @@ def main(argv=None) -> dict:
     if args.repeats < 1 or args.warmup < 0:
         raise SystemExit("--repeats must be >= 1 and --warmup >= 0")
     if args.variants is None:
-        names = [n for n in VARIANTS if device.type == "cuda" or n not in CUDA_ONLY]
+        names = [n for n in VARIANTS if device.type == "cuda" or n not in CPU_DEFAULT_EXCLUDES]
     else:
         names = [n.strip() for n in args.variants.split(",") if n.strip()]
     unknown = sorted(set(names) - set(VARIANTS))

@@ -110,6 +110,9 @@ class DeterministicGateFamily(GateFamily):
     """Gates computed from the pre-activations alone; no latent variable, no prior."""
 
     is_latent: ClassVar[bool] = False
+    #: whether the gates draw random numbers while training (then a compiled step, see
+    #: :mod:`pyro_betalstm.nn.step`, leaves the training steps eager)
+    draws_in_training: ClassVar[bool] = False
 
     @abstractmethod
     def gates_from_preactivations(
@@ -158,6 +161,8 @@ class CoupledGates(DeterministicGateFamily):
 class GumbelGates(DeterministicGateFamily):
     """G2-LSTM: sigmoid gates of logistic-noised, tempered pre-activations while training."""
 
+    draws_in_training: ClassVar[bool] = True
+
     noise_scale: float = GUMBEL_NOISE_SCALE
     temperature: float = GUMBEL_TEMPERATURE
 
@@ -182,6 +187,7 @@ class PriorNoiseGates(DeterministicGateFamily):
     """Gates of ``distribution`` from ``Gamma(concentration, 1)`` basis draws while training
     (no guide: the prior's draws), and its mean ``1/2`` at evaluation."""
 
+    draws_in_training: ClassVar[bool] = True
     distribution: type[GateDistribution] = FlexibleBivariateBeta
     concentration: float = PRIOR_NOISE_CONCENTRATION
 

@@ -36,7 +36,7 @@ def test_step_time_smoke(tmp_path, capsys):
 
     printed = json.loads(capsys.readouterr().out)
     assert json.loads(out.read_text()) == printed == json.loads(json.dumps(result))
-    cpu_variants = set(step_time.VARIANTS) - step_time.CUDA_ONLY
+    cpu_variants = set(step_time.VARIANTS) - step_time.CPU_DEFAULT_EXCLUDES
     assert set(result["ms"]) == cpu_variants and step_time.CUDA_ONLY
     for name in cpu_variants:
         assert result["ms"][name] > 0
@@ -45,7 +45,7 @@ def test_step_time_smoke(tmp_path, capsys):
         assert torch.isfinite(torch.tensor(result["final_loss"][name]))
     assert set(result["ratios"]) == set(step_time.RATIOS)
     for key, (num, den, _) in step_time.RATIOS.items():  # the graph ratios need CUDA
-        cpu_ratio = not step_time.CUDA_ONLY.intersection((num, den))
+        cpu_ratio = not step_time.CPU_DEFAULT_EXCLUDES.intersection((num, den))
         assert (result["ratios"][key] > 0) if cpu_ratio else result["ratios"][key] is None
     with pytest.raises(SystemExit, match="need --device cuda"):
         step_time.main([*argv, "--variants", "library_bivariate_svi_cuda_graph"])

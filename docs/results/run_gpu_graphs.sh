@@ -2,9 +2,10 @@
 # Issue 11 on a GPU: the recurrence replayed from CUDA graphs (pyro_betalstm.nn.cuda_graphs)
 # against the eager loop and cuDNN, in one device call of about six minutes. Results go to OUT
 # as each part ends, so a call cut short still returns what finished.
-#   1. the step-time benchmark on CUDA, every variant including the *_cuda_graph ones, alone
-#      on the GPU (B=64, H=256, T=100): step_time_cuda.json, whose ratio
-#      library_bivariate_svi_cuda_graph/torch_lstm is the issue's target (<= 4);
+#   1. the step-time benchmark on CUDA, every variant including the *_cuda_graph ones (graphs
+#      of the eager step, and of the compiled step: *_compiled_cell), alone on the GPU (B=64,
+#      H=256, T=100): step_time_cuda.json, whose ratio library_bivariate_svi_cuda_graph/
+#      torch_lstm is the issue's target (<= 4);
 #   2. the GPU tests (pytest -m gpu): graphs equal to the eager loop, Gamma-distributed draws,
 #      training and predictive evaluation from graphs;
 #   3. where a step's time goes, eager and graphed (kernel launches per step, device time);
@@ -38,8 +39,13 @@ echo "== 1. step time on $device"
 # pyro_per_step_sites and the previous Gamma path are CPU questions: left out to save time
 variants=torch_lstm,eager_sigmoid_loop,library_sigmoid,library_bivariate_svi,library_bivariate5_svi
 variants+=,handwritten_bivariate_elbo
-[ "$device" = cuda ] && variants+=,library_sigmoid_cuda_graph,library_bivariate_svi_cuda_graph,library_bivariate5_svi_cuda_graph
-timeout 240 python benchmarks/step_time.py --device "$device" --threads 1 --repeats 10 --warmup 3 \
+if [ "$device" = cuda ]; then
+  variants+=,library_sigmoid_cuda_graph,library_bivariate_svi_cuda_graph
+  variants+=,library_bivariate5_svi_cuda_graph,library_bivariate_svi_compiled_cell
+  variants+=,library_sigmoid_cuda_graph_compiled_cell,library_bivariate_svi_cuda_graph_compiled_cell
+fi
+# compilation of the *_compiled_cell variants happens in the warm-up rounds (tens of seconds)
+timeout 300 python benchmarks/step_time.py --device "$device" --threads 1 --repeats 10 --warmup 3 \
   --variants "$variants" --out "$out/step_time_$device.json" "${step_args[@]}" \
   > "$out/logs/step_time.log" 2>&1
 echo "step_time exit $?"

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..distributions.gate_algebra import STEP_BASIS_DIM, GatePair
-from ..gates import GateFamily, offset_log_basis
+from ..gates import GateFamily
 from .cuda_graphs import MAX_GRAPHS, LayerGraphs, check_recurrence
 from .gate_modes import GateMode, GateModeName, GivenBasis, as_gate_mode
+from .step import StepFunctions
 
 #: ``probe(t, z_gate, i, f, valid)`` sees each step's gate pre-activations ``(B, n_pre, H)``,
 #: gates ``(B, H)`` and valid-row mask ``(B,)`` (or None) while a gradient is being taped.
@@ -76,7 +76,9 @@ class GateLayer(nn.Module):
 
     ``recurrence`` (:meth:`set_recurrence`): ``"eager"`` runs the Python loop of
     :meth:`run_eager`; ``"cuda_graph"`` and ``"auto"`` replay CUDA graphs of that loop
-    (:mod:`~pyro_betalstm.nn.cuda_graphs`), ``"auto"`` only for CUDA inputs.
+    (:mod:`~pyro_betalstm.nn.cuda_graphs`), ``"auto"`` only for CUDA inputs. ``compile_cell``:
+    each step's elementwise work through ``torch.compile`` (:mod:`~pyro_betalstm.nn.step`),
+    with either recurrence.
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class GateLayer(nn.Module):
         bias: bool = True,
         basis_offset: float = 0.0,
         recurrence: str = "eager",
+        compile_cell: bool = False,
     ):
         super().__init__()
         #: drawn gates come from ``u + basis_offset`` (see :class:`StochasticLSTM`)
@@ -103,18 +106,27 @@ class GateLayer(nn.Module):
         #: set by :class:`~pyro_betalstm.nn.gradient_probe.GateGradientProbe`; None: no probe.
         self.gate_probe: GateProbe | None = None
         self.graphs: LayerGraphs | None = None
-        self.set_recurrence(recurrence)
+        self.set_recurrence(recurrence, compile_cell=compile_cell)
 
-    def set_recurrence(self, recurrence: str, max_graphs: int = MAX_GRAPHS) -> None:
-        """Run the recurrence eagerly or from CUDA graphs (see the class docstring); switching
-        drops any graphs captured so far."""
+    def set_recurrence(
+        self, recurrence: str, max_graphs: int = MAX_GRAPHS, compile_cell: bool = False
+    ) -> None:
+        """Run the recurrence eagerly or from CUDA graphs, each step's elementwise work plain
+        or compiled (see the class docstring); drops any graphs captured so far."""
         self.recurrence = check_recurrence(recurrence)
-        if getattr(self, "graphs", None) is not None:
+        if self.graphs is not None:
             self.graphs.close()
         self.graphs = None if recurrence == "eager" else LayerGraphs(self, max_graphs)
+        self.step_functions = StepFunctions(self.family, self.basis_offset, bool(compile_cell))
+
+    @property
+    def compile_cell(self) -> bool:
+        """Whether each step's elementwise work runs through ``torch.compile``."""
+        return self.step_functions.compiled
 
     def extra_repr(self) -> str:
-        return f"recurrence={self.recurrence!r}" if self.recurrence != "eager" else ""
+        parts = [f"recurrence={self.recurrence!r}"] if self.recurrence != "eager" else []
+        return ", ".join(parts + (["compile_cell=True"] if self.compile_cell else []))
 
     def forward(
         self,
@@ -157,20 +169,28 @@ class GateLayer(nn.Module):
         x_steps = self.input_proj(inputs).unbind(1)
         w_h = self.hidden_proj.weight.t()
         outputs, alphas, log_bases, i_gates, f_gates, cells = [], [], [], [], [], []
+        step = self.step_functions
         for t in range(T):
             z = torch.addmm(x_steps[t], h, w_h).view(B, self.num_blocks, H)
             # split, not z[:, k] per block: the backward is then one cat, not a full-size zero
             # fill per block. z_gate is one view, so a probe's hook sees the gates' gradient.
             z_gate, z_cell, z_out = z.split((ng, 1, 1), dim=1)
+            g, o = z_cell.squeeze(1), z_out.squeeze(1)
+            m = None if mask is None else mask[:, t, None]
             if fam.is_latent:
-                alpha = fam.concentration(z_gate)  # (B, K, H): the step layout of the basis
+                alpha = step.concentration(z_gate)  # (B, K, H): the step layout of the basis
                 alphas.append(alpha)
-                i, f = self._latent_gates(mode, t, alpha, inputs, h, log_bases)
+                log_u = mode.step_log_basis(fam, t, alpha, inputs, h)
+                if log_u is None:
+                    h_new, c, out, i, f = step.from_mean(alpha, g, o, h, c, m)
+                else:
+                    log_bases.append(log_u)
+                    h_new, c, out, i, f = step.from_basis(log_u, g, o, h, c, m)
             else:
-                i, f = fam.gates_from_preactivations(z_gate, self.training, self.basis_offset)
+                h_new, c, out, i, f = step.deterministic(z_gate, g, o, h, c, m, self.training)
             if self.gate_probe is not None and z_gate.requires_grad:
                 self.gate_probe(t, z_gate, i, f, None if mask is None else mask[:, t])
-            h, c, out = _cell_update(i, f, z_cell.squeeze(1), z_out.squeeze(1), h, c, mask, t)
+            h = h_new
             outputs.append(out)
             if record_gates:
                 i_gates.append(i)
@@ -189,25 +209,21 @@ class GateLayer(nn.Module):
             cell_states=stack(cells) if record_gates else None,
         )
 
-    def _latent_gates(self, mode, t, alpha, inputs, h, log_bases) -> GatePair:
-        """Step ``t``'s gates of a latent family: from the mode's basis (kept in ``log_bases``),
-        or the mean gates when the mode has none."""
-        algebra = self.family.algebra
-        log_u = mode.step_log_basis(self.family, t, alpha, inputs, h)
-        if log_u is None:
-            return algebra.mean_gates(alpha, STEP_BASIS_DIM)
-        log_bases.append(log_u)
-        return algebra.gates(offset_log_basis(log_u, self.basis_offset), STEP_BASIS_DIM)
 
-
-def set_recurrence(module: nn.Module, recurrence: str, max_graphs: int = MAX_GRAPHS) -> nn.Module:
+def set_recurrence(
+    module: nn.Module,
+    recurrence: str,
+    max_graphs: int = MAX_GRAPHS,
+    compile_cell: bool = False,
+) -> nn.Module:
     """Set how every :class:`GateLayer` inside ``module`` (a model, say) runs its recurrence:
-    ``"eager"``, ``"auto"`` or ``"cuda_graph"`` (:mod:`~pyro_betalstm.nn.cuda_graphs`); returns
+    ``"eager"``, ``"auto"`` or ``"cuda_graph"`` (:mod:`~pyro_betalstm.nn.cuda_graphs`), and
+    whether each step's elementwise work is compiled (:mod:`~pyro_betalstm.nn.step`); returns
     ``module``."""
     check_recurrence(recurrence)
     for layer in module.modules():
         if isinstance(layer, GateLayer):
-            layer.set_recurrence(recurrence, max_graphs)
+            layer.set_recurrence(recurrence, max_graphs, compile_cell)
     return module
 
 
@@ -226,14 +242,3 @@ def _run_from_graph(values, inputs, state, mode, record_gates) -> LayerRun:
         gates=(values["input_gate"], values["forget_gate"]) if record_gates else None,
         cell_states=values.get("cell_states"),
     )
-
-
-def _cell_update(i, f, g, o, h, c, mask, t):
-    """The LSTM cell at step ``t``: new ``h``, ``c`` (unchanged at padded rows) and the output
-    (zero at padded rows)."""
-    c_new = torch.addcmul(i * torch.tanh(g), f, c)
-    h_new = torch.sigmoid(o) * torch.tanh(c_new)
-    if mask is None:
-        return h_new, c_new, h_new
-    m = mask[:, t, None]
-    return torch.where(m, h_new, h), torch.where(m, c_new, c), h_new * m

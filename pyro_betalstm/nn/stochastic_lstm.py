@@ -136,7 +136,8 @@ class StochasticLSTM(nn.Module):
     draw ``u`` (the authors' code adds 1e-3); the latent variable stays ``log u``, and the mean
     gates are unchanged. ``recurrence``: ``"eager"`` (the Python loop, the default),
     ``"cuda_graph"`` or ``"auto"`` (CUDA graphs of that loop, see
-    :mod:`~pyro_betalstm.nn.cuda_graphs` and :meth:`set_recurrence`).
+    :mod:`~pyro_betalstm.nn.cuda_graphs` and :meth:`set_recurrence`); ``compile_cell``: each
+    step's elementwise work through ``torch.compile`` (:mod:`~pyro_betalstm.nn.step`).
     """
 
     def __init__(
@@ -152,6 +153,7 @@ class StochasticLSTM(nn.Module):
         output_dropout: bool = False,
         basis_offset: float = 0.0,
         recurrence: str = "eager",
+        compile_cell: bool = False,
     ):
         super().__init__()
         sizes = {"input_size": input_size, "hidden_size": hidden_size, "num_layers": num_layers}
@@ -184,6 +186,7 @@ class StochasticLSTM(nn.Module):
                 bias,
                 basis_offset=basis_offset,
                 recurrence=recurrence,
+                compile_cell=compile_cell,
             )
             for k in range(num_layers)
         )
@@ -193,10 +196,12 @@ class StochasticLSTM(nn.Module):
         """How the layers run their recurrence (``"eager"``, ``"auto"``, ``"cuda_graph"``)."""
         return self.layers[0].recurrence
 
-    def set_recurrence(self, recurrence: str, max_graphs: int = MAX_GRAPHS) -> StochasticLSTM:
+    def set_recurrence(
+        self, recurrence: str, max_graphs: int = MAX_GRAPHS, compile_cell: bool = False
+    ) -> StochasticLSTM:
         """Set every layer's recurrence (:meth:`GateLayer.set_recurrence`); returns ``self``."""
         for layer in self.layers:
-            layer.set_recurrence(recurrence, max_graphs)
+            layer.set_recurrence(recurrence, max_graphs, compile_cell)
         return self
 
     def extra_repr(self) -> str:
@@ -207,6 +212,7 @@ class StochasticLSTM(nn.Module):
             + (", output_dropout=True" if self.output_dropout else "")
             + (f", basis_offset={self.basis_offset}" if self.basis_offset else "")
             + (f", recurrence={self.recurrence!r}" if self.recurrence != "eager" else "")
+            + (", compile_cell=True" if self.layers[0].compile_cell else "")
         )
 
     # ----- input handling ----------------------------------------------------------------------

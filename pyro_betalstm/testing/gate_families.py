@@ -142,6 +142,8 @@ class GateFamilyBattery:
         case, family = gate_family_case(gate_family), get_gate_family(gate_family)
         assert family.name == gate_family
         assert family.is_latent == case.is_latent
+        if not case.is_latent:  # a compiled step leaves the drawing families' training eager
+            assert family.draws_in_training == case.training_noise
         assert family.num_gate_preactivations == case.num_gate_preactivations
         assert family.basis_size == case.basis_size
 

@@ -268,18 +268,23 @@ def test_fit_and_predictive_evaluation_through_graphs_equal_the_eager_loop(tmp_p
 # ----- on a GPU: real captures -----------------------------------------------------------
 
 
-def _cuda_pair(gate):
+def _cuda_pair(gate, compile_cell=False):
     graphed = _lstm(gate, recurrence="cuda_graph", dtype=torch.float32, device="cuda")
+    graphed.set_recurrence("cuda_graph", compile_cell=compile_cell)
     eager = _lstm(gate, recurrence="eager", dtype=torch.float32, device="cuda")
     return graphed, eager
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("gate", ["bivariate5", "bivariate", "sigmoid"])
-def test_cuda_graph_equals_the_eager_loop_with_a_given_basis(gate):
+@pytest.mark.parametrize(
+    ("gate", "compile_cell"),
+    [("bivariate5", False), ("bivariate", False), ("sigmoid", False), ("bivariate5", True)],
+)
+def test_cuda_graph_equals_the_eager_loop_with_a_given_basis(gate, compile_cell):
     """Forward and backward replayed from graphs equal the eager loop to float32 round-off
-    (same kernels on the same values; tolerance: a few ulps of float32 over 2 layers)."""
-    graphed, eager = _cuda_pair(gate)
+    (same kernels on the same values, or the compiled step's fused ones; tolerance: a few ulps
+    of float32 over 2 layers)."""
+    graphed, eager = _cuda_pair(gate, compile_cell)
     k = graphed.family.basis_size or 1
     for length in (7, 7, 12):  # a capture, a replay on new inputs, a second signature
         x = torch.randn(3, length, 3, device="cuda", requires_grad=True)
