@@ -25,23 +25,30 @@ def _load(path: Path) -> dict | None:
 
 def step_time_lines(out: Path) -> list[str]:
     files = sorted(out.glob("step_time_*.json"))
-    result = _load(files[0]) if files else None
-    if result is None:
-        return ["step time: missing"]
-    env = result["environment"]
-    lines = [
-        f"### Step time ({env['device_name']}, commit {(env['git'] or {}).get('commit')})",
-        "",
-        "| variant | ms per step |",
-        "|---|---|",
-    ]
-    lines += [f"| `{name}` | {ms:.2f} |" for name, ms in result["ms"].items()]
-    lines += ["", "| ratio | value | target | met |", "|---|---|---|---|"]
-    for key, value in result["ratios"].items():
-        target = result["targets"].get(key, {})
-        shown = "-" if value is None else f"{value:.2f}"
-        lines.append(f"| {key} | {shown} | {target.get('target', '')} | {target.get('met', '')} |")
-    return lines
+    lines: list[str] = []
+    for path in files:
+        result = _load(path)
+        if result is None:
+            lines.append(f"{path.name}: unreadable")
+            continue
+        env = result["environment"]
+        lines += [
+            f"### Step time, {path.name} ({env['device_name']}, commit "
+            f"{(env['git'] or {}).get('commit')})",
+            "",
+            "| variant | ms per step |",
+            "|---|---|",
+        ]
+        lines += [f"| `{name}` | {ms:.2f} |" for name, ms in result["ms"].items()]
+        lines += ["", "| ratio | value | target | met |", "|---|---|---|---|"]
+        for key, value in result["ratios"].items():
+            if value is None:
+                continue  # a variant this run did not time
+            target = result["targets"].get(key, {})
+            met = target.get("met", "")
+            lines.append(f"| {key} | {value:.2f} | {target.get('target', '')} | {met} |")
+        lines.append("")
+    return lines or ["step time: missing"]
 
 
 def profile_lines(out: Path) -> list[str]:

@@ -18,6 +18,8 @@
 #   bash ../shared/device/stage.sh && bash docs/results/stage_gpu_mnist.sh
 # then the device tool with carry [".device"] and
 #   bash .device/env.sh bash docs/results/run_gpu_graphs.sh
+# A device command may run 10 minutes at most: PARTS picks the parts to run (default
+# "1 2 3 4 5"); e.g. PARTS="1 2" in one call and PARTS="3 4 5" in the next.
 # Environment: OUT (default $OUT of the device tool, else runs/gpu-graphs), DEVICE (cuda),
 # LIMIT_MIN (MNIST budget per run, default 1), STEP_ARGS (more benchmark arguments),
 # AFTER (the recurrence of the second MNIST run, default cuda_graph; "auto" for a CPU dry run),
@@ -31,35 +33,47 @@ after=${AFTER:-cuda_graph}
 mnist=${MNIST:-.device/data/mnist/mnist.pkl.gz}
 read -r -a step_args <<< "${STEP_ARGS:-}"
 read -r -a extra <<< "${EXTRA:-}"
+parts=" ${PARTS:-1 2 3 4 5} "
+part() { [[ "$parts" == *" $1 "* ]]; }
 mkdir -p "$out/logs"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 { nvidia-smi || true; } > "$out/nvidia-smi.txt" 2>&1
 
+if part 1; then
 echo "== 1. step time on $device"
-# pyro_per_step_sites and the previous Gamma path are CPU questions: left out to save time
-variants=torch_lstm,eager_sigmoid_loop,library_sigmoid,library_bivariate_svi,library_bivariate5_svi
-variants+=,handwritten_bivariate_elbo
-if [ "$device" = cuda ]; then
-  variants+=,library_sigmoid_cuda_graph,library_bivariate_svi_cuda_graph
-  variants+=,library_bivariate5_svi_cuda_graph,library_bivariate_svi_compiled_cell
-  variants+=,library_sigmoid_cuda_graph_compiled_cell,library_bivariate_svi_cuda_graph_compiled_cell
-fi
-# compilation of the *_compiled_cell variants happens in the warm-up rounds (tens of seconds)
-timeout 300 python benchmarks/step_time.py --device "$device" --threads 1 --repeats 10 --warmup 3 \
-  --variants "$variants" --out "$out/step_time_$device.json" "${step_args[@]}" \
-  > "$out/logs/step_time.log" 2>&1
-echo "step_time exit $?"
-python - "$out/step_time_$device.json" <<'PY' || true
+# pyro_per_step_sites and the previous Gamma path are CPU questions: left out to save time.
+# Two runs: the eager loop and its graphs (the issue's file), then the compiled-step variants
+# with their references (a compilation failure there cannot cost the first file).
+eager=torch_lstm,eager_sigmoid_loop,library_sigmoid,library_bivariate_svi,library_bivariate5_svi
+eager+=,handwritten_bivariate_elbo
+graphs=library_sigmoid_cuda_graph,library_bivariate_svi_cuda_graph,library_bivariate5_svi_cuda_graph
+compiled=torch_lstm,library_bivariate_svi,library_bivariate_svi_cuda_graph
+compiled+=,library_bivariate_svi_compiled_cell,library_sigmoid_cuda_graph_compiled_cell
+compiled+=,library_bivariate_svi_cuda_graph_compiled_cell
+runs=("$device:$eager")
+[ "$device" = cuda ] && runs=("cuda:$eager,$graphs" "cuda_compiled:$compiled")
+for entry in "${runs[@]}"; do
+  name=${entry%%:*}
+  timeout 240 python benchmarks/step_time.py --device "$device" --threads 1 --repeats 10 \
+    --warmup 3 --variants "${entry#*:}" --out "$out/step_time_$name.json" "${step_args[@]}" \
+    > "$out/logs/step_time_$name.log" 2>&1
+  echo "step_time $name exit $?"
+  python - "$out/step_time_$name.json" <<'PY' || true
 import json, sys
 r = json.load(open(sys.argv[1]))
 print(r["environment"]["device_name"], {k: round(v, 2) for k, v in r["ms"].items()})
-print({k: None if v is None else round(v, 2) for k, v in r["ratios"].items()})
+print({k: round(v, 2) for k, v in r["ratios"].items() if v is not None})
 PY
+done
+fi
 
+if part 2; then
 echo "== 2. GPU tests"
 timeout 300 python -m pytest -m gpu -q -p no:cacheprovider > "$out/pytest_gpu.log" 2>&1
 echo "pytest exit $?"; tail -n 5 "$out/pytest_gpu.log"
+fi
 
+if part 3; then
 echo "== 3. profiles"
 for variant in library_bivariate_svi library_bivariate_svi_cuda_graph; do
   [ "$device" = cuda ] || [ "$variant" = library_bivariate_svi ] || continue
@@ -68,7 +82,9 @@ for variant in library_bivariate_svi library_bivariate_svi_cuda_graph; do
     --out "$out/profile_$variant.json" > "$out/logs/profile_$variant.log" 2>&1
   echo "profile $variant exit $?"
 done
+fi
 
+if part 4; then
 echo "== 4. permuted pixel MNIST, bBLSTM(5G+p), $limit min each: eager, then $after"
 # the budget, the epoch that ends past it and the final evaluation
 run_timeout=$(awk -v m="$limit" 'BEGIN { printf "%d", 60 * m + 240 }')
@@ -83,8 +99,10 @@ for recurrence in eager "$after"; do
     --out-dir "$out/$name" "${extra[@]}" > "$out/logs/$name.log" 2>&1
   echo "$name exit $?"
 done
-echo "== 5. torch.compile candidate"
-if [ "$device" = cuda ]; then
+fi
+
+if part 5 && [ "$device" = cuda ]; then
+  echo "== 5. torch.compile candidate"
   timeout 240 python benchmarks/gamma_path_options.py --device cuda --compile --batch 64 \
     --hidden 256 --steps 100 --repeats 12 --out "$out/compile_candidates_cuda.json" \
     > "$out/logs/compile_candidates.log" 2>&1
