@@ -34,6 +34,7 @@ from torch.distributions import Gamma
 from pyro_betalstm.distributions.gate_algebra import STEP_BASIS_DIM
 from pyro_betalstm.distributions.numerics import sample_log_gamma, standard_exponential
 from pyro_betalstm.gates import get_gate_family
+from pyro_betalstm.nn.step import cell_update
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -95,9 +96,10 @@ def layer_loss(step_pieces, x, w_x, w_h, batch, hidden, steps, seed: int) -> tor
 
 
 def _gates_and_cell(log_u, g, o, c):
+    """The bivariate gates of the basis and the library's cell update (no padding)."""
     i, f = get_gate_family("bivariate").algebra.gates(log_u, STEP_BASIS_DIM)
-    c_new = torch.addcmul(i * torch.tanh(g), f, c)
-    return torch.sigmoid(o) * torch.tanh(c_new), c_new
+    h, c_new, _ = cell_update(i, f, g, o, c, c, None)  # the previous h is unused without a mask
+    return h, c_new
 
 
 def main(argv=None) -> dict:
