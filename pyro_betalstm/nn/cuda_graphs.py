@@ -11,10 +11,11 @@ per layer instead of thousands of kernels.
 
 Exactness. A graph replays the eager path's kernels on the same values: with a given basis
 (:class:`~pyro_betalstm.nn.gate_modes.GivenBasis`) outputs and gradients equal the eager path's
-to float32 round-off (tests/nn/test_cuda_graphs.py, on a GPU). In ``"sample"`` mode the gate
+to float32 round-off (tests/core/test_cuda_graphs.py, on a GPU). In ``"sample"`` mode the gate
 bases are torch's exact reparameterised Gamma draws from the generator's Philox stream, which a
 replay advances as an eager call would; the numbers differ from an eager call's from the same
-seed (the stream offsets differ), not their law.
+seed (the stream offsets differ), not their law. Gradients that leave a graph are copied out
+of its static buffers (:func:`_fresh_gradient`), so accumulating them stays right.
 
 Lengths. A signature's length is the input's while a layer has seen at most
 :data:`EXACT_LENGTHS` lengths (fixed-length tasks: no padding ever). Past that, inputs are padded
