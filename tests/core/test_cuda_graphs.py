@@ -265,30 +265,45 @@ def test_fit_and_predictive_evaluation_through_graphs_equal_the_eager_loop(tmp_p
     torch.testing.assert_close(weights_g, weights_e, rtol=1e-6, atol=1e-7)
 
 
-# ----- on a GPU: real captures -----------------------------------------------------------
+# ----- real captures on a GPU; the same tests on the CPU with the stand-in ----------------
+# Each test below runs on CUDA (real graphs, skipped without a GPU) and on the CPU with
+# StaticBufferStandIn, which checks the test's own logic where no GPU is.
+
+DEVICES = [pytest.param("cuda", marks=pytest.mark.gpu), "cpu"]
 
 
-def _cuda_pair(gate, compile_cell=False):
-    graphed = _lstm(gate, recurrence="cuda_graph", dtype=torch.float32, device="cuda")
-    graphed.set_recurrence("cuda_graph", compile_cell=compile_cell)
-    eager = _lstm(gate, recurrence="eager", dtype=torch.float32, device="cuda")
-    return graphed, eager
+def _graphed(module, device, compile_cell=False):
+    set_recurrence(module, "cuda_graph", compile_cell=compile_cell)
+    if device == "cpu":
+        _use_stand_in(module)
+    return module
 
 
-@pytest.mark.gpu
+def _pair(gate, device, compile_cell=False):
+    graphed = _lstm(gate, recurrence="eager", dtype=torch.float32, device=device)
+    eager = _lstm(gate, recurrence="eager", dtype=torch.float32, device=device)
+    return _graphed(graphed, device, compile_cell), eager
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(
     ("gate", "compile_cell"),
-    [("bivariate5", False), ("bivariate", False), ("sigmoid", False), ("bivariate5", True)],
+    [
+        ("bivariate5", False),
+        ("bivariate", False),
+        ("sigmoid", False),
+        pytest.param("bivariate5", True, marks=pytest.mark.slow),
+    ],
 )
-def test_cuda_graph_equals_the_eager_loop_with_a_given_basis(gate, compile_cell):
+def test_graphs_equal_the_eager_loop_with_a_given_basis(gate, compile_cell, device):
     """Forward and backward replayed from graphs equal the eager loop to float32 round-off
     (same kernels on the same values, or the compiled step's fused ones; tolerance: a few ulps
     of float32 over 2 layers)."""
-    graphed, eager = _cuda_pair(gate, compile_cell)
+    graphed, eager = _pair(gate, device, compile_cell)
     k = graphed.family.basis_size or 1
     for length in (7, 7, 12):  # a capture, a replay on new inputs, a second signature
-        x = torch.randn(3, length, 3, device="cuda", requires_grad=True)
-        mask = torch.ones(3, length, dtype=torch.bool, device="cuda")
+        x = torch.randn(3, length, 3, device=device, requires_grad=True)
+        mask = torch.ones(3, length, dtype=torch.bool, device=device)
         mask[1, length - 3 :] = False
         basis = _basis(x, k=k)
         if gate == "sigmoid":  # no basis: compare training runs
@@ -311,39 +326,58 @@ def test_cuda_graph_equals_the_eager_loop_with_a_given_basis(gate, compile_cell)
     assert stats.captures == 2 and stats.replays == 3 and not stats.eager
 
 
-@pytest.mark.gpu
-def test_cuda_graph_draws_are_gamma_distributed_and_fresh_per_replay():
-    """Sampled bases from a replayed graph follow Gamma(alpha, 1): the probability integral
-    transform P(alpha, u) of every draw is uniform (Kolmogorov-Smirnov, seeded, p > 1e-3
-    fails one run in a thousand if the law were right)."""
+@pytest.mark.parametrize("device", DEVICES)
+def test_graph_draws_are_gamma_distributed_and_fresh_per_replay(device):
+    """Sampled bases from replayed graphs, forward-only and taped, follow Gamma(alpha, 1): the
+    probability integral transform P(alpha, u) of every draw is uniform (Kolmogorov-Smirnov,
+    seeded; p > 1e-3 fails one run in a thousand if the law were right)."""
     from scipy import stats
 
-    lstm = _lstm("bivariate5", recurrence="cuda_graph", dtype=torch.float32, device="cuda")
-    x = torch.randn(16, 20, 3, device="cuda")
+    lstm = _graphed(_lstm("bivariate5", "eager", dtype=torch.float32, device=device), device)
+    x = torch.randn(16, 20, 3, device=device)
     torch.manual_seed(7)
-    runs = [lstm.train().run(x)[0] for _ in range(3)]
+    with torch.no_grad():  # the forward-only graphs (a taped call would wait for its backward)
+        runs = [lstm.train().run(x)[0] for _ in range(3)]
+    for _ in range(2):  # the taped graphs, each call's backward before the next call
+        runs.append(lstm.run(x)[0])
+        (runs[-1].outputs ** 2).sum().backward()
     assert not torch.equal(runs[1].log_basis, runs[2].log_basis)
-    pit = torch.special.gammainc(runs[2].alpha.double(), runs[2].log_basis.double().exp())
-    assert stats.kstest(pit.flatten().cpu().numpy(), "uniform").pvalue > 1e-3
-    assert lstm.layers[0].graphs.stats.replays == 3
+    assert not torch.equal(runs[3].log_basis, runs[4].log_basis)
+    for run in (runs[2], runs[4]):
+        pit = torch.special.gammainc(run.alpha.double(), run.log_basis.double().exp())
+        assert stats.kstest(pit.detach().flatten().cpu().numpy(), "uniform").pvalue > 1e-3
+    graph_stats = lstm.layers[0].graphs.stats
+    assert graph_stats.replays == 5 and graph_stats.captures == 2 and not graph_stats.eager
 
 
-@pytest.mark.gpu
-def test_cuda_graph_training_and_predictive_evaluation(tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+def test_graphs_train_and_evaluate_the_predictive(tmp_path, device):
     torch.manual_seed(0)
     seqs = [(torch.rand(int(n), 6) < 0.3).float() for n in torch.randint(4, 12, (16,))]
     data = SequenceDataset([s[:-1] for s in seqs], [s[1:] for s in seqs])
     model = NextStepBernoulli(StochasticLSTM(6, 8, 2, gate="bivariate5", batch_first=True), 6)
-    config = TrainConfig(
-        num_epochs=2, batch_size=4, device="cuda", progress=False, seed_globals=True,
-        recurrence="cuda_graph",
-    )  # fmt: skip
+    _graphed(model, device)
+    config = TrainConfig(num_epochs=2, batch_size=4, device=device, progress=False,
+                         seed_globals=True)  # fmt: skip
     result = fit(model, data, data, config, out_dir=tmp_path)
     assert all(math.isfinite(r["train_loss"]) for r in result.history)
     stats = model.lstm.layers[0].graphs.stats
     assert stats.replays > 0 and not stats.eager, stats
-    graphed = evaluate_nll(model, data, num_samples=3, device="cuda")
+    graphed = evaluate_nll(model, data, num_samples=3, device=device)
     model.lstm.set_recurrence("eager")
-    eager = evaluate_nll(model, data, num_samples=3, device="cuda")
+    eager = evaluate_nll(model, data, num_samples=3, device=device)
     assert math.isclose(graphed["nll_mean_gates"], eager["nll_mean_gates"], rel_tol=1e-5)
     assert math.isfinite(graphed["nll_predictive"])
+
+
+@pytest.mark.gpu
+def test_cuda_graph_training_from_the_config(tmp_path):
+    """TrainConfig(recurrence="cuda_graph") on a GPU: fit sets it and trains from graphs."""
+    torch.manual_seed(0)
+    seqs = [(torch.rand(9, 6) < 0.3).float() for _ in range(8)]
+    data = SequenceDataset([s[:-1] for s in seqs], [s[1:] for s in seqs])
+    model = NextStepBernoulli(StochasticLSTM(6, 8, 1, gate="bivariate", batch_first=True), 6)
+    config = TrainConfig(num_epochs=1, batch_size=4, device="cuda", progress=False,
+                         recurrence="cuda_graph")  # fmt: skip
+    fit(model, data, data, config, out_dir=tmp_path)
+    assert model.lstm.recurrence == "cuda_graph" and model.lstm.layers[0].graphs.stats.replays
