@@ -170,7 +170,7 @@ class GumbelGates(DeterministicGateFamily):
         if training:
             u = torch.rand_like(z).clamp(1e-6, 1 - 1e-6)
             z = (z + self.noise_scale * (u.log() - torch.log1p(-u))) / self.temperature
-        return GatePair(torch.sigmoid(z[..., 0, :]), torch.sigmoid(z[..., 1, :]))
+        return GatePair(*torch.sigmoid(z).unbind(-2))  # one kernel for both (as SigmoidGates)
 
 
 @dataclass(frozen=True)
