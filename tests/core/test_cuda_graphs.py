@@ -158,6 +158,29 @@ def test_accumulated_gradients_are_not_static_buffers(monkeypatch, set_to_none):
     assert not all(torch.allclose(a, b) for a, b in zip(wrong, reference, strict=True))
 
 
+def test_a_given_state_and_its_gradients_pass_through_the_graphs():
+    # hx = (h_0, c_0) as leaves that need a gradient (a learned initial state, say): the graph
+    # takes them as arguments and their accumulated gradients equal the eager loop's
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 4, 3, generator=g, dtype=torch.float64)
+    hx = [torch.randn(2, 2, 4, generator=g, dtype=torch.float64).requires_grad_() for _ in "hc"]
+
+    def accumulate(lstm):
+        for t in hx:
+            t.grad = None
+        for scale in (1.0, 2.0):
+            out, (h_n, c_n) = lstm(x, tuple(hx), gate_mode="mean")
+            (scale * (out**2).sum() + c_n.sum()).backward()
+        return out.detach(), [t.grad.clone() for t in hx]
+
+    lstm = _lstm()
+    lstm.batch_first = True
+    reference = _lstm(recurrence="eager")
+    reference.batch_first = True
+    torch.testing.assert_close(accumulate(lstm), accumulate(reference))
+    assert lstm.layers[1].graphs.stats.replays == 2 and not lstm.layers[1].graphs.stats.eager
+
+
 def test_switching_to_eager_removes_the_gradient_hooks():
     lstm = _lstm(layers=1)
     lstm.run(torch.randn(2, 4, 3, dtype=torch.float64), gate_mode="mean")
