@@ -24,6 +24,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from step_time import VARIANTS, build_variants, git_state, make_data  # noqa: E402
 
+#: ATen operations that launch no kernel (views, metadata, allocation without a fill)
+NO_KERNEL_OPS = frozenset(
+    "aten::" + name
+    for name in (
+        "view", "unbind", "split", "split_with_sizes", "select", "squeeze", "unsqueeze", "t",
+        "transpose", "expand", "expand_as", "as_strided", "detach", "alias", "slice", "narrow",
+        "permute", "reshape", "_reshape_alias", "view_as", "empty", "empty_like",
+        "empty_strided", "_unsafe_view", "lift_fresh", "result_type", "resolve_conj",
+        "resolve_neg", "contiguous", "broadcast_tensors", "to", "numpy_T", "chunk",
+    )
+)  # fmt: skip
+
+
+def top_level_kernel_ops(events) -> int:
+    """ATen operations called from outside any other ATen operation, views and metadata left
+    out: about the kernels a step launches (on a GPU, what a CUDA graph replays)."""
+    return sum(
+        1
+        for e in events
+        if e.name.startswith("aten::")
+        and e.name not in NO_KERNEL_OPS
+        and not (e.cpu_parent is not None and e.cpu_parent.name.startswith("aten::"))
+    )
+
 
 def profile_variant(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
@@ -39,6 +63,7 @@ def profile_variant(args: argparse.Namespace) -> dict:
     with profile(activities=activities) as prof:
         for _ in range(args.steps):
             variant.step()
+    ops_per_step = top_level_kernel_ops(prof.events()) / args.steps
     events = prof.key_averages()
     total_us = sum(e.self_cpu_time_total for e in events)
     ranked = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)
@@ -80,6 +105,9 @@ def profile_variant(args: argparse.Namespace) -> dict:
             "seed": args.seed,
         },
         "self_cpu_ms_per_step_total": total_us / 1e3 / args.steps,
+        "aten_ops_per_step": ops_per_step,
+        # the per-sequence work (loss, KL, optimiser-free bookkeeping) spread over the T steps
+        "aten_ops_per_time_step": ops_per_step / args.steps_per_sequence,
         "top": top,
         **device_fields,
         "environment": {"torch": torch.__version__, **git_state()},
