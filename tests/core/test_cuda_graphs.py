@@ -288,6 +288,41 @@ def test_fit_and_predictive_evaluation_through_graphs_equal_the_eager_loop(tmp_p
     torch.testing.assert_close(weights_g, weights_e, rtol=1e-6, atol=1e-7)
 
 
+def test_host_reads_of_one_svi_step_outside_the_graphs():
+    # Outside the layers' graphs an SVI step still reads the device from the host a few times;
+    # each read makes a GPU step wait. Counted here (Pyro validation off) so that a new one is
+    # noticed: the guide's input check (finite inputs, the lengths' range, a full-length test:
+    # 4; the model reuses the guide's mask), gamma_kl's unit-rate test (one per layer: 2),
+    # over_valid_steps' full-length test (1), Pyro's warn_if_nan on the loss (1), one inside
+    # the backward of an addition (AddBackward0, not traced further); and the two plates'
+    # tensors made from Python data (Pyro's subsample messenger).
+    import pyro
+
+    from pyro_betalstm.testing.capture import host_syncs
+
+    x = (torch.rand(3, 6, 4, generator=torch.Generator().manual_seed(0)) < 0.4).float()
+    batch = SequenceBatch(inputs=x, targets=x, lengths=torch.tensor([6, 4, 5]))
+    model = NextStepBernoulli(StochasticLSTM(4, 5, 2, gate="bivariate5", batch_first=True), 4)
+    elbo = GateMeanFieldELBO()
+
+    def step():
+        with model.untraced():
+            elbo.differentiable_loss(model.model, model.guide, batch).backward()
+
+    validation = pyro.infer.util.is_validation_enabled()
+    pyro.enable_validation(False)
+    try:
+        step()
+        syncs = host_syncs(step)
+    finally:
+        pyro.enable_validation(validation)
+    assert syncs == {
+        "aten::is_nonzero": 9,
+        "aten::_local_scalar_dense": 9,
+        "aten::lift_fresh": 2,
+    }
+
+
 # ----- real captures on a GPU; the same tests on the CPU with the stand-in ----------------
 # Each test below runs on CUDA (real graphs, skipped without a GPU) and on the CPU with
 # StaticBufferStandIn, which checks the test's own logic where no GPU is.

@@ -33,6 +33,7 @@ class CountingFrontEnd(SequenceClassifier):
         self.front = nn.Linear(RAW_SIZE, INPUT_SIZE)
         self.drop = nn.Dropout(0.5)
         self.embedded: list[torch.Tensor] = []
+        self.validated: list[torch.Tensor] = []  # the inputs each call of mask() checked
         self.likelihood_inputs: list[torch.Tensor] = []
         self.layer_inputs: list[torch.Tensor] = []
         self.layer_outputs: list[torch.Tensor] = []
@@ -46,6 +47,10 @@ class CountingFrontEnd(SequenceClassifier):
         x = self.drop(self.front(batch.inputs))  # a raw (or twice embedded) batch fails here
         self.embedded.append(x)
         return SequenceBatch(x, batch.targets, batch.lengths, batch.dataset_size, batch.extras)
+
+    def mask(self, batch: SequenceBatch):
+        self.validated.append(batch.inputs)
+        return super().mask(batch)
 
     def likelihood(self, run, batch: SequenceBatch) -> None:
         self.likelihood_inputs.append(batch.inputs)
@@ -74,6 +79,10 @@ def test_one_embedding_per_elbo_evaluation_shared_by_model_and_guide(gate, elbo,
         m.embedded, m.likelihood_inputs, m.layer_inputs, strict=True
     ):
         assert seen_by_model is x and seen_by_layer is x
+    # each embedding is validated once: the model takes the guide's mask with its embedding
+    # (a second check would read the device from the host mid-step)
+    assert len(m.validated) == evaluations
+    assert all(v is x for v, x in zip(m.validated, m.embedded, strict=True))
     loss.backward()
     assert m.front.weight.grad.abs().sum() > 0  # the front end is trained through SVI
     # dropout is on, so a second embedding of the same batch would differ
@@ -101,6 +110,7 @@ def test_the_model_embeds_other_batches_itself_and_keeps_no_cache():
     m.guide(a)
     poutine.trace(m.model).get_trace(b)  # not the guide's batch: prior draws on b's embedding
     assert len(m.embedded) == 2 and m.likelihood_inputs[-1] is m.embedded[1]
+    assert m.validated[-1] is m.embedded[1]  # ... which the model validated itself
     # the model took the guide's cache and dropped it: a again is embedded afresh
     poutine.trace(m.model).get_trace(a)
     assert len(m.embedded) == 3 and m.likelihood_inputs[-1] is m.embedded[2]
