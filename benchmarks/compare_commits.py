@@ -31,6 +31,13 @@ from step_time import emit  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def rev_parse(rev: str) -> str:
+    """The full commit hash of ``rev`` in this checkout."""
+    out = subprocess.run(["git", "rev-parse", rev], cwd=ROOT, capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    return out.stdout.strip()
+
+
 def run_step_time(checkout: Path, step_args: list[str], out: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(checkout)}
     cmd = [sys.executable, str(checkout / "benchmarks" / "step_time.py"), *step_args]
@@ -66,10 +73,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     if args.rounds < 1:
         raise SystemExit("--rounds must be at least 1")
-    base = subprocess.run(["git", "rev-parse", args.base], cwd=ROOT, capture_output=True,
-                          text=True, check=True).stdout.strip()  # fmt: skip
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                          text=True, check=True).stdout.strip()  # fmt: skip
+    base, head = rev_parse(args.base), rev_parse("HEAD")
     step_args = ["--threads", str(args.threads), "--repeats", str(args.repeats)]
     runs: dict[str, list[dict]] = {"base": [], "head": []}
     with tempfile.TemporaryDirectory() as tmp:

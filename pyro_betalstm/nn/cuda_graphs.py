@@ -129,12 +129,6 @@ def _output_fields(layer: GateLayer, sig: Signature) -> tuple[str, ...]:
     return tuple(fields)
 
 
-def _run_tensors(run, fields: tuple[str, ...]) -> tuple[torch.Tensor, ...]:
-    gates = run.gates or (None, None)
-    named = {"input_gate": gates[0], "forget_gate": gates[1]}
-    return tuple(named[f] if f in named else getattr(run, f) for f in fields)
-
-
 class _Scan(nn.Module):
     """The layer's eager recurrence as a function of tensors alone: what a graph captures.
     The layer is a submodule so that :func:`torch.cuda.make_graphed_callables` sees its
@@ -149,7 +143,7 @@ class _Scan(nn.Module):
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         inputs, mask, state, mode = _unpack(self.sig, args)
         run = self.layer.run_eager(inputs, mask, state, mode, self.sig.record_gates)
-        return _run_tensors(run, self.fields)
+        return run.arrays(self.fields)
 
 
 def _unpack(sig: Signature, args):
@@ -357,7 +351,8 @@ class LayerGraphs:
         return bucket_length(length)
 
     def _signature(self, layer, args, mode, padded, has_mask, state, record_gates) -> Signature:
-        params_need_grad = any(p.requires_grad for p in layer.parameters())
+        # the parameters' requires_grad flags, as _drop_stale_graphs just recorded them
+        params_need_grad = any(requires_grad for _, _, requires_grad in self._params)
         taped = torch.is_grad_enabled() and (params_need_grad or any(a.requires_grad for a in args))
         inputs = args[0]
         return Signature(

@@ -44,6 +44,12 @@ class LayerRun:
         """``h_{t-1}`` for every step ``t``, ``(B, T, H)``: the context of the gate network."""
         return torch.cat([self.h_0.unsqueeze(1), self.outputs[:, :-1]], dim=1)
 
+    def arrays(self, names: tuple[str, ...]) -> tuple[torch.Tensor | None, ...]:
+        """The named arrays: :data:`LAYER_ARRAYS` names (``input_gate``...) or fields."""
+        return tuple(
+            LAYER_ARRAYS[n](self) if n in LAYER_ARRAYS else getattr(self, n) for n in names
+        )
+
 
 #: The per-layer arrays :func:`stack_layers` can gather, and the :class:`LayerRun` field of each.
 LAYER_ARRAYS = {
