@@ -1,6 +1,6 @@
 """The CPU options for the Gamma basis path (issue 11), timed against what the library does.
 
-Three questions, each answered by medians of interleaved timings in one process:
+Four questions, each answered by medians of interleaved timings in one process:
 
 1. ``exponential``: the exponential term of ``sample_log_gamma`` from torch's
    ``Tensor.exponential_`` (the previous path) against ``standard_exponential`` (inversion of a
@@ -15,6 +15,12 @@ Three questions, each answered by medians of interleaved timings in one process:
    and ``torch.compile(mode="reduce-overhead")`` (CUDA graphs of the compiled pieces) joins:
    issue 11's ``torch.compile`` candidate on the GPU, next to the library's whole-loop graphs
    (``step_time.py``'s ``*_cuda_graph`` variants).
+4. ``floor`` (CPU): the part of a ``bivariate`` SVI step that no exact path through torch's
+   public Gamma kernels avoids -- ``T`` steps of Gamma draws (``Gamma.rsample``) with their
+   implicit-reparameterisation gradient, and the analytic Gamma KL with its gradient over the
+   whole ``(B, T, H, K)`` basis -- against the eager sigmoid loop of ``step_time.py``, at its
+   sizes. A ``bivariate`` step does an LSTM step's work as well, so ``1 + floor / loop`` bounds
+   the ratio ``library_bivariate_svi / eager_sigmoid_loop`` from below on this machine.
 
     python benchmarks/gamma_path_options.py --threads 1 --compile --out docs/results/gamma_path_cpu.json
     python benchmarks/gamma_path_options.py --device cuda --compile --batch 64 --hidden 256
@@ -31,6 +37,7 @@ from pathlib import Path
 import torch
 from torch.distributions import Gamma
 
+from pyro_betalstm.distributions import gamma_kl
 from pyro_betalstm.distributions.gate_algebra import STEP_BASIS_DIM
 from pyro_betalstm.distributions.numerics import sample_log_gamma, standard_exponential
 from pyro_betalstm.gates import get_gate_family
@@ -38,7 +45,8 @@ from pyro_betalstm.nn.step import cell_update
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from step_time import device_name, emit, git_state  # noqa: E402
+from baselines import PRIOR_CONCENTRATION, EagerSigmoidLoop  # noqa: E402
+from step_time import CPU_DEFAULTS, device_name, emit, git_state, make_data  # noqa: E402
 
 
 def marsaglia_tsang_log_gamma(shape_param: torch.Tensor) -> torch.Tensor:
@@ -122,6 +130,7 @@ def main(argv=None) -> dict:
     result: dict = {"config": {**vars(args), "out": None, "elements_per_step": n}}
     if device.type == "cpu":
         _cpu_kernels(result, n, args.repeats)
+        result["floor"] = _floor_question(family, args)
     if args.compile:
         result["compile"] = _compile_question(family, args, device)
     result["environment"] = {
@@ -164,6 +173,56 @@ def _cpu_kernels(result: dict, n: int, repeats: int) -> None:
             float(mean_check.mean()),
             float(torch.digamma(torch.tensor(1.5, dtype=torch.float64))),
         ],
+    }
+
+
+def _floor_question(family, args) -> dict:
+    """Question 4: Gamma draws, KL and their gradients alone, against the eager sigmoid loop."""
+    batch, hidden, steps = args.batch, args.hidden, args.steps
+    basis = (batch, family.basis_size, hidden)  # one step's basis, the layer's (B, K, H)
+    torch.manual_seed(0)
+    alpha = torch.rand(basis) * 2.0 + 0.01  # as in question 2
+    prior = torch.tensor(PRIOR_CONCENTRATION)
+    grads = [torch.ones(basis)] * steps
+
+    def gamma_draws_and_gradients():
+        a = alpha.clone().requires_grad_()
+        boosted, rate = a + 1.0, a.new_ones(())  # the library's draw (sample_log_gamma)
+        draws = [Gamma(boosted, rate, validate_args=False).rsample() for _ in range(steps)]
+        torch.autograd.backward(draws, grads)
+
+    def gamma_kl_and_gradient():
+        a = alpha.unsqueeze(1).expand(batch, steps, *basis[1:]).clone().requires_grad_()
+        gamma_kl(a, prior).sum().backward()
+
+    input_size = CPU_DEFAULTS["input"]
+    loop = EagerSigmoidLoop(input_size, hidden, input_size)
+    x, y = make_data(batch, steps, input_size, "cpu", seed=0)
+
+    def eager_sigmoid_loop():
+        loop.zero_grad(set_to_none=True)
+        loop.loss(x, y).backward()
+
+    ms = interleaved_ms(
+        {
+            "gamma_draws_and_gradients": gamma_draws_and_gradients,
+            "gamma_kl_and_gradient": gamma_kl_and_gradient,
+            "eager_sigmoid_loop": eager_sigmoid_loop,
+        },
+        max(3, args.repeats // 2),
+    )
+    floor = (ms["gamma_draws_and_gradients"] + ms["gamma_kl_and_gradient"]) / ms[
+        "eager_sigmoid_loop"
+    ]
+    return {
+        "ms": ms,
+        "floor_over_eager_sigmoid_loop": floor,
+        "bivariate_over_eager_sigmoid_loop_at_least": 1.0 + floor,
+        "note": (
+            "Gamma.rsample forward and backward at one step's (B, K, H), T times, and gamma_kl "
+            "over (B, T, K, H) with its gradient: work every exact bivariate SVI step through "
+            "torch's public Gamma kernels does, on top of an LSTM step's"
+        ),
     }
 
 

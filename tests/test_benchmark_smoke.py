@@ -185,6 +185,20 @@ def test_gamma_path_options_smoke(tmp_path):
         "marsaglia_tsang_float64",
     }
     assert "compile" not in result  # only with --compile
+    floor = result["floor"]
+    assert set(floor["ms"]) == {
+        "gamma_draws_and_gradients",
+        "gamma_kl_and_gradient",
+        "eager_sigmoid_loop",
+    }
+    ms = floor["ms"]
+    kernels = ms["gamma_draws_and_gradients"] + ms["gamma_kl_and_gradient"]
+    assert floor["floor_over_eager_sigmoid_loop"] == pytest.approx(
+        kernels / ms["eager_sigmoid_loop"]
+    )
+    assert floor["bivariate_over_eager_sigmoid_loop_at_least"] == pytest.approx(
+        1.0 + floor["floor_over_eager_sigmoid_loop"]
+    )
 
 
 def test_marsaglia_tsang_candidate_draws_the_gamma_law():

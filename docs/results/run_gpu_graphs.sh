@@ -39,75 +39,91 @@ mkdir -p "$out/logs"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 { nvidia-smi || true; } > "$out/nvidia-smi.txt" 2>&1
 
-if part 1; then
-echo "== 1. step time on $device"
-# pyro_per_step_sites and the previous Gamma path are CPU questions: left out to save time.
-# Two runs: the eager loop and its graphs (the issue's file), then the compiled-step variants
-# with their references (a compilation failure there cannot cost the first file).
-eager=torch_lstm,eager_sigmoid_loop,library_sigmoid,library_bivariate_svi,library_bivariate5_svi
-eager+=,handwritten_bivariate_elbo
-graphs=library_sigmoid_cuda_graph,library_bivariate_svi_cuda_graph,library_bivariate5_svi_cuda_graph
-compiled=torch_lstm,library_bivariate_svi,library_bivariate_svi_cuda_graph
-compiled+=,library_bivariate_svi_compiled_cell,library_sigmoid_cuda_graph_compiled_cell
-compiled+=,library_bivariate_svi_cuda_graph_compiled_cell
-runs=("$device:$eager")
-[ "$device" = cuda ] && runs=("cuda:$eager,$graphs" "cuda_compiled:$compiled")
-for entry in "${runs[@]}"; do
-  name=${entry%%:*}
-  timeout 240 python benchmarks/step_time.py --device "$device" --threads 1 --repeats 10 \
-    --warmup 3 --variants "${entry#*:}" --out "$out/step_time_$name.json" "${step_args[@]}" \
-    > "$out/logs/step_time_$name.log" 2>&1
-  echo "step_time $name exit $?"
-  python - "$out/step_time_$name.json" <<'PY' || true
+step_time() {  # step_time NAME VARIANTS: one benchmark run, then its numbers
+  timeout 300 python benchmarks/step_time.py --device "$device" --threads 1 --repeats 10 \
+    --warmup 3 --variants "$2" --out "$out/step_time_$1.json" "${step_args[@]}" \
+    > "$out/logs/step_time_$1.log" 2>&1
+  echo "step_time $1 exit $?"
+  python - "$out/step_time_$1.json" <<'PY' || true
 import json, sys
 r = json.load(open(sys.argv[1]))
 print(r["environment"]["device_name"], {k: round(v, 2) for k, v in r["ms"].items()})
 print({k: round(v, 2) for k, v in r["ratios"].items() if v is not None})
 PY
-done
-fi
+}
 
-if part 2; then
-echo "== 2. GPU tests"
-timeout 300 python -m pytest -m gpu -q -p no:cacheprovider > "$out/pytest_gpu.log" 2>&1
-echo "pytest exit $?"; tail -n 5 "$out/pytest_gpu.log"
-fi
+part_1() {
+  echo "== 1. step time on $device: the eager loop and its graphs"
+  # pyro_per_step_sites and the previous Gamma path are CPU questions: left out to save time
+  local eager=torch_lstm,eager_sigmoid_loop,library_sigmoid,library_bivariate_svi
+  eager+=,library_bivariate5_svi,handwritten_bivariate_elbo
+  local graphs=library_sigmoid_cuda_graph,library_bivariate_svi_cuda_graph
+  graphs+=,library_bivariate5_svi_cuda_graph
+  if [ "$device" = cuda ]; then step_time cuda "$eager,$graphs"; else step_time "$device" "$eager"; fi
+}
 
-if part 3; then
-echo "== 3. profiles"
-for variant in library_bivariate_svi library_bivariate_svi_cuda_graph; do
-  [ "$device" = cuda ] || [ "$variant" = library_bivariate_svi ] || continue
-  timeout 90 python benchmarks/profile_step.py --device "$device" --variant "$variant" \
-    --batch 64 --hidden 256 --steps-per-sequence 100 --input-size 32 --steps 3 --threads 1 \
-    --out "$out/profile_$variant.json" > "$out/logs/profile_$variant.log" 2>&1
-  echo "profile $variant exit $?"
-done
-fi
+part_2() {
+  echo "== 2. GPU tests"
+  timeout 300 python -m pytest -m gpu -q -p no:cacheprovider > "$out/pytest_gpu.log" 2>&1
+  echo "pytest exit $?"; tail -n 5 "$out/pytest_gpu.log"
+}
 
-if part 4; then
-echo "== 4. permuted pixel MNIST, bBLSTM(5G+p), $limit min each: eager, then $after"
-# the budget, the epoch that ends past it and the final evaluation
-run_timeout=$(awk -v m="$limit" 'BEGIN { printf "%d", 60 * m + 240 }')
-for recurrence in eager "$after"; do
-  name=pmnist-pixel-bblstm5gp-$recurrence
-  timeout "$run_timeout" python examples/sequential_mnist.py --variant bblstm5gp \
-    --view pixel --permuted --hidden 128 --batch-size 128 --lr 2e-3 --train-subset 2560 \
-    --valid-subset 512 --test-subset 512 --predictive-subset 256 --num-epochs 100 \
-    --time-limit-min "$limit" --seed 1000 --device "$device" --threads 1 --no-progress \
-    --recurrence "$recurrence" --data-path "$mnist" \
-    --protocol-name "gpu-graphs: first 2560 training images, ${limit} min budget" \
-    --out-dir "$out/$name" "${extra[@]}" > "$out/logs/$name.log" 2>&1
-  echo "$name exit $?"
-done
-fi
+part_3() {
+  echo "== 3. profiles"
+  local variant
+  for variant in library_bivariate_svi library_bivariate_svi_cuda_graph; do
+    [ "$device" = cuda ] || [ "$variant" = library_bivariate_svi ] || continue
+    timeout 90 python benchmarks/profile_step.py --device "$device" --variant "$variant" \
+      --batch 64 --hidden 256 --steps-per-sequence 100 --input-size 32 --steps 3 --threads 1 \
+      --out "$out/profile_$variant.json" > "$out/logs/profile_$variant.log" 2>&1
+    echo "profile $variant exit $?"
+  done
+}
 
-if part 5 && [ "$device" = cuda ]; then
+part_4() {
+  echo "== 4. permuted pixel MNIST, bBLSTM(5G+p), $limit min each: eager, then $after"
+  # the budget, the epoch that ends past it and the final evaluation
+  local run_timeout recurrence name
+  run_timeout=$(awk -v m="$limit" 'BEGIN { printf "%d", 60 * m + 240 }')
+  for recurrence in eager "$after"; do
+    name=pmnist-pixel-bblstm5gp-$recurrence
+    timeout "$run_timeout" python examples/sequential_mnist.py --variant bblstm5gp \
+      --view pixel --permuted --hidden 128 --batch-size 128 --lr 2e-3 --train-subset 2560 \
+      --valid-subset 512 --test-subset 512 --predictive-subset 256 --num-epochs 100 \
+      --time-limit-min "$limit" --seed 1000 --device "$device" --threads 1 --no-progress \
+      --recurrence "$recurrence" --data-path "$mnist" \
+      --protocol-name "gpu-graphs: first 2560 training images, ${limit} min budget" \
+      --out-dir "$out/$name" "${extra[@]}" > "$out/logs/$name.log" 2>&1
+    echo "$name exit $?"
+  done
+}
+
+part_5() {
+  [ "$device" = cuda ] || return 0
   echo "== 5. torch.compile candidate"
   timeout 240 python benchmarks/gamma_path_options.py --device cuda --compile --batch 64 \
     --hidden 256 --steps 100 --repeats 12 --out "$out/compile_candidates_cuda.json" \
     > "$out/logs/compile_candidates.log" 2>&1
   echo "compile candidates exit $?"
-fi
+}
+
+part_6() {
+  [ "$device" = cuda ] || return 0
+  echo "== 6. step time: the compiled step, alone and inside the graphs"
+  # its own run and file: a compilation failure here cannot cost part 1's
+  local compiled=torch_lstm,library_bivariate_svi,library_bivariate_svi_cuda_graph
+  compiled+=,library_bivariate_svi_compiled_cell,library_sigmoid_cuda_graph_compiled_cell
+  compiled+=,library_bivariate_svi_cuda_graph_compiled_cell
+  step_time cuda_compiled "$compiled"
+}
+
+read -r -a parts <<< "${PARTS:-1 2 4 6 3 5}"
+for n in "${parts[@]}"; do
+  case "$n" in
+    [1-6]) "part_$n" ;;
+    *) echo "unknown part $n (expected 1 to 6)" ;;
+  esac
+done
 python docs/results/gpu_graphs_summary.py "$out" | tee "$out/summary.md"
 rm -f "$out"/*/last.pt "$out"/*/last.prev.pt "$out"/*/gate_draws.pt
 ls -la "$out"
