@@ -46,7 +46,14 @@ from pyro_betalstm.nn.step import cell_update
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baselines import PRIOR_CONCENTRATION, EagerSigmoidLoop  # noqa: E402
-from step_time import CPU_DEFAULTS, device_name, emit, git_state, make_data  # noqa: E402
+from step_time import (  # noqa: E402
+    CPU_DEFAULTS,
+    device_name,
+    emit,
+    git_state,
+    make_data,
+    round_robin_ms,
+)
 
 
 def marsaglia_tsang_log_gamma(shape_param: torch.Tensor) -> torch.Tensor:
@@ -71,17 +78,9 @@ def marsaglia_tsang_log_gamma(shape_param: torch.Tensor) -> torch.Tensor:
 def interleaved_ms(
     candidates: dict, repeats: int, warmup: int = 2, sync=lambda: None
 ) -> dict[str, float]:
-    """Median milliseconds of each zero-argument callable, run round-robin (``sync()`` before
-    and after each call: ``torch.cuda.synchronize`` on a GPU)."""
-    times: dict[str, list[float]] = {name: [] for name in candidates}
-    for r in range(warmup + repeats):
-        for name, fn in candidates.items():
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            if r >= warmup:
-                times[name].append(1e3 * (time.perf_counter() - start))
+    """Median milliseconds of each zero-argument callable, timed round-robin as
+    ``step_time.py`` times its variants (:func:`step_time.round_robin_ms`)."""
+    times = round_robin_ms(candidates, repeats, warmup, sync)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 

@@ -258,25 +258,42 @@ def git_state() -> dict:
     }
 
 
-def time_variants(variants: dict[str, Variant], repeats: int, warmup: int, device) -> dict:
-    """Round-robin timing; returns per-variant lists of ms (after warm-up) and last losses."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    names = list(variants)
+def round_robin_ms(
+    calls: dict[str, Callable[[], object]], repeats: int, warmup: int, sync=lambda: None
+) -> dict[str, list[float]]:
+    """Milliseconds of each zero-argument call, ``repeats`` times after ``warmup`` untimed
+    rounds, run round-robin (each round starts one call later, so no call always follows the
+    same one) with a garbage collection and ``sync()`` (``torch.cuda.synchronize`` on a GPU)
+    before and ``sync()`` after each timed call."""
+    names = list(calls)
     times: dict[str, list[float]] = {n: [] for n in names}
-    losses: dict[str, float] = {}
     for r in range(warmup + repeats):
         k = r % len(names)
         for name in names[k:] + names[:k]:
             gc.collect()
             sync()
             start = time.perf_counter()
-            loss = variants[name].step()
+            calls[name]()
             sync()
             elapsed = time.perf_counter() - start
             if r >= warmup:
                 times[name].append(1e3 * elapsed)
-            losses[name] = float(loss)
-    return {"times": times, "losses": losses}
+    return times
+
+
+def time_variants(variants: dict[str, Variant], repeats: int, warmup: int, device) -> dict:
+    """Round-robin timing; returns per-variant lists of ms (after warm-up) and last losses."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    losses: dict[str, torch.Tensor] = {}
+
+    def step(name: str) -> Callable[[], None]:
+        def call() -> None:
+            losses[name] = variants[name].step()
+
+        return call
+
+    times = round_robin_ms({name: step(name) for name in variants}, repeats, warmup, sync)
+    return {"times": times, "losses": {name: float(loss) for name, loss in losses.items()}}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
