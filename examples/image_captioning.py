@@ -96,7 +96,11 @@ def main(args) -> dict | None:
         f"vocabulary {len(vocab)} | {get_variant(args.variant).paper_name}, "
         f"hidden {s['hidden']}, {parameters} parameters"
     )
-    result = ex.train(model, train, valid, config, run.out, args.resume)
+    identity = ex.run_settings(
+        s, split=summary, training_captions=len(train), vocabulary=len(vocab), seed=seed
+    )
+    result = ex.train(model, train, valid, config, run.out, args.resume,
+                      run_settings=identity, overwrite=args.overwrite)  # fmt: skip
     if not ex.is_main_process():
         return None  # rank 0 alone evaluates and writes the run's files (torchrun)
     train_seconds = watch.wall_seconds()

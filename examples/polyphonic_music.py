@@ -86,7 +86,11 @@ def main(args) -> dict | None:
     train = rolls.next_step("train", chunk_length=s["train_chunk"])
     valid, test = rolls.next_step("valid"), rolls.next_step("test")
     print(f"{run.name}: {rolls.summary()} | {ex.count_parameters(model)} parameters")
-    result = ex.train(model, train, valid, config, run.out, args.resume)
+    identity = ex.run_settings(
+        s, dataset=rolls.name, split=rolls.summary(), protocol=args.protocol, seed=seed
+    )
+    result = ex.train(model, train, valid, config, run.out, args.resume,
+                      run_settings=identity, overwrite=args.overwrite)  # fmt: skip
     if not ex.is_main_process():
         return None  # rank 0 alone evaluates and writes the run's files (torchrun)
 

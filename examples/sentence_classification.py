@@ -54,7 +54,7 @@ from pyro_betalstm.experiment.text import (
     smoke_subset,
     text_settings,
 )
-from pyro_betalstm.io import atomic_write_json
+from pyro_betalstm.io import atomic_write_json, read_json
 
 
 def load_data(args) -> TextDataset:
@@ -84,6 +84,12 @@ def main(args) -> dict | None:
     # The folds: one seeded, stratified assignment, kept beside the results.
     folds = kfold_assignment(data.labels, args.folds, seed=args.split_seed)
     assignment = {"num_folds": args.folds, "split_seed": args.split_seed, "fold": folds}
+    kept = run.out / "folds.json"
+    if args.resume and kept.exists() and read_json(kept, "fold assignment") != assignment:
+        raise SystemExit(
+            f"{kept} holds another fold assignment (other --folds, --split-seed or data): "
+            "resume with the run's own, use another --out-dir, or --overwrite to start over"
+        )
     if ex.is_main_process():
         atomic_write_json(run.out / "folds.json", assignment, indent=None)
     chosen = folds_to_run(args)

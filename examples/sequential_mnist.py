@@ -69,7 +69,16 @@ def main(args) -> dict | None:
     split = f"{len(train)}/{len(valid)}/{len(test)} of {sizes}"
     print(f"{run.name}: T={steps}, D={width}, split {split} | {parameters} parameters")
     # SVI, keeping the checkpoint of the lowest validation error (mean gates)
-    result = ex.train(model, train, valid, config, run.out, args.resume, classifier=True)
+    identity = ex.run_settings(
+        s,
+        task=task,
+        permutation_seed=args.permutation_seed if args.permuted else None,
+        split=split,
+        data_path=str(args.data_path) if args.data_path else None,
+        seed=args.seed,
+    )
+    result = ex.train(model, train, valid, config, run.out, args.resume, classifier=True,
+                      run_settings=identity, overwrite=args.overwrite)  # fmt: skip
     if not ex.is_main_process():
         return None  # rank 0 alone evaluates and writes the run's files (torchrun)
 

@@ -30,6 +30,8 @@ from .io import read_json
 RESULTS_FILE = "results.json"
 RESULTS_ROW_FILE = "results.md"
 GATE_DRAWS_FILE = "gate_draws.pt"
+#: the k-fold assignment of a cross-validated run (sentence classification)
+FOLDS_FILE = "folds.json"
 HISTORY_FILE = "metrics.json"
 
 #: Keys every example writes.

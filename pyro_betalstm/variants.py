@@ -107,8 +107,8 @@ def add_run_arguments(
     resume_help: str = "continue from <out-dir>/last.pt",
 ) -> None:
     """Add the flags of how a script runs: ``--seed --threads --device --recurrence --out-dir
-    --resume --no-progress --smoke`` (dests ``seed``, ``threads``, ``device``, ``recurrence``,
-    ``out_dir``, ``resume``, ``no_progress``, ``smoke``).
+    --resume --overwrite --no-progress --smoke`` (dests ``seed``, ``threads``, ``device``,
+    ``recurrence``, ``out_dir``, ``resume``, ``overwrite``, ``no_progress``, ``smoke``).
 
     ``seed_default`` and ``threads_default`` are the script's own (None lets it choose, e.g.
     per protocol); ``seed_help`` and ``resume_help`` say what the flag means for that script.
@@ -125,6 +125,12 @@ def add_run_arguments(
     )
     parser.add_argument("--out-dir", default=None)
     parser.add_argument("--resume", action="store_true", help=resume_help)
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in an output folder that already holds a run (its results and "
+        "checkpoints are deleted); without it such a folder is refused",
+    )
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="tiny run for CI (under a minute)")
 

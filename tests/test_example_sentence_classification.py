@@ -55,6 +55,13 @@ def test_smoke_on_rt_polarity_files_and_resume(tmp_path, variant, capsys):
     again = example.main(example.parse_args([*argv, "--out-dir", str(out), "--resume"]))
     assert "fold 0: finished earlier" in capsys.readouterr().out
     assert again["fold_test_accuracy"] == record["fold_test_accuracy"]
+    if variant == "lstm":  # (once) a resume with another split reuses nothing and keeps it
+        kept = (out / "folds.json").read_text()
+        with pytest.raises(SystemExit, match="another fold assignment"):
+            example.main(
+                example.parse_args([*argv, "--out-dir", str(out), "--resume", "--folds", "5"])
+            )
+        assert (out / "folds.json").read_text() == kept
 
 
 def test_one_fold_with_glove_text_file(tmp_path):

@@ -53,6 +53,17 @@ def test_music_smoke_embedded_default(tmp_path):
     assert again["test"]["nll_mean_gates"] == record["test"]["nll_mean_gates"]
     with pytest.raises(ValueError, match="seed: saved"):
         music.main(music.parse_args([*args, "--resume", "--seed", "12345"]))
+    # so is a resume with another model or data setting (kept in last.pt beside the config)
+    with pytest.raises(ValueError, match="dropout: saved 0.2, requested 0.4"):
+        music.main(music.parse_args([*args, "--resume", "--dropout", "0.4"]))
+    # a new run in the folder is refused, not written over the finished one...
+    with pytest.raises(SystemExit, match="already holds a run"):
+        music.main(music.parse_args(args))
+    assert json.loads((out / "results.json").read_text())["settings"]["dropout"] == 0.2
+    # ...unless asked for
+    other = music.main(music.parse_args([*args, "--overwrite", "--dropout", "0.4"]))
+    assert json.loads((out / "results.json").read_text())["settings"]["dropout"] == 0.4
+    assert other["epochs_run"] == record["epochs_run"]  # a whole new run, not a resumed one
 
 
 @pytest.mark.skipif(

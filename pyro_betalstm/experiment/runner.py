@@ -39,11 +39,18 @@ import torch
 
 from ..data import SequenceDataset
 from ..infer import TrainConfig, evaluate_classifier, fit, load_best, sample_gates
+from ..infer.checkpoint import RUN_FILES, has_resume_point
 from ..infer.distributed import current_workers, start_workers, stop_workers
 from ..infer.train import FitResult
 from ..io import atomic_torch_save, atomic_write_json, atomic_write_text
 from ..models.base import GateModel, SequenceBatch
-from ..results import GATE_DRAWS_FILE, RESULTS_FILE, RESULTS_ROW_FILE, validate_results
+from ..results import (
+    FOLDS_FILE,
+    GATE_DRAWS_FILE,
+    RESULTS_FILE,
+    RESULTS_ROW_FILE,
+    validate_results,
+)
 from ..variants import get_variant, run_hardware
 
 
@@ -126,9 +133,32 @@ def is_main_process() -> bool:
     return current_workers().is_main
 
 
+#: the files whose presence means a run directory already holds a run
+RUN_MARKERS = (RESULTS_FILE, RESULTS_ROW_FILE, GATE_DRAWS_FILE, *RUN_FILES, FOLDS_FILE)
+#: the files of a run that ``--overwrite`` deletes here (fit deletes its own checkpoints)
+RUN_OUTPUTS = (RESULTS_FILE, RESULTS_ROW_FILE, GATE_DRAWS_FILE, FOLDS_FILE)
+
+
 def start_run(args: argparse.Namespace, task: str, name: str, watch: Stopwatch) -> Run:
-    """Open the run directory (``--out-dir``, else ``runs/<task>/<name>``)."""
+    """Open the run directory (``--out-dir``, else ``runs/<task>/<name>``, with ``-smoke``
+    after the name of a ``--smoke`` run, so that a smoke run never lands on a real one).
+
+    A directory that already holds a run (results, gate draws or checkpoints) is refused with
+    a ``SystemExit`` saying so, unless ``--resume`` (continue it) or ``--overwrite`` (start
+    over: its results and gate draws are deleted here, its checkpoints by :func:`fit`)."""
+    if getattr(args, "smoke", False):
+        name = f"{name}-smoke"
     out = Path(args.out_dir or Path("runs") / task / name)
+    found = [marker for marker in RUN_MARKERS if (out / marker).exists()]
+    resume, overwrite = bool(args.resume), bool(getattr(args, "overwrite", False))
+    if found and not (resume or overwrite):
+        raise SystemExit(
+            f"{out} already holds a run ({', '.join(found)}): pass --resume to continue it, "
+            "--overwrite to replace it, or --out-dir for another folder"
+        )
+    if found and overwrite and not resume and is_main_process():
+        for marker in RUN_OUTPUTS:
+            (out / marker).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     return Run(name, out, watch)
 
@@ -156,6 +186,19 @@ def train_config(
     return TrainConfig(**fields)
 
 
+#: settings an example may change when it resumes: how long it trains
+RESUMABLE_SETTINGS = frozenset({"num_epochs", "early_stopping"})
+
+
+def run_settings(settings: Mapping[str, Any], **data: Any) -> dict[str, Any]:
+    """What defines an example's run besides its :class:`TrainConfig`, for :func:`train`'s
+    ``run_settings``: the resolved settings (but how long it trains) and ``data``, the
+    identity of its data (data set, split sizes, permutation...). A resume with other values
+    is refused, so a results record never names settings that trained only part of it."""
+    kept = {key: value for key, value in settings.items() if key not in RESUMABLE_SETTINGS}
+    return {**kept, **data}
+
+
 def evaluate_accuracy(model: GateModel, data: SequenceDataset, config: TrainConfig) -> dict:
     """Mean-gate accuracy and NLL: the validation of a classifier during training."""
     return evaluate_classifier(model, data, config.eval_batch_size, 0, config.device)
@@ -169,16 +212,23 @@ def train(
     out: Path,
     resume: bool,
     classifier: bool = False,
+    run_settings: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> FitResult:
     """Fit ``model`` (checkpoints in ``out``) and load its best validation checkpoint.
 
     A ``classifier`` is validated and selected by its mean-gate error, other models by their
-    mean-gate NLL.
+    mean-gate NLL. ``resume`` where ``out`` has no checkpoint yet (a run stopped in its first
+    epoch) starts the run, with a note. ``run_settings`` (the script's settings and data) are
+    kept in the checkpoint and a resume with other ones is refused; ``overwrite``: see
+    :func:`fit`.
     """
+    extra: dict[str, Any] = {"run_settings": run_settings, "overwrite": overwrite}
     if classifier:
-        extra = {"evaluate": evaluate_accuracy, "monitor": "error_mean_gates"}
-    else:
-        extra = {}
+        extra.update(evaluate=evaluate_accuracy, monitor="error_mean_gates")
+    if resume and not has_resume_point(out):
+        print(f"--resume: no checkpoint in {out} yet, so the run starts from its first epoch")
+        resume = False
     result = fit(model, train_data, valid_data, config, out_dir=out, resume=resume, **extra)
     load_best(model, out, config.device)
     return result

@@ -133,6 +133,23 @@ def folds_to_run(args: argparse.Namespace) -> list[int]:
     return list(range(min(count, args.folds)))
 
 
+def fold_identity(
+    args: argparse.Namespace, s: dict[str, Any], data: TextDataset, fold: int
+) -> dict[str, Any]:
+    """What a fold's result depends on besides the code: the settings, the data set and its
+    size, the fold assignment (count, split seed), the fold and the seed. A finished fold is
+    reused on ``--resume``, and a fold's checkpoint resumed, only when these are equal."""
+    return {
+        "settings": s,
+        "dataset": data.name,
+        "num_sequences": len(data.labels),
+        "num_folds": args.folds,
+        "split_seed": args.split_seed,
+        "fold": fold,
+        "seed": args.seed + fold,
+    }
+
+
 def mean_sd(values: list[float | None]) -> tuple[float, float]:
     """Mean and sample standard deviation of the values that are not None (NaN without)."""
     values = [v for v in values if v is not None]
@@ -157,11 +174,14 @@ def run_fold(
     ``torchrun`` the ranks other than 0 only train, and return None."""
     fold_dir = run.out / f"fold{fold}"
     done = fold_dir / "fold_result.json"
+    identity = fold_identity(args, s, data, fold)
     if args.resume and done.exists():
         record = read_json(done, "fold result")
-        if record["settings"] != s:
+        made_with = {"settings": record["settings"], **record.get("split_identity", {})}
+        if made_with != identity:
             raise SystemExit(
-                f"{done} was made with other settings; use another --out-dir or drop --resume"
+                f"{done} was made with other settings or another split (its: {made_with}; "
+                f"this run: {identity}); use another --out-dir, or --overwrite to start over"
             )
         print(f"fold {fold}: finished earlier, test accuracy {record['test_accuracy']:.4f}")
         return record
@@ -200,7 +220,9 @@ def run_fold(
     # a fixed learning rate (lr_decay 1); the best validation checkpoint is kept
     config = train_config(s, args, seed, clip_norm=5.0, lr_decay=1.0)
     resume = args.resume and has_resume_point(fold_dir)
-    result = train(model, train_set, valid, config, fold_dir, resume, classifier=True)
+    overwrite = bool(getattr(args, "overwrite", False))
+    result = train(model, train_set, valid, config, fold_dir, resume, classifier=True,
+                   run_settings=identity, overwrite=overwrite)  # fmt: skip
     if not is_main_process():
         return None  # rank 0 alone tests the fold and writes its files (torchrun)
     samples = predictive_draws(model, s)
@@ -232,6 +254,7 @@ def run_fold(
         "test_accuracy_predictive": scores["test"].get("accuracy_predictive"),
         "wall_seconds": watch.wall_seconds(),
         "settings": s,
+        "split_identity": {k: v for k, v in identity.items() if k != "settings"},
     }
     atomic_write_json(done, record)
     predictive = record["test_accuracy_predictive"]

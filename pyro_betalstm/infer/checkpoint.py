@@ -38,7 +38,7 @@ RESUME_KEYS = (
 # data-parallel run, "rng_per_rank" (every rank's random states, in rank order)
 
 # TrainConfig keys that may change on resume: how long to train (num_epochs, time_limit_s,
-# target_metric), what is shown (progress), and where and in what chunks evaluation runs
+# target_metric, early_stopping_patience), what is shown (progress), and where and in what chunks evaluation runs
 # (device, eval_batch_size), none of which changes the updates already made or to come
 RESUME_MAY_CHANGE = frozenset(
     {
@@ -47,6 +47,7 @@ RESUME_MAY_CHANGE = frozenset(
         "device",
         "time_limit_s",
         "target_metric",
+        "early_stopping_patience",
         "eval_batch_size",
         "seed_globals",  # a resumed run restores every random state from the checkpoint
         # how the processes are joined; the world size itself is checked on its own
@@ -115,6 +116,10 @@ def save_resume_point(out: Path, state: dict) -> Path:
 
 
 FIT_FILES = ("last.pt", "best.pt", "metrics.json", "metrics.csv")
+#: the files whose presence means a folder holds a run (fit refuses to start over on them)
+RUN_FILES = (LAST, PREVIOUS, "best.pt")
+#: where an unreadable ``last.pt`` goes when a run resumes from ``last.prev.pt``
+UNREADABLE = "last.unreadable.pt"
 
 
 def remove_stale_temporaries(out: Path) -> list[Path]:
@@ -127,6 +132,14 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
     for path in removed:
         path.unlink(missing_ok=True)
     return removed
+
+
+def set_aside_unreadable(out: Path) -> None:
+    """Rename an unreadable ``out/last.pt`` to ``last.unreadable.pt`` (kept for inspection),
+    so that the next :func:`save_resume_point` does not rotate it into ``last.prev.pt`` in
+    place of the good resume point the run was resumed from."""
+    if (out / LAST).exists():
+        os.replace(out / LAST, out / UNREADABLE)
 
 
 def has_resume_point(out: str | Path) -> bool:

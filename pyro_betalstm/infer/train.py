@@ -9,9 +9,10 @@ import numbers
 import random
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyro
@@ -26,11 +27,15 @@ from ..nn import set_recurrence
 from ..nn.cuda_graphs import check_recurrence
 from . import distributed as parallel
 from .checkpoint import (
+    FIT_FILES,
+    LAST,
+    RUN_FILES,
     check_resume_settings,
     load_resume_point,
     remove_stale_temporaries,
     rng_state,
     save_resume_point,
+    set_aside_unreadable,
     set_rng_state,
 )
 from .distributed import Workers, rank_seed, start_workers
@@ -213,6 +218,8 @@ def fit(
     evaluate: Callable[[GateModel, SequenceDataset, TrainConfig], dict] = default_evaluate,
     monitor: str = "nll_mean_gates",
     resume_override: bool | Iterable[str] = False,
+    overwrite: bool = False,
+    run_settings: Mapping[str, Any] | None = None,
 ) -> FitResult:
     """Train ``model`` by SVI on ``train_data``; validate on ``valid_data`` after every epoch.
 
@@ -233,11 +240,23 @@ def fit(
     warning, when ``last.pt`` is unreadable) and, with the same settings, reproduces the losses
     of an uninterrupted run: every random state, the global ones included, is restored from the
     checkpoint. An interruption loses at most the current epoch. The settings must equal the
-    checkpoint's except ``num_epochs``, ``time_limit_s``, ``target_metric``, ``progress``,
-    ``device``, ``eval_batch_size`` and ``seed_globals``; otherwise a ValueError lists every
+    checkpoint's except ``num_epochs``, ``time_limit_s``, ``target_metric``,
+    ``early_stopping_patience``, ``progress``, ``device``, ``eval_batch_size``, ``seed_globals``
+    and how the run is launched (``recurrence``, ``distributed``); otherwise a ValueError lists every
     differing key. ``resume_override``: True accepts any difference, a collection of keys
     accepts those (with a warning); the optimizer's state, its learning rate and weight decay
     included, still comes from the checkpoint.
+
+    A run that had stopped (early stopping, target reached, time limit spent) and is resumed
+    checks its stop rule first, with the resumed settings: it trains on only if that rule now
+    lets it (a larger ``num_epochs``, patience or ``time_limit_s``). The time limit counts the
+    training time of every process of the run, not only the resumed one.
+
+    A folder that already holds a run (``last.pt``, ``last.prev.pt`` or ``best.pt``) is not
+    started over silently: without ``resume`` a :class:`FileExistsError` says so, unless
+    ``overwrite=True``, which deletes those files first. ``run_settings``: what else defines
+    the run (an example's data and model settings); stored in ``last.pt`` and, on resume,
+    checked like the config.
 
     A NaN or infinite loss, gradient (whether or not ``clip_norm`` is set) or parameter raises
     :class:`NonFiniteLossError` naming the epoch and step (also when Pyro's validation finds the
@@ -259,14 +278,13 @@ def fit(
     with every rank's random states. Only rank 0 writes files and prints. Resume needs the
     same world size (a ValueError names both otherwise).
     """
-    fit_started = time.perf_counter()
     config = _checked_config(config, train_data, valid_data)
     device = _checked_device(config.device)
     workers, device = start_workers(device, config.distributed, config.distributed_timeout_s)
-    out = _prepare_out_dir(out_dir, workers.is_main)
+    out = _prepare_out_dir(out_dir, workers.is_main, resume, overwrite)
     if config.seed_globals or workers.active:
         _seed_global_generators(rank_seed(config.seed, workers.rank))
-    run = _Run.start(model, config, device, out, workers)
+    run = _Run.start(model, config, device, out, workers, run_settings)
     if resume:
         _resume(run, resume_override)
     if workers.active:
@@ -277,6 +295,8 @@ def fit(
     elapsed_before = history[-1].get("elapsed_s", 0.0) if history else 0.0
     run_started = time.perf_counter()
     monitor_key = f"valid_{monitor}" if valid_data is not None else "train_loss"
+    if history and _should_stop(run, history[-1][monitor_key], len(history), elapsed_before):
+        run.start_epoch = config.num_epochs + 1  # a resumed run that had already stopped
     for epoch in range(run.start_epoch, config.num_epochs + 1):
         record = _train_epoch(run, train_data, epoch)
         _check_parameters(run, epoch)
@@ -288,9 +308,10 @@ def fit(
         _apply_lr_rule(run, [r[monitor_key] for r in history])
         if config.progress and workers.is_main:
             _print_epoch(record, monitor if valid_data is not None else None, value)
+        stop = _should_stop(run, value, epoch, record["elapsed_s"])
         if out is not None:
             _save_epoch(run, epoch)
-        if _should_stop(run, value, epoch, fit_started):
+        if stop:
             break
     model.kl_weight = run.target_kl_weight
     if workers.active:
@@ -321,6 +342,8 @@ class _Run:
     workers: Workers = field(default_factory=Workers)
     bad_epochs: int = 0
     start_epoch: int = 1
+    #: what else defines the run (fit's ``run_settings``), kept in the checkpoint
+    settings: dict | None = None
 
     @classmethod
     def start(
@@ -330,6 +353,7 @@ class _Run:
         device: torch.device,
         out: Path | None,
         workers: Workers | None = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> _Run:
         # the same seed on every rank: the ranks agree on the epoch's minibatches
         generator = torch.Generator().manual_seed(config.seed)
@@ -351,6 +375,7 @@ class _Run:
             result=result,
             target_kl_weight=model.kl_weight,
             workers=workers,
+            settings=None if settings is None else dict(settings),
         )
 
 
@@ -369,13 +394,28 @@ def _checked_config(config, train_data, valid_data) -> TrainConfig:
     return config
 
 
-def _prepare_out_dir(out_dir: str | Path | None, is_main: bool = True) -> Path | None:
+def _prepare_out_dir(
+    out_dir: str | Path | None, is_main: bool = True, resume: bool = False, overwrite: bool = False
+) -> Path | None:
+    """The checkpoint folder, made if need be; a run already in it is refused unless it is
+    resumed or ``overwrite`` (which deletes fit's files there, on rank 0)."""
     if out_dir is None:
         return None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if is_main:  # only rank 0 writes, so only it cleans up
         remove_stale_temporaries(out)  # left by a run killed mid-write
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found and not resume:
+        if not overwrite:
+            raise FileExistsError(
+                f"{out} already holds a run ({', '.join(found)}); starting over would replace "
+                "it: resume it (resume=True, --resume), choose another folder, or pass "
+                "overwrite=True (--overwrite) to start a new run there"
+            )
+        if is_main:
+            for name in (*RUN_FILES, *FIT_FILES):
+                (out / name).unlink(missing_ok=True)
     return out
 
 
@@ -391,6 +431,8 @@ def _resume(run: _Run, resume_override: bool | Iterable[str]) -> None:
     if run.out is None:
         raise FileNotFoundError("cannot resume: no checkpoint folder (out_dir is None)")
     ckpt, path = load_resume_point(run.out, map_location=run.device)
+    if path.name != LAST and run.workers.is_main:
+        set_aside_unreadable(run.out)  # so that the next save keeps the good one as last.prev
     saved_world = ckpt.get("world_size", 1)
     if saved_world != run.workers.world_size:
         raise ValueError(
@@ -407,6 +449,10 @@ def _resume(run: _Run, resume_override: bool | Iterable[str]) -> None:
         resume_override,
         defaults=TrainConfig().to_dict(),
     )
+    if run.settings is not None:
+        overridden += check_resume_settings(
+            ckpt.get("run_settings"), run.settings, path, resume_override
+        )
     if overridden:
         warnings.warn(
             f"resuming from {path} with settings that differ from the checkpoint's ("
@@ -669,16 +715,18 @@ def _save_epoch(run: _Run, epoch: int) -> None:
             "target_kl_weight": run.target_kl_weight,
             "rng": rng_state(run.generator),
             "config": run.config.to_dict(),
+            "run_settings": run.settings,
             **extra,
         },
     )
 
 
-def _should_stop(run: _Run, value: float, epoch: int, fit_started: float) -> bool:
-    """Whether training ends after ``epoch`` (target reached, patience or time spent); the
-    reason is recorded on the result (data-parallel: rank 0's decision, as the clocks of the
-    ranks differ)."""
-    stop = _stop_reason(run, value, epoch, fit_started)
+def _should_stop(run: _Run, value: float, epoch: int, elapsed_s: float) -> bool:
+    """Whether training ends after ``epoch`` (target reached, patience or time spent: the
+    run's ``elapsed_s`` seconds of training so far, resumed processes included); the reason is
+    recorded on the result (data-parallel: rank 0's decision, as the clocks of the ranks
+    differ)."""
+    stop = _stop_reason(run, value, epoch, elapsed_s)
     if run.workers.active:
         stop = parallel.from_main(stop)
     if stop is not None:
@@ -686,7 +734,7 @@ def _should_stop(run: _Run, value: float, epoch: int, fit_started: float) -> boo
     return stop is not None
 
 
-def _stop_reason(run: _Run, value: float, epoch: int, fit_started: float) -> str | None:
+def _stop_reason(run: _Run, value: float, epoch: int, elapsed_s: float) -> str | None:
     config = run.config
     if config.target_metric is not None and value <= config.target_metric:
         return "stopped_on_target"
@@ -697,7 +745,7 @@ def _stop_reason(run: _Run, value: float, epoch: int, fit_started: float) -> str
         return "stopped_early"
     if (
         config.time_limit_s is not None
-        and time.perf_counter() - fit_started > config.time_limit_s
+        and elapsed_s > config.time_limit_s
         and epoch < config.num_epochs
     ):
         return "stopped_on_time"

@@ -532,7 +532,7 @@ def test_rebuild_quantisation_and_transposition_known_answer(monkeypatch):
         "three": lambda: hand_score(parts=3),
         "broken": broken,
     }
-    monkeypatch.setattr(corpus, "parse", lambda path: scores[path]())
+    monkeypatch.setattr(music, "_parse_score", lambda path: scores[path]())
     expected = roll_from_pitches([[p + 12 for p in beat] for beat in HAND_BEATS])
     for path in ("c", "g", "d"):
         monkeypatch.setattr(corpus, "getComposer", lambda name, path=path: [path])
@@ -620,3 +620,19 @@ def test_real_benchmark_files(name):
     assert sum(len(y) for y in rolls.next_step("train", chunk_length=50).targets) == whole
     nll = frequency_baseline_nll(rolls)
     assert math.isfinite(nll) and 0 < nll < 88 * math.log(2)  # beats a coin flip per key
+
+
+def test_jsb_music21_is_built_from_the_scores_never_from_music21s_pickle_cache(
+    tmp_path, monkeypatch
+):
+    """music21's parseFile loads a cached pickle of a score from its scratch folder (by
+    default /tmp, under a predictable name), which runs any code a planted file holds: the
+    build must parse the source files without it."""
+    converter = pytest.importorskip("music21.converter", reason="the rebuild needs music21")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Converter.parseFile (the pickle-reading path) was called")
+
+    monkeypatch.setattr(converter.Converter, "parseFile", refuse)
+    rolls = build_jsb_music21(cache_dir=tmp_path, progress=False, max_chorales=3)
+    assert sum(len(rolls.split(s)) for s in ("train", "valid", "test")) >= 1

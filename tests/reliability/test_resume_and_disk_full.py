@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import errno
+import time
 import warnings
 
 import pytest
@@ -137,6 +138,81 @@ def test_resume_with_a_checkpoint_of_another_model_names_the_file(tmp_path):
     _partial_run(tmp_path, epochs=1)
     with pytest.raises(ValueError, match=r"last\.pt: the checkpoint does not fit this model"):
         fit(make_model("beta"), make_data(), None, make_config(), out_dir=tmp_path, resume=True)
+
+
+def test_a_folder_holding_a_run_is_not_started_over_silently(tmp_path):
+    _partial_run(tmp_path, epochs=3)
+    with pytest.raises(FileExistsError, match=r"already holds a run \(last\.pt, last\.prev"):
+        _partial_run(tmp_path, epochs=1)
+    assert safe_torch_load(tmp_path / "last.pt")["epoch"] == 3  # untouched
+    result = fit(
+        make_model(), make_data(), None, make_config(num_epochs=1), out_dir=tmp_path, overwrite=True
+    )
+    assert len(result.history) == 1
+    assert safe_torch_load(tmp_path / "last.pt")["epoch"] == 1
+    assert not (tmp_path / "last.prev.pt").exists()  # the old run's files went first
+
+
+def test_unreadable_last_checkpoint_is_set_aside_not_rotated_into_the_backup(tmp_path):
+    _partial_run(tmp_path, epochs=3)
+    (tmp_path / "last.pt").write_bytes(b"garbage")
+    with pytest.warns(RuntimeWarning, match="previous checkpoint"):
+        _resume(tmp_path, num_epochs=4)
+    # resumed from epoch 2, trained 3 and 4: the backup is epoch 3, a readable one
+    assert safe_torch_load(tmp_path / "last.pt")["epoch"] == 4
+    assert safe_torch_load(tmp_path / "last.prev.pt")["epoch"] == 3
+    assert (tmp_path / "last.unreadable.pt").read_bytes() == b"garbage"
+
+
+def _constant_metric(model, data, config):
+    return {"nll_mean_gates": 1.0}
+
+
+def test_a_run_that_stopped_early_resumes_to_its_stop_not_past_it(tmp_path):
+    def run(patience, resume=False):
+        config = make_config(num_epochs=10, early_stopping_patience=patience)
+        return fit(make_model(), make_data(), make_data(), config, out_dir=tmp_path,
+                   resume=resume, evaluate=_constant_metric)  # fmt: skip
+
+    first = run(2)
+    assert first.stopped_early and len(first.history) == 3  # best at 1, then 2 bad epochs
+    again = run(2, resume=True)  # e.g. killed during the final evaluation, then resumed
+    assert again.stopped_early and len(again.history) == 3
+    assert run(4, resume=True).stopped_early  # a larger patience trains on to its own stop
+    assert len(safe_torch_load(tmp_path / "last.pt")["history"]) == 5
+
+
+def test_the_time_limit_counts_the_time_before_a_resume(tmp_path):
+    def slow_metric(model, data, config):
+        time.sleep(0.3)
+        return {"nll_mean_gates": 1.0}
+
+    def run(num_epochs, resume=False):
+        config = make_config(num_epochs=num_epochs, time_limit_s=0.5)
+        return fit(make_model(), make_data(), make_data(), config, out_dir=tmp_path,
+                   resume=resume, evaluate=slow_metric)  # fmt: skip
+
+    run(1)  # 0.3 s or more spent, under the limit
+    resumed = run(10, resume=True)
+    # epoch 2 ends past 0.6 s of the run's time: the limit (0.5 s) stops it there, whereas a
+    # clock restarted by the resume would allow a further epoch
+    assert resumed.stopped_on_time and [r["epoch"] for r in resumed.history] == [1, 2]
+
+
+def test_run_settings_are_kept_and_checked_on_resume(tmp_path):
+    def run(settings, resume=False, override=False, epochs=2):
+        return fit(make_model(), make_data(), None, make_config(num_epochs=epochs),
+                   out_dir=tmp_path, resume=resume, run_settings=settings,
+                   resume_override=override)  # fmt: skip
+
+    run({"dropout": 0.1, "train_subset": 6})
+    assert safe_torch_load(tmp_path / "last.pt")["run_settings"] == {
+        "dropout": 0.1,
+        "train_subset": 6,
+    }
+    with pytest.raises(ValueError, match="dropout: saved 0.1, requested 0.4"):
+        run({"dropout": 0.4, "train_subset": 6}, resume=True, epochs=3)
+    assert len(run({"dropout": 0.1, "train_subset": 6}, resume=True, epochs=3).history) == 3
 
 
 def _disk_full(*args, **kwargs):
