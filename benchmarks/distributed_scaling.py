@@ -62,8 +62,8 @@ def worker(args: argparse.Namespace) -> None:
     result = fit(model, data, None, config)
     if current_workers().is_main:
         seconds = [r["seconds"] for r in result.history]
-        Path(args.worker_out).write_text(
-            json.dumps({"world_size": world_size, "epoch_seconds": seconds})
+        atomic_write_text(
+            args.worker_out, json.dumps({"world_size": world_size, "epoch_seconds": seconds})
         )
 
 

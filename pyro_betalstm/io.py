@@ -12,11 +12,12 @@ and says what was expected.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import pickle
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,6 +31,7 @@ __all__ = [
     "atomic_write_path",
     "atomic_write_text",
     "read_json",
+    "remove_temporaries",
     "safe_torch_load",
 ]
 
@@ -125,11 +127,14 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
 def atomic_write_path(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Atomic write for writers that need a file name, not a handle (netCDF, figures).
 
-    ``write(tmp)`` writes a temporary file (same folder, same suffix, so that writers which
-    pick a format from the suffix still do); it is fsynced and renamed to ``path``.
+    ``write(tmp)`` writes a temporary file in the same folder, ``.<name>.<random>.tmp``, which
+    is fsynced and renamed to ``path``. The temporary name ends in ``.tmp``, not in the
+    target's suffix, so that a file left by a killed write is never taken for a real one (a
+    ``*.csv`` glob would match it) and :func:`remove_temporaries` finds it: a writer that picks
+    its format from the suffix must be told the format (``savefig(..., format="png")``).
     """
     path = Path(path)
-    fd, tmp = _temp_path(path, suffix=path.suffix)
+    fd, tmp = _temp_path(path)
     os.close(fd)
 
     def fill() -> None:
@@ -138,6 +143,17 @@ def atomic_write_path(path: str | Path, write: Callable[[Path], None]) -> Path:
             os.fsync(fh.fileno())
 
     return _replace_or_clean(path, tmp, fill)
+
+
+def remove_temporaries(folder: str | Path, names: Iterable[str]) -> list[Path]:
+    """Delete the temporary files (``.<name>.<random>.tmp``) that writes of ``names`` in
+    ``folder`` killed half-way left behind; returns what was deleted."""
+    folder = Path(folder)
+    stale = [p for name in names for p in folder.glob(f".{glob.escape(name)}.*.tmp")]
+    removed = [p for p in stale if p.is_file()]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -36,3 +36,25 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path):
     with pytest.raises(TypeError):
         atomic_write_json(tmp_path / "r.json", {"x": object()})
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary left behind
+
+
+def test_a_killed_path_write_leaves_a_tmp_file_that_is_found_and_removed(tmp_path):
+    """atomic_write_path's temporary file ends in .tmp, not in the target's suffix: a write
+    killed half-way (here: the writer raises after writing) never leaves a file a "*.csv"
+    glob would take for a result, and remove_temporaries finds what a kill leaves."""
+    from pyro_betalstm.io import atomic_write_path, remove_temporaries
+
+    seen = []
+
+    def write(tmp):
+        seen.append(tmp)
+        tmp.write_text("a,b\n")
+
+    atomic_write_path(tmp_path / "table.csv", write)
+    assert seen[0].name.startswith(".table.csv.") and seen[0].suffix == ".tmp"
+    assert (tmp_path / "table.csv").read_text() == "a,b\n"
+    left = tmp_path / ".table.csv.abcd1234.tmp"  # what os._exit inside a write leaves
+    left.write_text("half")
+    assert list(tmp_path.glob("*.csv")) == [tmp_path / "table.csv"]
+    assert remove_temporaries(tmp_path, ["table.csv", "other.png"]) == [left]
+    assert not left.exists() and (tmp_path / "table.csv").exists()

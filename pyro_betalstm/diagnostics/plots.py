@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import matplotlib
 
@@ -540,6 +541,8 @@ def save_figure(ax, path, dpi: int = 110) -> None:
         warnings.filterwarnings("ignore", "This figure includes Axes", UserWarning)
         fig.tight_layout()
     try:
-        atomic_write_path(path, lambda tmp: fig.savefig(tmp, dpi=dpi))
+        # the format said, not read from the temporary file's name (see atomic_write_path)
+        image_format = Path(path).suffix.lstrip(".") or "png"
+        atomic_write_path(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=image_format))
     finally:
         plt.close(fig)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import atomic_write_path, safe_torch_load
+from ..io import atomic_write_path, remove_temporaries, safe_torch_load
 from ..results import GATE_DRAWS_FILE, history_path, load_results, record_kind
 from . import arviz_io, plots
 from .draws import load_history
@@ -141,6 +141,8 @@ def render_run(
     run = load_saved_run(run_dir)
     out = Path(out_dir) if out_dir is not None else run.run_dir / "diagnostics"
     out.mkdir(parents=True, exist_ok=True)
+    # what a render killed mid-write left (atomic_write_path's ".<name>.<random>.tmp")
+    remove_temporaries(out, {p.name[1:].rsplit(".", 2)[0] for p in out.glob(".*.*.tmp")})
     idata = run_inference_data(run, num_samples, num_sequences, max_steps, include_basis)
     written = [arviz_io.to_netcdf(idata, out / "inference_data.nc")]
     atomic_write_path(out / "gate_summary.csv", summarize_gates(idata).to_csv)

@@ -42,7 +42,7 @@ from ..infer import TrainConfig, evaluate_classifier, fit, load_best, sample_gat
 from ..infer.checkpoint import RUN_FILES, has_resume_point
 from ..infer.distributed import current_workers, start_workers, stop_workers
 from ..infer.train import FitResult
-from ..io import atomic_torch_save, atomic_write_json, atomic_write_text
+from ..io import atomic_torch_save, atomic_write_json, atomic_write_text, remove_temporaries
 from ..models.base import GateModel, SequenceBatch
 from ..results import (
     FOLDS_FILE,
@@ -160,6 +160,8 @@ def start_run(args: argparse.Namespace, task: str, name: str, watch: Stopwatch) 
         for marker in RUN_OUTPUTS:
             (out / marker).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
+    if is_main_process():
+        remove_temporaries(out, RUN_OUTPUTS)  # left by a run killed while writing them
     return Run(name, out, watch)
 
 

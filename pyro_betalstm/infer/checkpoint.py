@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..io import atomic_torch_save, safe_torch_load
+from ..io import atomic_torch_save, remove_temporaries, safe_torch_load
 
 LAST, PREVIOUS = "last.pt", "last.prev.pt"
 RESUME_KEYS = (
@@ -125,13 +125,10 @@ UNREADABLE = "last.unreadable.pt"
 def remove_stale_temporaries(out: Path) -> list[Path]:
     """Delete the temporary files that a run killed while writing left in ``out`` (only the
     names of :func:`~pyro_betalstm.infer.fit`'s own files); returns what was deleted."""
-    stale = [out / f".{PREVIOUS}.link"]
-    for name in FIT_FILES:
-        stale += out.glob(f".{name}.*.tmp")
-    removed = [p for p in stale if p.is_file()]
-    for path in removed:
-        path.unlink(missing_ok=True)
-    return removed
+    link = out / f".{PREVIOUS}.link"
+    removed = [link] if link.is_file() else []
+    link.unlink(missing_ok=True)
+    return removed + remove_temporaries(out, FIT_FILES)
 
 
 def set_aside_unreadable(out: Path) -> None:

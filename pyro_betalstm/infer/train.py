@@ -285,6 +285,7 @@ def fit(
     if config.seed_globals or workers.active:
         _seed_global_generators(rank_seed(config.seed, workers.rank))
     run = _Run.start(model, config, device, out, workers, run_settings)
+    run.monitor = monitor
     if resume:
         _resume(run, resume_override)
     if workers.active:
@@ -342,6 +343,10 @@ class _Run:
     workers: Workers = field(default_factory=Workers)
     bad_epochs: int = 0
     start_epoch: int = 1
+    #: the epoch's best.pt record while it is to be written (after last.pt: see _save_epoch)
+    best_record: dict | None = None
+    #: fit's ``monitor``: the name of the metric best.pt records
+    monitor: str = "nll_mean_gates"
     #: what else defines the run (fit's ``run_settings``), kept in the checkpoint
     settings: dict | None = None
 
@@ -473,6 +478,7 @@ def _resume(run: _Run, resume_override: bool | Iterable[str]) -> None:
     run.result.best_epoch, run.result.best_metric = ckpt["best_epoch"], ckpt["best_metric"]
     run.bad_epochs, run.start_epoch = ckpt["bad_epochs"], ckpt["epoch"] + 1
     run.target_kl_weight = ckpt["target_kl_weight"]
+    _repair_best(run, ckpt)
     per_rank = ckpt.get("rng_per_rank")
     set_rng_state(per_rank[run.workers.rank] if per_rank else ckpt["rng"], run.generator)
 
@@ -669,11 +675,7 @@ def _keep_if_best(run: _Run, value: float, epoch: int, monitor: str) -> None:
     result = run.result
     if value < result.best_metric:
         result.best_metric, result.best_epoch, run.bad_epochs = value, epoch, 0
-        if run.out is not None and run.workers.is_main:
-            atomic_torch_save(
-                {"model": run.model.state_dict(), "epoch": epoch, monitor: value},
-                run.out / "best.pt",
-            )
+        run.best_record = {"epoch": epoch, monitor: value}  # best.pt, after last.pt
     else:
         run.bad_epochs += 1
 
@@ -719,6 +721,31 @@ def _save_epoch(run: _Run, epoch: int) -> None:
             **extra,
         },
     )
+    if run.best_record is not None:
+        _write_best(run, run.best_record)
+        run.best_record = None
+
+
+def _write_best(run: _Run, record: dict) -> None:
+    """``best.pt``: the model's weights now, with ``record`` (its epoch and metric). Written
+    after the epoch's ``last.pt``, so a kill between the two leaves a best.pt of an epoch the
+    history has; a resume then writes the missing one (:func:`_repair_best`)."""
+    atomic_torch_save({"model": run.model.state_dict(), **record}, run.out / "best.pt")
+
+
+def _repair_best(run: _Run, ckpt: dict) -> None:
+    """After loading ``ckpt``: when its last epoch was the best and best.pt is not of that
+    epoch (the run was killed between the two writes), write it from the loaded weights."""
+    best = run.out / "best.pt"
+    if ckpt["best_epoch"] != ckpt["epoch"] or not run.workers.is_main:
+        return
+    try:
+        saved_epoch = safe_torch_load(best, what="best checkpoint").get("epoch")
+    except (OSError, ValueError, AttributeError):
+        saved_epoch = None
+    if saved_epoch != ckpt["epoch"]:
+        record = {"epoch": ckpt["epoch"], run.monitor: ckpt["best_metric"]}
+        _write_best(run, record)
 
 
 def _should_stop(run: _Run, value: float, epoch: int, elapsed_s: float) -> bool:

@@ -300,3 +300,25 @@ def test_config_checks_name_the_setting():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         TrainConfig(batch_size=3).check()
+
+
+def test_best_is_written_after_last_and_a_kill_between_them_is_repaired(tmp_path):
+    """best.pt follows last.pt; a run killed between the two writes (last.pt of epoch 2, its
+    best, with best.pt still of epoch 1) gets best.pt of epoch 2 from the resume."""
+    metrics = iter([3.0, 2.0])
+
+    def improving(model, data, config):
+        return {"nll_mean_gates": next(metrics)}
+
+    config = make_config(num_epochs=2)
+    fit(make_model(), make_data(), make_data(), config, out_dir=tmp_path, evaluate=improving)
+    last = safe_torch_load(tmp_path / "last.pt")
+    stale = safe_torch_load(tmp_path / "best.pt")
+    assert stale["epoch"] == 2 and last["best_epoch"] == 2
+    atomic_torch_save({**stale, "epoch": 1}, tmp_path / "best.pt")  # as the kill leaves it
+    fit(make_model(), make_data(), make_data(), config, out_dir=tmp_path, resume=True,
+        evaluate=improving)  # fmt: skip
+    best = safe_torch_load(tmp_path / "best.pt")
+    assert best["epoch"] == 2 and best["nll_mean_gates"] == 2.0
+    for name, tensor in last["model"].items():
+        assert torch.equal(best["model"][name], tensor)
