@@ -139,8 +139,29 @@ class TrainConfig:
             value = getattr(self, name)
             if not _is_int(value) or value < 0:
                 raise ValueError(f"{name} must be non-negative (an integer >= 0), got {value!r}")
-        if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
+        if not (_is_number(self.lr) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        if not (_is_number(self.lr_decay) and math.isfinite(self.lr_decay) and self.lr_decay > 0):
+            raise ValueError(
+                f"lr_decay must be a positive finite number (1: no decay), got {self.lr_decay!r}"
+            )
+        if self.lr_decay < 1:
+            raise ValueError(
+                f"lr_decay divides the learning rate when the rule fires, so it must be >= 1 "
+                f"(1: no decay), got {self.lr_decay!r}"
+            )
+        if not _is_int(self.seed) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.target_metric is not None and not (
+            _is_number(self.target_metric) and math.isfinite(self.target_metric)
+        ):
+            raise ValueError(
+                f"target_metric must be a finite number or None, got {self.target_metric!r}"
+            )
+        if not isinstance(self.bucket_by_length, bool):
+            raise ValueError(
+                f"bucket_by_length must be True or False, got {self.bucket_by_length!r}"
+            )
         if self.clip_norm is not None and not self.clip_norm > 0:
             raise ValueError(f"clip_norm must be positive or None, got {self.clip_norm!r}")
         if self.time_limit_s is not None and not self.time_limit_s > 0:
@@ -155,7 +176,8 @@ class TrainConfig:
             check_recurrence(self.recurrence)
         if self.divergence_threshold is not None and math.isnan(self.divergence_threshold):
             raise ValueError("divergence_threshold must be a number or None, got nan")
-        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+        patience = self.early_stopping_patience
+        if patience is not None and (not _is_int(patience) or patience < 1):
             raise ValueError(
                 "early_stopping_patience must be a positive integer or None, "
                 f"got {self.early_stopping_patience!r}"
@@ -425,7 +447,12 @@ def _prepare_out_dir(
 
 
 def _checked_device(name: str) -> torch.device:
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"device must name a torch device such as 'cpu', 'cuda' or 'cuda:1', got {name!r}"
+        ) from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was requested but CUDA is not available")
     return device

@@ -297,6 +297,20 @@ def test_config_checks_name_the_setting():
     with pytest.raises(TypeError, match="config must be a TrainConfig"):
         fit(make_model(), make_data(), None, {"num_epochs": 1})
     assert TrainConfig().divergence_threshold is None  # the guard is off by default
+    for bad, message in [
+        ({"lr_decay": 0.5}, "lr_decay divides the learning rate"),
+        ({"lr_decay": float("inf")}, "lr_decay must be a positive finite number"),
+        ({"lr": True}, "lr must be a positive finite number"),
+        ({"seed": 1.5}, "seed must be a non-negative integer"),
+        ({"seed": -1}, "seed must be a non-negative integer"),
+        ({"target_metric": float("nan")}, "target_metric must be a finite number"),
+        ({"early_stopping_patience": 1.5}, "early_stopping_patience must be a positive"),
+        ({"early_stopping_patience": True}, "early_stopping_patience must be a positive"),
+        ({"bucket_by_length": "no"}, "bucket_by_length must be True or False"),
+        ({"device": "gpu"}, "device must name a torch device"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            fit(make_model(), make_data(), None, make_config(**bad))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         TrainConfig(batch_size=3).check()
