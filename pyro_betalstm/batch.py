@@ -6,6 +6,7 @@ batches without importing Pyro or the models that consume them.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import torch
@@ -25,7 +26,13 @@ class SequenceBatch:
     ``inputs``: ``(B, T, D)`` batch first. ``lengths``: ``(B,)`` valid steps or None when all
     are full. ``targets``: task-specific (class labels ``(B,)``, next frames ``(B, T, D')``...).
     ``dataset_size``: number of sequences the minibatch was drawn from, for the subsampling
-    scale (None: the batch is the whole data set).
+    scale (None: the batch is the whole data set); an integer, at least ``B``.
+
+    Checked on construction from Python values and shapes only (no tensor value is read, so
+    no host sync per training step): ``dataset_size``, and ``lengths`` given as a list (or
+    any sequence) become a tensor on the inputs' device. The values of ``inputs`` and
+    ``lengths`` are checked where the network reads them
+    (:func:`~pyro_betalstm.nn.stochastic_lstm.validate_sequences`).
     """
 
     inputs: torch.Tensor
@@ -33,6 +40,12 @@ class SequenceBatch:
     lengths: torch.Tensor | None = None
     dataset_size: int | None = None
     extras: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.lengths is not None and not isinstance(self.lengths, torch.Tensor):
+            self.lengths = _lengths_tensor(self.lengths, self.inputs)
+        if self.dataset_size is not None:
+            self.dataset_size = _checked_dataset_size(self.dataset_size, self.inputs)
 
     def to(self, device) -> SequenceBatch:
         """The same batch with every tensor (extras included) moved to ``device``."""
@@ -56,3 +69,32 @@ class SequenceBatch:
         if self.lengths is None:
             return torch.ones(B, T, dtype=torch.bool)
         return lengths_to_mask(self.lengths.cpu(), T)
+
+
+def _lengths_tensor(lengths, inputs) -> torch.Tensor:
+    """``lengths`` given as Python or NumPy data, as a tensor on the inputs' device."""
+    device = inputs.device if isinstance(inputs, torch.Tensor) else None
+    try:
+        return torch.as_tensor(lengths, device=device)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise TypeError(
+            f"lengths must be a tensor or a sequence of integers, one per sequence; got "
+            f"{type(lengths).__name__} ({error})"
+        ) from None
+
+
+def _checked_dataset_size(size, inputs) -> int:
+    """``size`` as an int, or a clear error: a positive integer, at least the batch size (the
+    plate's scale ``size / B`` must not shrink or flip the likelihood)."""
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+        raise TypeError(
+            f"dataset_size must be an integer (the number of sequences the batch was drawn "
+            f"from) or None, got {size!r}"
+        )
+    batch_size = inputs.shape[0] if isinstance(inputs, torch.Tensor) and inputs.dim() else 0
+    if size < max(batch_size, 1):
+        raise ValueError(
+            f"dataset_size must be a positive integer at least the batch size ({batch_size}), "
+            f"got {size}"
+        )
+    return int(size)

@@ -126,8 +126,28 @@ class BivariateBetaPrior(GammaPrior):
             )
 
 
+#: The floor of a learnt concentration, ``softplus(raw) + CONCENTRATION_FLOOR``.
+CONCENTRATION_FLOOR = 1e-3
+
+
+def inverse_softplus(c: float) -> float:
+    """``x`` with ``softplus(x) = c > 0``: ``log(expm1(c))`` in float32 (the starting values
+    of earlier versions, unchanged), and ``c + log(-expm1(-c))`` in float64 where that
+    overflows (``c`` above about 88.7)."""
+    x = torch.tensor(c).expm1().log()
+    if torch.isfinite(x):
+        return float(x)
+    c64 = torch.tensor(c, dtype=torch.float64)
+    return float(c64 + torch.log(-torch.expm1(-c64)))
+
+
 class LearnableGammaPrior(GatePrior):
-    """``Gamma(c, 1)`` with ``c`` learnt (empirical Bayes), one per layer, unit and basis element."""
+    """``Gamma(c, 1)`` with ``c`` learnt (empirical Bayes), one per layer, unit and basis element.
+
+    ``c = softplus(raw) + 1e-3`` (:data:`CONCENTRATION_FLOOR`); ``raw`` starts at the inverse
+    softplus of ``init_concentration`` (positive and finite), so ``c`` starts at
+    ``init_concentration + 1e-3``.
+    """
 
     def __init__(self, init_concentration: float = 0.5, per_unit: bool = True):
         super().__init__()
@@ -138,13 +158,13 @@ class LearnableGammaPrior(GatePrior):
     def setup(self, family, input_sizes, hidden_size):
         super().setup(family, input_sizes, hidden_size)
         shape = (hidden_size, self.basis_size) if self.per_unit else (self.basis_size,)
-        inverse_softplus = torch.tensor(self.init_concentration).expm1().log()
+        raw = inverse_softplus(self.init_concentration)
         self.raw_concentration = nn.ParameterList(
-            nn.Parameter(torch.full(shape, float(inverse_softplus))) for _ in input_sizes
+            nn.Parameter(torch.full(shape, raw)) for _ in input_sizes
         )
 
     def concentration(self, layer: int) -> torch.Tensor:
-        return nn.functional.softplus(self.raw_concentration[layer]) + 1e-3
+        return nn.functional.softplus(self.raw_concentration[layer]) + CONCENTRATION_FLOOR
 
     def distribution(self, layer, inputs, prev_hidden):
         return dist.Gamma(self.concentration(layer), 1.0)

@@ -39,12 +39,23 @@ class SequenceDataset:
                 f"{self.name}: {len(self.targets)} targets for {len(self.inputs)} sequences"
             )
         if self.targets is not None and not isinstance(self.targets, torch.Tensor):
-            for x, y in zip(self.inputs, self.targets, strict=True):
-                if y.shape[0] != x.shape[0]:
-                    raise ValueError(
-                        f"{self.name}: per-step targets must have as many steps as their inputs "
-                        f"({y.shape[0]} != {x.shape[0]})"
-                    )
+            self._check_step_targets()
+
+    def _check_step_targets(self) -> None:
+        """Per-step targets: as many steps as their inputs, one feature width for all (else
+        padding them into a batch fails mid-training)."""
+        for x, y in zip(self.inputs, self.targets, strict=True):
+            if y.shape[0] != x.shape[0]:
+                raise ValueError(
+                    f"{self.name}: per-step targets must have as many steps as their inputs "
+                    f"({y.shape[0]} != {x.shape[0]})"
+                )
+        widths = {tuple(y.shape[1:]) for y in self.targets}
+        if len(widths) != 1:
+            raise ValueError(
+                f"{self.name}: per-step targets must all have the same feature width; got "
+                f"widths {sorted(widths)[:3]}"
+            )
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -115,7 +126,8 @@ def _index_order(
 
 
 class FixedLengthSequences:
-    """Equal-length sequences ``inputs (N, T, D)`` with class labels ``targets (N,)``.
+    """Equal-length sequences ``inputs (N, T, D)`` with class labels ``targets (N,)`` (whole
+    numbers, stored as integers).
 
     The drop-in for :class:`~pyro_betalstm.data.SequenceDataset` (same ``batches``/``batch``/
     ``num_batches`` interface) when every sequence has the same length: a minibatch is one index
@@ -132,6 +144,9 @@ class FixedLengthSequences:
             raise ValueError(
                 f"{name}: targets must have shape ({inputs.shape[0]},), got {tuple(targets.shape)}"
             )
+        if targets.is_floating_point() and not torch.equal(targets, targets.round()):
+            # .long() would truncate 0.7 to 0 and turn NaN into a huge negative label
+            raise ValueError(f"{name}: targets must be whole-number class labels")
         self.inputs, self.targets, self.name = inputs, targets.long(), name
 
     def __len__(self) -> int:

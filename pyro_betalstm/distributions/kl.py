@@ -17,6 +17,9 @@ KL is exact (the logarithm is a bijection).
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 from torch.distributions.kl import register_kl
 
@@ -62,15 +65,54 @@ def _sum_to(grad, shape):
     return grad.sum_to_size(shape)
 
 
+def _check_number(name: str, value) -> None:
+    """A parameter given as a number (or a sequence of them): positive and finite, checked on
+    the host, where it is (a plain number without making a tensor)."""
+    if isinstance(value, numbers.Real):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"gamma_kl: {name} must be positive and finite, got {value!r}")
+        return
+    try:
+        t = torch.as_tensor(value, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(
+            f"gamma_kl: {name} must be a tensor or a number, got {type(value).__name__}"
+        ) from None
+    if not bool((torch.isfinite(t) & (t > 0)).all()):
+        raise ValueError(f"gamma_kl: {name} must be positive and finite, got {value!r}")
+
+
+def _concentrations(q, p) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both concentrations as tensors, with the dtype and device of the first one that is a
+    tensor (the default dtype when neither is)."""
+    like = q if isinstance(q, torch.Tensor) else p if isinstance(p, torch.Tensor) else None
+    dtype = like.dtype if like is not None else torch.get_default_dtype()
+    device = like.device if like is not None else None
+    return (
+        torch.as_tensor(q, dtype=dtype, device=device),
+        torch.as_tensor(p, dtype=dtype, device=device),
+    )
+
+
 def gamma_kl(
-    q_concentration: torch.Tensor,
-    p_concentration: torch.Tensor,
+    q_concentration: torch.Tensor | float,
+    p_concentration: torch.Tensor | float,
     q_rate: torch.Tensor | float = 1.0,
     p_rate: torch.Tensor | float = 1.0,
 ) -> torch.Tensor:
-    """Elementwise ``KL(Gamma(q_concentration, q_rate) || Gamma(p_concentration, p_rate))``."""
-    a = q_concentration
-    b = torch.as_tensor(p_concentration, dtype=a.dtype, device=a.device)
+    """Elementwise ``KL(Gamma(q_concentration, q_rate) || Gamma(p_concentration, p_rate))``.
+
+    Each parameter is a tensor or a number (or a sequence of numbers). Numbers are checked
+    positive and finite (a ValueError otherwise). Tensors are not read: this runs on every
+    SVI step, once per layer, and a check would make a GPU step wait for the device; a
+    non-positive or NaN tensor gives NaN (the gate distributions and priors check theirs
+    when they are made).
+    """
+    params = {"q_concentration": q_concentration, "p_concentration": p_concentration}
+    for name, value in {**params, "q_rate": q_rate, "p_rate": p_rate}.items():
+        if not isinstance(value, torch.Tensor):
+            _check_number(name, value)
+    a, b = _concentrations(q_concentration, p_concentration)
     if _is_one(q_rate) and _is_one(p_rate):
         # Not broadcast first: a prior's concentration is usually one value per basis, and its
         # lgamma (and digamma in the backward) is then taken once, not once per element.

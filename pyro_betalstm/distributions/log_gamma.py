@@ -74,7 +74,9 @@ class LogGamma(TorchDistribution):
         if self._validate_args:
             self._validate_sample(value)
         a, b = self.concentration, self.rate
-        return a * b.log() + a * value - b * value.exp() - torch.lgamma(a)
+        log_p = a * b.log() + a * value - b * value.exp() - torch.lgamma(a)
+        # at y = +inf, a * y - b * e^y is inf - inf = NaN; the density's limit there is 0
+        return log_p.masked_fill(value == float("inf"), float("-inf"))
 
     @property
     def mean(self):

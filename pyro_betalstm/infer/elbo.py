@@ -33,11 +33,14 @@ class GateMeanFieldELBO(TraceMeanField_ELBO):
     ``TraceMeanField_ELBO``'s (tested); it requires a fully reparameterised guide.
 
     Takes the arguments of :class:`~pyro.infer.TraceMeanField_ELBO`; its ``num_particles``
-    draws run one after the other (``vectorize_particles`` is not supported).
+    draws run one after the other (``vectorize_particles`` is not supported); ``num_particles``
+    must be at least 1.
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.num_particles < 1:  # zero particles would give a silent loss of 0.0
+            raise ValueError(f"num_particles must be at least 1, got {self.num_particles}")
         if self.vectorize_particles:
             raise ValueError(
                 "GateMeanFieldELBO runs its particles sequentially (vectorize_particles=False); "

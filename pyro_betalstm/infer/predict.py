@@ -116,7 +116,8 @@ def evaluate_classifier(
     Reports ``accuracy_mean_gates``, ``error_mean_gates`` (``1 - accuracy``, lower is better, for
     early stopping) and ``nll_mean_gates`` with the paper's mean gates; with ``num_samples = S``
     and latent gates also ``accuracy_predictive`` and ``nll_predictive`` from the class
-    probabilities averaged over ``S`` gate draws from the guide.
+    probabilities averaged over ``S`` gate draws from the guide. The targets must be class
+    indices ``(B,)`` that the model's observation accepts (a ValueError otherwise).
     """
     if len(data) == 0:
         raise ValueError("cannot evaluate on an empty data set")
@@ -125,9 +126,9 @@ def evaluate_classifier(
     with evaluating(model):
         for batch in data.batches(batch_size):
             batch = batch.to(device)
-            targets = batch.targets
-            log_p = model.predict_from_run(model.run_network(batch, "mean")[-1], batch)
-            log_p = log_p.log_softmax(-1)
+            run = model.run_network(batch, "mean")[-1]
+            targets = _class_indices(model, run, batch)
+            log_p = model.predict_from_run(run, batch).log_softmax(-1)
             correct_mean += int((log_p.argmax(-1) == targets).sum())
             nll_mean -= float(log_p.gather(-1, targets[:, None]).sum())
             if sampled:
@@ -158,13 +159,21 @@ def evaluate_classifier(
     return result
 
 
+def _class_indices(model: GateModel, run, batch: SequenceBatch) -> torch.Tensor:
+    """The batch's class labels ``(B,)`` as integer indices: checked by the model's own
+    :meth:`~pyro_betalstm.models.GateModel.observation` (shape, range), and whole numbers."""
+    _, targets = model.observation(run, batch)
+    if targets.is_floating_point() and not torch.equal(targets, targets.round()):
+        raise ValueError("targets must be whole-number class labels")
+    return targets.long()
+
+
 @torch.no_grad()
 def predictive_log_likelihood(
     model: GateModel, batch: SequenceBatch, num_samples: int
 ) -> torch.Tensor:
     """``log (1/S) sum_s p(y | u_s)`` per sequence with ``S`` gate draws from the guide."""
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be positive, got {num_samples}")
+    _check_num_samples(num_samples)
     draws = torch.stack(
         [
             model.log_likelihood(model.run_network(batch, gate_mode="sample")[-1], batch)
@@ -183,8 +192,10 @@ def sample_gates(
     Returns ``input_gate`` and ``forget_gate`` with dims :data:`GATE_DIMS` =
     (draw, sequence, time, layer, unit); for latent families also ``alpha`` and ``log_basis``
     with a trailing ``basis`` dimension; and ``mask`` (sequence, time) of valid steps.
-    ``gate_mode="mean"`` gives the paper's mean gates (identical draws).
+    ``gate_mode="mean"`` gives the paper's mean gates (identical draws). ``num_samples`` must
+    be positive.
     """
+    _check_num_samples(num_samples)
     return _network_draws(model, batch, num_samples, gate_mode, predictive=False)
 
 
@@ -201,9 +212,13 @@ def sample_posterior_predictive(
     ``targets`` with dims ``(draw, *targets.shape)``, for instance (draw, sequence, time, key)
     for music frames; padded steps hold draws the likelihood masks out.
     """
+    _check_num_samples(num_samples)
+    return _network_draws(model, batch, num_samples, gate_mode, predictive=True)
+
+
+def _check_num_samples(num_samples: int) -> None:
     if num_samples < 1:
         raise ValueError(f"num_samples must be positive, got {num_samples}")
-    return _network_draws(model, batch, num_samples, gate_mode, predictive=True)
 
 
 def _network_draws(
@@ -213,9 +228,10 @@ def _network_draws(
         keys = ["input_gate", "forget_gate", "alpha", "log_basis"]
         out: dict[str, list] = {k: [] for k in [*keys, "targets"]}
         lstm_batch = model.embed_batch(batch)  # raw inputs through the model's front end
+        mask = model.mask(lstm_batch)  # validated once: run_prepared does not check again
+        inputs = lstm_batch.inputs
         for _ in range(num_samples):
-            mask = model.mask(lstm_batch)
-            runs = model.lstm.run(lstm_batch.inputs, mask, gate_mode=gate_mode, record_gates=True)
+            runs = model.lstm.run_prepared(inputs, mask, gate_mode=gate_mode, record_gates=True)
             for name, array in stack_layers(runs, tuple(keys)).items():
                 out[name].append(array)
             if predictive:  # the observation takes the raw batch, as in log_likelihood

@@ -266,9 +266,11 @@ class GateModel(nn.Module):
         with self._plate(batch):
             if self.family.is_latent:
                 hook = self._model_layer(batch, mask, draw_shapes)
-                runs = lstm.run(batch.inputs, mask, record_gates=record, layer_hook=hook)
+                runs = lstm.run_prepared(batch.inputs, mask, record_gates=record, layer_hook=hook)
             else:
-                runs = lstm.run(batch.inputs, mask, gate_mode="sample", record_gates=record)
+                runs = lstm.run_prepared(
+                    batch.inputs, mask, gate_mode="sample", record_gates=record
+                )
             self._guide_runs = []  # consumed: no graph outlives its ELBO evaluation
             draw_shape = draw_shapes[0] if draw_shapes else torch.Size()
             self._trace_runs(runs, draw_shape)
@@ -373,7 +375,9 @@ class GateModel(nn.Module):
             return run
 
         with self._plate(batch):
-            lstm.run(batch.inputs, mask, record_gates=self._records_gates, layer_hook=guide_layer)
+            lstm.run_prepared(
+                batch.inputs, mask, record_gates=self._records_gates, layer_hook=guide_layer
+            )
 
     # ----- prediction ----------------------------------------------------------------------------
     def embed_batch(self, batch: SequenceBatch) -> SequenceBatch:
@@ -387,7 +391,7 @@ class GateModel(nn.Module):
     def run_network(self, batch: SequenceBatch, gate_mode: str = "mean") -> list[LayerRun]:
         """Run the network without Pyro: ``mean`` gates (the paper's evaluation) or ``sample``."""
         batch = self.embed_batch(batch)
-        return self.lstm.run(batch.inputs, self.mask(batch), gate_mode=gate_mode)
+        return self.lstm.run_prepared(batch.inputs, self.mask(batch), gate_mode=gate_mode)
 
 
 def _run_layer(call: LayerCall, mode, num_draws: int, batch_size: int) -> LayerRun:

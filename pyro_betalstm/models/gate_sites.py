@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from collections.abc import Callable
 
 import torch
@@ -249,7 +250,32 @@ def _unwrapped(d) -> torch.distributions.Distribution:
     return d
 
 
+def _is_positive_support(support) -> bool:
+    """Whether ``support`` is ``u > 0`` or ``u >= 0`` (a bound that is a tensor, such as a
+    Pareto's scale, is not read: a host sync, and not all of ``u > 0`` anyway)."""
+    bound = getattr(support, "lower_bound", None)
+    kinds = (type(constraints.positive), type(constraints.nonnegative))
+    return isinstance(support, kinds) and isinstance(bound, numbers.Number) and bound == 0
+
+
+def _check_prior_kind(d, layer: int) -> None:
+    """A prior must give a distribution over ``u > 0`` or over ``log u`` (real support): anything
+    else fails deep in the ELBO (not a Distribution) or gives an infinite loss (a support, such
+    as a Beta's, that the Gamma guide's draws leave)."""
+    expected = "a prior must return a torch Distribution over u > 0 or over log u (real support)"
+    if not isinstance(d, torch.distributions.Distribution):
+        raise ValueError(f"the prior of layer {layer} returned {type(d).__name__}; {expected}")
+    support = d.support
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    if not (is_log_space(d) or _is_positive_support(support)):
+        raise ValueError(
+            f"the prior of layer {layer} is a {type(d).__name__} with support {support}; {expected}"
+        )
+
+
 def _check_prior_shape(d, shape: torch.Size, layer: int) -> None:
+    _check_prior_kind(d, layer)
     prior_shape = d.batch_shape + d.event_shape
     try:
         fits = torch.broadcast_shapes(prior_shape, shape) == shape

@@ -15,7 +15,8 @@ class NextStepBernoulli(GateModel):
     """``y_t ~ Bernoulli(logits = W h_t + b)`` independently over ``output_size`` keys.
 
     ``batch.inputs`` are frames ``seq[:-1]`` and ``batch.targets`` frames ``seq[1:]``
-    (``(B, T, output_size)`` in {0, 1}); padded steps are masked.
+    (``(B, T, output_size)`` in {0, 1}; integer or bool frames are converted to the model's
+    float dtype); padded steps are masked.
     """
 
     def __init__(self, lstm: StochasticLSTM, output_size: int, prior=None, kl_weight=1.0):
@@ -34,6 +35,8 @@ class NextStepBernoulli(GateModel):
                 f"targets must have shape {expected} (batch, time, keys), got "
                 f"{None if y is None else tuple(y.shape)}"
             )
+        if not y.is_floating_point():  # binary frames stored as integers or bools
+            y = y.to(self.output.weight.dtype)
         return y
 
     def observation(

@@ -43,14 +43,10 @@ def check_gate_mode(gate_mode) -> None:
         raise ValueError(f"unknown gate_mode {gate_mode!r}; expected one of {GATE_MODES}")
 
 
-def validate_sequences(
-    inputs: torch.Tensor, lengths, input_size: int, dtype: torch.dtype | None = None
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """Check batch-first ``inputs`` ``(B, T, input_size)`` and ``lengths``; return them with the mask.
-
-    The mask is None when every sequence has the full length. ``dtype``: the network's
-    parameter dtype, which the inputs must have.
-    """
+def check_inputs(inputs: torch.Tensor, input_size: int, dtype: torch.dtype | None = None) -> None:
+    """Check batch-first ``inputs`` ``(B, T, input_size)`` from their shape and dtype alone: no
+    value is read, so no host sync (see :meth:`StochasticLSTM.run`). ``dtype``: the network's
+    parameter dtype, which the inputs must have."""
     if not isinstance(inputs, torch.Tensor) or inputs.dim() != 3:
         raise ValueError(
             "input must be a 3-D tensor (batch, time, features) with batch_first=True or "
@@ -66,10 +62,36 @@ def validate_sequences(
         raise ValueError(f"input has {D} features per step; this network expects {input_size}")
     if B == 0 or T == 0:
         raise ValueError(f"empty batch: got {B} sequences of length {T}")
+
+
+def check_mask(mask, batch_size: int, max_len: int) -> None:
+    """Raise ValueError unless ``mask`` is None or a bool ``(B, T)`` tensor of valid steps."""
+    if mask is None:
+        return
+    expected = (batch_size, max_len)
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape != expected:
+        got = (mask.dtype, tuple(mask.shape)) if isinstance(mask, torch.Tensor) else type(mask)
+        raise ValueError(
+            f"mask must be a torch.bool tensor of shape (batch, time) = {expected} marking the "
+            f"valid steps (or None), got {got}"
+        )
+
+
+def validate_sequences(
+    inputs: torch.Tensor, lengths, input_size: int, dtype: torch.dtype | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Check batch-first ``inputs`` ``(B, T, input_size)`` and ``lengths``; return them with the mask.
+
+    The mask is None when every sequence has the full length. ``dtype``: the network's
+    parameter dtype, which the inputs must have. Besides :func:`check_inputs` this reads the
+    values (finite inputs, the lengths' range): host syncs, once per batch.
+    """
+    check_inputs(inputs, input_size, dtype)
     if not torch.isfinite(inputs).all():
         raise ValueError("input contains NaN or infinite values")
     if lengths is None:
         return inputs, None, None
+    B, T, _ = inputs.shape
     lengths = check_lengths(lengths, B, T, inputs.device)
     mask = lengths_to_mask(lengths, T)
     return inputs, (None if bool(mask.all()) else mask), lengths
@@ -272,20 +294,41 @@ class StochasticLSTM(nn.Module):
         """Run every layer on batch-first ``input``; returns one :class:`LayerRun` per layer.
 
         Layer ``k`` runs on the outputs of layer ``k - 1`` (with dropout while training).
-        ``gate_mode`` applies to every layer; ``"given"`` takes each layer's basis from
-        ``log_basis[k]`` ``(B, T, H, K)``. ``layer_hook(call)``, when given, runs each layer
-        instead (a :class:`LayerCall`: the layer, its lazily formed input, mask and state) and
-        returns its run, for instance to wrap it in a Pyro sample site; ``gate_mode`` and
-        ``log_basis`` are then unused.
+        ``mask``: bool ``(B, T)``, the valid steps (None: all). ``gate_mode`` applies to every
+        layer; ``"given"`` takes each layer's basis from ``log_basis[k]``, exactly
+        ``(B, T, hidden_size, K)``. ``layer_hook(call)``, when given, runs each layer instead (a
+        :class:`LayerCall`: the layer, its lazily formed input, mask and state) and returns its
+        run, for instance to wrap it in a Pyro sample site; ``gate_mode`` and ``log_basis`` are
+        then unused.
+
+        The arguments are checked as :meth:`forward` checks them, but from their shapes and
+        dtypes only: no tensor value is read (no host sync, which would stall a GPU and break
+        a CUDA-graph capture of the call), so non-finite inputs are not detected here;
+        :func:`validate_sequences` detects them, once per batch, before :meth:`run_prepared`.
         """
+        check_inputs(input, self.input_size, self._dtype())
+        check_mask(mask, *input.shape[:2])
+        return self.run_prepared(input, mask, hx, gate_mode, log_basis, record_gates, layer_hook)
+
+    def run_prepared(
+        self,
+        input: torch.Tensor,  # noqa: A002 (torch.nn.LSTM's name)
+        mask: torch.Tensor | None = None,
+        hx: tuple[torch.Tensor, torch.Tensor] | None = None,
+        gate_mode: GateModeName | GateMode = "sample",
+        log_basis: list[torch.Tensor] | None = None,
+        record_gates: bool = False,
+        layer_hook: LayerHook | None = None,
+    ) -> list[LayerRun]:
+        """:meth:`run` on an ``input`` and ``mask`` already checked (what :meth:`prepare` or
+        :func:`validate_sequences` returned): the path of :meth:`forward` and of the models'
+        training steps, which checks only the other arguments."""
         check_gate_mode(gate_mode)
         if hx is not None:
             self._check_hx(hx, input.shape[0], input.dtype)
         if layer_hook is None:
             if gate_mode == "given":
-                if log_basis is None or len(log_basis) != self.num_layers:
-                    raise ValueError("gate_mode='given' needs log_basis: one tensor per layer")
-                modes = [GivenBasis(b) for b in log_basis]
+                modes = self._given_modes(log_basis, *input.shape[:2])
             else:
                 modes = [as_gate_mode(gate_mode)] * self.num_layers
             layer_hook = lambda call: call.run(modes[call.index])  # noqa: E731
@@ -295,6 +338,23 @@ class StochasticLSTM(nn.Module):
             below = runs[-1] if runs else input
             runs.append(layer_hook(LayerCall(self, k, below, mask, state, record_gates)))
         return runs
+
+    def _given_modes(self, log_basis, batch_size: int, max_len: int) -> list[GivenBasis]:
+        """``gate_mode="given"``: one :class:`GivenBasis` per layer, each basis checked to be
+        exactly ``(B, T, H, K)`` (a longer one would be silently cut, a shorter one fail
+        mid-run)."""
+        if not isinstance(log_basis, list | tuple) or len(log_basis) != self.num_layers:
+            raise ValueError("gate_mode='given' needs log_basis: one tensor per layer")
+        modes = [GivenBasis(b) for b in log_basis]
+        K = self.family.basis_size
+        expected = (batch_size, max_len, self.hidden_size, K)
+        for k, b in enumerate(log_basis):
+            if self.family.is_latent and tuple(b.shape) != expected:
+                raise ValueError(
+                    f"log_basis[{k}] must have shape (batch, time, hidden_size, K) = {expected}, "
+                    f"the {K} Gamma basis variables last; got {tuple(b.shape)}"
+                )
+        return modes
 
     def forward(
         self,
@@ -312,8 +372,8 @@ class StochasticLSTM(nn.Module):
         if gate_mode == "given":
             raise ValueError("gate_mode='given' needs log_basis: use StochasticLSTM.run")
         # pad_packed_sequence restores the caller's batch order, so hx is used as given and
-        # h_n, c_n come back in that order too.
-        runs = self.run(x, mask, hx, gate_mode)
+        # h_n, c_n come back in that order too. prepare checked the input: not run's checks again.
+        runs = self.run_prepared(x, mask, hx, gate_mode)
         output = self.top_output(runs[-1])
         h_n = torch.stack([r.h_n for r in runs])
         c_n = torch.stack([r.c_n for r in runs])

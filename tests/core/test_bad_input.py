@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import pyro.distributions as dist
 import pytest
 import torch
 from pyro.infer import TraceMeanField_ELBO
 
 from pyro_betalstm.batch import SequenceBatch
-from pyro_betalstm.data import SequenceDataset
+from pyro_betalstm.data import FixedLengthSequences, SequenceDataset
 from pyro_betalstm.gates import get_gate_family
+from pyro_betalstm.infer.elbo import GateMeanFieldELBO
 from pyro_betalstm.models import NextStepBernoulli, SequenceClassifier
 from pyro_betalstm.nn import StochasticLSTM
 from pyro_betalstm.priors import BivariateBetaPrior, GammaPrior, LearnableGammaPrior, get_prior
@@ -176,3 +178,101 @@ def test_next_step_target_shapes():
         with pytest.raises(ValueError, match=r"targets must have shape \(2, 5, 4\)"):
             _loss(m, SequenceBatch(x, y))
     assert isinstance(m, NextStepBernoulli)
+
+
+# ----- SequenceBatch ------------------------------------------------------------------------
+@pytest.mark.parametrize("size", [0, -5, 2])
+def test_dataset_size_must_be_positive_and_at_least_the_batch(size):
+    """-5 gave a negative loss, 0 was taken for "none", 2 < B shrank the likelihood."""
+    x = torch.randn(3, 5, 3)
+    with pytest.raises(ValueError, match=r"dataset_size must be a positive integer at least the "):
+        SequenceBatch(x, torch.tensor([0, 1, 2]), dataset_size=size)
+
+
+@pytest.mark.parametrize("size", [2.5, 10.0, "10", True])
+def test_dataset_size_must_be_an_integer(size):
+    with pytest.raises(TypeError, match="dataset_size must be an integer"):
+        SequenceBatch(torch.randn(3, 5, 3), dataset_size=size)
+
+
+def test_lengths_given_as_a_list_become_a_tensor():
+    batch = make_batch(lengths=(5, 3, 4))
+    listed = SequenceBatch(batch.inputs, batch.targets, [5, 3, 4], dataset_size=10)
+    assert torch.equal(listed.lengths, batch.lengths)
+    assert torch.equal(listed.step_mask(), batch.step_mask())
+    torch.manual_seed(0)
+    expected = _loss(make_model(), batch)
+    torch.manual_seed(0)
+    assert torch.equal(_loss(make_model(), listed), expected)
+    with pytest.raises(TypeError, match="lengths must be a tensor or a sequence of integers"):
+        SequenceBatch(batch.inputs, lengths=["a", "b", "c"])
+
+
+# ----- LearnableGammaPrior's initial concentration ----------------------------------------------
+def _learnable_concentration(init):
+    prior = LearnableGammaPrior(init)
+    prior.setup(get_gate_family("bivariate"), [3], 4)
+    return prior
+
+
+@pytest.mark.parametrize("init", [88.0, 89.0, 100.0, 1e4])
+def test_learnable_prior_takes_large_initial_concentrations(init):
+    """log(expm1(c)) overflowed to inf in float32 above about 88.7."""
+    concentration = _learnable_concentration(init).concentration(0)
+    torch.testing.assert_close(concentration, torch.full((4, 3), init + 1e-3))
+
+
+@pytest.mark.parametrize("init", [5e-4, 0.01, 0.5, 2.0, 88.0])
+def test_learnable_prior_start_is_unchanged_where_it_was_finite(init):
+    """Where log(expm1(c)) in float32 was finite the parameter is the very one it gave."""
+    raw = _learnable_concentration(init).raw_concentration[0]
+    assert torch.equal(raw.detach(), torch.full((4, 3), float(torch.tensor(init).expm1().log())))
+
+
+# ----- a prior must give a distribution over u > 0 or over log u --------------------------------
+@pytest.mark.parametrize(
+    "make, what",
+    [
+        (lambda: torch.ones(3), "returned Tensor"),
+        (lambda: None, "returned NoneType"),
+        (lambda: dist.Beta(torch.ones(3), torch.ones(3)), "is a Beta with support Interval"),
+        (lambda: dist.Poisson(torch.ones(3)), "is a Poisson"),
+    ],
+)
+def test_prior_must_be_a_distribution_over_u_or_log_u(make, what):
+    """A non-distribution failed deep inside the gate sites; a Beta gave an infinite loss."""
+    m = make_model(prior=lambda layer, x, h: make())
+    message = rf"prior of layer 0 {what}.*a prior must return a torch Distribution over u > 0 or "
+    for elbo in (GateMeanFieldELBO(), TraceMeanField_ELBO()):
+        with pytest.raises(ValueError, match=message):
+            elbo.differentiable_loss(m.model, m.guide, make_batch())
+    with pytest.raises(ValueError, match=message):  # drawing from the prior
+        m.prior_sampler(0)(0, torch.randn(3, 3), torch.randn(3, 4))
+
+
+# ----- next-step targets, data sets ----------------------------------------------------------
+@pytest.mark.parametrize("dtype", [torch.long, torch.int32, torch.bool])
+def test_next_step_integer_and_bool_targets_are_binary_frames(dtype):
+    batch = make_batch("next_step", num_outputs=4)
+    as_dtype = SequenceBatch(batch.inputs, batch.targets.to(dtype), batch.lengths, 10)
+    losses = []
+    for b in (batch, as_dtype):
+        torch.manual_seed(0)
+        losses.append(_loss(make_model("next_step", num_outputs=4), b))
+    assert torch.equal(losses[1], losses[0])
+
+
+def test_per_step_targets_must_share_one_width():
+    """Ragged widths used to fail only when a minibatch was padded, mid-training."""
+    xs = [torch.randn(3, 2), torch.randn(4, 2)]
+    with pytest.raises(ValueError, match="per-step targets must all have the same feature width"):
+        SequenceDataset(xs, [torch.ones(3, 2), torch.ones(4, 5)])
+
+
+@pytest.mark.parametrize("labels", [[0.7, 1.0], [0.0, float("nan")]])
+def test_fixed_length_labels_must_be_whole_numbers(labels):
+    """.long() truncated 0.7 to 0 and turned NaN into a huge negative label."""
+    with pytest.raises(ValueError, match="targets must be whole-number class labels"):
+        FixedLengthSequences(torch.randn(2, 3, 4), torch.tensor(labels))
+    data = FixedLengthSequences(torch.randn(2, 3, 4), torch.tensor([0.0, 2.0]))
+    assert data.targets.tolist() == [0, 2]

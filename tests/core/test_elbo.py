@@ -284,3 +284,10 @@ def test_gate_elbo_names_nothing_private_of_pyro():
         if name.startswith("_") and callable(value) and name != "__init__"
     ]
     assert overridden == []
+
+
+@pytest.mark.parametrize("num_particles", [0, -1])
+def test_gate_elbo_needs_at_least_one_particle(num_particles):
+    """Zero particles gave a loss of 0.0 and no gradient, silently."""
+    with pytest.raises(ValueError, match=f"num_particles must be at least 1, got {num_particles}"):
+        GateMeanFieldELBO(num_particles=num_particles)

@@ -106,3 +106,61 @@ def test_stack_layers_puts_the_layer_after_time():
     assert set(stack_layers(net.run(x, gate_mode="mean"), ("log_basis", "alpha"))) == {"alpha"}
     sigmoid = lstm("sigmoid").run(x, record_gates=True)
     assert set(stack_layers(sigmoid)) == {"input_gate", "forget_gate"}
+
+
+# ----- run checks its arguments as forward does (from shapes and dtypes: no host read) --------
+@pytest.mark.parametrize(
+    "x, message",
+    [
+        (torch.randn(5, 3), "3-D tensor"),
+        (torch.randn(2, 5, 4), "has 4 features per step; this network expects 3"),
+        (torch.randn(2, 5, 3, dtype=torch.float64), "has dtype torch.float64"),
+        (torch.randn(0, 5, 3), "empty batch: got 0 sequences"),
+        (torch.randn(2, 0, 3), "empty batch: got 2 sequences of length 0"),
+    ],
+)
+def test_run_checks_the_input_as_forward_does(x, message):
+    net = lstm()
+    with pytest.raises(ValueError, match=message):
+        net.run(x)
+    with pytest.raises(ValueError, match=message):
+        net(x)
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [
+        torch.ones(2, 6, dtype=torch.bool),  # one step too many
+        torch.ones(2, dtype=torch.bool),  # (B,): lengths, not a step mask
+        torch.ones(2, 5),  # float
+        [[True] * 5] * 2,
+    ],
+)
+def test_run_refuses_a_mask_that_is_not_a_bool_batch_by_time_tensor(mask):
+    with pytest.raises(ValueError, match=r"mask must be a torch.bool tensor of shape .* \(2, 5\)"):
+        lstm().run(torch.randn(2, 5, 3), mask)
+
+
+def test_run_checks_the_initial_state():
+    net, x = lstm(), torch.randn(2, 5, 3)
+    with pytest.raises(ValueError, match=r"h_0 must have shape .* = \(3, 2, 4\)"):
+        net.run(x, hx=(torch.zeros(3, 2, 5), torch.zeros(3, 2, 4)))
+
+
+@pytest.mark.parametrize("shape", [(2, 7, 4, 3), (2, 4, 4, 3), (3, 5, 4, 3), (2, 5, 5, 3)])
+def test_given_basis_must_be_exactly_batch_time_hidden_basis(shape):
+    """A basis with extra steps used to be cut silently, one with too few an IndexError."""
+    net, x = lstm(), torch.randn(2, 5, 3)
+    log_u = [torch.zeros(2, 5, 4, 3) for _ in range(3)]
+    log_u[1] = torch.zeros(shape)
+    with pytest.raises(ValueError, match=r"log_basis\[1\] must have shape .* = \(2, 5, 4, 3\)"):
+        net.run(x, gate_mode="given", log_basis=log_u)
+
+
+def test_run_prepared_is_run_without_the_input_checks():
+    """forward and the models check their input once, then call run_prepared."""
+    net = lstm().eval()
+    x, mask = torch.randn(2, 5, 3), torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    runs = net.run(x, mask, gate_mode="mean"), net.run_prepared(x, mask, gate_mode="mean")
+    for given, prepared in zip(*runs, strict=True):
+        torch.testing.assert_close(prepared.outputs, given.outputs)

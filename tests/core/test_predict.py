@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from pyro_betalstm.data import SequenceDataset
 from pyro_betalstm.infer import (
     GATE_DIMS,
     evaluate_classifier,
@@ -131,3 +132,35 @@ def test_sample_gates_mean_mode_is_the_alpha_ratio():
     torch.testing.assert_close(g["input_gate"], a[..., 0] / (a[..., 0] + a[..., 2]))
     torch.testing.assert_close(g["forget_gate"], a[..., 1] / (a[..., 1] + a[..., 2]))
     assert g["mask"].all()
+
+
+@pytest.mark.parametrize("num_samples", [0, -2])
+def test_sample_gates_refuses_no_draws(num_samples):
+    """It returned only the mask, where sample_posterior_predictive refuses the same input."""
+    m, batch = make_model("classifier", "bivariate"), make_batch("classifier")
+    with pytest.raises(ValueError, match=f"num_samples must be positive, got {num_samples}"):
+        sample_gates(m, batch, num_samples)
+
+
+@pytest.mark.parametrize(
+    "targets, message",
+    [
+        ([0, 1, 2, 5], r"targets must lie in \[0, 2\]"),  # was an index-out-of-bounds error
+        ([0, 1, 2, -1], r"targets must lie in \[0, 2\]"),
+        ([0.0, 1.5, 2.0, 1.0], "whole-number class labels"),  # was gather's dtype error
+        (None, r"class indices of shape \(4,\), got None"),  # was an AttributeError
+    ],
+)
+def test_evaluate_classifier_checks_the_targets_as_the_model_does(targets, message):
+    m = make_model("classifier", "bivariate", num_outputs=3)
+    xs = [torch.randn(t, 3) for t in (3, 2, 4, 3)]
+    data = SequenceDataset(xs, None if targets is None else torch.tensor(targets))
+    with pytest.raises(ValueError, match=message):
+        evaluate_classifier(m, data)
+
+
+def test_evaluate_classifier_takes_whole_float_labels(float64):
+    m = make_model("classifier", "bivariate", num_outputs=3)
+    data = make_dataset(6)
+    as_float = SequenceDataset(data.inputs, data.targets.double())
+    assert evaluate_classifier(m, as_float) == evaluate_classifier(m, data)

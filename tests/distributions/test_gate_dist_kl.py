@@ -76,3 +76,30 @@ def test_log_gamma_kl_exact(qa, qr, pa, pr):
     se = diff.std() / math.sqrt(diff.numel())
     assert abs(diff.mean() - kl) < 5 * se
     torch.testing.assert_close(kl_divergence(q, q), f64(0.0))
+
+
+def test_gamma_kl_takes_numbers():
+    """gamma_kl(1.0, 2.0) raised AttributeError ('float' object has no attribute 'dtype')."""
+    expected = gamma_kl(torch.tensor(1.0), torch.tensor(2.0))
+    assert torch.equal(gamma_kl(1.0, 2.0), expected)
+    assert torch.equal(gamma_kl([1.0, 3.0], [2.0, 2.0]), gamma_kl(torch.tensor([1.0, 3.0]), 2.0))
+    p = torch.tensor([2.0, 0.5], dtype=torch.float64)  # a number takes the tensor's dtype
+    assert gamma_kl(1.0, p).dtype == torch.float64
+    rates = gamma_kl(1.0, 2.0, 0.5, 3)
+    torch.testing.assert_close(rates, kl_divergence(Gamma(1.0, 0.5), Gamma(2.0, 3.0)))
+
+
+@pytest.mark.parametrize(
+    "args, name",
+    [
+        ((-1.0, 2.0), "q_concentration"),
+        ((1.0, 0.0), "p_concentration"),
+        ((1.0, [2.0, float("nan")]), "p_concentration"),
+        ((torch.ones(2), torch.ones(2), -1.0), "q_rate"),
+        ((torch.ones(2), torch.ones(2), 1.0, float("inf")), "p_rate"),
+    ],
+)
+def test_gamma_kl_refuses_non_positive_numbers(args, name):
+    """Numbers are checked on the host; tensors are not read (see gamma_kl's docstring)."""
+    with pytest.raises(ValueError, match=f"gamma_kl: {name} must be positive and finite"):
+        gamma_kl(*args)

@@ -90,3 +90,15 @@ def test_tiny_concentration_float32_finite():
     assert y.dtype == torch.float32 and torch.isfinite(y).all()
     y.sum().backward()
     assert torch.isfinite(a.grad).all()
+
+
+def test_log_prob_at_plus_infinity_is_minus_infinity():
+    """a * y - b * e^y was inf - inf = NaN at y = +inf; finite values are unchanged."""
+    d = LogGamma(torch.tensor([0.5, 2.0]), torch.tensor([1.0, 3.0]))
+    y = torch.tensor([float("inf"), float("inf")])
+    assert torch.equal(d.log_prob(y), torch.full((2,), float("-inf")))
+    assert torch.equal(d.log_prob(torch.tensor(-float("inf"))), torch.full((2,), float("-inf")))
+    y = torch.tensor([-3.0, 88.0])  # e^88 is finite in float32, e^89 is not
+    a, b = d.concentration, d.rate
+    expected = a * b.log() + a * y - b * y.exp() - torch.lgamma(a)
+    assert torch.equal(d.log_prob(y), expected)
