@@ -167,3 +167,21 @@ def test_start_run_keeps_smoke_runs_apart_and_refuses_a_folder_holding_a_run(tmp
 def test_run_settings_leave_out_how_long_a_run_trains():
     settings = {"hidden": 8, "num_epochs": 3, "early_stopping": 2, "dropout": 0.1}
     assert ex.run_settings(settings, dataset="d") == {"hidden": 8, "dropout": 0.1, "dataset": "d"}
+
+
+def test_train_with_resume_before_any_checkpoint_starts_the_run(tmp_path, capsys):
+    """A run killed in its first epoch has no checkpoint yet: --resume starts it, with a note."""
+    import torch
+
+    from pyro_betalstm.data import SequenceDataset
+    from pyro_betalstm.infer import TrainConfig
+    from pyro_betalstm.models import SequenceClassifier
+    from pyro_betalstm.nn import StochasticLSTM
+
+    torch.manual_seed(0)
+    model = SequenceClassifier(StochasticLSTM(3, 4, 1, gate="sigmoid", batch_first=True), 2)
+    data = SequenceDataset([torch.randn(4, 3) for _ in range(4)], torch.tensor([0, 1, 0, 1]))
+    config = TrainConfig(num_epochs=1, batch_size=2, progress=False)
+    result = ex.train(model, data, data, config, tmp_path, resume=True, classifier=True)
+    assert len(result.history) == 1 and (tmp_path / "last.pt").exists()
+    assert "no checkpoint in" in capsys.readouterr().out

@@ -64,15 +64,16 @@ def test_run_arguments_defaults_and_help():
         "recurrence": "eager",
         "out_dir": None,
         "resume": False,
+        "overwrite": False,
         "no_progress": False,
         "smoke": False,
     }
     args = parser.parse_args(
         ["--seed", "3", "--threads", "2", "--device", "cuda", "--out-dir", "x", "--resume"]
-        + ["--no-progress", "--smoke"]
+        + ["--no-progress", "--smoke", "--overwrite"]
     )
     assert (args.seed, args.threads, args.device, args.out_dir) == (3, 2, "cuda", "x")
-    assert args.resume and args.no_progress and args.smoke
+    assert args.resume and args.no_progress and args.smoke and args.overwrite
     custom = argparse.ArgumentParser()
     add_run_arguments(
         custom, seed_default=None, seed_help="seed of fold k", threads_default=None, resume_help="r"
