@@ -79,8 +79,9 @@ def interleaved_ms(
     candidates: dict, repeats: int, warmup: int = 2, sync=lambda: None
 ) -> dict[str, float]:
     """Median milliseconds of each zero-argument callable, timed round-robin as
-    ``step_time.py`` times its variants (:func:`step_time.round_robin_ms`)."""
-    times = round_robin_ms(candidates, repeats, warmup, sync)
+    ``step_time.py`` times its variants (:func:`step_time.round_robin_ms`), without its
+    garbage collection before each call (cold caches would dominate a kernel's timing)."""
+    times = round_robin_ms(candidates, repeats, warmup, sync, collect=False)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 

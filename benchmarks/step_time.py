@@ -259,18 +259,25 @@ def git_state() -> dict:
 
 
 def round_robin_ms(
-    calls: dict[str, Callable[[], object]], repeats: int, warmup: int, sync=lambda: None
+    calls: dict[str, Callable[[], object]],
+    repeats: int,
+    warmup: int,
+    sync=lambda: None,
+    collect: bool = True,
 ) -> dict[str, list[float]]:
     """Milliseconds of each zero-argument call, ``repeats`` times after ``warmup`` untimed
     rounds, run round-robin (each round starts one call later, so no call always follows the
-    same one) with a garbage collection and ``sync()`` (``torch.cuda.synchronize`` on a GPU)
-    before and ``sync()`` after each timed call."""
+    same one) with ``sync()`` (``torch.cuda.synchronize`` on a GPU) before and after each
+    timed call. ``collect``: a garbage collection before each call (for training steps, whose
+    garbage would otherwise be collected inside another's timing; not for sub-millisecond
+    kernels, which it would time with cold caches)."""
     names = list(calls)
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(warmup + repeats):
         k = r % len(names)
         for name in names[k:] + names[:k]:
-            gc.collect()
+            if collect:
+                gc.collect()
             sync()
             start = time.perf_counter()
             calls[name]()
