@@ -301,6 +301,7 @@ def fit(
     same world size (a ValueError names both otherwise).
     """
     config = _checked_config(config, train_data, valid_data)
+    _check_monitor(monitor, evaluate, valid_data, model, config)
     device = _checked_device(config.device)
     workers, device = start_workers(device, config.distributed, config.distributed_timeout_s)
     out = _prepare_out_dir(out_dir, workers.is_main, resume, overwrite)
@@ -444,6 +445,21 @@ def _prepare_out_dir(
             for name in (*RUN_FILES, *FIT_FILES):
                 (out / name).unlink(missing_ok=True)
     return out
+
+
+def _check_monitor(monitor, evaluate, valid_data, model: GateModel, config: TrainConfig) -> None:
+    """A ``monitor`` the default validation never reports is refused before training, not
+    after the first epoch (a custom ``evaluate`` is checked after its first call)."""
+    if valid_data is None or evaluate is not default_evaluate:
+        return
+    reported = {"nll_mean_gates", "num_predictions"}
+    if config.eval_samples and model.family.is_latent:
+        reported.add("nll_predictive")
+    if monitor not in reported:
+        raise ValueError(
+            f"monitor {monitor!r} is not a metric of the default validation, which reports "
+            f"{sorted(reported)}; pass one of those, or an evaluate that reports it"
+        )
 
 
 def _checked_device(name: str) -> torch.device:
@@ -665,7 +681,10 @@ def _monitored_value(
     else:
         metrics = evaluate(run.model, valid_data, run.config)
     if monitor not in metrics:
-        raise KeyError(f"monitor {monitor!r} is not among the validation metrics {sorted(metrics)}")
+        raise ValueError(
+            f"monitor {monitor!r} is not among the validation metrics {sorted(metrics)} that "
+            "evaluate returned"
+        )
     bad = {k: v for k, v in metrics.items() if _is_number(v) and not math.isfinite(v)}
     if bad:
         raise NonFiniteLossError(

@@ -336,3 +336,17 @@ def test_the_minibatch_order_is_seeded_by_config_seed_without_global_seeding():
 
     assert losses(3, global_seed=1) == losses(3, global_seed=2)
     assert losses(3, global_seed=1) != losses(4, global_seed=1)
+
+
+def test_an_unknown_monitor_is_refused_before_training(tmp_path):
+    m = make_model("classifier", "sigmoid", num_layers=1)
+    data = make_dataset(6)
+    with pytest.raises(ValueError, match=r"monitor 'nll' is not a metric of the default"):
+        fit(m, data, data, _config(), out_dir=tmp_path, monitor="nll")
+    assert not (tmp_path / "last.pt").exists()  # nothing trained, nothing to lose
+
+    def custom(model, data, config):
+        return {"error": 0.5}
+
+    with pytest.raises(ValueError, match=r"monitor 'nll_mean_gates' is not among .*'error'"):
+        fit(m, data, data, _config(), evaluate=custom)
