@@ -29,6 +29,7 @@ Writing a new prior takes a few lines::
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 
 import pyro
@@ -173,12 +174,17 @@ class LearnableGammaPrior(GatePrior):
 class ConditionalGammaPrior(GatePrior):
     """``Gamma(c_t, 1)`` with ``c_t = softplus(net([x_t, h_{t-1}])) + 1e-3`` from a small network.
 
-    :param width: hidden width of the per-layer network (one tanh layer).
+    :param width: hidden width of the per-layer network (one tanh layer), a positive integer.
     """
 
     def __init__(self, width: int = 16):
         super().__init__()
-        self.width = width
+        # checked now: nn.Linear would only fail (or build an empty layer) at setup
+        if isinstance(width, bool) or not isinstance(width, numbers.Integral):
+            raise TypeError(f"width must be an integer, got {width!r}")
+        if width < 1:
+            raise ValueError(f"width must be a positive integer, got {width}")
+        self.width = int(width)
         self.nets = nn.ModuleList()
 
     def setup(self, family, input_sizes, hidden_size):

@@ -11,12 +11,27 @@ from torch.nn.utils.rnn import pad_sequence
 from ..batch import SequenceBatch
 
 
+def _as_tensors(items: Sequence, what: str, name: str) -> Sequence[torch.Tensor]:
+    """``items`` unchanged when all are tensors, else each through ``torch.as_tensor`` (NumPy
+    arrays keep their dtype, as tensors do), or a TypeError saying tensors are expected."""
+    if all(isinstance(x, torch.Tensor) for x in items):
+        return items
+    try:
+        return [torch.as_tensor(x) for x in items]
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise TypeError(
+            f"{name}: {what} must be tensors (or NumPy arrays); got "
+            f"{sorted({type(x).__name__ for x in items})} ({error})"
+        ) from None
+
+
 @dataclass
 class SequenceDataset:
     """Sequences ``inputs[n]`` of shape ``(T_n, D)`` with per-sequence targets.
 
     ``targets`` is either a tensor with one entry per sequence (class labels) or a list of
     per-step tensors ``(T_n, D')`` (next-step targets), padded together with the inputs.
+    NumPy arrays in place of tensors are converted with ``torch.as_tensor`` (dtype kept).
     """
 
     inputs: Sequence[torch.Tensor]
@@ -24,6 +39,12 @@ class SequenceDataset:
     name: str = "data"
 
     def __post_init__(self):
+        self.inputs = _as_tensors(self.inputs, "sequences", self.name)
+        if self.targets is not None and not isinstance(self.targets, torch.Tensor):
+            if hasattr(self.targets, "__array__"):  # one array of labels, as a tensor would be
+                self.targets = torch.as_tensor(self.targets)
+            else:
+                self.targets = _as_tensors(self.targets, "per-step targets", self.name)
         if len(self.inputs) == 0:
             raise ValueError(f"{self.name}: the data set is empty; expected at least one sequence")
         widths = {tuple(x.shape[1:]) for x in self.inputs}
@@ -45,6 +66,11 @@ class SequenceDataset:
         """Per-step targets: as many steps as their inputs, one feature width for all (else
         padding them into a batch fails mid-training)."""
         for x, y in zip(self.inputs, self.targets, strict=True):
+            if y.dim() == 0:
+                raise ValueError(
+                    f"{self.name}: targets must be one tensor of class labels or a list of "
+                    f"per-step tensors; got a list of scalars (use torch.tensor(labels))"
+                )
             if y.shape[0] != x.shape[0]:
                 raise ValueError(
                     f"{self.name}: per-step targets must have as many steps as their inputs "

@@ -117,8 +117,11 @@ def _pitches_to_roll(frames, where: str) -> torch.Tensor:
     roll = np.zeros((len(frames), NUM_KEYS), dtype=np.float32)
     for t, pitches in enumerate(frames):
         for p in pitches:
-            if isinstance(p, bool) or not isinstance(p, int | float) or p != int(p):
-                raise ValueError(f"{where}: MIDI pitch {p!r} is not an integer")
+            # is_integer is False for NaN and inf too, where int(p) raised naming no file
+            if isinstance(p, bool) or not (
+                isinstance(p, int) or (isinstance(p, float) and p.is_integer())
+            ):
+                raise ValueError(f"{where}: frame {t}: MIDI pitch {p!r} is not an integer")
             key = int(p) - LOWEST_MIDI
             if not 0 <= key < NUM_KEYS:
                 raise ValueError(f"{where}: MIDI pitch {p} outside the piano range 21..108")

@@ -476,7 +476,12 @@ def _read_glove_txt(path: Path, wanted: set[str]) -> dict[str, np.ndarray]:
                     f"{path}:{n}: {len(parts) - 1} numbers where the first line had {dim}"
                 )
             if parts[0] in wanted and parts[0] not in found:
-                found[parts[0]] = np.asarray(parts[1:], dtype=np.float32)
+                try:
+                    found[parts[0]] = np.asarray(parts[1:], dtype=np.float32)
+                except ValueError as error:  # numpy's message names neither file nor line
+                    raise ValueError(
+                        f"{path}:{n}: the vector of {parts[0]!r} must be numbers ({error})"
+                    ) from None
     if dim is None:
         raise ValueError(f"{path} is empty; expected GloVe lines 'word v1 ... vd'")
     return found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -61,6 +62,16 @@ def site_name(layer: int) -> str:
     return f"log_gamma_basis_{layer}"
 
 
+def check_size(name: str, value, minimum: int = 1) -> int:
+    """``value`` as an int, or a TypeError/ValueError naming ``name``: an integer >= ``minimum``
+    (an output layer's size, so 2.5 or True is a mistake, not a size)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return int(value)
+
+
 class GateModel(nn.Module):
     """A stochastic-gate LSTM with gate priors, an amortised guide and a task likelihood.
 
@@ -94,8 +105,8 @@ class GateModel(nn.Module):
 
     :param lstm: the recurrent network (its gate family decides whether gates are latent).
     :param prior: a :class:`GatePrior`, its name, a function, or None for ``Gamma(0.5, 1)``.
-    :param kl_weight: the paper's ``kl_lambda``; multiplies the gate KL (and can be annealed
-        by changing the attribute during training).
+    :param kl_weight: the paper's ``kl_lambda``, a finite number >= 0; multiplies the gate KL
+        (and can be annealed by setting the attribute during training, which checks it too).
     """
 
     #: record the gates as ``pyro.deterministic`` sites (see the class docstring)
@@ -116,11 +127,27 @@ class GateModel(nn.Module):
         if lstm.family.is_latent:  # deterministic gate families have no latent gates to prior
             sizes = [layer.input_size for layer in lstm.layers]
             self.prior.setup(lstm.family, sizes, lstm.hidden_size)
-        self.kl_weight = float(kl_weight)
+        self.kl_weight = kl_weight  # checked by the property's setter
         self._guide_runs: list[KeptRun] = []  # the guide's runs, for the model to reuse
         # (raw batch, embedded batch) of the last guide call, until the model consumes it
         # (raw batch, embedded batch, its step mask) of the guide's last call, for the model
         self._embedded: tuple[SequenceBatch, SequenceBatch, torch.Tensor | None] | None = None
+
+    @property
+    def kl_weight(self) -> float:
+        """The weight of the gate KL in the loss (``0``: no prior term)."""
+        return self._kl_weight
+
+    @kl_weight.setter
+    def kl_weight(self, value: float) -> None:
+        # checked here, not at the first loss: NaN, inf or a negative weight ruins training
+        one_element = isinstance(value, torch.Tensor) and value.numel() == 1
+        if isinstance(value, bool) or not (isinstance(value, numbers.Real) or one_element):
+            raise TypeError(f"kl_weight must be a number, got {value!r}")
+        weight = float(value)
+        if not 0 <= weight < math.inf:
+            raise ValueError(f"kl_weight must be finite and non-negative, got {weight}")
+        self._kl_weight = weight
 
     @property
     def family(self):
@@ -201,8 +228,6 @@ class GateModel(nn.Module):
     def _kl_scale(self):
         """``poutine.scale(kl_weight)`` on the gate sites; ``kl_weight == 0`` (no prior term, the
         paper's bBLSTM(5G) without prior) masks them instead, as Pyro rejects a zero scale."""
-        if not self.kl_weight >= 0:
-            raise ValueError(f"kl_weight must be non-negative, got {self.kl_weight}")
         if self.kl_weight == 0:
             return poutine.mask(mask=False)
         return poutine.scale(scale=self.kl_weight)

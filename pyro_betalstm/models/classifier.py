@@ -8,7 +8,7 @@ from torch import nn
 
 from ..batch import SequenceBatch
 from ..nn import LayerRun, StochasticLSTM
-from .base import GateModel
+from .base import GateModel, check_size
 
 
 class SequenceClassifier(GateModel):
@@ -19,10 +19,8 @@ class SequenceClassifier(GateModel):
 
     def __init__(self, lstm: StochasticLSTM, num_classes: int, prior=None, kl_weight=1.0):
         super().__init__(lstm, prior, kl_weight)
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-        self.num_classes = num_classes
-        self.output = nn.Linear(lstm.hidden_size, num_classes)
+        self.num_classes = check_size("num_classes", num_classes, minimum=2)
+        self.output = nn.Linear(lstm.hidden_size, self.num_classes)
 
     def predict_from_run(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:
         return self.output(run.h_n)

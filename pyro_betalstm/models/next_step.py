@@ -8,7 +8,7 @@ from torch import nn
 
 from ..batch import SequenceBatch
 from ..nn import LayerRun, StochasticLSTM
-from .base import GateModel
+from .base import GateModel, check_size
 
 
 class NextStepBernoulli(GateModel):
@@ -21,8 +21,8 @@ class NextStepBernoulli(GateModel):
 
     def __init__(self, lstm: StochasticLSTM, output_size: int, prior=None, kl_weight=1.0):
         super().__init__(lstm, prior, kl_weight)
-        self.output_size = output_size
-        self.output = nn.Linear(lstm.hidden_size, output_size)
+        self.output_size = check_size("output_size", output_size)
+        self.output = nn.Linear(lstm.hidden_size, self.output_size)
 
     def predict_from_run(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:
         return self.output(self.lstm.top_output(run))
@@ -52,13 +52,23 @@ class NextStepBernoulli(GateModel):
         Without it the first epochs only learn how sparse the frames are (an untrained model
         scores about 61 nats per frame on 88 keys); with it training starts at the per-key
         frequency baseline.
+
+        :param frequencies: ``(output_size,)`` shares of frames with each key on, in ``[0, 1]``
+            (0 and 1 are moved 1e-4 inside, where the log-odds are finite).
         """
-        p = torch.as_tensor(frequencies, dtype=self.output.bias.dtype).clamp(1e-4, 1 - 1e-4)
+        p = torch.as_tensor(frequencies, dtype=self.output.bias.dtype)
         if p.shape != (self.output_size,):
             raise ValueError(
                 f"frequencies must have shape ({self.output_size},), got {tuple(p.shape)}"
             )
-        self.output.bias.copy_(torch.logit(p))
+        outside = ~((p >= 0) & (p <= 1))  # NaN fails both comparisons
+        if bool(outside.any()):
+            k = int(outside.nonzero()[0])
+            raise ValueError(
+                f"frequencies must be finite and lie in [0, 1] (each key's share of frames); "
+                f"got frequencies[{k}] = {float(p[k])}"
+            )
+        self.output.bias.copy_(torch.logit(p.clamp(1e-4, 1 - 1e-4)))
 
     def num_predictions(self, batch: SequenceBatch) -> int:
         """Predicted frames: the NLL is reported per frame, summed over keys."""

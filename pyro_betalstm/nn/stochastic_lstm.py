@@ -17,8 +17,16 @@ from .layer import GateLayer, LayerRun
 
 
 def check_lengths(lengths, batch_size: int, max_len: int, device) -> torch.Tensor:
-    """Validate per-sequence lengths: ``(B,)`` integers in ``[1, T]``."""
-    lengths = torch.as_tensor(lengths, device=device)
+    """Validate per-sequence lengths: ``(B,)`` integers (or whole floats) in ``[1, T]``."""
+    try:
+        lengths = torch.as_tensor(lengths, device=device)
+    except (TypeError, ValueError, RuntimeError) as error:  # strings, ragged lists...
+        raise TypeError(
+            f"lengths must be a tensor or a sequence of integers, one per sequence; got "
+            f"{type(lengths).__name__} ({error})"
+        ) from None
+    if lengths.dtype == torch.bool or lengths.is_complex():  # .long() would make True a 1
+        raise TypeError(f"lengths must be integers, one per sequence; got dtype {lengths.dtype}")
     if lengths.shape != (batch_size,):
         raise ValueError(
             f"lengths must have shape ({batch_size},), one per sequence, got {tuple(lengths.shape)}"
@@ -53,9 +61,11 @@ def check_inputs(inputs: torch.Tensor, input_size: int, dtype: torch.dtype | Non
             f"(time, batch, features) otherwise; got shape {tuple(getattr(inputs, 'shape', ()))}"
         )
     if dtype is not None and inputs.dtype != dtype:
+        # a network can only take a floating dtype: offer converting it only to one
+        network = f" or the network (.to({inputs.dtype}))" if inputs.is_floating_point() else ""
         raise ValueError(
             f"input has dtype {inputs.dtype}; the network's parameters are {dtype}: convert the "
-            f"input (input.to({dtype})) or the network (.to({inputs.dtype}))"
+            f"input (input.to({dtype})){network}"
         )
     B, T, D = inputs.shape
     if D != input_size:
@@ -265,6 +275,14 @@ class StochasticLSTM(nn.Module):
             if t.dtype != dtype:
                 raise ValueError(f"hx: {name} has dtype {t.dtype}; the input has {dtype}")
 
+    def _check_hx_values(self, hx, batch_size: int, dtype: torch.dtype) -> None:
+        """:meth:`_check_hx` and finite values: a host sync, so only where :meth:`forward`
+        reads the input's values too (never in :meth:`run` or :meth:`run_prepared`)."""
+        self._check_hx(hx, batch_size, dtype)
+        for name, t in zip(("h_0", "c_0"), hx, strict=True):
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"hx: {name} contains NaN or infinite values")
+
     def _drop(self, x: torch.Tensor) -> torch.Tensor:
         """Dropout of batch-first ``(B, T, H)`` outputs while training: per element, or with
         one mask per sequence shared over time (``locked_dropout``)."""
@@ -371,6 +389,8 @@ class StochasticLSTM(nn.Module):
         check_gate_mode(gate_mode)
         if gate_mode == "given":
             raise ValueError("gate_mode='given' needs log_basis: use StochasticLSTM.run")
+        if hx is not None:  # prepare read the input's values already: read hx's too
+            self._check_hx_values(hx, x.shape[0], x.dtype)
         # pad_packed_sequence restores the caller's batch order, so hx is used as given and
         # h_n, c_n come back in that order too. prepare checked the input: not run's checks again.
         runs = self.run_prepared(x, mask, hx, gate_mode)

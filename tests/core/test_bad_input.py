@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyro.distributions as dist
 import pytest
 import torch
@@ -13,7 +14,13 @@ from pyro_betalstm.gates import get_gate_family
 from pyro_betalstm.infer.elbo import GateMeanFieldELBO
 from pyro_betalstm.models import NextStepBernoulli, SequenceClassifier
 from pyro_betalstm.nn import StochasticLSTM
-from pyro_betalstm.priors import BivariateBetaPrior, GammaPrior, LearnableGammaPrior, get_prior
+from pyro_betalstm.priors import (
+    BivariateBetaPrior,
+    ConditionalGammaPrior,
+    GammaPrior,
+    LearnableGammaPrior,
+    get_prior,
+)
 
 from .helpers import make_batch, make_model
 
@@ -44,6 +51,22 @@ def test_lengths_out_of_range(lengths):
         _loss(m, batch)
 
 
+@pytest.mark.parametrize(
+    "lengths, message",
+    [
+        (torch.tensor([True, True]), "lengths must be integers.*got dtype torch.bool"),
+        (["a", "b"], "lengths must be a tensor or a sequence of integers.*got list"),
+    ],
+)
+def test_lengths_must_be_integers(lengths, message):
+    """Bool lengths were taken as (1, 1); strings gave "too many dimensions 'str'"."""
+    with pytest.raises(TypeError, match=message):
+        StochasticLSTM(3, 4, batch_first=True)(torch.randn(2, 5, 3), lengths=lengths)
+    batch = SequenceBatch(torch.randn(2, 5, 3), torch.tensor([0, 1]), torch.tensor([True, True]))
+    with pytest.raises(TypeError, match="got dtype torch.bool"):
+        _loss(make_model(), batch)
+
+
 def test_lengths_shape_and_whole_numbers():
     lstm = StochasticLSTM(3, 4, batch_first=True)
     with pytest.raises(ValueError, match=r"lengths must have shape \(2,\)"):
@@ -60,6 +83,26 @@ def test_non_finite_inputs(bad):
         StochasticLSTM(3, 4, batch_first=True)(x)
     with pytest.raises(ValueError, match="NaN or infinite"):
         _loss(make_model(), SequenceBatch(x, torch.tensor([0, 1])))
+
+
+@pytest.mark.parametrize("which", [0, 1])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_initial_state(which, bad):
+    """NaN in hx spread through the outputs while NaN in the input was refused."""
+    hx = [torch.zeros(1, 2, 4), torch.zeros(1, 2, 4)]
+    hx[which][0, 1, 2] = bad
+    name = ("h_0", "c_0")[which]
+    with pytest.raises(ValueError, match=f"hx: {name} contains NaN or infinite values"):
+        StochasticLSTM(3, 4, batch_first=True)(torch.randn(2, 5, 3), tuple(hx))
+
+
+def test_integer_input_is_told_to_become_the_networks_float_dtype():
+    """The message offered converting the network to int64, which cannot be done."""
+    lstm = StochasticLSTM(3, 4, batch_first=True)
+    with pytest.raises(ValueError, match=r"convert the input \(input.to\(torch.float32\)\)$"):
+        lstm(torch.ones(2, 5, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"or the network \(.to\(torch.float64\)\)"):
+        lstm(torch.ones(2, 5, 3, dtype=torch.float64))  # a float input: either way works
 
 
 def test_empty_batch():
@@ -130,10 +173,26 @@ def test_non_positive_prior_concentration(make):
         make()
 
 
-def test_negative_kl_weight():
-    m = make_model(kl_weight=-1.0)
-    with pytest.raises(ValueError, match="kl_weight must be non-negative"):
-        _loss(m, make_batch())
+@pytest.mark.parametrize("weight", [-1.0, float("nan"), float("inf")])
+def test_kl_weight_must_be_finite_and_non_negative(weight):
+    """-1 and NaN failed only at the first loss, inf gave an infinite loss."""
+    with pytest.raises(ValueError, match="kl_weight must be finite and non-negative"):
+        make_model(kl_weight=weight)
+    m = make_model(kl_weight=0.5)
+    with pytest.raises(ValueError, match="kl_weight must be finite and non-negative"):
+        m.kl_weight = weight  # annealing sets the attribute: checked there too
+    assert m.kl_weight == 0.5
+
+
+@pytest.mark.parametrize("weight", ["a", True, None])
+def test_kl_weight_must_be_a_number(weight):
+    with pytest.raises(TypeError, match="kl_weight must be a number"):
+        make_model(kl_weight=weight)
+
+
+def test_kl_weight_accepts_numbers_as_floats():
+    for weight in (0, 2, 1e-3, torch.tensor(0.25)):
+        assert make_model(kl_weight=weight).kl_weight == float(weight)
 
 
 def test_sequence_dataset_errors():
@@ -156,6 +215,19 @@ def test_sequence_dataset_errors():
         next(data.batches(0))
 
 
+def test_sequence_dataset_takes_numpy_arrays_as_tensors():
+    """NumPy sequences gave AttributeError 'numpy.ndarray' object has no attribute 'dim'."""
+    xs = [np.random.default_rng(0).normal(size=(t, 2)).astype(np.float32) for t in (3, 2)]
+    from_numpy = SequenceDataset(xs, np.array([0, 1]))
+    tensors = SequenceDataset([torch.from_numpy(x) for x in xs], torch.tensor([0, 1]))
+    for a, b in zip(from_numpy.batches(2), tensors.batches(2), strict=True):
+        assert torch.equal(a.inputs, b.inputs) and torch.equal(a.targets, b.targets)
+    steps = SequenceDataset(xs, [np.ones((3, 1)), np.zeros((2, 1))])
+    assert steps.batch([0, 1]).targets.shape == (2, 3, 1)
+    with pytest.raises(TypeError, match="sequences must be tensors \\(or NumPy arrays\\)"):
+        SequenceDataset(["abc"])
+
+
 def test_classifier_targets():
     m = make_model("classifier", num_outputs=3)
     x = torch.randn(2, 5, 3)
@@ -169,6 +241,39 @@ def test_classifier_targets():
         _loss(m, SequenceBatch(x, None))
     with pytest.raises(ValueError, match="num_classes must be at least 2"):
         SequenceClassifier(StochasticLSTM(3, 4, batch_first=True), 1)
+    with pytest.raises(TypeError, match="num_classes must be an integer, got 2.5"):
+        SequenceClassifier(StochasticLSTM(3, 4, batch_first=True), 2.5)
+
+
+@pytest.mark.parametrize("size", [0, -1])
+def test_next_step_output_size_must_be_positive(size):
+    with pytest.raises(ValueError, match=f"output_size must be at least 1, got {size}"):
+        NextStepBernoulli(StochasticLSTM(3, 4, batch_first=True), size)
+    with pytest.raises(TypeError, match="output_size must be an integer"):
+        NextStepBernoulli(StochasticLSTM(3, 4, batch_first=True), 4.0)
+
+
+@pytest.mark.parametrize("width, error", [(0, ValueError), (-1, ValueError), (2.5, TypeError)])
+def test_conditional_prior_width_must_be_a_positive_integer(width, error):
+    with pytest.raises(error, match=f"width must be a(n| positive) integer, got {width}"):
+        ConditionalGammaPrior(width)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -0.1, 1.5])
+def test_output_bias_frequencies_must_lie_in_the_unit_interval(bad):
+    """NaN set the bias to NaN silently; values outside [0, 1] were clamped silently."""
+    m = make_model("next_step", num_outputs=4)
+    before = m.output.bias.detach().clone()
+    with pytest.raises(ValueError, match=rf"lie in \[0, 1\].*frequencies\[2\] = {bad}"):
+        m.init_output_bias(torch.tensor([0.1, 0.5, bad, 0.2]))
+    assert torch.equal(m.output.bias, before)
+
+
+def test_output_bias_keeps_exact_zero_and_one_finite():
+    m = make_model("next_step", num_outputs=4)
+    m.init_output_bias(torch.tensor([0.0, 1.0, 0.5, 0.25]))
+    expected = torch.logit(torch.tensor([1e-4, 1 - 1e-4, 0.5, 0.25]))
+    assert torch.equal(m.output.bias.detach(), expected)
 
 
 def test_next_step_target_shapes():

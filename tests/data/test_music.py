@@ -243,6 +243,16 @@ def test_pickle_pitch_out_of_range(tmp_path, pitch):
         load_piano_rolls(path)
 
 
+@pytest.mark.parametrize("pitch", [math.inf, -math.inf, math.nan, 60.5, "60"])
+def test_pickle_non_integer_pitch_names_the_file(tmp_path, pitch):
+    """inf and NaN gave a bare OverflowError/ValueError from int(), naming no file."""
+    path = tmp_path / "p.pickle"
+    write_pickle(path, valid=[[[60]], [[60], [62, pitch]]])
+    message = rf"p\.pickle:valid\[1\]: frame 1: MIDI pitch {pitch!r} is not an integer"
+    with pytest.raises(ValueError, match=message):
+        load_piano_rolls(path)
+
+
 @pytest.mark.parametrize("fmt", ["mat", "pickle"])
 def test_empty_split_is_refused_at_load(tmp_path, fmt):
     path = tmp_path / f"e.{fmt}"

@@ -308,6 +308,9 @@ def test_glove_text_file_and_embedding_matrix(tmp_path):
     bad.write_text("a 1 2\nb 1\n")
     with pytest.raises(ValueError, match="bad.txt:2: 1 numbers where the first line had 2"):
         load_glove(["a"], bad)
+    bad.write_text("a 1 2\nb 1 x\n")
+    with pytest.raises(ValueError, match=r"bad\.txt:2: the vector of 'b' must be numbers"):
+        load_glove(["a", "b"], bad)  # numpy's own message named neither file nor line
     with pytest.raises(FileNotFoundError, match="GloVe file"):
         load_glove(["a"], tmp_path / "missing.txt")
     with pytest.raises(ValueError, match="no GloVe vector"):
