@@ -118,10 +118,23 @@ class _GateSequence(TorchDistribution):
     def run_for(self, value: torch.Tensor) -> LayerRun:
         """The layer run that produced ``value``: the kept one, or a recomputation."""
         if self.kept.run is None or self.kept.value is not value:
+            self._check_value_shape(value)
             draw_shape = draw_shape_of(value)
             run = self.run_layer(fold_draws(value, draw_shape), self._num_draws(draw_shape))
             self.kept.run, self.kept.value = run, value
         return self.kept.run
+
+    def _check_value_shape(self, value) -> None:
+        """A value given to the site (``poutine.condition``, a replayed trace) must be a log-basis
+        ``(*draws, B, T, H, K)`` of this batch: a longer one would be cut by the layer and
+        scored whole, a shorter one fail inside the recurrence."""
+        expected = self.batch_shape[-1:] + self.event_shape
+        if not isinstance(value, torch.Tensor) or value.shape[-4:] != expected:
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(
+                f"a gate site's value must be a log-basis (*draws, batch, time, hidden, K) "
+                f"ending in {tuple(expected)}, got {got}"
+            )
 
     def _sum_per_sequence(self, per_step: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         """Folded per-step terms ``(N * B, T, ...)`` summed per sequence, ``(*draws, B)``."""

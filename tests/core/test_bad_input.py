@@ -381,3 +381,21 @@ def test_fixed_length_labels_must_be_whole_numbers(labels):
         FixedLengthSequences(torch.randn(2, 3, 4), torch.tensor(labels))
     data = FixedLengthSequences(torch.randn(2, 3, 4), torch.tensor([0.0, 2.0]))
     assert data.targets.tolist() == [0, 2]
+
+
+@pytest.mark.parametrize("extra_steps", [2, -1])
+def test_a_conditioned_gate_site_must_have_the_batchs_shape(extra_steps):
+    """poutine.condition on a gate site with a log-basis of the wrong length: an error naming
+    the shape expected, not a density summed over steps the layer never ran (or an
+    IndexError inside the recurrence)."""
+    from pyro import poutine
+
+    m = make_model("classifier", "bivariate", num_layers=1)
+    batch = make_batch("classifier", lengths=None)  # B 3, T 5; hidden 4, K 3
+    good = torch.zeros(3, 5, 4, 3)
+    conditioned = poutine.condition(m.model, {"log_gamma_basis_0": good})
+    assert torch.isfinite(poutine.trace(conditioned).get_trace(batch).log_prob_sum())
+    bad = torch.zeros(3, 5 + extra_steps, 4, 3)
+    conditioned = poutine.condition(m.model, {"log_gamma_basis_0": bad})
+    with pytest.raises(ValueError, match=r"ending in \(3, 5, 4, 3\), got \(3, "):
+        poutine.trace(conditioned).get_trace(batch).log_prob_sum()
