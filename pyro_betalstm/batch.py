@@ -43,7 +43,8 @@ class SequenceBatch:
 
     def __post_init__(self):
         if self.lengths is not None and not isinstance(self.lengths, torch.Tensor):
-            self.lengths = _lengths_tensor(self.lengths, self.inputs)
+            device = self.inputs.device if isinstance(self.inputs, torch.Tensor) else None
+            self.lengths = lengths_tensor(self.lengths, device)
         if self.dataset_size is not None:
             self.dataset_size = _checked_dataset_size(self.dataset_size, self.inputs)
 
@@ -71,9 +72,9 @@ class SequenceBatch:
         return lengths_to_mask(self.lengths.cpu(), T)
 
 
-def _lengths_tensor(lengths, inputs) -> torch.Tensor:
-    """``lengths`` given as Python or NumPy data, as a tensor on the inputs' device."""
-    device = inputs.device if isinstance(inputs, torch.Tensor) else None
+def lengths_tensor(lengths, device=None) -> torch.Tensor:
+    """``lengths`` given as a tensor, Python or NumPy data, as a tensor on ``device``; a
+    TypeError for what is not a sequence of numbers (strings, ragged lists...)."""
     try:
         return torch.as_tensor(lengths, device=device)
     except (TypeError, ValueError, RuntimeError) as error:
@@ -98,3 +99,12 @@ def _checked_dataset_size(size, inputs) -> int:
             f"got {size}"
         )
     return int(size)
+
+
+def as_whole_numbers(values: torch.Tensor, message: str) -> torch.Tensor:
+    """``values`` as int64; floats must be whole numbers (``.long()`` would truncate 0.7 to 0
+    and turn NaN into a huge negative number), else a ValueError with ``message``. Reads the
+    values: a host sync on a GPU."""
+    if values.is_floating_point() and not torch.equal(values, values.round()):
+        raise ValueError(message)
+    return values.long()

@@ -145,11 +145,13 @@ def atomic_write_path(path: str | Path, write: Callable[[Path], None]) -> Path:
     return _replace_or_clean(path, tmp, fill)
 
 
-def remove_temporaries(folder: str | Path, names: Iterable[str]) -> list[Path]:
+def remove_temporaries(folder: str | Path, names: Iterable[str] | None = None) -> list[Path]:
     """Delete the temporary files (``.<name>.<random>.tmp``) that writes of ``names`` in
-    ``folder`` killed half-way left behind; returns what was deleted."""
+    ``folder`` killed half-way left behind (``None``: of any name, for a folder that holds
+    one writer's files only); returns what was deleted."""
     folder = Path(folder)
-    stale = [p for name in names for p in folder.glob(f".{glob.escape(name)}.*.tmp")]
+    patterns = ["*"] if names is None else [glob.escape(name) for name in names]
+    stale = [p for pattern in patterns for p in folder.glob(f".{pattern}.*.tmp")]
     removed = [p for p in stale if p.is_file()]
     for path in removed:
         path.unlink(missing_ok=True)

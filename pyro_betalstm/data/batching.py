@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from ..batch import SequenceBatch
+from ..batch import SequenceBatch, as_whole_numbers
 
 
 def _as_tensors(items: Sequence, what: str, name: str) -> Sequence[torch.Tensor]:
@@ -170,10 +170,8 @@ class FixedLengthSequences:
             raise ValueError(
                 f"{name}: targets must have shape ({inputs.shape[0]},), got {tuple(targets.shape)}"
             )
-        if targets.is_floating_point() and not torch.equal(targets, targets.round()):
-            # .long() would truncate 0.7 to 0 and turn NaN into a huge negative label
-            raise ValueError(f"{name}: targets must be whole-number class labels")
-        self.inputs, self.targets, self.name = inputs, targets.long(), name
+        targets = as_whole_numbers(targets, f"{name}: targets must be whole-number class labels")
+        self.inputs, self.targets, self.name = inputs, targets, name
 
     def __len__(self) -> int:
         return self.inputs.shape[0]

@@ -141,8 +141,7 @@ def render_run(
     run = load_saved_run(run_dir)
     out = Path(out_dir) if out_dir is not None else run.run_dir / "diagnostics"
     out.mkdir(parents=True, exist_ok=True)
-    # what a render killed mid-write left (atomic_write_path's ".<name>.<random>.tmp")
-    remove_temporaries(out, {p.name[1:].rsplit(".", 2)[0] for p in out.glob(".*.*.tmp")})
+    remove_temporaries(out)  # what a render killed mid-write left in its own folder
     idata = run_inference_data(run, num_samples, num_sequences, max_steps, include_basis)
     written = [arviz_io.to_netcdf(idata, out / "inference_data.nc")]
     atomic_write_path(out / "gate_summary.csv", summarize_gates(idata).to_csv)

@@ -17,7 +17,6 @@ from typing import Any
 import torch
 
 from ..data.text import TextDataset, Vocabulary, cv_split, encode_dataset, glove_embedding_matrix
-from ..infer.checkpoint import has_resume_point
 from ..infer.predict import evaluate_classifier
 from ..io import atomic_write_json, read_json
 from ..models.text_classifier import TextClassifier
@@ -219,9 +218,9 @@ def run_fold(
     )
     # a fixed learning rate (lr_decay 1); the best validation checkpoint is kept
     config = train_config(s, args, seed, clip_norm=5.0, lr_decay=1.0)
-    resume = args.resume and has_resume_point(fold_dir)
+    # train starts a fold that --resume finds without a checkpoint (not begun yet)
     overwrite = bool(getattr(args, "overwrite", False))
-    result = train(model, train_set, valid, config, fold_dir, resume, classifier=True,
+    result = train(model, train_set, valid, config, fold_dir, args.resume, classifier=True,
                    run_settings=identity, overwrite=overwrite)  # fmt: skip
     if not is_main_process():
         return None  # rank 0 alone tests the fold and writes its files (torchrun)

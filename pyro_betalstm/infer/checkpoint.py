@@ -38,8 +38,9 @@ RESUME_KEYS = (
 # data-parallel run, "rng_per_rank" (every rank's random states, in rank order)
 
 # TrainConfig keys that may change on resume: how long to train (num_epochs, time_limit_s,
-# target_metric, early_stopping_patience), what is shown (progress), and where and in what chunks evaluation runs
-# (device, eval_batch_size), none of which changes the updates already made or to come
+# target_metric, early_stopping_patience), what is shown (progress), and where and in what
+# chunks evaluation runs (device, eval_batch_size), none of which changes the updates already
+# made or to come
 RESUME_MAY_CHANGE = frozenset(
     {
         "num_epochs",

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ..batch import SequenceBatch
+from ..batch import SequenceBatch, as_whole_numbers
 from ..data import SequenceDataset
 from ..models.base import GateModel
 from ..models.modes import evaluating
@@ -163,9 +163,7 @@ def _class_indices(model: GateModel, run, batch: SequenceBatch) -> torch.Tensor:
     """The batch's class labels ``(B,)`` as integer indices: checked by the model's own
     :meth:`~pyro_betalstm.models.GateModel.observation` (shape, range), and whole numbers."""
     _, targets = model.observation(run, batch)
-    if targets.is_floating_point() and not torch.equal(targets, targets.round()):
-        raise ValueError("targets must be whole-number class labels")
-    return targets.long()
+    return as_whole_numbers(targets, "targets must be whole-number class labels")
 
 
 @torch.no_grad()

@@ -307,8 +307,7 @@ def fit(
     out = _prepare_out_dir(out_dir, workers.is_main, resume, overwrite)
     if config.seed_globals or workers.active:
         _seed_global_generators(rank_seed(config.seed, workers.rank))
-    run = _Run.start(model, config, device, out, workers, run_settings)
-    run.monitor = monitor
+    run = _Run.start(model, config, device, out, workers, run_settings, monitor)
     if resume:
         _resume(run, resume_override)
     if workers.active:
@@ -382,6 +381,7 @@ class _Run:
         out: Path | None,
         workers: Workers | None = None,
         settings: Mapping[str, Any] | None = None,
+        monitor: str = "nll_mean_gates",
     ) -> _Run:
         # the same seed on every rank: the ranks agree on the epoch's minibatches
         generator = torch.Generator().manual_seed(config.seed)
@@ -404,6 +404,7 @@ class _Run:
             target_kl_weight=model.kl_weight,
             workers=workers,
             settings=None if settings is None else dict(settings),
+            monitor=monitor,
         )
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
-from ..batch import lengths_to_mask
+from ..batch import as_whole_numbers, lengths_tensor, lengths_to_mask
 from ..gates import GateFamily, get_gate_family
 from .cuda_graphs import MAX_GRAPHS
 from .gate_modes import GateMode, GateModeName, GivenBasis, as_gate_mode
@@ -18,22 +18,14 @@ from .layer import GateLayer, LayerRun
 
 def check_lengths(lengths, batch_size: int, max_len: int, device) -> torch.Tensor:
     """Validate per-sequence lengths: ``(B,)`` integers (or whole floats) in ``[1, T]``."""
-    try:
-        lengths = torch.as_tensor(lengths, device=device)
-    except (TypeError, ValueError, RuntimeError) as error:  # strings, ragged lists...
-        raise TypeError(
-            f"lengths must be a tensor or a sequence of integers, one per sequence; got "
-            f"{type(lengths).__name__} ({error})"
-        ) from None
+    lengths = lengths_tensor(lengths, device)
     if lengths.dtype == torch.bool or lengths.is_complex():  # .long() would make True a 1
         raise TypeError(f"lengths must be integers, one per sequence; got dtype {lengths.dtype}")
     if lengths.shape != (batch_size,):
         raise ValueError(
             f"lengths must have shape ({batch_size},), one per sequence, got {tuple(lengths.shape)}"
         )
-    if lengths.is_floating_point() and not torch.all(lengths == lengths.round()):
-        raise ValueError("lengths must be whole numbers")
-    lengths = lengths.long()
+    lengths = as_whole_numbers(lengths, "lengths must be whole numbers")
     if batch_size and (lengths.min() < 1 or lengths.max() > max_len):
         raise ValueError(
             f"lengths must lie in [1, {max_len}] (the padded sequence length); got values in "
