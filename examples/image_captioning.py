@@ -103,7 +103,7 @@ def main(args) -> dict | None:
                       run_settings=identity, overwrite=args.overwrite)  # fmt: skip
     if not ex.is_main_process():
         return None  # rank 0 alone evaluates and writes the run's files (torchrun)
-    train_seconds = watch.wall_seconds()
+    train_seconds = result.earlier_seconds + watch.wall_seconds()
     model.eval()
     samples = ex.predictive_draws(model, s)
     scores = {
@@ -137,7 +137,7 @@ def main(args) -> dict | None:
         # per-epoch training time as fit recorded it (also right after --resume)
         "epoch_seconds_total": sum(h["seconds"] for h in result.history),
         "resumed": args.resume,
-        **ex.run_footer(run, args, cpu=True),
+        **ex.run_footer(run, args, cpu=True, fit_result=result),
         "early_stopping": args.early_stopping,
     }
     ex.write_results(run, record, captioning_row(record))

@@ -121,7 +121,7 @@ def main(args) -> dict | None:
         "gate_kl_valid": gate_kl,
         **scores,
         "frequency_baseline_test_nll": frequency_baseline_nll(rolls, "test"),
-        **ex.run_footer(run, args),
+        **ex.run_footer(run, args, fit_result=result),
         "early_stopping": s["early_stopping"],
     }
     ex.write_results(run, record, music_row(record))

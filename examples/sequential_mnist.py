@@ -104,7 +104,7 @@ def main(args) -> dict | None:
         **ex.training_summary(result),
         "epoch_seconds": [round(r["seconds"], 2) for r in result.history],
         **scores,
-        **ex.run_footer(run, args, cpu=True),
+        **ex.run_footer(run, args, cpu=True, fit_result=result),
         "early_stopping": args.early_stopping,
         "time_limit_min": args.time_limit_min,
         "stopped_on_time": result.stopped_on_time,

@@ -11,6 +11,7 @@ from pyro_betalstm import experiment as ex
 from pyro_betalstm.experiment.mnist import mnist_settings
 from pyro_betalstm.experiment.music import music_settings
 from pyro_betalstm.experiment.text import folds_to_run, mean_sd
+from pyro_betalstm.infer.train import FitResult
 from pyro_betalstm.results import COMMON_KEYS, KIND_KEYS
 
 
@@ -68,6 +69,18 @@ def test_music_smoke_keeps_the_protocol_but_shrinks_the_model():
     assert music_settings(music_args("--clip-norm", "0"))["clip_norm"] is None
 
 
+def test_prior_flags_with_deterministic_gates_are_refused_not_ignored():
+    # the LSTM's sigmoid gates have no prior: --prior and --kl-weight would change nothing
+    with pytest.raises(SystemExit, match="--prior applies only to latent gates.*'sigmoid'"):
+        music_settings(music_args("--variant", "lstm", "--prior", "learnable"))
+    with pytest.raises(SystemExit, match="--kl-weight applies.*'coupled'"):
+        music_settings(music_args("--variant", "bblstm", "--gate", "coupled", "--kl-weight", "1"))
+    # with latent gates, or a variant's own defaults, they are taken
+    s = music_settings(music_args("--variant", "lstm", "--gate", "beta", "--prior", "learnable"))
+    assert (s["gate"], s["prior"]) == ("beta", "learnable")
+    assert music_settings(music_args("--variant", "lstm"))["gate"] == "sigmoid"
+
+
 def test_mnist_smoke_subsets_and_explicit_subsets():
     p = argparse.ArgumentParser()
     ex.add_variant_arguments(p)
@@ -110,6 +123,11 @@ def test_run_directory_record_and_files(tmp_path):
     assert footer["recurrence"] == "eager"
     assert footer["world_size"] == 1  # no torchrun: one process
     assert footer["wall_seconds"] >= 0 and "device cpu" in footer["hardware"]
+    # a resumed run: its wall time counts the training seconds of the processes before
+    resumed = ex.run_footer(run, args, fit_result=FitResult(earlier_seconds=1000.0))
+    assert resumed["resumed_after_s"] == 1000.0
+    assert 1000.0 <= resumed["wall_seconds"] < 1000.0 + run.wall_seconds() + 1
+    assert "resumed_after_s" not in ex.run_footer(run, args, fit_result=FitResult())
     with pytest.raises(ValueError, match="without dataset"):  # checked against the schema
         ex.write_results(run, {**header, **footer, "view": "row"}, "| row |\n")
     assert not (run.out / "results.json").exists()

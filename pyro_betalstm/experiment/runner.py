@@ -38,6 +38,7 @@ from typing import Any
 import torch
 
 from ..data import SequenceDataset
+from ..gates import get_gate_family
 from ..infer import TrainConfig, evaluate_classifier, fit, load_best, sample_gates
 from ..infer.checkpoint import RUN_FILES, has_resume_point
 from ..infer.distributed import current_workers, start_workers, stop_workers
@@ -78,7 +79,29 @@ def resolve_settings(
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
+    _refuse_prior_flags_without_latent_gates(settings, args)
     return settings
+
+
+def _refuse_prior_flags_without_latent_gates(
+    settings: Mapping[str, Any], args: argparse.Namespace
+) -> None:
+    """``--prior`` and ``--kl-weight`` act on latent gates only: with a deterministic gate
+    family (the LSTM, CIFG and G2-LSTM variants) they would be ignored, and the results
+    record would name settings that did nothing."""
+    given = [
+        f"--{k.replace('_', '-')}"
+        for k in ("prior", "kl_weight")
+        if getattr(args, k, None) is not None
+    ]
+    if not given or "gate" not in settings or get_gate_family(settings["gate"]).is_latent:
+        return
+    raise SystemExit(
+        f"{' and '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to latent "
+        f"gates, but gate family {settings['gate']!r} "
+        "is deterministic (it has no gate prior and no KL term); choose a latent family "
+        "(--gate beta, bivariate or bivariate5, or such a --variant) or leave them out"
+    )
 
 
 @dataclass
@@ -279,11 +302,20 @@ def run_header(args: argparse.Namespace, protocol: str, settings: dict, seed: in
     }
 
 
-def run_footer(run: Run, args: argparse.Namespace, cpu: bool = False) -> dict:
-    """The keys of how it ran: wall seconds (and CPU seconds with ``cpu``), hardware, how the
-    recurrence ran (``--recurrence``), torch version and ``world_size`` (the processes that
-    trained it, 1 without ``torchrun``)."""
-    footer: dict[str, Any] = {"wall_seconds": run.wall_seconds()}
+def run_footer(
+    run: Run, args: argparse.Namespace, cpu: bool = False, fit_result: FitResult | None = None
+) -> dict:
+    """The keys of how it ran: wall seconds (and CPU seconds of this process with ``cpu``),
+    hardware, how the recurrence ran (``--recurrence``), torch version and ``world_size`` (the
+    processes that trained it, 1 without ``torchrun``).
+
+    With ``fit_result``, ``wall_seconds`` counts the whole run: a resumed run adds the
+    training seconds of the processes before this one, also kept as ``resumed_after_s``.
+    """
+    earlier = fit_result.earlier_seconds if fit_result is not None else 0.0
+    footer: dict[str, Any] = {"wall_seconds": earlier + run.wall_seconds()}
+    if earlier:
+        footer["resumed_after_s"] = earlier
     if cpu:
         footer["cpu_seconds"] = run.cpu_seconds()
     footer.update(hardware=run_hardware(args.device), torch=torch.__version__)

@@ -251,7 +251,7 @@ def run_fold(
         "test": scores["test"],
         "test_accuracy": scores["test"]["accuracy_mean_gates"],
         "test_accuracy_predictive": scores["test"].get("accuracy_predictive"),
-        "wall_seconds": watch.wall_seconds(),
+        "wall_seconds": result.earlier_seconds + watch.wall_seconds(),
         "settings": s,
         "split_identity": {k: v for k, v in identity.items() if k != "settings"},
     }

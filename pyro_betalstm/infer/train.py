@@ -197,6 +197,8 @@ class FitResult:
     out_dir: Path | None = None
     world_size: int = 1
     rank_seeds: list[int] = field(default_factory=list)
+    #: training seconds of the processes before this one (a resumed run; 0 for a fresh one)
+    earlier_seconds: float = 0.0
 
     @property
     def best_checkpoint(self) -> Path | None:
@@ -316,6 +318,7 @@ def fit(
     # wall-clock seconds of training and validation, summed over resumed runs
     history = run.result.history
     elapsed_before = history[-1].get("elapsed_s", 0.0) if history else 0.0
+    run.result.earlier_seconds = elapsed_before
     run_started = time.perf_counter()
     monitor_key = f"valid_{monitor}" if valid_data is not None else "train_loss"
     if history and _should_stop(run, history[-1][monitor_key], len(history), elapsed_before):

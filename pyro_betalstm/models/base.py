@@ -105,6 +105,8 @@ class GateModel(nn.Module):
 
     :param lstm: the recurrent network (its gate family decides whether gates are latent).
     :param prior: a :class:`GatePrior`, its name, a function, or None for ``Gamma(0.5, 1)``.
+        Unused by a deterministic gate family (sigmoid, coupled, gumbel), which has no latent
+        gates; the example scripts refuse ``--prior`` and ``--kl-weight`` with one.
     :param kl_weight: the paper's ``kl_lambda``, a finite number >= 0; multiplies the gate KL
         (and can be annealed by setting the attribute during training, which checks it too).
     """

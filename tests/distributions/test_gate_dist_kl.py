@@ -89,6 +89,32 @@ def test_gamma_kl_takes_numbers():
     torch.testing.assert_close(rates, kl_divergence(Gamma(1.0, 0.5), Gamma(2.0, 3.0)))
 
 
+def test_gamma_kl_with_unit_rate_tensors_is_exact_and_reads_no_device_tensor():
+    """The paper's prior has a rate tensor of ones. On the CPU gamma_kl reads it to skip the
+    rate terms; elsewhere it must not read it (a GPU would stall every SVI step) and adds the
+    rate terms, which are exact zeros: value and gradients equal the unit-rate path's."""
+    a = torch.rand(4, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 0.1
+    b = torch.tensor([0.5, 2.0, 0.7], dtype=torch.float64)
+    ones = torch.ones(3, dtype=torch.float64)
+    grads = []
+    for rates in ((1.0, 1.0), (ones, ones), (1.0, ones)):
+        qa, pb = a.clone().requires_grad_(), b.clone().requires_grad_()
+        kl = gamma_kl(qa, pb, *rates)
+        kl.sum().backward()
+        grads.append((kl.detach(), qa.grad, pb.grad))
+    for got in grads[1:]:
+        for x, y in zip(got, grads[0], strict=True):
+            assert torch.equal(x, y)
+    # the general path against torch's own Gamma KL, rates not one
+    rate = torch.tensor([2.0, 0.5, 1.0], dtype=torch.float64)
+    torch.testing.assert_close(
+        gamma_kl(a, b, rate, 1.0), kl_divergence(Gamma(a, rate), Gamma(b, 1.0))
+    )
+    # on the meta device (no data, like a GPU tensor it is not read) it runs: reading would raise
+    meta = gamma_kl(a.to("meta"), b.to("meta"), ones.to("meta"), ones.to("meta"))
+    assert meta.shape == (4, 3) and meta.device.type == "meta"
+
+
 @pytest.mark.parametrize(
     "args, name",
     [

@@ -197,6 +197,8 @@ def test_the_time_limit_counts_the_time_before_a_resume(tmp_path):
     # epoch 2 ends past 0.6 s of the run's time: the limit (0.5 s) stops it there, whereas a
     # clock restarted by the resume would allow a further epoch
     assert resumed.stopped_on_time and [r["epoch"] for r in resumed.history] == [1, 2]
+    # what the first process trained is reported, for a results record's whole-run wall time
+    assert resumed.earlier_seconds == resumed.history[0]["elapsed_s"] >= 0.3
 
 
 def test_run_settings_are_kept_and_checked_on_resume(tmp_path):
