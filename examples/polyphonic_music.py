@@ -68,10 +68,10 @@ def load_data(args):
 
 def main(args) -> dict | None:
     watch = ex.begin(args)
+    s = music_settings(args)  # the protocol, then --smoke, then explicit flags
     rolls = load_data(args)
     if args.smoke:
         rolls = truncate(rolls, SMOKE_SEQUENCES, SMOKE_FRAMES)
-    s = music_settings(args)  # the protocol, then --smoke, then explicit flags
     if args.stop_at_target and args.target_nll is None:
         raise SystemExit("--stop-at-target needs --target-nll")
     seed = args.seed if args.seed is not None else s.get("seed", 0)
@@ -130,9 +130,15 @@ def main(args) -> dict | None:
     print(f"per-key frequency baseline {record['frequency_baseline_test_nll']:.4f}")
     ex.print_files(run)
     if not args.no_plots:
-        from pyro_betalstm.diagnostics import render_run
+        from pyro_betalstm.diagnostics.render import (
+            EXAMPLE_NUM_SAMPLES,
+            SMOKE_NUM_SAMPLES,
+            render_run,
+        )
 
-        written = render_run(run.out, num_samples=10 if args.smoke else 20, include_basis=False)
+        # the defaults of `pyro-betalstm diagnostics`, which renders the same files again
+        draws = SMOKE_NUM_SAMPLES if args.smoke else EXAMPLE_NUM_SAMPLES
+        written = render_run(run.out, num_samples=draws, include_basis=False)
         print(f"plots and ArviZ InferenceData: {run.out / 'diagnostics'} ({len(written)} files)")
     return record
 
@@ -188,8 +194,17 @@ def parse_args(argv=None):
     )
     p.add_argument("--no-plots", action="store_true", help="skip the diagnostics plots")
     ex.add_run_arguments(p, seed_default=None, threads_default=None)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # each folder flag belongs to one kind of data set: the other would be silently unused
+    if args.dataset == "jsb-music21" and args.data_dir is not None:
+        p.error(
+            "--data-dir is read for a benchmark --dataset (jsb, nottingham, musedata, piano); "
+            "the default, jsb-music21, is rebuilt from music21's corpus (its cache: --cache-dir)"
+        )
+    if args.dataset != "jsb-music21" and args.cache_dir is not None:
+        p.error("--cache-dir is the cache of the jsb-music21 rebuild; a benchmark reads --data-dir")
+    return args
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    ex.run_script(main, parse_args())

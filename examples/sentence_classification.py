@@ -69,10 +69,10 @@ def load_data(args) -> TextDataset:
 
 def main(args) -> dict | None:
     watch = ex.begin(args)
+    s = text_settings(args)  # the protocol, then --smoke, then explicit flags
     data = load_data(args)
     if args.smoke:
         data = smoke_subset(data)
-    s = text_settings(args)  # the protocol, then --smoke, then explicit flags
     tokens = [tokenize(t) for t in data.texts]
     glove = None
     if s["glove"]:  # the vectors of the words the data set uses
@@ -184,4 +184,4 @@ def parse_args(argv=None):
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    ex.run_script(main, parse_args())

@@ -172,4 +172,4 @@ def parse_args(argv=None):
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    ex.run_script(main, parse_args())

@@ -1,6 +1,6 @@
 """Console entry point ``pyro-betalstm``.
 
-``pyro-betalstm info`` prints versions, the gate families and the devices torch sees;
+``pyro-betalstm info [--json]`` prints versions, the gate families and the devices torch sees;
 ``pyro-betalstm diagnostics RUN_DIR [...]`` renders a saved run's gate diagnostics (the same as
 ``python -m pyro_betalstm.diagnostics``). The training scripts live in ``examples/``.
 """
@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 
@@ -33,21 +34,38 @@ def info() -> dict[str, str]:
     }
 
 
+COMMANDS = {
+    "info": "print versions, gate families and devices (--json: as a JSON object)",
+    "diagnostics": "render a saved run's gate diagnostics (pyro-betalstm diagnostics -h)",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(prog="pyro-betalstm", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["info", "diagnostics"])
+    parser = argparse.ArgumentParser(
+        prog="pyro-betalstm",
+        description=__doc__.split("\n\n")[0],
+        epilog="commands: " + "; ".join(f"{name}: {text}" for name, text in COMMANDS.items()),
+    )
+    parser.add_argument("command", choices=list(COMMANDS))
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0
     command, rest = parser.parse_args(argv[:1]).command, argv[1:]
     if command == "info":
-        for key, value in info().items():
-            print(f"{key}: {value}")
+        info_parser = argparse.ArgumentParser(
+            prog="pyro-betalstm info", description=COMMANDS["info"]
+        )
+        info_parser.add_argument("--json", action="store_true", help="print a JSON object")
+        if info_parser.parse_args(rest).json:
+            print(json.dumps(info(), indent=2))
+        else:
+            for key, value in info().items():
+                print(f"{key}: {value}")
         return 0
     from .diagnostics.__main__ import main as diagnostics_main
 
-    diagnostics_main(rest)
+    diagnostics_main(rest, prog="pyro-betalstm diagnostics")
     return 0
 
 

@@ -185,9 +185,17 @@ def results_path(run: str | Path) -> Path:
 
 def load_results(run: str | Path) -> dict[str, Any]:
     """Read and validate the ``results.json`` of ``run`` (a run directory or the file)."""
+    run = Path(run)
+    if not run.exists():
+        raise FileNotFoundError(
+            f"{run} not found: expected a run folder written by an example (or its {RESULTS_FILE})"
+        )
     path = results_path(run)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: is {path.parent} a finished run?")
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{run} has no {RESULTS_FILE}: not a finished run (an example writes it when the "
+            "run ends)"
+        )
     return validate_results(read_json(path, "results record"), str(path))
 
 

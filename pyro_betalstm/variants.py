@@ -124,8 +124,10 @@ def add_run_arguments(
         "auto (CUDA graphs on a GPU, the loop elsewhere) or cuda_graph (graphs, GPU only)",
     )
     parser.add_argument("--out-dir", default=None)
-    parser.add_argument("--resume", action="store_true", help=resume_help)
-    parser.add_argument(
+    # one or the other: continuing a run and deleting it are opposite requests
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true", help=resume_help)
+    start.add_argument(
         "--overwrite",
         action="store_true",
         help="start over in an output folder that already holds a run (its results and "

@@ -98,3 +98,9 @@ def test_decoder_parameter_formula_counts_the_model():
         model = CaptionDecoder(StochasticLSTM(16, 12, layers, gate=gate, batch_first=True), 30)
         counted = sum(p.numel() for m in (model.lstm, model.output) for p in m.parameters())
         assert counted == captioning.decoder_parameters(gate, 12, 16, 30, layers)
+
+
+def test_data_path_is_the_mnist_path_as_in_sequential_mnist():
+    example = load_example()
+    assert example.parse_args(["--data-path", "m.pkl.gz"]).mnist_path == "m.pkl.gz"
+    assert example.parse_args(["--mnist-path", "m.pkl.gz"]).mnist_path == "m.pkl.gz"

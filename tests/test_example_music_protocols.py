@@ -1,5 +1,5 @@
 """The music example's protocols: ``authors`` is Song et al.'s training as their code runs it
-(DESIGN.md section 1), ``batch16`` the earlier one, and the bBLSTM(5G+p) ablations."""
+(github.com/gtshs2/BetaLSTM), ``batch16`` the earlier one, and the bBLSTM(5G+p) ablations."""
 
 from __future__ import annotations
 
@@ -110,3 +110,14 @@ def test_default_protocol_trains_on_windows_in_minibatches_of_eight():
     assert (s["batch_size"], s["lr"], s["train_chunk"]) == (8, 1e-2, 30)
     assert (s["lr_rule"], s["plateau_start_epoch"], s["clip_norm"]) == ("authors", 11, 5.0)
     assert (s["hidden"], s["num_epochs"], s["kl_weight"]) == (64, 10, 1e-3)
+
+
+def test_a_folder_flag_of_the_other_kind_of_data_is_refused(capsys):
+    # --data-dir without a benchmark --dataset trained on the jsb-music21 rebuild, silently
+    with pytest.raises(SystemExit):
+        music.parse_args(["--data-dir", "../shared/data/music"])
+    assert "--data-dir is read for a benchmark --dataset" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        music.parse_args(["--dataset", "jsb", "--data-dir", "d", "--cache-dir", "c"])
+    assert "--cache-dir is the cache of the jsb-music21 rebuild" in capsys.readouterr().err
+    assert music.parse_args(["--dataset", "jsb", "--data-dir", "d"]).data_dir == "d"

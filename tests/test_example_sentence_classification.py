@@ -110,6 +110,9 @@ def test_settings_parameter_matching():
     s = settings("--variant", "bblstm5g", "--hidden", "7", "--kl-weight", "0.5")
     assert s["hidden"] == 7 and s["kl_weight"] == 0.5
     assert settings("--variant", "lstm")["hidden"] == 128
+    # --early-stopping governs training (train_config reads it), so the record names it
+    assert settings("--early-stopping", "2")["early_stopping"] == 2
+    assert settings()["early_stopping"] is None
 
 
 @pytest.mark.skipif(

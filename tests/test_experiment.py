@@ -69,16 +69,57 @@ def test_music_smoke_keeps_the_protocol_but_shrinks_the_model():
     assert music_settings(music_args("--clip-norm", "0"))["clip_norm"] is None
 
 
-def test_prior_flags_with_deterministic_gates_are_refused_not_ignored():
-    # the LSTM's sigmoid gates have no prior: --prior and --kl-weight would change nothing
+def test_flags_a_run_would_ignore_are_refused():
+    # the LSTM's sigmoid gates have no prior: these flags would change nothing while the
+    # results record named them
     with pytest.raises(SystemExit, match="--prior applies only to latent gates.*'sigmoid'"):
         music_settings(music_args("--variant", "lstm", "--prior", "learnable"))
     with pytest.raises(SystemExit, match="--kl-weight applies.*'coupled'"):
         music_settings(music_args("--variant", "bblstm", "--gate", "coupled", "--kl-weight", "1"))
-    # with latent gates, or a variant's own defaults, they are taken
-    s = music_settings(music_args("--variant", "lstm", "--gate", "beta", "--prior", "learnable"))
-    assert (s["gate"], s["prior"]) == ("beta", "learnable")
+    # no gate draws either: what the record says the predictive drew is what it drew
+    assert (
+        music_settings(music_args("--variant", "lstm", "--eval-samples", "50"))["eval_samples"] == 0
+    )
+    assert music_settings(music_args("--variant", "lstm"))["eval_samples"] == 0
+    # bBLSTM has latent gates but no prior term (kl_weight 0): a prior would not be trained
+    with pytest.raises(SystemExit, match="no prior term.*add --kl-weight"):
+        music_settings(music_args("--variant", "bblstm", "--prior", "learnable"))
+    # misspelt names are told with the known ones, before anything runs
+    with pytest.raises(SystemExit, match="unknown gate family 'bivarate'.*bivariate5"):
+        music_settings(music_args("--gate", "bivarate"))
+    with pytest.raises(SystemExit, match="unknown prior 'gama'.*hierarchical"):
+        music_settings(music_args("--prior", "gama"))
+    # with latent gates and a prior term, or a variant's own defaults, they are taken
+    s = music_settings(
+        music_args(
+            "--variant", "lstm", "--gate", "beta", "--prior", "learnable", "--kl-weight", "0.1"
+        )
+    )
+    assert (s["gate"], s["prior"], s["kl_weight"]) == ("beta", "learnable", 0.1)
     assert music_settings(music_args("--variant", "lstm"))["gate"] == "sigmoid"
+    assert (
+        music_settings(music_args("--variant", "bblstm", "--eval-samples", "3"))["eval_samples"]
+        == 3
+    )
+
+
+def test_run_label_names_what_the_flags_changed_in_the_variant():
+    assert ex.run_label("bblstm5gp", {"gate": "bivariate5", "kl_weight": 1.0}) == "bBLSTM(5G+p)"
+    assert ex.run_label("lstm", {"gate": "bivariate5", "kl_weight": 0.0}) == (
+        "LSTM with bivariate5 gates"
+    )
+    assert ex.run_label("bblstm5g", {"gate": "bivariate5", "kl_weight": 0.01}) == (
+        "bBLSTM(5G) with prior term (kl_weight 0.01)"
+    )
+    assert ex.run_label("bblstm5gp", {"gate": "bivariate5", "kl_weight": 0}) == (
+        "bBLSTM(5G+p) without prior term"
+    )
+
+
+def test_music_records_the_seed_that_ran():
+    # the authors' protocol has seed 1000; --seed 5 ran seed 5 and the settings say so
+    assert music_settings(music_args("--protocol", "authors", "--seed", "5"))["seed"] == 5
+    assert music_settings(music_args("--protocol", "authors"))["seed"] == 1000
 
 
 def test_mnist_smoke_subsets_and_explicit_subsets():
@@ -115,6 +156,7 @@ def test_run_directory_record_and_files(tmp_path):
         "protocol": "smoke",  # --smoke names the protocol
         "settings": {"a": 1},
         "seed": 5,
+        "smoke_of_protocol": "default",  # and keeps the one it shrank
     }
     footer = ex.run_footer(run, args, cpu=True)
     assert list(footer) == [
@@ -183,7 +225,14 @@ def test_start_run_keeps_smoke_runs_apart_and_refuses_a_folder_holding_a_run(tmp
 
 
 def test_run_settings_leave_out_how_long_a_run_trains():
-    settings = {"hidden": 8, "num_epochs": 3, "early_stopping": 2, "dropout": 0.1}
+    # and the predictive's draws, which are not used in training
+    settings = {
+        "hidden": 8,
+        "num_epochs": 3,
+        "early_stopping": 2,
+        "dropout": 0.1,
+        "eval_samples": 5,
+    }
     assert ex.run_settings(settings, dataset="d") == {"hidden": 8, "dropout": 0.1, "dataset": "d"}
 
 
@@ -203,3 +252,39 @@ def test_train_with_resume_before_any_checkpoint_starts_the_run(tmp_path, capsys
     result = ex.train(model, data, data, config, tmp_path, resume=True, classifier=True)
     assert len(result.history) == 1 and (tmp_path / "last.pt").exists()
     assert "no checkpoint in" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--device", "cuda"], "CUDA is not available"),
+        (["--device", "cpu:3"], "the CPU takes no index"),
+        (["--device", "gpu0"], "must name a torch device"),
+        (["--recurrence", "cuda_graph"], "needs --device cuda"),
+    ],
+)
+def test_begin_refuses_a_device_this_machine_lacks(flags, message, monkeypatch):
+    # a CUDA device was refused only after the data had loaded, cpu:3 after training
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(SystemExit, match=message):
+        ex.begin(parser().parse_args(flags))
+
+
+def test_run_script_ends_a_user_error_with_its_message(capsys, monkeypatch):
+    def main(args):
+        raise FileNotFoundError("no data at /nowhere")
+
+    monkeypatch.delenv(ex.runner.TRACEBACK_ENV, raising=False)
+    with pytest.raises(SystemExit) as stop:
+        ex.run_script(main, argparse.Namespace())
+    assert stop.value.code == 2
+    assert "error: no data at /nowhere" in capsys.readouterr().err
+    monkeypatch.setenv(ex.runner.TRACEBACK_ENV, "1")  # the traceback on request
+    with pytest.raises(FileNotFoundError):
+        ex.run_script(main, argparse.Namespace())
+
+    def buggy(args):
+        raise KeyError("a bug, not a user error")
+
+    with pytest.raises(KeyError):  # other errors keep their traceback
+        ex.run_script(buggy, argparse.Namespace())

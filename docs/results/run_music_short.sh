@@ -15,7 +15,8 @@ for dataset in ${DATASETS:-piano nottingham musedata}; do
     resume=""
     if [ -f "$out/last.pt" ]; then resume="--resume"; fi
     python examples/polyphonic_music.py --dataset "$dataset" --data-dir "$data_dir" \
-      --variant "$variant" --hidden 64 --batch-size 32 --num-epochs 5 --train-chunk 100 --seed 1000 \
+      --variant "$variant" --hidden 64 --batch-size 32 --num-epochs 5 --train-chunk 100 --lr 2e-3 \
+      --seed 1000 \
       --threads 1 --no-progress --no-plots --out-dir "$out" $resume
   done
 done

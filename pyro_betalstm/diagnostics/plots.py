@@ -109,10 +109,18 @@ def compute_prior_posterior(
 
 
 def plot_prior_posterior(
-    data, layer: int = 0, units: Sequence[int] = (0,), sequences=None, steps=None, bins=40, ax=None
+    data,
+    layer: int = 0,
+    units: Sequence[int] = (0,),
+    sequences=None,
+    steps=None,
+    bins=40,
+    ax=None,
+    suptitle: str | None = None,
 ) -> np.ndarray:
     """Posterior (solid) against prior (dashed) density of ``i`` (left) and ``f`` (right) for
-    ``units`` of ``layer``. ``ax``: two axes or None. Returns the two axes."""
+    ``units`` of ``layer``. ``ax``: two axes or None; ``suptitle``: a title over both (e.g. why
+    these units). Returns the two axes."""
     c = compute_prior_posterior(data, layer, units, sequences, steps, bins)
     axes = _axes(ax, 2, figsize=(10.0, 4.6))
     for a, name in zip(axes, SHORT, strict=True):
@@ -139,6 +147,8 @@ def plot_prior_posterior(
         a.set_ylabel("density")
         a.set_title(f"{GATE_LABELS[name]}, layer {layer}: posterior vs prior")
         a.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2)
+    if suptitle:
+        axes[0].figure.suptitle(suptitle)
     return axes
 
 

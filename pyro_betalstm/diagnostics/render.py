@@ -24,6 +24,13 @@ from .summary import gate_correlation, summarize_gates
 #: Entries of a draw dict with dims (draw, sequence, time, ...).
 DRAW_ENTRIES = ("input_gate", "forget_gate", "alpha", "log_basis")
 
+#: The test sequences and steps per sequence :func:`render_run` shows by default.
+NUM_SEQUENCES, MAX_STEPS = 2, 64
+#: The draws the examples' own render uses (``examples/polyphonic_music.py``: 20, 10 for a
+#: ``--smoke`` run, without the basis): the command line's defaults, so that rendering a run
+#: again writes the files the example wrote.
+EXAMPLE_NUM_SAMPLES, SMOKE_NUM_SAMPLES = 20, 10
+
 
 @dataclass
 class SavedRun:
@@ -57,6 +64,31 @@ def load_saved_run(run_dir: str | Path) -> SavedRun:
     """The results record and gate draws of a finished run of any example."""
     run_dir = Path(run_dir)
     return SavedRun(run_dir, load_results(run_dir), load_gate_draws(run_dir))
+
+
+def example_num_samples(run: SavedRun) -> int:
+    """The draws the example's own render uses for ``run`` (:data:`EXAMPLE_NUM_SAMPLES`)."""
+    return SMOKE_NUM_SAMPLES if run.results.get("protocol") == "smoke" else EXAMPLE_NUM_SAMPLES
+
+
+def check_comparable(run: SavedRun, other: SavedRun) -> None:
+    """``ValueError`` unless ``other`` is a run of the same task and data set as ``run`` (the
+    gate histograms of :func:`render_run` compare the two on the same test sequences)."""
+    for what, key in (("task", record_kind), ("data set", lambda r: r["dataset"])):
+        mine, theirs = key(run.results), key(other.results)
+        if mine != theirs:
+            raise ValueError(
+                f"cannot compare {run.run_dir} ({what} {mine}) with {other.run_dir} ({what} "
+                f"{theirs}): the run to compare with must be of the same task and data set"
+            )
+
+
+def _check_sizes(num_samples, num_sequences, max_steps) -> None:
+    for name, value in (("num_samples", num_samples), ("num_sequences", num_sequences)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max_steps must be at least 1 (None: whole sequences), got {max_steps}")
 
 
 def select_draws(
@@ -120,12 +152,12 @@ def _tokens(run: SavedRun, max_steps: int | None) -> list[str] | None:
 
 
 def render_run(
-    run_dir: str | Path,
+    run_dir: str | Path | SavedRun,
     out_dir: str | Path | None = None,
     num_samples: int = 100,
-    compare: str | Path | None = None,
-    num_sequences: int = 2,
-    max_steps: int | None = 64,
+    compare: str | Path | SavedRun | None = None,
+    num_sequences: int = NUM_SEQUENCES,
+    max_steps: int | None = MAX_STEPS,
     include_basis: bool = True,
 ) -> list[Path]:
     """Write ``inference_data.nc``, ``gate_summary.csv`` and the PNG plots of a saved run.
@@ -136,9 +168,19 @@ def render_run(
     strongest correlation, time x unit heat maps of both gates for every layer, the gates per
     word (text runs), and with ``compare`` (another run directory of the same task, e.g. a
     sigmoid LSTM) the gate-value histograms of both models. Returns the paths written (default
-    ``out_dir``: ``RUN_DIR/diagnostics``).
+    ``out_dir``: ``RUN_DIR/diagnostics``). ``run_dir`` and ``compare`` may be run directories
+    or loaded runs (:func:`load_saved_run`).
+
+    Raises ``ValueError`` for sizes below 1 and for a ``compare`` run of another task or data
+    set (:func:`check_comparable`). The examples render with ``num_samples=20`` (10 for a
+    ``--smoke`` run) and ``include_basis=False``.
     """
-    run = load_saved_run(run_dir)
+    _check_sizes(num_samples, num_sequences, max_steps)
+    run = run_dir if isinstance(run_dir, SavedRun) else load_saved_run(run_dir)
+    other = None
+    if compare is not None:
+        other = compare if isinstance(compare, SavedRun) else load_saved_run(compare)
+        check_comparable(run, other)
     out = Path(out_dir) if out_dir is not None else run.run_dir / "diagnostics"
     out.mkdir(parents=True, exist_ok=True)
     remove_temporaries(out)  # what a render killed mid-write left in its own folder
@@ -156,14 +198,18 @@ def render_run(
     layer0 = np.nan_to_num(np.abs(gate_correlation(idata)[0]), nan=-1.0)
     strongest = [int(u) for u in np.argsort(-layer0)[:3]]
     if "prior" in idata.groups():
-        save(plots.plot_prior_posterior(idata, layer=0, units=strongest), "prior_posterior.png")
+        why = (
+            f"units {', '.join(map(str, strongest))}: the {len(strongest)} of layer 0 with the "
+            "strongest posterior |corr(i, f)|"
+        )
+        axes = plots.plot_prior_posterior(idata, layer=0, units=strongest, suptitle=why)
+        save(axes, "prior_posterior.png")
     save(plots.plot_joint_gates(idata, layer=0, unit=strongest[0]), "joint_if.png")
     save(plots.plot_gate_heatmaps(idata, sequence=0), "gate_heatmap.png")
     tokens = _tokens(run, max_steps)
     if tokens is not None:
         save(plots.plot_token_gates(idata, tokens, sequence=0), "token_gates.png")
-    if compare is not None:
-        other = load_saved_run(compare)
+    if other is not None:
         shown = (num_sequences, max_steps)
         save(_compare(run, idata, other, num_samples, *shown), "gate_histograms.png")
     return written

@@ -117,6 +117,8 @@ def music_settings(args: argparse.Namespace) -> dict[str, Any]:
     clipping)."""
     defaults = protocol_settings(args.variant, args.dataset, args.protocol)
     s = resolve_settings(defaults, args, OVERRIDABLE, SMOKE)
+    if "seed" in s and args.seed is not None:  # the protocol's seed, unless --seed
+        s["seed"] = args.seed
     if s["clip_norm"] is not None and s["clip_norm"] <= 0:
         s["clip_norm"] = None
     return s

@@ -30,7 +30,7 @@ import atexit
 import os
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,9 +42,10 @@ from ..gates import get_gate_family
 from ..infer import TrainConfig, evaluate_classifier, fit, load_best, sample_gates
 from ..infer.checkpoint import RUN_FILES, has_resume_point
 from ..infer.distributed import current_workers, start_workers, stop_workers
-from ..infer.train import FitResult
+from ..infer.train import FitResult, checked_device
 from ..io import atomic_torch_save, atomic_write_json, atomic_write_text, remove_temporaries
 from ..models.base import GateModel, SequenceBatch
+from ..priors import get_prior
 from ..results import (
     FOLDS_FILE,
     GATE_DRAWS_FILE,
@@ -79,29 +80,40 @@ def resolve_settings(
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
-    _refuse_prior_flags_without_latent_gates(settings, args)
+    _check_gate_settings(settings, args)
     return settings
 
 
-def _refuse_prior_flags_without_latent_gates(
-    settings: Mapping[str, Any], args: argparse.Namespace
-) -> None:
-    """``--prior`` and ``--kl-weight`` act on latent gates only: with a deterministic gate
-    family (the LSTM, CIFG and G2-LSTM variants) they would be ignored, and the results
-    record would name settings that did nothing."""
-    given = [
-        f"--{k.replace('_', '-')}"
-        for k in ("prior", "kl_weight")
-        if getattr(args, k, None) is not None
-    ]
-    if not given or "gate" not in settings or get_gate_family(settings["gate"]).is_latent:
-        return
-    raise SystemExit(
-        f"{' and '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to latent "
-        f"gates, but gate family {settings['gate']!r} "
-        "is deterministic (it has no gate prior and no KL term); choose a latent family "
-        "(--gate beta, bivariate or bivariate5, or such a --variant) or leave them out"
-    )
+def _check_gate_settings(settings: dict[str, Any], args: argparse.Namespace) -> None:
+    """Check the gate family and prior names, and refuse a flag the run would ignore while
+    its results record named it: ``--prior`` and ``--kl-weight`` act on latent gates only,
+    and ``--prior`` only where the prior term is in the loss (``kl_weight > 0``). A
+    deterministic family draws no gates, so its ``eval_samples`` (the predictive's gate
+    draws) is recorded as 0, whatever the protocol or flag said."""
+    try:
+        family = get_gate_family(settings["gate"]) if "gate" in settings else None
+        if "prior" in settings:
+            get_prior(settings["prior"])
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    given = [key for key in ("prior", "kl_weight") if getattr(args, key, None) is not None]
+    if family is not None and not family.is_latent:
+        if "eval_samples" in settings:
+            settings["eval_samples"] = 0
+        if given:
+            flags = " and ".join("--" + key.replace("_", "-") for key in given)
+            raise SystemExit(
+                f"{flags} {'applies' if len(given) == 1 else 'apply'} only to latent gates, "
+                f"but gate family {settings['gate']!r} is deterministic (no gate prior, no KL "
+                "term); choose a latent family (--gate beta, bivariate or bivariate5, or such "
+                "a --variant) or leave them out"
+            )
+    if "prior" in given and settings.get("kl_weight") == 0:
+        raise SystemExit(
+            f"--prior {settings['prior']} would not be trained or used: variant "
+            f"{getattr(args, 'variant', '?')} has no prior term in its loss (kl_weight 0); "
+            "add --kl-weight W (W > 0) to train with it"
+        )
 
 
 @dataclass
@@ -139,7 +151,9 @@ def begin(args: argparse.Namespace) -> Stopwatch:
     """Start a script: set torch's CPU threads (``--threads``; unset or 0 keeps torch's
     choice), join the process group of a ``torchrun`` launch (gloo on the CPU, NCCL for
     ``--device cuda``; ranks other than 0 print nothing from here on) and start its
-    stopwatch."""
+    stopwatch. A ``--device`` this machine lacks, or ``--recurrence cuda_graph`` off CUDA, is
+    refused here (``SystemExit``), before any data is read or folder made."""
+    _check_device_flags(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     workers, _ = start_workers(args.device)
@@ -148,6 +162,36 @@ def begin(args: argparse.Namespace) -> Stopwatch:
         if not workers.is_main:  # one rank reports; errors still reach stderr
             sys.stdout = open(os.devnull, "w")
     return Stopwatch()
+
+
+def _check_device_flags(args: argparse.Namespace) -> None:
+    try:
+        device = checked_device(args.device)  # fit's own check, told here before any data
+    except ValueError as err:
+        raise SystemExit(f"--device: {err}") from None
+    if getattr(args, "recurrence", "eager") == "cuda_graph" and device.type != "cuda":
+        raise SystemExit(
+            "--recurrence cuda_graph needs --device cuda; --recurrence auto uses the graphs "
+            "where there is a GPU and the Python loop elsewhere"
+        )
+
+
+#: set to 1 to see the traceback of a user error in an example script
+TRACEBACK_ENV = "PYRO_BETALSTM_TRACEBACK"
+
+
+def run_script(main: Callable[[argparse.Namespace], Any], args: argparse.Namespace) -> None:
+    """Run an example's ``main``. A user error (a bad value, a missing file, a folder that
+    holds a run: ``ValueError``, ``FileNotFoundError``, ``FileExistsError``) ends the script
+    with its message on one line and exit status 2, not a traceback; ``PYRO_BETALSTM_TRACEBACK=1``
+    shows the traceback too."""
+    try:
+        main(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        print(f"error: {err}\n(set {TRACEBACK_ENV}=1 to see where it was raised)", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def is_main_process() -> bool:
@@ -211,8 +255,8 @@ def train_config(
     return TrainConfig(**fields)
 
 
-#: settings an example may change when it resumes: how long it trains
-RESUMABLE_SETTINGS = frozenset({"num_epochs", "early_stopping"})
+#: settings a resume may change: how long it trains, and the evaluation after it
+RESUMABLE_SETTINGS = frozenset({"num_epochs", "early_stopping", "eval_samples"})
 
 
 def run_settings(settings: Mapping[str, Any], **data: Any) -> dict[str, Any]:
@@ -290,16 +334,36 @@ def training_summary(result: FitResult) -> dict[str, int]:
     return {"best_epoch": result.best_epoch, "epochs_run": len(result.history)}
 
 
+def run_label(variant_key: str, settings: Mapping[str, Any]) -> str:
+    """The paper's name of the variant, with what the flags changed in it: another gate
+    family (``--gate``), or the prior term added or removed (``--kl-weight``)."""
+    variant = get_variant(variant_key)
+    label, gate = variant.paper_name, settings.get("gate", variant.gate)
+    if gate != variant.gate:
+        label += f" with {gate} gates"
+    kl_weight = settings.get("kl_weight")
+    if kl_weight is not None and get_gate_family(gate).is_latent:
+        if variant.prior_term and kl_weight == 0:
+            label += " without prior term"
+        elif not variant.prior_term and kl_weight > 0:
+            label += f" with prior term (kl_weight {kl_weight:g})"
+    return label
+
+
 def run_header(args: argparse.Namespace, protocol: str, settings: dict, seed: int) -> dict:
-    """The keys of what was run: variant, its paper name, protocol (``smoke`` with
-    ``--smoke``), settings and seed."""
-    return {
+    """The keys of what was run: variant, its paper name (:func:`run_label`: with what the
+    flags changed), protocol (``smoke`` with ``--smoke``, the protocol it shrank then in
+    ``smoke_of_protocol``), settings and seed."""
+    header = {
         "variant": args.variant,
-        "paper_name": get_variant(args.variant).paper_name,
+        "paper_name": run_label(args.variant, settings),
         "protocol": "smoke" if args.smoke else protocol,
         "settings": settings,
         "seed": seed,
     }
+    if args.smoke:
+        header["smoke_of_protocol"] = protocol
+    return header
 
 
 def run_footer(

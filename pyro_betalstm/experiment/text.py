@@ -50,6 +50,7 @@ OVERRIDABLE = (
     "min_count",
     "max_len",
     "valid_fraction",
+    "early_stopping",
 )
 
 #: What ``--smoke`` changes: a tiny model trained for one epoch.
@@ -88,6 +89,7 @@ def text_settings(args: argparse.Namespace) -> dict[str, Any]:
         "min_count": 1,
         "max_len": None,
         "valid_fraction": 0.1,
+        "early_stopping": None,  # train_config takes it from the flag; recorded here
         "glove": bool(args.glove or args.glove_path),
         "freeze_embeddings": args.freeze_embeddings,
     }

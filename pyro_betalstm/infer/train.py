@@ -10,7 +10,7 @@ import random
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,12 @@ class TrainConfig:
     ``elbo``: ``"meanfield"`` (analytic KL where the prior is Gamma, Monte Carlo otherwise) or
     ``"trace"`` (Monte Carlo). ``optimizer``: a ``torch.optim`` class name (``"adam"``), a
     ``torch.optim.Optimizer`` subclass, or a :class:`pyro.optim.PyroOptim` such as
-    ``pyro.optim.Adam({"lr": 1e-3})`` (its constructor and arguments are used). ``clip_norm``:
+    ``pyro.optim.Adam({"lr": 1e-3})``: its constructor and its dict of arguments are used, so
+    ``lr`` and ``weight_decay`` must stay at their defaults (set them in that dict), and
+    per-parameter arguments (a callable), ``clip_args`` and learning-rate schedulers are refused
+    (fit builds one optimizer over all the parameters; ``clip_norm`` and ``lr_rule`` clip and
+    schedule). ``device``: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` with an existing index
+    (checked when :func:`fit` starts). ``clip_norm``:
     gradient norm clipping, applied after ``backward`` to the gradient of the per-sequence loss
     (the negative ELBO divided by the number of training sequences; None: off). After each epoch
     the learning-rate rule ``lr_rule`` (see :mod:`~pyro_betalstm.infer.lr_rules`: ``"no_new_best"``,
@@ -174,6 +179,8 @@ class TrainConfig:
             )
         if self.recurrence is not None:
             check_recurrence(self.recurrence)
+        # the optimizer too, so that fit refuses it before it prepares its folder
+        _optimizer_and_args(self)
         if self.divergence_threshold is not None and math.isnan(self.divergence_threshold):
             raise ValueError("divergence_threshold must be a number or None, got nan")
         patience = self.early_stopping_patience
@@ -205,11 +212,12 @@ class FitResult:
         return None if self.out_dir is None else self.out_dir / "best.pt"
 
 
-def _make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+def _optimizer_and_args(config: TrainConfig) -> tuple[type[torch.optim.Optimizer], dict]:
+    """The optimizer class ``config.optimizer`` names and its keyword arguments; a ValueError
+    for an optimizer :func:`fit` cannot build as given (rather than dropping what it cannot use)."""
     opt = config.optimizer
     if isinstance(opt, pyro.optim.PyroOptim):
-        args = opt.pt_optim_args if isinstance(opt.pt_optim_args, dict) else {}
-        return opt.pt_optim_constructor(params, **args)
+        return _pyro_optimizer_and_args(opt, config)
     if isinstance(opt, str):
         names = {name.lower(): name for name in dir(torch.optim)}
         if opt.lower() not in names:
@@ -224,7 +232,57 @@ def _make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
     kwargs = {"lr": config.lr}
     if config.weight_decay:
         kwargs["weight_decay"] = config.weight_decay
-    return opt(params, **kwargs)
+    return opt, kwargs
+
+
+def _pyro_optimizer_and_args(
+    opt: pyro.optim.PyroOptim, config: TrainConfig
+) -> tuple[type[torch.optim.Optimizer], dict]:
+    """A PyroOptim's torch optimizer class and argument dict. fit builds one torch optimizer
+    over all the parameters, so what a PyroOptim adds on top of that (per-parameter arguments,
+    gradient clipping, a scheduler) and config values it would override are refused."""
+    constructor = opt.pt_optim_constructor
+    name = getattr(constructor, "__name__", repr(constructor))
+    if isinstance(opt, pyro.optim.PyroLRScheduler):
+        raise ValueError(
+            f"optimizer: a pyro.optim learning-rate scheduler "
+            f"({getattr(opt.pt_scheduler_constructor, '__name__', type(opt).__name__)}) is not "
+            f"supported by fit, which would use only its optimizer ({name}); fit's own rule "
+            "sets the learning rate: use TrainConfig.lr_rule and lr_decay with "
+            f"pyro.optim.{name}({{...}}) or a torch.optim optimizer"
+        )
+    if not (isinstance(constructor, type) and issubclass(constructor, torch.optim.Optimizer)):
+        raise ValueError(
+            f"optimizer: the PyroOptim must wrap a torch.optim.Optimizer class, got {name}"
+        )
+    if not isinstance(opt.pt_optim_args, dict):
+        raise ValueError(
+            f"optimizer: pyro.optim.{name} was given its arguments as a callable (per-parameter "
+            "arguments), which fit does not support: it builds one optimizer over all the "
+            f"model's parameters. Pass a dict, e.g. pyro.optim.{name}({{'lr': 1e-3}}), or train "
+            "with Pyro's SVI to keep per-parameter arguments"
+        )
+    if opt.pt_clip_args:
+        raise ValueError(
+            f"optimizer: pyro.optim.{name}'s clip_args {opt.pt_clip_args!r} are not supported "
+            "by fit, which clips the gradient norm itself: use TrainConfig.clip_norm"
+        )
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    for key in ("lr", "weight_decay"):
+        value = getattr(config, key)
+        if value != defaults[key]:
+            raise ValueError(
+                f"{key}={value!r} was given with the optimizer pyro.optim.{name}"
+                f"({opt.pt_optim_args!r}), whose own arguments govern (TrainConfig.{key} is not "
+                f"used with a PyroOptim): set {key!r} in the PyroOptim's dict and leave "
+                f"TrainConfig.{key} at its default ({defaults[key]!r})"
+            )
+    return constructor, dict(opt.pt_optim_args)
+
+
+def _make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+    constructor, kwargs = _optimizer_and_args(config)
+    return constructor(params, **kwargs)
 
 
 def default_evaluate(model: GateModel, data: SequenceDataset, config: TrainConfig) -> dict:
@@ -304,7 +362,7 @@ def fit(
     """
     config = _checked_config(config, train_data, valid_data)
     _check_monitor(monitor, evaluate, valid_data, model, config)
-    device = _checked_device(config.device)
+    device = checked_device(config.device)
     workers, device = start_workers(device, config.distributed, config.distributed_timeout_s)
     out = _prepare_out_dir(out_dir, workers.is_main, resume, overwrite)
     if config.seed_globals or workers.active:
@@ -391,7 +449,9 @@ class _Run:
         workers = workers or Workers()
         model.to(device)
         if config.recurrence is not None:
-            set_recurrence(model, config.recurrence)
+            # the config names the recurrence only: each layer keeps its compile_cell and
+            # max_graphs (the defaults would turn off a compile_cell=True set by the user)
+            set_recurrence(model, config.recurrence, max_graphs=None, compile_cell=None)
         result = FitResult(out_dir=out, world_size=workers.world_size)
         if workers.active or config.seed_globals:
             result.rank_seeds = [rank_seed(config.seed, r) for r in range(workers.world_size)]
@@ -466,15 +526,34 @@ def _check_monitor(monitor, evaluate, valid_data, model: GateModel, config: Trai
         )
 
 
-def _checked_device(name: str) -> torch.device:
+def checked_device(name: str | torch.device) -> torch.device:
+    """``name`` as a torch device this process can train on, or a ValueError naming it and what
+    is expected: checked before training, as an index that does not exist (``"cpu:3"``) is
+    accepted by torch until a checkpoint is loaded onto it at the end of the run (so is
+    ``"cpu:0"``: torch.load cannot map onto it)."""
+    expected = "expected 'cpu', 'cuda' or 'cuda:N' with N an existing GPU index"
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must name a torch device ({expected}), got {name!r}") from err
+    if device.type == "cpu":
+        if device.index is not None:
+            raise ValueError(f"device {name!r}: the CPU takes no index; {expected}")
+        return device
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} was requested but CUDA is not available; use 'cpu'")
+        count = torch.cuda.device_count()
+    else:  # another accelerator type: only the one this torch build runs on
+        accelerator = torch.accelerator.current_accelerator()
+        if accelerator is None or accelerator.type != device.type:
+            raise ValueError(f"device {name!r}: no {device.type!r} device is available; {expected}")
+        count = torch.accelerator.device_count()
+    if device.index is not None and device.index >= count:
         raise ValueError(
-            f"device must name a torch device such as 'cpu', 'cuda' or 'cuda:1', got {name!r}"
-        ) from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but CUDA is not available")
+            f"device {name!r}: there are {count} {device.type} device(s), indices 0 to "
+            f"{count - 1}; {expected}"
+        )
     return device
 
 

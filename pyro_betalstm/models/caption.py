@@ -68,7 +68,8 @@ class CaptionDecoder(GateModel):
     :param vocab_size: number of words including ``<pad>``, ``<bos>``, ``<eos>``, ``<unk>``.
     :param image_input: ``"every"`` (image features added to every step's input) or ``"first"``
         (only to the first, as in Show and Tell).
-    :param dropout: dropout on the embeddings and on the decoder outputs while training.
+    :param dropout: dropout on the embeddings and on the decoder outputs while training (after
+        the LSTM's own dropout of its outputs, when it was built with ``output_dropout=True``).
     :param pad_index, bos_index, eos_index: indices of the special words.
     """
 
@@ -138,7 +139,7 @@ class CaptionDecoder(GateModel):
     # ----- likelihood --------------------------------------------------------------------------
     def predict_from_run(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:
         """Next-word logits ``(B, T, vocab_size)``."""
-        return self.output(self.dropout(run.outputs))
+        return self.output(self.dropout(self.lstm.top_output(run)))
 
     def _targets(self, batch: SequenceBatch) -> torch.Tensor:
         y = batch.targets

@@ -14,7 +14,8 @@ from .base import GateModel, check_size
 class SequenceClassifier(GateModel):
     """``y ~ Categorical(logits = W h_T + b)`` with ``h_T`` the top layer's last valid state.
 
-    ``batch.targets`` are class indices ``(B,)``.
+    ``batch.targets`` are class indices ``(B,)``. The LSTM's ``output_dropout=True`` drops
+    ``h_T`` while training (:meth:`~pyro_betalstm.nn.StochasticLSTM.top_state`).
     """
 
     def __init__(self, lstm: StochasticLSTM, num_classes: int, prior=None, kl_weight=1.0):
@@ -23,7 +24,7 @@ class SequenceClassifier(GateModel):
         self.output = nn.Linear(lstm.hidden_size, self.num_classes)
 
     def predict_from_run(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:
-        return self.output(run.h_n)
+        return self.output(self.lstm.top_state(run))
 
     def _targets(self, batch: SequenceBatch) -> torch.Tensor:
         y = batch.targets

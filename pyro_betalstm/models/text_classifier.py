@@ -24,7 +24,8 @@ class TextClassifier(SequenceClassifier):
     :param num_classes: number of classes.
     :param embeddings: optional ``(vocab_size, lstm.input_size)`` initial vectors (GloVe).
     :param freeze_embeddings: keep the embeddings fixed.
-    :param dropout: dropout rate on the final state before the output layer.
+    :param dropout: dropout rate on the final state before the output layer (after the LSTM's
+        own dropout of it, when it was built with ``output_dropout=True``).
     :param padding_idx: the padding id (its embedding is zero and receives no gradient).
     """
 
@@ -89,4 +90,4 @@ class TextClassifier(SequenceClassifier):
         )
 
     def predict_from_run(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:
-        return self.output(self.dropout(run.h_n))
+        return self.output(self.dropout(self.lstm.top_state(run)))

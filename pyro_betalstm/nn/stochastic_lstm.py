@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -152,10 +153,14 @@ class StochasticLSTM(nn.Module):
     the paper's mean gates otherwise; pass ``gate_mode`` to choose.
 
     Dropout (training only): ``dropout`` on the input of every layer but the first, as in
-    ``torch.nn.LSTM``; ``locked_dropout=True`` draws one mask per sequence shared over time
-    (variational dropout) instead of one per element; ``output_dropout=True`` also drops the
-    last layer's output (``forward``'s output, and :meth:`top_output` for the models). Song et
-    al.'s music code uses locked dropout on every layer's output, the last included.
+    ``torch.nn.LSTM`` (so with one layer and no ``output_dropout`` it has no effect, and a
+    UserWarning says so, as torch's does); ``locked_dropout=True`` draws one mask per sequence
+    shared over time (variational dropout) instead of one per element; ``output_dropout=True``
+    also drops the last layer's output: ``forward``'s output, :meth:`top_output` (the outputs
+    :class:`~pyro_betalstm.models.NextStepBernoulli` and
+    :class:`~pyro_betalstm.models.CaptionDecoder` read) and :meth:`top_state` (the last state
+    the classifiers read). Song et al.'s music code uses locked dropout on every layer's output,
+    the last included.
     ``basis_offset``: training gates are computed from ``u + basis_offset`` instead of the Gamma
     draw ``u`` (the authors' code adds 1e-3); the latent variable stays ``log u``, and the mean
     gates are unchanged. ``recurrence``: ``"eager"`` (the Python loop, the default),
@@ -191,6 +196,13 @@ class StochasticLSTM(nn.Module):
             )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        if dropout > 0 and num_layers == 1 and not output_dropout:
+            warnings.warn(
+                f"dropout={dropout} has no effect with num_layers=1: it acts between layers, "
+                "and on the last layer's output only with output_dropout=True",
+                UserWarning,
+                stacklevel=2,
+            )
         if not (basis_offset >= 0.0 and basis_offset < float("inf")):
             raise ValueError(f"basis_offset must be finite and non-negative, got {basis_offset}")
         self.family = get_gate_family(gate)
@@ -221,9 +233,13 @@ class StochasticLSTM(nn.Module):
         return self.layers[0].recurrence
 
     def set_recurrence(
-        self, recurrence: str, max_graphs: int = MAX_GRAPHS, compile_cell: bool = False
+        self,
+        recurrence: str,
+        max_graphs: int | None = MAX_GRAPHS,
+        compile_cell: bool | None = False,
     ) -> StochasticLSTM:
-        """Set every layer's recurrence (:meth:`GateLayer.set_recurrence`); returns ``self``."""
+        """Set every layer's recurrence (:meth:`GateLayer.set_recurrence`; ``max_graphs`` or
+        ``compile_cell`` None keeps each layer's own); returns ``self``."""
         for layer in self.layers:
             layer.set_recurrence(recurrence, max_graphs, compile_cell)
         return self
@@ -290,6 +306,14 @@ class StochasticLSTM(nn.Module):
         """The last layer's outputs ``(B, T, H)`` as a task head sees them: with dropout while
         training when ``output_dropout`` is set, as they are otherwise."""
         return self._drop(run.outputs) if self.output_dropout else run.outputs
+
+    def top_state(self, run: LayerRun) -> torch.Tensor:
+        """The last layer's last valid state ``h_n`` ``(B, H)`` as a task head sees it: with
+        dropout while training when ``output_dropout`` is set (as :meth:`top_output`), as it is
+        otherwise."""
+        if not self.output_dropout:
+            return run.h_n
+        return self._drop(run.h_n[:, None])[:, 0]  # _drop takes (B, T, H): one step here
 
     def run(
         self,

@@ -252,14 +252,20 @@ def test_non_finite_loss_names_epoch_and_step_and_keeps_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "optimizer, lr",
-    [(pyro.optim.Adam({"lr": 0.05}), 0.05), (torch.optim.SGD, 0.01), ("RMSprop", 0.01)],
+    "optimizer, config_lr, lr",
+    [
+        # a PyroOptim's own dict sets the learning rate: TrainConfig.lr stays at its default
+        (pyro.optim.Adam({"lr": 0.05}), TrainConfig.lr, 0.05),
+        (torch.optim.SGD, 0.01, 0.01),
+        ("RMSprop", 0.01, 0.01),
+    ],
     ids=["pyro-adam", "torch-class", "name"],
 )
-def test_optimizer_choices(optimizer, lr):
+def test_optimizer_choices(optimizer, config_lr, lr):
     m = make_model("classifier", "bivariate", num_layers=1)
     before = _flat(m)
-    result = fit(m, make_dataset(6), None, _config(num_epochs=1, optimizer=optimizer, lr=0.01))
+    config = _config(num_epochs=1, optimizer=optimizer, lr=config_lr)
+    result = fit(m, make_dataset(6), None, config)
     assert result.history[0]["lr"] == pytest.approx(lr)
     assert not torch.equal(before, _flat(m))
 

@@ -70,10 +70,14 @@ def test_run_arguments_defaults_and_help():
     }
     args = parser.parse_args(
         ["--seed", "3", "--threads", "2", "--device", "cuda", "--out-dir", "x", "--resume"]
-        + ["--no-progress", "--smoke", "--overwrite"]
+        + ["--no-progress", "--smoke"]
     )
     assert (args.seed, args.threads, args.device, args.out_dir) == (3, 2, "cuda", "x")
-    assert args.resume and args.no_progress and args.smoke and args.overwrite
+    assert args.resume and args.no_progress and args.smoke and not args.overwrite
+    assert parser.parse_args(["--overwrite"]).overwrite
+    # continuing a run and deleting it are opposite requests: the pair is refused
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--resume", "--overwrite"])
     custom = argparse.ArgumentParser()
     add_run_arguments(
         custom, seed_default=None, seed_help="seed of fold k", threads_default=None, resume_help="r"

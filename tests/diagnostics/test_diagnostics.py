@@ -325,6 +325,18 @@ def test_cli_on_saved_music_runs(tmp_path, capsys):
         runs[variant] = tmp_path / variant
         args = ["--smoke", "--no-progress", "--dataset", "jsb", "--data-dir", str(MUSIC_DIR)]
         music.main(music.parse_args([*args, "--variant", variant, "--out-dir", str(runs[variant])]))
+    # the defaults are the example's own render's: rendering again writes the same files
+    own = runs["bblstm"] / "diagnostics"
+    before = {p.name: p.read_bytes() for p in own.iterdir() if p.suffix != ".nc"}
+    own_idata = diag.from_netcdf(own / "inference_data.nc")  # read into memory
+    again = main([str(runs["bblstm"])])
+    capsys.readouterr()
+    assert {p.name for p in again} == {*before, "inference_data.nc"}
+    assert {p.name: p.read_bytes() for p in again if p.suffix != ".nc"} == before
+    idata = diag.from_netcdf(own / "inference_data.nc")
+    assert idata.posterior.sizes["draw"] == 10 and "alpha" not in idata.posterior  # smoke run
+    for group in ("posterior", "prior"):
+        assert idata[group].drop_attrs().identical(own_idata[group].drop_attrs())
     out = tmp_path / "diagnostics"
     written = main(
         [

@@ -134,3 +134,32 @@ def test_a_run_without_its_files_is_refused(tmp_path, saved_runs):
     torch.save({"input_gate": torch.zeros(1)}, tmp_path / GATE_DRAWS_FILE)
     with pytest.raises(ValueError, match="input_gate, forget_gate and mask"):
         diag.load_saved_run(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "sizes, message",
+    [
+        ({"num_samples": 0}, "num_samples must be at least 1, got 0"),
+        ({"num_sequences": 0}, "num_sequences must be at least 1, got 0"),
+        ({"max_steps": 0}, r"max_steps must be at least 1 \(None: whole sequences\), got 0"),
+    ],
+)
+def test_sizes_below_one_are_refused(saved_runs, tmp_path, sizes, message):
+    with pytest.raises(ValueError, match=message):
+        diag.render_run(saved_runs("music"), tmp_path / "d", **sizes)
+    assert not (tmp_path / "d").exists()
+
+
+def test_compare_with_another_data_set_is_refused(saved_runs, tmp_path):
+    import json
+    import shutil
+
+    run_dir = saved_runs("music")
+    other = tmp_path / "other"
+    other.mkdir()
+    record = load_results(run_dir)
+    (other / "results.json").write_text(json.dumps({**record, "dataset": "nottingham"}))
+    shutil.copy(run_dir / GATE_DRAWS_FILE, other / GATE_DRAWS_FILE)
+    with pytest.raises(ValueError, match=f"cannot compare .*data set {record['dataset']}"):
+        diag.render_run(run_dir, tmp_path / "d", compare=other)
+    assert not (tmp_path / "d").exists()
