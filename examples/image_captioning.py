@@ -155,7 +155,7 @@ def main(args) -> dict | None:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=ex.plain_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument(
         "--mnist-path",

@@ -145,7 +145,7 @@ def main(args) -> dict | None:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=ex.plain_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--dataset", default="jsb-music21", choices=["jsb-music21", *BENCHMARK_FILES])
     p.add_argument("--data-dir", default=None, help="folder with the benchmark .mat/.pickle files")
@@ -155,9 +155,11 @@ def parse_args(argv=None):
         "--protocol",
         default="default",
         choices=PROTOCOLS,
-        help="authors: Song et al.'s training as their code runs it; fast: the same model, "
+        help="default: hidden 64, 10 epochs on windows of 30 transitions in minibatches of 8 "
+        "at Adam 1e-2 (the README's main job); authors: Song et al.'s training as their code "
+        "runs it (their sizes, one sequence per update, 100 epochs); fast: the authors' model "
         "on windows in minibatches; batch16 (alias paper): their sizes and epochs with "
-        "minibatches of 16 (see pyro_betalstm.experiment.music)",
+        "minibatches of 16 (docs/results/music.md#protocols)",
     )
     ex.add_setting_flags(p, hidden=int, layers=int, dropout=float, lr=float)
     ex.add_setting_flags(p, batch_size=int, num_epochs=int, eval_samples=int)

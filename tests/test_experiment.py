@@ -288,3 +288,8 @@ def test_run_script_ends_a_user_error_with_its_message(capsys, monkeypatch):
 
     with pytest.raises(KeyError):  # other errors keep their traceback
         ex.run_script(buggy, argparse.Namespace())
+
+
+def test_help_text_shows_no_sphinx_markup():
+    doc = "Protocols in :mod:`pyro_betalstm.experiment.music`; ``--smoke`` and :func:`~a.b`."
+    assert ex.plain_text(doc) == "Protocols in pyro_betalstm.experiment.music; --smoke and a.b."

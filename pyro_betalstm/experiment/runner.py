@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -54,6 +55,13 @@ from ..results import (
     validate_results,
 )
 from ..variants import get_variant, run_hardware
+
+
+def plain_text(docstring: str) -> str:
+    """A docstring as a script's ``--help`` shows it: Sphinx roles (``:mod:`x```) and double
+    backticks reduced to their text."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", docstring)
+    return text.replace("``", "")
 
 
 def add_setting_flags(parser: argparse.ArgumentParser, **flags: type | tuple[type, str]) -> None:

@@ -223,7 +223,8 @@ def check_resume_settings(
         raise ValueError(
             f"cannot resume from {path}: the settings differ from the checkpoint's:\n  "
             + "\n  ".join(diffs)
-            + "\nuse the checkpoint's settings, another output folder, or pass "
-            "resume_override=True (or the keys to accept) to continue anyway"
+            + "\nuse the checkpoint's settings or another output folder (an example script: "
+            "--out-dir), or, calling fit, pass resume_override=True (or the keys to accept) to "
+            "continue anyway"
         )
     return overridden
