@@ -85,7 +85,10 @@ def main(args) -> dict | None:
     config = music_train_config(s, args, seed)
     train = rolls.next_step("train", chunk_length=s["train_chunk"])
     valid, test = rolls.next_step("valid"), rolls.next_step("test")
-    print(f"{run.name}: {rolls.summary()} | {ex.count_parameters(model)} parameters")
+    split = ", ".join(
+        f"{k} {v['sequences']} ({v['frames']} frames)" for k, v in rolls.summary().items()
+    )
+    print(f"{run.name}: sequences {split} | {ex.count_parameters(model)} parameters")
     identity = ex.run_settings(
         s, dataset=rolls.name, split=rolls.summary(), protocol=args.protocol, seed=seed
     )
