@@ -2,7 +2,8 @@
 
 ``pyro-betalstm info [--json]`` prints versions, the gate families and the devices torch sees;
 ``pyro-betalstm diagnostics RUN_DIR [...]`` renders a saved run's gate diagnostics (the same as
-``python -m pyro_betalstm.diagnostics``). The training scripts live in ``examples/``.
+``python -m pyro_betalstm.diagnostics``); ``pyro-betalstm table RUN_DIR [...]`` prints saved runs'
+``results.md`` rows under one header. The training scripts live in ``examples/``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def info() -> dict[str, str]:
 COMMANDS = {
     "info": "print versions, gate families and devices (--json: as a JSON object)",
     "diagnostics": "render a saved run's gate diagnostics (pyro-betalstm diagnostics -h)",
+    "table": "print saved runs' results.md rows as one Markdown table",
 }
 
 
@@ -63,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
             for key, value in info().items():
                 print(f"{key}: {value}")
         return 0
+    if command == "table":
+        from .results import main as table_main
+
+        return table_main(rest, prog="pyro-betalstm table")
     from .diagnostics.__main__ import main as diagnostics_main
 
     diagnostics_main(rest, prog="pyro-betalstm diagnostics")

@@ -3,7 +3,8 @@
 A run directory written by an example holds:
 
 - ``results.json``: the record (:data:`COMMON_KEYS` plus the keys of its kind, :data:`KIND_KEYS`);
-- ``results.md``: the record as one Markdown table row;
+- ``results.md``: the record as a Markdown table, a header (:data:`ROW_COLUMNS`) and one row;
+  :func:`join_tables` puts several runs' rows under one header;
 - ``gate_draws.pt``: posterior gate draws on a few test sequences (the layout of
   :func:`pyro_betalstm.infer.sample_gates`), with ``prior`` (prior draws, latent gate families)
   and ``tokens`` (the words of each sequence, text tasks) when the run saved them;
@@ -121,6 +122,30 @@ KIND_KEYS: dict[str, tuple[str, ...]] = {
     ),
 }
 
+#: The columns of each kind's ``results.md`` row (the experiment modules' ``*_row`` functions).
+ROW_COLUMNS: dict[str, tuple[str, ...]] = {
+    "music": (
+        "dataset", "variant", "seed", "protocol", "valid NLL", "test NLL (mean gates)",
+        "test NLL (predictive)", "best epoch", "wall min",
+    ),
+    "sentence": (
+        "data", "variant", "hidden", "recurrent params", "folds", "epochs",
+        "test acc. % (mean gates)", "test acc. % (predictive)", "seed", "wall min",
+    ),
+    "mnist": (
+        "task", "variant", "seed", "protocol", "train/valid/test used", "valid acc. (mean gates)",
+        "test acc. (mean gates)", "test acc. (predictive)", "epochs (best)", "parameters",
+        "wall time", "hardware",
+    ),
+    "captioning": (
+        "data", "variant", "seed", "protocol", "valid NLL", "test NLL (mean gates)",
+        "test NLL (predictive)", "greedy BLEU-4", "greedy CIDEr", "greedy cell acc.",
+        "greedy layout acc.", "beam BLEU-1", "beam BLEU-4", "beam METEOR", "beam ROUGE-L",
+        "beam CIDEr", "beam cell acc.", "beam layout acc.", "epochs (best)", "parameters",
+        "CPU min", "wall min",
+    ),
+}  # fmt: skip
+
 #: The keys of each split block (``valid``, ``test``) by kind; sentence records keep their
 #: split blocks in each fold's ``fold_result.json``.
 SPLIT_KEYS: dict[str, tuple[str, ...]] = {
@@ -206,3 +231,54 @@ def history_path(run_dir: str | Path, record: dict[str, Any]) -> Path:
     if record_kind(record) == "sentence":
         return run_dir / f"fold{record['folds_run'][0]}" / HISTORY_FILE
     return run_dir / HISTORY_FILE
+
+
+def results_table(record: dict[str, Any], row: str) -> str:
+    """The ``results.md`` of ``record``: its kind's header (:data:`ROW_COLUMNS`) above ``row``
+    (one Markdown table row); ``ValueError`` when the row's cells do not match the columns."""
+    columns = ROW_COLUMNS[record_kind(record)]
+    cells = row.strip().count("|") - 1
+    if not row.strip().startswith("|") or cells != len(columns):
+        raise ValueError(
+            f"a {record_kind(record)} results row has {len(columns)} cells "
+            f"({', '.join(columns)}), got {cells}: {row.strip()!r}"
+        )
+    header = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
+    return header + row.strip() + "\n"
+
+
+def join_tables(paths: list[str | Path]) -> str:
+    """One Markdown table from several runs' ``results.md``: the first file's header, then every
+    file's row (its last line; a file written before headers has its row only)."""
+    header, rows = "", []
+    for path in paths:
+        lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+        if not lines:
+            raise ValueError(f"{path} is empty: expected a results.md table written by an example")
+        if not header and len(lines) >= 3:
+            header = "\n".join(lines[:2]) + "\n"
+        rows.append(lines[-1])
+    return header + "".join(f"{row}\n" for row in rows)
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m pyro_betalstm.results") -> int:
+    """``python -m pyro_betalstm.results RUN_DIR_OR_RESULTS_MD ...`` (or ``pyro-betalstm table``):
+    the runs' rows as one table."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Print the results.md rows of several runs under one header.",
+    )
+    parser.add_argument("runs", nargs="+", help="run folders or their results.md files")
+    args = parser.parse_args(argv)
+    paths = [Path(r) / RESULTS_ROW_FILE if Path(r).is_dir() else Path(r) for r in args.runs]
+    absent = [str(p) for p in paths if not p.is_file()]
+    if absent:
+        parser.error(f"no results.md (not a finished run): {', '.join(absent)}")
+    print(join_tables(paths), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -64,6 +64,7 @@ def test_unknown_command_or_argument_is_a_usage_error(capsys):
     [
         (["diagnostics", "--help"], "pyro-betalstm diagnostics"),
         (["info", "--help"], "pyro-betalstm info"),
+        (["table", "--help"], "pyro-betalstm table"),
     ],
 )
 def test_help_names_the_command_as_called(argv, prog, capsys):
@@ -143,3 +144,12 @@ def test_max_steps_zero_renders_whole_sequences(tmp_path, capsys):
     cut = from_netcdf(tmp_path / "cut" / "inference_data.nc").posterior
     assert cut.sizes["time"] == 64
     assert from_netcdf(tmp_path / "all" / "inference_data.nc").posterior.sizes["time"] == STEPS
+
+
+def test_table_prints_saved_rows_under_one_header(tmp_path, capsys):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.md").write_text(f"| h |\n|---|\n| {name} |\n")
+    assert main(["table", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    assert capsys.readouterr().out == "| h |\n|---|\n| a |\n| b |\n"
+    assert "no results.md (not a finished run)" in usage_error(["table", str(tmp_path)], capsys)

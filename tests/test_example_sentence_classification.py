@@ -36,7 +36,7 @@ def check_run(record: dict, out: Path, folds: list[int]) -> None:
         assert (out / f"fold{k}" / "vocab.json").exists()
     draws = torch.load(out / "gate_draws.pt", weights_only=True)
     assert draws["input_gate"].shape[0] == 20 and len(draws["tokens"]) == draws["mask"].shape[0]
-    assert (out / "results.md").read_text().startswith("|")
+    assert len((out / "results.md").read_text().splitlines()) == 3  # header, rule, row
 
 
 @pytest.mark.parametrize("variant", ["bblstm5gp", "lstm"])

@@ -28,7 +28,8 @@ def check_record(record: dict, out: Path) -> None:
     saved = json.loads((out / "results.json").read_text())
     assert saved["test"]["nll_mean_gates"] == record["test"]["nll_mean_gates"]
     assert (out / "best.pt").exists() and (out / "last.pt").exists()
-    assert (out / "gate_draws.pt").exists() and (out / "results.md").read_text().startswith("|")
+    assert (out / "gate_draws.pt").exists()
+    assert len((out / "results.md").read_text().splitlines()) == 3  # header, rule, row
 
 
 def test_music_smoke_embedded_default(tmp_path):

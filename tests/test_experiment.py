@@ -169,14 +169,23 @@ def test_run_directory_record_and_files(tmp_path):
     resumed = ex.run_footer(run, args, fit_result=FitResult(earlier_seconds=1000.0))
     assert resumed["resumed_after_s"] == 1000.0
     assert 1000.0 <= resumed["wall_seconds"] < 1000.0 + run.wall_seconds() + 1
+    # and its CPU seconds theirs (they used to count this process's only)
+    earlier = FitResult(earlier_seconds=1000.0, earlier_cpu_seconds=500.0)
+    resumed_cpu = ex.run_footer(run, args, cpu=True, fit_result=earlier)["cpu_seconds"]
+    assert 500.0 <= resumed_cpu < 500.0 + run.cpu_seconds() + 1
     assert "resumed_after_s" not in ex.run_footer(run, args, fit_result=FitResult())
     with pytest.raises(ValueError, match="without dataset"):  # checked against the schema
         ex.write_results(run, {**header, **footer, "view": "row"}, "| row |\n")
     assert not (run.out / "results.json").exists()
     record = {key: 0 for key in (*COMMON_KEYS, *KIND_KEYS["mnist"])}
-    ex.write_results(run, {**record, **header, **footer}, "| row |\n")
+    with pytest.raises(ValueError, match="a mnist results row has 12 cells"):
+        ex.write_results(run, {**record, **header, **footer}, "| row |\n")
+    assert not (run.out / "results.json").exists()
+    row = "| row " + "| x " * 11 + "|\n"
+    ex.write_results(run, {**record, **header, **footer}, row)
     assert json.loads((run.out / "results.json").read_text())["seed"] == 5
-    assert (run.out / "results.md").read_text() == "| row |\n"
+    assert (run.out / "results.md").read_text().splitlines()[2:] == [row.strip()]
+    assert (run.out / "results.md").read_text().startswith("| task | variant | seed |")
     default = parser().parse_args([])
     monkey = ex.start_run(default, "music", "x", watch)
     assert monkey.out.as_posix().endswith("runs/music/x")
@@ -258,7 +267,7 @@ def test_train_with_resume_before_any_checkpoint_starts_the_run(tmp_path, capsys
     "flags, message",
     [
         (["--device", "cuda"], "CUDA is not available"),
-        (["--device", "cpu:3"], "the CPU takes no index"),
+        (["--device", "cpu:3"], "there is one CPU device"),
         (["--device", "gpu0"], "must name a torch device"),
         (["--recurrence", "cuda_graph"], "needs --device cuda"),
     ],

@@ -64,3 +64,43 @@ def test_load_results_from_a_run_directory_or_file(tmp_path):
 def test_history_of_the_gate_draws():
     assert schema.history_path("run", complete("music")).as_posix() == "run/metrics.json"
     assert schema.history_path("run", complete("sentence")).as_posix() == "run/fold3/metrics.json"
+
+
+def _row(cells: int, first: str = "a") -> str:
+    return "| " + " | ".join([first] + ["x"] * (cells - 1)) + " |\n"
+
+
+@pytest.mark.parametrize("kind", sorted(schema.KIND_KEYS))
+def test_results_md_is_a_table_with_its_kinds_header(kind):
+    columns = schema.ROW_COLUMNS[kind]
+    table = schema.results_table(complete(kind), _row(len(columns)))
+    header, rule, row = table.splitlines()
+    assert header == "| " + " | ".join(columns) + " |"
+    assert rule.count("---") == len(columns) and row == _row(len(columns)).strip()
+    # a row with a cell too many or too few does not fit the header: refused, with the columns
+    for cells in (len(columns) - 1, len(columns) + 1):
+        with pytest.raises(ValueError, match=rf"has {len(columns)} cells \({columns[0]}, .*got"):
+            schema.results_table(complete(kind), _row(cells))
+
+
+def test_join_tables_puts_rows_under_one_header(tmp_path, capsys):
+    cells = len(schema.ROW_COLUMNS["music"])
+    for name, first in (("a", "one"), ("b", "two")):
+        (tmp_path / name).mkdir()
+        table = schema.results_table(complete("music"), _row(cells, first))
+        (tmp_path / name / "results.md").write_text(table)
+    (tmp_path / "old.md").write_text(_row(cells, "three"))  # a row-only file from before headers
+    joined = schema.join_tables([tmp_path / "a/results.md", tmp_path / "b/results.md",
+                                 tmp_path / "old.md"])  # fmt: skip
+    lines = joined.splitlines()
+    assert len(lines) == 5 and lines[0].startswith("| dataset | variant |")
+    assert [line.split("|")[1].strip() for line in lines[2:]] == ["one", "two", "three"]
+    # the command line takes run folders or files
+    assert schema.main([str(tmp_path / "a"), str(tmp_path / "b/results.md")]) == 0
+    assert capsys.readouterr().out == "\n".join(lines[:4]) + "\n"
+    with pytest.raises(SystemExit):
+        schema.main([str(tmp_path / "missing")])
+    assert "no results.md (not a finished run)" in capsys.readouterr().err
+    (tmp_path / "empty.md").write_text("\n")
+    with pytest.raises(ValueError, match="empty.md is empty"):
+        schema.join_tables([tmp_path / "empty.md"])

@@ -19,9 +19,11 @@ for seed in $seeds; do
       --seed "$seed" --threads 1 --no-progress --out-dir "$out" $resume
   done
 done
-# the table rows, in the order of the runs
+# the table, rows in the order of the runs
+tables=()
 for seed in $seeds; do
   for variant in $variants; do
-    cat "runs/captions/$protocol-$variant-seed$seed/results.md"
+    tables+=("runs/captions/$protocol-$variant-seed$seed/results.md")
   done
 done
+python -m pyro_betalstm.results "${tables[@]}"

@@ -70,6 +70,6 @@ failed=0
 for pid in "${pids[@]}"; do wait "$pid" || failed=$((failed + 1)); done
 echo "processes that failed: $failed"
 tail -n 3 "$out/pytest_gpu.log"
-cat "$runs"/*/results.md 2>/dev/null | tee "$out/results_rows.md"
+python -m pyro_betalstm.results "$runs"/*/results.md 2>/dev/null | tee "$out/results_rows.md" || true
 tar czf "$out/gpu_runs.tar.gz" --exclude='last.pt' --exclude='gate_draws.pt' "$runs"
 ls -la "$out"

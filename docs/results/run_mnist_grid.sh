@@ -15,7 +15,7 @@
 #            recommended (latent-gate variants take hours per run on one CPU thread).
 #   pixel    as full with --view pixel (T = 784 steps of one pixel): a GPU protocol (DEVICE=cuda).
 # Runs go to runs/mnist/PROTOCOL/ (skipped when results.json exists, resumed from last.pt).
-# Afterwards the table rows: cat runs/mnist/PROTOCOL/*/results.md
+# Afterwards the table: python -m pyro_betalstm.results runs/mnist/PROTOCOL/*/results.md
 set -euo pipefail
 protocol=${1:?usage: run_mnist_grid.sh reduced|full|pixel [SEEDS...]}
 shift
@@ -56,4 +56,4 @@ for seed in $seeds; do
     done
   done
 done
-cat runs/mnist/"$protocol"/*/results.md
+python -m pyro_betalstm.results runs/mnist/"$protocol"/*/results.md

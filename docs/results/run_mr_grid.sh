@@ -60,7 +60,7 @@ print("|---|---|---:|---:|---|---:|---|---|---:|---:|")
 for variant in ("lstm", "g2lstm", "blstm", "bblstm", "bblstm5gp"):
     row = out / variant / "results.md"
     if row.exists():
-        print(row.read_text().strip())
+        print(row.read_text().strip().splitlines()[-1])  # the row, under the header above
 first = json.loads(next(out.glob("*/results.json")).read_text())
 print(f"\nprotocol: {first['protocol']}\nsplit: {first['split']}\ndata: {first['data_source']}")
 print(f"hardware: {first['hardware']}, torch {first['torch']}")

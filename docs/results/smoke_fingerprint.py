@@ -34,6 +34,7 @@ MUSIC_DIR = ROOT.parent / "shared" / "data" / "music"
 VOLATILE = {
     "seconds",
     "elapsed_s",
+    "cpu_elapsed_s",
     "train_elapsed_s",
     "wall_s",
     "train_seconds",

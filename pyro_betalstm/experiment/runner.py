@@ -52,6 +52,7 @@ from ..results import (
     GATE_DRAWS_FILE,
     RESULTS_FILE,
     RESULTS_ROW_FILE,
+    results_table,
     validate_results,
 )
 from ..variants import get_variant, run_hardware
@@ -381,15 +382,16 @@ def run_footer(
     hardware, how the recurrence ran (``--recurrence``), torch version and ``world_size`` (the
     processes that trained it, 1 without ``torchrun``).
 
-    With ``fit_result``, ``wall_seconds`` counts the whole run: a resumed run adds the
-    training seconds of the processes before this one, also kept as ``resumed_after_s``.
+    With ``fit_result``, ``wall_seconds`` and ``cpu_seconds`` count the whole run: a resumed run
+    adds the training seconds of the processes before this one, also kept as ``resumed_after_s``.
     """
     earlier = fit_result.earlier_seconds if fit_result is not None else 0.0
     footer: dict[str, Any] = {"wall_seconds": earlier + run.wall_seconds()}
     if earlier:
         footer["resumed_after_s"] = earlier
     if cpu:
-        footer["cpu_seconds"] = run.cpu_seconds()
+        earlier_cpu = fit_result.earlier_cpu_seconds if fit_result is not None else 0.0
+        footer["cpu_seconds"] = earlier_cpu + run.cpu_seconds()
     footer.update(hardware=run_hardware(args.device), torch=torch.__version__)
     footer["recurrence"] = getattr(args, "recurrence", "eager")
     footer["world_size"] = current_workers().world_size
@@ -397,14 +399,15 @@ def run_footer(
 
 
 def write_results(run: Run, record: dict, row: str) -> None:
-    """Write ``results.json`` (the record) and ``results.md`` (one table row) atomically; a
-    record without a key :mod:`pyro_betalstm.results` requires is refused (``ValueError``).
-    Only rank 0 writes."""
+    """Write ``results.json`` (the record) and ``results.md`` (``row`` under its kind's header)
+    atomically; a record without a key :mod:`pyro_betalstm.results` requires, or a row that
+    does not fit its columns, is refused (``ValueError``). Only rank 0 writes."""
     validate_results(record, f"the results record of {run.name}")
+    table = results_table(record, row)
     if not is_main_process():
         return
     atomic_write_json(run.out / RESULTS_FILE, record)
-    atomic_write_text(run.out / RESULTS_ROW_FILE, row)
+    atomic_write_text(run.out / RESULTS_ROW_FILE, table)
 
 
 def describe_scores(split: str, scores: dict, metric: str, unit: str, samples: int) -> str:

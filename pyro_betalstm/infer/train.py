@@ -206,6 +206,8 @@ class FitResult:
     rank_seeds: list[int] = field(default_factory=list)
     #: training seconds of the processes before this one (a resumed run; 0 for a fresh one)
     earlier_seconds: float = 0.0
+    #: CPU seconds those processes spent in their epochs (this process's on rank 0 of torchrun)
+    earlier_cpu_seconds: float = 0.0
 
     @property
     def best_checkpoint(self) -> Path | None:
@@ -373,11 +375,13 @@ def fit(
     if workers.active:
         parallel.broadcast_module(model)
 
-    # wall-clock seconds of training and validation, summed over resumed runs
+    # wall-clock and CPU seconds of training and validation, summed over resumed runs
     history = run.result.history
     elapsed_before = history[-1].get("elapsed_s", 0.0) if history else 0.0
+    cpu_before = history[-1].get("cpu_elapsed_s", 0.0) if history else 0.0
     run.result.earlier_seconds = elapsed_before
-    run_started = time.perf_counter()
+    run.result.earlier_cpu_seconds = cpu_before
+    run_started, cpu_started = time.perf_counter(), time.process_time()
     monitor_key = f"valid_{monitor}" if valid_data is not None else "train_loss"
     if history and _should_stop(run, history[-1][monitor_key], len(history), elapsed_before):
         run.start_epoch = config.num_epochs + 1  # a resumed run that had already stopped
@@ -388,6 +392,7 @@ def fit(
         _check_divergence(run, value, monitor_key, epoch)
         _keep_if_best(run, value, epoch, monitor)
         record["elapsed_s"] = elapsed_before + time.perf_counter() - run_started
+        record["cpu_elapsed_s"] = cpu_before + time.process_time() - cpu_started
         history.append(record)
         _apply_lr_rule(run, [r[monitor_key] for r in history])
         if config.progress and workers.is_main:
@@ -529,17 +534,17 @@ def _check_monitor(monitor, evaluate, valid_data, model: GateModel, config: Trai
 def checked_device(name: str | torch.device) -> torch.device:
     """``name`` as a torch device this process can train on, or a ValueError naming it and what
     is expected: checked before training, as an index that does not exist (``"cpu:3"``) is
-    accepted by torch until a checkpoint is loaded onto it at the end of the run (so is
-    ``"cpu:0"``: torch.load cannot map onto it)."""
+    accepted by torch until a checkpoint is loaded onto it at the end of the run. ``"cpu:0"``
+    comes back as ``"cpu"``, the one CPU device, which torch.load can map onto."""
     expected = "expected 'cpu', 'cuda' or 'cuda:N' with N an existing GPU index"
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"device must name a torch device ({expected}), got {name!r}") from err
     if device.type == "cpu":
-        if device.index is not None:
-            raise ValueError(f"device {name!r}: the CPU takes no index; {expected}")
-        return device
+        if device.index not in (None, 0):
+            raise ValueError(f"device {name!r}: there is one CPU device, 'cpu'; {expected}")
+        return torch.device("cpu")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device {name!r} was requested but CUDA is not available; use 'cpu'")

@@ -19,6 +19,15 @@ from .layer import GateLayer, LayerRun
 
 def check_lengths(lengths, batch_size: int, max_len: int, device) -> torch.Tensor:
     """Validate per-sequence lengths: ``(B,)`` integers (or whole floats) in ``[1, T]``."""
+    lengths = _lengths_of_shape(lengths, batch_size, device)
+    if batch_size and not bool(_in_range(lengths, max_len)):
+        _raise_out_of_range(lengths, max_len)
+    return lengths
+
+
+def _lengths_of_shape(lengths, batch_size: int, device) -> torch.Tensor:
+    """``lengths`` as ``(B,)`` int64 on ``device``, checked from dtype and shape (and, for float
+    lengths only, that they are whole: a read); the range is left to the caller."""
     lengths = lengths_tensor(lengths, device)
     if lengths.dtype == torch.bool or lengths.is_complex():  # .long() would make True a 1
         raise TypeError(f"lengths must be integers, one per sequence; got dtype {lengths.dtype}")
@@ -26,13 +35,19 @@ def check_lengths(lengths, batch_size: int, max_len: int, device) -> torch.Tenso
         raise ValueError(
             f"lengths must have shape ({batch_size},), one per sequence, got {tuple(lengths.shape)}"
         )
-    lengths = as_whole_numbers(lengths, "lengths must be whole numbers")
-    if batch_size and (lengths.min() < 1 or lengths.max() > max_len):
-        raise ValueError(
-            f"lengths must lie in [1, {max_len}] (the padded sequence length); got values in "
-            f"[{int(lengths.min())}, {int(lengths.max())}]"
-        )
-    return lengths
+    return as_whole_numbers(lengths, "lengths must be whole numbers")
+
+
+def _in_range(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """A 0-d bool tensor, on the lengths' device: every length in ``[1, max_len]`` (not read)."""
+    return (lengths.min() >= 1) & (lengths.max() <= max_len)
+
+
+def _raise_out_of_range(lengths: torch.Tensor, max_len: int) -> None:
+    raise ValueError(
+        f"lengths must lie in [1, {max_len}] (the padded sequence length); got values in "
+        f"[{int(lengths.min())}, {int(lengths.max())}]"
+    )
 
 
 GATE_MODES = ("sample", "mean", "given", "prior")
@@ -87,17 +102,27 @@ def validate_sequences(
 
     The mask is None when every sequence has the full length. ``dtype``: the network's
     parameter dtype, which the inputs must have. Besides :func:`check_inputs` this reads the
-    values (finite inputs, the lengths' range): host syncs, once per batch.
+    values (finite inputs, the lengths' range, whether all are full): one host sync per batch,
+    as the three tests come back from the device together.
     """
     check_inputs(inputs, input_size, dtype)
-    if not torch.isfinite(inputs).all():
-        raise ValueError("input contains NaN or infinite values")
+    finite = torch.isfinite(inputs).all()
     if lengths is None:
+        if not bool(finite):
+            raise ValueError("input contains NaN or infinite values")
         return inputs, None, None
     B, T, _ = inputs.shape
-    lengths = check_lengths(lengths, B, T, inputs.device)
+    lengths = _lengths_of_shape(lengths, B, inputs.device)
+    if B == 0:  # no values to read (an empty batch is refused by SequenceBatch; a raw call)
+        return inputs, None, lengths
     mask = lengths_to_mask(lengths, T)
-    return inputs, (None if bool(mask.all()) else mask), lengths
+    # the three tests as bits of one integer: a single read (``item``, counted by host_syncs)
+    flags = int(finite.long() | _in_range(lengths, T).long() << 1 | mask.all().long() << 2)
+    if not flags & 1:
+        raise ValueError("input contains NaN or infinite values")
+    if not flags & 2:
+        _raise_out_of_range(lengths, T)
+    return inputs, (None if flags & 4 else mask), lengths
 
 
 class LayerCall:

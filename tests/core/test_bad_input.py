@@ -83,6 +83,11 @@ def test_non_finite_inputs(bad):
         StochasticLSTM(3, 4, batch_first=True)(x)
     with pytest.raises(ValueError, match="NaN or infinite"):
         _loss(make_model(), SequenceBatch(x, torch.tensor([0, 1])))
+    # with lengths, read together with their range and the full-length test: still named, and
+    # named first when the lengths are out of range too
+    for lengths in ([5, 3], [5, 9]):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            StochasticLSTM(3, 4, batch_first=True)(x, lengths=torch.tensor(lengths))
 
 
 @pytest.mark.parametrize("which", [0, 1])

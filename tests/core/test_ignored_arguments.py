@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from pyro_betalstm.infer import TrainConfig, fit
+from pyro_betalstm.infer.train import checked_device
 from pyro_betalstm.models import CaptionDecoder, SequenceClassifier, TextClassifier
 from pyro_betalstm.nn import StochasticLSTM
 from pyro_betalstm.nn import step as step_functions
@@ -135,7 +136,18 @@ def test_output_dropout_drops_what_the_head_reads_while_training(head):
 
 
 # ----- the device ---------------------------------------------------------------------------------
-# "cpu:0" too: torch accepts it, but cannot load a checkpoint onto it at the end of the run
-@pytest.mark.parametrize("device", ["cpu:3", "cpu:0", "cuda:99", "cpu:x", "meta"])
+@pytest.mark.parametrize("device", ["cpu:3", "cuda:99", "cpu:x", "meta"])
 def test_a_device_that_does_not_exist_is_refused_before_training(tmp_path, device):
     _fit_refused(tmp_path, rf"device .*'{device}'", device=device)
+
+
+def test_cpu_0_trains_as_the_cpu_and_reloads_its_best_checkpoint(tmp_path):
+    # torch accepts "cpu:0" but cannot map a checkpoint onto it: it used to fail only when the
+    # best checkpoint was loaded back at the end of the run
+    assert checked_device("cpu:0") == torch.device("cpu")
+    valid = make_dataset(4)
+    result = fit(
+        make_model(num_layers=1), make_dataset(4), valid, _config(device="cpu:0"), out_dir=tmp_path
+    )
+    assert (tmp_path / "best.pt").exists() and (tmp_path / "last.pt").exists()
+    assert len(result.history) == 1

@@ -199,6 +199,10 @@ def test_the_time_limit_counts_the_time_before_a_resume(tmp_path):
     assert resumed.stopped_on_time and [r["epoch"] for r in resumed.history] == [1, 2]
     # what the first process trained is reported, for a results record's whole-run wall time
     assert resumed.earlier_seconds == resumed.history[0]["elapsed_s"] >= 0.3
+    # and its CPU seconds (sleeping costs none, so no lower bound), carried on the same way
+    first_cpu = resumed.history[0]["cpu_elapsed_s"]
+    assert resumed.earlier_cpu_seconds == first_cpu > 0
+    assert resumed.history[1]["cpu_elapsed_s"] > first_cpu
 
 
 def test_run_settings_are_kept_and_checked_on_resume(tmp_path):
