@@ -13,7 +13,7 @@ guide (``Exponential``, say), and a Monte Carlo estimate where there is none (``
 Built-in priors (also by name through :func:`get_prior`):
 
 * :class:`GammaPrior` (``"gamma"``): the paper's ``Gamma(0.5, 1)`` on each basis element.
-* :class:`BivariateBetaPrior` (``"bivariate_beta"``): a bivariate Beta given by its parameters.
+* :class:`BivariateBetaPrior`: a bivariate Beta given by its parameters (no name: it needs them).
 * :class:`LearnableGammaPrior` (``"learnable"``): concentrations learnt by empirical Bayes.
 * :class:`ConditionalGammaPrior` (``"conditional"``): concentrations from ``(x_t, h_{t-1})``.
 * :class:`HierarchicalGammaPrior` (``"hierarchical"``): a global concentration with a hyper-prior.
@@ -49,10 +49,18 @@ class GatePrior(nn.Module):
     :meth:`setup` is called once by the model with the gate family and layer sizes, so that a
     prior can check its parameters or build networks. A prior with its own global latent
     variables samples them in :meth:`model` and gives their variational distribution in
-    :meth:`guide`; both are called once per execution, before the gate sites.
+    :meth:`guide` (every site :meth:`model` samples, under the same name); both are called once
+    per execution, before the gate sites. Tensors a prior keeps belong in buffers
+    (``register_buffer``) or parameters, so that they move with the model (``.to("cuda")``);
+    tensors it makes in :meth:`distribution` go on ``prev_hidden.device``.
     """
 
     def setup(self, family: GateFamily, input_sizes: list[int], hidden_size: int) -> None:
+        """Called once by the model before training. Sets ``self.family`` (the
+        :class:`~pyro_betalstm.gates.GateFamily`), ``self.basis_size`` (its number of Gammas
+        ``K``) and ``self.hidden_size`` (``H``); ``input_sizes`` has one entry per layer (the
+        layer's input width). An override builds the prior's networks or checks its parameters,
+        and must call ``super().setup(family, input_sizes, hidden_size)`` first."""
         self.family = family
         self.basis_size = family.basis_size
         self.hidden_size = hidden_size
@@ -67,7 +75,10 @@ class GatePrior(nn.Module):
         self, layer: int, inputs: torch.Tensor, prev_hidden: torch.Tensor
     ) -> torch.distributions.Distribution:
         """Distribution of the basis for inputs ``(..., input_size)`` and ``h_{t-1}`` ``(..., H)``."""
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} does not define distribution(self, layer, inputs, "
+            "prev_hidden), which every GatePrior must"
+        )
 
     def _check_basis(self, concentration: torch.Tensor, what: str) -> None:
         if concentration.dim() > 0 and concentration.shape[-1] not in (1, self.basis_size):
@@ -229,7 +240,9 @@ class HierarchicalGammaPrior(GatePrior):
 
     def model(self):
         hyper = dist.LogNormal(
-            torch.full((self.basis_size,), self.hyper_loc, device=self.q_loc.device),
+            torch.full(
+                (self.basis_size,), self.hyper_loc, dtype=self.q_loc.dtype, device=self.q_loc.device
+            ),
             self.hyper_scale,
         ).to_event(1)
         self._kappa = pyro.sample(self.site_name, hyper)
@@ -276,7 +289,16 @@ def get_prior(prior: str | GatePrior | PriorFunction | None) -> GatePrior:
     if prior is None:
         return GammaPrior()
     if isinstance(prior, GatePrior):
+        if type(prior).distribution is GatePrior.distribution:
+            raise ValueError(
+                f"{type(prior).__name__} does not define distribution(self, layer, inputs, "
+                "prev_hidden), the method every GatePrior must implement (is its name misspelt?)"
+            )
         return prior
+    if isinstance(prior, type) and issubclass(prior, GatePrior):
+        raise ValueError(
+            f"prior={prior.__name__} is the class; pass an instance: prior={prior.__name__}()"
+        )
     if isinstance(prior, str):
         try:
             return PRIORS[prior]()

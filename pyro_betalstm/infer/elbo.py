@@ -71,7 +71,13 @@ class GateMeanFieldELBO(TraceMeanField_ELBO):
             if site["is_observed"]:
                 elbo = elbo + site["log_prob_sum"]
                 continue
-            guide_site = guide_trace.nodes[name]
+            guide_site = guide_trace.nodes.get(name)
+            if guide_site is None:
+                raise ValueError(
+                    f"the model samples the latent site {name!r} but the guide does not: every "
+                    "latent site needs a guide site of the same name (a GatePrior with global "
+                    "latent variables samples each of them in its guide() as well as its model())"
+                )
             if not guide_site["fn"].has_rsample:
                 raise ValueError(
                     f"site {name!r}: the mean-field ELBO needs a reparameterised guide"

@@ -678,10 +678,13 @@ def _elbo_loss(run: _Run, batch, epoch: int, step: int, where: str = "") -> torc
     except ValueError as err:
         if not _is_invalid_value_error(err):
             raise
-        # Pyro's validation met the NaN before a loss existed: same error as a NaN loss
+        # Pyro's validation met an invalid parameter before a loss existed: as a NaN loss
+        first = (epoch, step) == (1, 1)
+        hint = "; at the first step, a prior or network may give it from the start" if first else ""
         raise NonFiniteLossError(
-            f"a distribution parameter is NaN or infinite at epoch {epoch}, step {step}{where}; "
-            f"training stopped, {_last_good(run.out)} ({str(err).splitlines()[0][:200]})"
+            f"a distribution parameter is invalid (NaN, infinite, or outside its constraint "
+            f"such as a Gamma concentration <= 0) at epoch {epoch}, step {step}{where}; "
+            f"training stopped, {_last_good(run.out)}{hint} ({str(err).splitlines()[0]})"
         ) from err
 
 

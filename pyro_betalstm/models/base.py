@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -52,6 +53,9 @@ GATE_SITE_DIMS = ("sequence", "time", "layer", "unit")
 BASIS_SITE_DIMS = ("sequence", "time", "unit", "basis")
 
 _namespaces = itertools.count()
+#: model -> {param store name: weak reference to the tensor the model last put there}: an entry
+#: that is another tensor was put there by the store itself (``load``, ``set_state``)
+_registered: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def site_name(layer: int) -> str:
@@ -167,19 +171,30 @@ class GateModel(nn.Module):
 
     def register_parameters(self) -> None:
         """Register every trainable parameter with Pyro under :attr:`pyro_namespace`, as
-        ``pyro.module(self.pyro_namespace, self)`` does (``model`` and ``guide`` call it).
+        ``pyro.module(self.pyro_namespace, self, update_module_params=True)`` does (``model``
+        and ``guide`` call it).
 
         The param store holds the module's own tensors, so Pyro's optimisers update the
-        module's weights in place; an entry that holds another tensor under this model's name
-        (after ``load_state_dict(..., assign=True)``, say) is replaced by the module's."""
+        module's weights in place. An entry under this model's name that holds another tensor:
+
+        - one the store put there (``pyro.get_param_store().load(path)``, ``set_state``): its
+          values are copied into the module's parameter, so a saved param store restores
+          the model, as in Pyro (``ValueError`` when its shape differs);
+        - one the model put there earlier (its parameter was since replaced, by
+          ``load_state_dict(..., assign=True)`` say): the module's parameter replaces it."""
         namespace, store = self.pyro_namespace, pyro.get_param_store()
+        ours = _registered.setdefault(self, {})
         for name, value in self.named_parameters():
             if not value.requires_grad:  # frozen (e.g. embeddings): nothing to train
                 continue
             full_name = param_with_module_name(namespace, name)
             if full_name in store and store[full_name] is not value:
+                entry, earlier = store[full_name], ours.get(full_name)
+                if earlier is None or earlier() is not entry:
+                    _copy_from_store(value, entry, full_name)
                 del store[full_name]
             pyro.param(full_name, value)
+            ours[full_name] = weakref.ref(value)
 
     # ----- task interface --------------------------------------------------------------------
     def observation(self, run: LayerRun, batch: SequenceBatch) -> tuple[Distribution, torch.Tensor]:
@@ -212,14 +227,13 @@ class GateModel(nn.Module):
         the steps past ``batch.lengths`` masked out, the steps and ``rest`` summed.
 
         Uses only ``batch.lengths`` (not the inputs), so it serves raw and embedded batches alike.
+        A batch with lengths is masked even when every sequence is full (the same values): asking
+        would read the device, a host sync on a GPU.
         """
         event_dims = len(distribution.batch_shape) - 1
         if batch.lengths is not None:
             steps = lengths_to_mask(batch.lengths, batch.inputs.shape[1])
-            if not bool(steps.all()):  # a full batch needs no mask
-                distribution = distribution.mask(
-                    steps.reshape(*steps.shape, *[1] * (event_dims - 1))
-                )
+            distribution = distribution.mask(steps.reshape(*steps.shape, *[1] * (event_dims - 1)))
         return distribution.to_event(event_dims)
 
     def num_predictions(self, batch: SequenceBatch) -> int:
@@ -258,10 +272,11 @@ class GateModel(nn.Module):
             d = self.prior.distribution(layer, x_t, h_prev)
             params = prior_concentration_rate(d)
             shape = (x_t.shape[0], self.lstm.hidden_size, self.family.basis_size)
+            # in the network's dtype, whatever the prior's (a float32 prior in a float64 model)
             if params is not None:  # log-space draw: no float32 underflow
-                conc, rate = (p.expand(shape) for p in params)
+                conc, rate = (p.expand(shape).to(x_t.dtype) for p in params)
                 return sample_log_gamma(conc) - rate.log()
-            return sample_prior_log_basis(d, torch.Size(shape), layer)
+            return sample_prior_log_basis(d, torch.Size(shape), layer).to(x_t.dtype)
 
         return sampler
 
@@ -419,6 +434,18 @@ class GateModel(nn.Module):
         """Run the network without Pyro: ``mean`` gates (the paper's evaluation) or ``sample``."""
         batch = self.embed_batch(batch)
         return self.lstm.run_prepared(batch.inputs, self.mask(batch), gate_mode=gate_mode)
+
+
+def _copy_from_store(parameter: torch.Tensor, entry: torch.Tensor, name: str) -> None:
+    """Copy a param store entry's values into the module's own ``parameter``."""
+    if entry.shape != parameter.shape:
+        raise ValueError(
+            f"the param store's {name!r} has shape {tuple(entry.shape)} but this model's "
+            f"parameter has {tuple(parameter.shape)}: the store was saved from another model "
+            "(pyro.clear_param_store() before using this one, or load the matching store)"
+        )
+    with torch.no_grad():
+        parameter.copy_(entry)
 
 
 def _run_layer(call: LayerCall, mode, num_draws: int, batch_size: int) -> LayerRun:

@@ -275,7 +275,10 @@ def _check_prior_kind(d, layer: int) -> None:
     """A prior must give a distribution over ``u > 0`` or over ``log u`` (real support): anything
     else fails deep in the ELBO (not a Distribution) or gives an infinite loss (a support, such
     as a Beta's, that the Gamma guide's draws leave)."""
-    expected = "a prior must return a torch Distribution over u > 0 or over log u (real support)"
+    expected = (
+        "a prior must return a torch Distribution whose support is all of u > 0 (Gamma, "
+        "Exponential, LogNormal...) or all of the real line, taken as log u (LogGamma, Normal...)"
+    )
     if not isinstance(d, torch.distributions.Distribution):
         raise ValueError(f"the prior of layer {layer} returned {type(d).__name__}; {expected}")
     support = d.support
@@ -297,10 +300,29 @@ def _check_prior_shape(d, shape: torch.Size, layer: int) -> None:
     if not fits or len(d.event_shape) > 2:
         raise ValueError(
             f"the prior of layer {layer} has batch_shape {tuple(d.batch_shape)} and event_shape "
-            f"{tuple(d.event_shape)}; together they must broadcast to the basis of one step, "
-            f"(..., hidden_size, K) = (..., {shape[-2]}, {shape[-1]}), with at most those two "
-            "dimensions in the event"
+            f"{tuple(d.event_shape)}; together they must broadcast to the basis they score, "
+            f"{tuple(shape)} (leading dimensions, then hidden_size {shape[-2]} and K "
+            f"{shape[-1]}), with at most those last two dimensions in the event"
         )
+
+
+def _check_prior_device(d, device: torch.device, layer: int) -> None:
+    """The prior's parameters (its tensors of one or more dimensions; a 0-d CPU tensor mixes
+    with any device) must be on the basis's device: a prior that keeps a plain tensor
+    attribute does not move with ``model.to("cuda")``, and torch's error would not name it."""
+    parts = [_unwrapped(d)]
+    base = getattr(parts[0], "base_dist", None)  # a TransformedDistribution (LogNormal...)
+    if isinstance(base, torch.distributions.Distribution):
+        parts.append(_unwrapped(base))
+    for part in parts:
+        for name, value in vars(part).items():
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and value.device != device:
+                raise ValueError(
+                    f"the prior of layer {layer} returned a {type(part).__name__} whose "
+                    f"{name.lstrip('_')} is on {value.device}, but the network runs on {device}: "
+                    "make such tensors on prev_hidden.device, or keep them in the prior as "
+                    "buffers (register_buffer) so that they move with the model"
+                )
 
 
 def prior_log_density(d, log_basis: torch.Tensor, layer: int = 0) -> torch.Tensor:
@@ -310,6 +332,7 @@ def prior_log_density(d, log_basis: torch.Tensor, layer: int = 0) -> torch.Tenso
     ``u > 0``. A Gamma or LogGamma prior is evaluated in log space, without forming ``u``
     (which underflows to 0 for small concentrations)."""
     _check_prior_shape(d, log_basis.shape, layer)
+    _check_prior_device(d, log_basis.device, layer)
     params = prior_concentration_rate(d)
     if params is not None:
         return LogGamma(*params).log_prob(log_basis)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyro
 import pyro.distributions as dist
 import pytest
 import torch
@@ -18,11 +19,12 @@ from pyro_betalstm.priors import (
     BivariateBetaPrior,
     ConditionalGammaPrior,
     GammaPrior,
+    GatePrior,
     LearnableGammaPrior,
     get_prior,
 )
 
-from .helpers import make_batch, make_model
+from .helpers import make_batch, make_dataset, make_model
 
 
 def _loss(m, batch):
@@ -352,12 +354,92 @@ def test_learnable_prior_start_is_unchanged_where_it_was_finite(init):
 def test_prior_must_be_a_distribution_over_u_or_log_u(make, what):
     """A non-distribution failed deep inside the gate sites; a Beta gave an infinite loss."""
     m = make_model(prior=lambda layer, x, h: make())
-    message = rf"prior of layer 0 {what}.*a prior must return a torch Distribution over u > 0 or "
+    message = rf"prior of layer 0 {what}.*a prior must return a torch Distribution whose support "
     for elbo in (GateMeanFieldELBO(), TraceMeanField_ELBO()):
         with pytest.raises(ValueError, match=message):
             elbo.differentiable_loss(m.model, m.guide, make_batch())
     with pytest.raises(ValueError, match=message):  # drawing from the prior
         m.prior_sampler(0)(0, torch.randn(3, 3), torch.randn(3, 4))
+
+
+def test_the_wrong_shape_names_the_whole_basis_it_must_broadcast_to():
+    # a batch dimension of 7 against a batch of 3 used to be reported as "(..., 4, 3)", which a
+    # (7, 4, 3) prior does broadcast to
+    m = make_model(prior=lambda layer, x, h: dist.Gamma(torch.full((7, 4, 3), 0.5), 1.0))
+    with pytest.raises(ValueError, match=r"broadcast to the basis they score, \(3, 5, 4, 3\)"):
+        GateMeanFieldELBO().differentiable_loss(m.model, m.guide, make_batch())
+
+
+def test_a_prior_on_another_device_is_named():
+    # "meta" stands in for a GPU here: a prior whose tensor stayed on one device while the
+    # network moved to another (a plain attribute does not follow model.to("cuda"))
+    def prior(layer, x, h):
+        return dist.Gamma(torch.full((4, 3), 0.5, device="meta"), 1.0, validate_args=False)
+
+    m = make_model(prior=prior)
+    with pytest.raises(ValueError, match=r"prior of layer 0 returned a Gamma whose concentration "
+                       r"is on meta, but the network runs on cpu: make such tensors on "
+                       r"prev_hidden\.device"):  # fmt: skip
+        GateMeanFieldELBO().differentiable_loss(m.model, m.guide, make_batch())
+
+    # a LogNormal's parameters sit in its base Normal
+    def log_normal(layer, x, h):
+        with pyro.validation_enabled(False):  # its base Normal would read the meta values
+            return dist.LogNormal(torch.zeros(4, 3, device="meta"), 1.0)
+
+    m = make_model(prior=log_normal)
+    with pytest.raises(ValueError, match=r"returned a Normal whose loc is on meta"):
+        GateMeanFieldELBO().differentiable_loss(m.model, m.guide, make_batch())
+
+
+class _NoDistribution(GatePrior):
+    def distrib(self, layer, inputs, prev_hidden):  # misspelt
+        return dist.Gamma(0.5, 1.0)
+
+
+def test_a_prior_class_or_one_without_distribution_is_refused_at_once():
+    with pytest.raises(ValueError, match=r"prior=GammaPrior is the class; pass an instance: "
+                       r"prior=GammaPrior\(\)"):  # fmt: skip
+        make_model(prior=GammaPrior)
+    with pytest.raises(ValueError, match="_NoDistribution does not define distribution"):
+        make_model(prior=_NoDistribution())
+    with pytest.raises(NotImplementedError, match="_NoDistribution does not define distribution"):
+        _NoDistribution().distribution(0, torch.zeros(1, 3), torch.zeros(1, 4))
+
+
+class _GlobalWithoutGuide(GatePrior):
+    def model(self):
+        self.kappa = pyro.sample("my_kappa", dist.LogNormal(0.0, 1.0))
+
+    def distribution(self, layer, inputs, prev_hidden):
+        return dist.Gamma(self.kappa.expand(3), 1.0)
+
+
+@pytest.mark.filterwarnings("ignore:Found vars in model but not guide")
+def test_a_global_latent_without_a_guide_site_is_named():
+    # it was a bare KeyError: 'my_kappa' from inside the ELBO
+    m = make_model(prior=_GlobalWithoutGuide())
+    with pytest.raises(ValueError, match=r"samples the latent site 'my_kappa' but the guide does "
+                       r"not.*samples each of them in its guide\(\)"):  # fmt: skip
+        GateMeanFieldELBO().differentiable_loss(m.model, m.guide, make_batch())
+
+
+def test_a_non_positive_prior_concentration_is_named_in_full(tmp_path):
+    from pyro_betalstm.infer import NonFiniteLossError, TrainConfig, fit
+
+    prior = lambda layer, x, h: dist.Gamma(torch.tensor([0.5, -1.0, 0.5]), 1.0)  # noqa: E731
+    data = make_dataset(8)
+    config = TrainConfig(num_epochs=1, batch_size=4, progress=False, seed=0)
+    with pytest.raises(NonFiniteLossError) as err:
+        fit(make_model(prior=prior), data, None, config)
+    message = str(err.value)
+    assert (
+        "invalid (NaN, infinite, or outside its constraint such as a Gamma concentration <= 0)"
+        in message
+        and "at the first step, a prior or network may give it" in message
+    )
+    # the cause's first line whole (it used to be cut at 200 characters, before the constraint)
+    assert "to satisfy the constraint GreaterThan(lower_bound=0.0), but found invalid" in message
 
 
 # ----- next-step targets, data sets ----------------------------------------------------------

@@ -12,6 +12,7 @@ import torch
 from pyro.infer import SVI, Predictive, Trace_ELBO, TraceMeanField_ELBO
 from torch.distributions import constraints, kl_divergence
 
+from pyro_betalstm.batch import SequenceBatch
 from pyro_betalstm.infer import GateMeanFieldELBO, loss_per_sequence
 from pyro_betalstm.models import (
     GATE_SITES,
@@ -23,6 +24,7 @@ from pyro_betalstm.models import (
 )
 from pyro_betalstm.models.gate_sites import basis_kl
 from pyro_betalstm.nn import StochasticLSTM
+from pyro_betalstm.priors import HierarchicalGammaPrior
 from pyro_betalstm.testing.tasks import TASK_CASES
 
 from .helpers import make_batch, make_model
@@ -102,10 +104,46 @@ def test_a_replaced_parameter_is_the_one_registered():
     m = make_model("next_step")
     batch = make_batch("next_step")
     _svi_losses(m, batch, Trace_ELBO(), steps=1)
-    m.load_state_dict({k: v.clone() for k, v in m.state_dict().items()}, assign=True)
+    m.load_state_dict({k: v.clone() + 0.5 for k, v in m.state_dict().items()}, assign=True)
     before = _snapshot(m)
+    m.guide(batch)  # registers: the model's new tensors replace the store's older ones
+    store = pyro.get_param_store()
+    for n, p in m.named_parameters():
+        assert store[f"{m.pyro_namespace}$$${n}"] is p and torch.equal(p.detach(), before[n])
     _svi_losses(m, batch, Trace_ELBO(), steps=2)
     assert all(not torch.equal(before[n], p.detach()) for n, p in m.named_parameters())
+
+
+def test_a_saved_param_store_restores_the_model(tmp_path):
+    """store.save, train on, store.load: the model goes back to the saved weights (it used to
+    keep training from its own, the loaded entries silently replaced), as with pyro.module."""
+    torch.manual_seed(0)
+    m = make_model("next_step")
+    batch = make_batch("next_step")
+    _svi_losses(m, batch, Trace_ELBO(), steps=1)
+    store = pyro.get_param_store()
+    store.save(tmp_path / "params.pt")
+    saved = _snapshot(m)
+    _svi_losses(m, batch, Trace_ELBO(), steps=2)
+    assert not all(torch.equal(saved[n], p.detach()) for n, p in m.named_parameters())
+    store.load(tmp_path / "params.pt")
+    m.guide(batch)
+    for n, p in m.named_parameters():
+        assert torch.equal(p.detach(), saved[n])  # restored into the module's own tensor
+        assert store[f"{m.pyro_namespace}$$${n}"] is p  # which the store holds again
+    _svi_losses(m, batch, Trace_ELBO(), steps=1)  # and training goes on from there
+    assert not all(torch.equal(saved[n], p.detach()) for n, p in m.named_parameters())
+    # a store saved from a model of other sizes under the same name is refused, not copied
+    other = make_model("next_step", hidden_size=5)
+    pyro.clear_param_store()
+    other.guide(batch)
+    state = {k.replace(other.pyro_namespace, m.pyro_namespace): v for k, v in
+             pyro.get_param_store().get_state()["params"].items()}  # fmt: skip
+    pyro.clear_param_store()
+    for name, value in state.items():
+        pyro.param(name, value.detach().clone())
+    with pytest.raises(ValueError, match=r"the param store's .* has shape .* but this model's"):
+        m.guide(batch)
 
 
 # ----- 2. the gates in the trace -----------------------------------------------------------------
@@ -495,3 +533,23 @@ def test_gate_sites_stay_inside_the_open_interval():
     draws = Predictive(m.model, guide=m.guide, num_samples=3)(batch)
     for name in GATE_SITES:
         assert bool(((draws[name] > 0) & (draws[name] < 1)).all())
+
+
+@pytest.mark.parametrize(
+    "prior",
+    [
+        HierarchicalGammaPrior(),
+        lambda layer, x, h: dist.Gamma(torch.full((3,), 0.5), 1.0),  # float32 tensors
+        lambda layer, x, h: dist.LogNormal(torch.full((3,), -0.5), 1.0),  # no log-space draw
+    ],
+    ids=["hierarchical", "float32-gamma", "float32-lognormal"],
+)
+def test_prior_draws_of_a_float64_model_are_float64(prior):
+    # they came back float32 (the hierarchical prior built its hyper-prior in the default dtype)
+    torch.manual_seed(0)
+    m = make_model("next_step", prior=prior).to(torch.float64)
+    batch = make_batch("next_step")
+    batch = SequenceBatch(batch.inputs.double(), batch.targets.double(), batch.lengths, 10)
+    draws = Predictive(m.model, num_samples=2)(batch)
+    assert draws["forget_gate"].dtype == torch.float64
+    assert draws[site_name(0)].dtype == torch.float64
