@@ -8,6 +8,7 @@ here: close them with ``plt.close(ax.figure)`` once saved.
 
 from __future__ import annotations
 
+import textwrap
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,6 +28,10 @@ from . import arviz_io  # noqa: E402
 from .summary import SHORT, pooled_corr  # noqa: E402
 
 GATE_LABELS = {"input_gate": "input gate i", "forget_gate": "forget gate f"}
+#: :func:`plot_joint_gates` uses a log colour scale when a bin holds more values than this.
+JOINT_LOG_ABOVE = 30
+#: :func:`_modes` finds no mode in a density whose smoothed peak is below this times its mean.
+FLAT_PEAK_RATIO = 1.4
 
 
 # ----- helpers ---------------------------------------------------------------------------------
@@ -75,6 +80,64 @@ def _valid_length(mask: np.ndarray, sequence: int) -> int:
     return int(mask[sequence].sum())
 
 
+def _attrs(data) -> Mapping:
+    """The attributes an ``InferenceData`` records (gate family, prior...); none for a dict."""
+    if arviz_io.is_inference_data(data) and "posterior" in data.groups():
+        return data.posterior.attrs
+    return {}
+
+
+def _deterministic(data) -> bool:
+    """Whether the posterior gates are known to be deterministic: attributes that record no
+    prior (``prior="none"``, as :func:`gate_inference_data` and the render write for
+    sigmoid-like gate families) and no guide concentrations (``alpha``). A single draw alone
+    does not say so: a latent run may be rendered with one draw."""
+    return _attrs(data).get("prior") == "none" and "alpha" not in data.posterior
+
+
+def _draws(n: int) -> str:
+    return f"{n} draw{'' if n == 1 else 's'}"
+
+
+def _number(value: float, digits: int = 2) -> str:
+    """``value`` with a sign and ``digits`` decimals, never a negative zero ("-0.00")."""
+    return f"{round(float(value), digits) + 0.0:+.{digits}f}"
+
+
+def run_title(data) -> str:
+    """A figure title naming the run an ``InferenceData`` was built from: its variant (paper
+    name), gate family, seed (when recorded) and posterior draws, e.g.
+    ``"bBLSTM(5G+p), bivariate5 gates, seed 0: 10 posterior draws"`` or
+    ``"LSTM, sigmoid gates, seed 0: deterministic (1 draw)"``."""
+    attrs = _attrs(data)
+    arrays = arviz_io.gate_arrays(data, "posterior")
+    n = arrays["input_gate"].shape[0]
+    name = attrs.get("variant") or attrs.get("paper_name") or "gate model"
+    family = attrs.get("gate_family")
+    parts = [str(name)] + ([f"{family} gates"] if family else [])
+    if attrs.get("seed") is not None:
+        parts.append(f"seed {attrs['seed']}")
+    if _deterministic(data):
+        draws = f"deterministic ({_draws(n)})"
+    else:
+        draws = f"{n} posterior draw{'' if n == 1 else 's'}"
+    return f"{', '.join(parts)}: {draws}"
+
+
+def figure_title(ax, title: str) -> None:
+    """Put ``title`` over the figure of ``ax`` (an axes or an array of axes), above the title
+    the figure already has, if any. A title too long for the figure (about 9 characters an
+    inch) is broken after its first colon, then wrapped."""
+    fig = np.atleast_1d(np.asarray(ax, dtype=object)).ravel()[0].figure
+    existing = fig.get_suptitle()
+    width = max(20, int(9 * fig.get_figwidth()))
+    if len(title) > width:
+        head, colon, tail = title.partition(": ")
+        lines = [head + colon.rstrip(), tail] if colon else [title]
+        title = "\n".join(textwrap.fill(line, width) for line in lines)
+    fig.suptitle(f"{title}\n{existing}" if existing else title)
+
+
 # ----- (a) posterior vs prior densities ----------------------------------------------------------
 def compute_prior_posterior(
     data, layer: int = 0, units: Sequence[int] = (0,), sequences=None, steps=None, bins: int = 40
@@ -83,12 +146,14 @@ def compute_prior_posterior(
     the prior, pooled over draws, valid steps of ``sequences`` (default all) and ``steps``
     (time indices or a slice; default all).
 
-    Returns ``edges`` ``(bins + 1,)``, ``units``, and ``posterior`` / ``prior`` dicts mapping
-    each gate to ``(len(units), bins)`` densities (``prior`` is None without a prior group).
+    Returns ``edges`` ``(bins + 1,)``, ``units``, ``posterior`` / ``prior`` dicts mapping
+    each gate to ``(len(units), bins)`` densities (``prior`` is None without a prior group),
+    and ``pooled``: per group, ``(draws, valid steps of each sequence)``.
     """
     edges = np.linspace(0.0, 1.0, bins + 1)
     units = [int(u) for u in np.atleast_1d(units)]
     result = {"edges": edges, "units": units, "layer": layer, "posterior": None, "prior": None}
+    result["pooled"] = {}
     for group in ("posterior", "prior"):
         try:
             arrays = arviz_io.gate_arrays(data, group)
@@ -96,6 +161,9 @@ def compute_prior_posterior(
             if group == "posterior":
                 raise
             continue
+        shown = _select(arrays["input_gate"], sequences, steps)[..., layer, units[0]]
+        lengths = tuple(int(v) for v in np.isfinite(shown[0]).sum(axis=-1))  # NaN when padded
+        result["pooled"][group] = (shown.shape[0], lengths)
         result[group] = {
             name: np.stack(
                 [
@@ -120,9 +188,23 @@ def plot_prior_posterior(
 ) -> np.ndarray:
     """Posterior (solid) against prior (dashed) density of ``i`` (left) and ``f`` (right) for
     ``units`` of ``layer``. ``ax``: two axes or None; ``suptitle``: a title over both (e.g. why
-    these units). Returns the two axes."""
+    these units). The axes titles name the prior (the ``prior`` attribute of an
+    ``InferenceData``, when recorded) and what is pooled. Returns the two axes."""
     c = compute_prior_posterior(data, layer, units, sequences, steps, bins)
-    axes = _axes(ax, 2, figsize=(10.0, 4.6))
+    axes = _axes(ax, 2, figsize=(10.0, 4.8))
+    prior = str(_attrs(data).get("prior") or "")
+    prior = "prior" if not prior else prior if prior.lower().endswith("prior") else f"{prior} prior"
+    n, lengths = c["pooled"]["posterior"]
+    draws = _draws(n)
+    if "prior" in c["pooled"] and c["pooled"]["prior"][0] != n:
+        draws = f"{n} posterior / {c['pooled']['prior'][0]} prior draws"
+    if len(set(lengths)) == 1:
+        steps_text = (
+            f"{len(lengths)} sequence{'' if len(lengths) == 1 else 's'} x {lengths[0]} steps"
+        )
+    else:
+        steps_text = f"{sum(lengths)} steps of {len(lengths)} sequences"
+    pooled = f"pooled over {draws} x {steps_text}"
     for a, name in zip(axes, SHORT, strict=True):
         for j, unit in enumerate(c["units"]):
             colour = f"C{j % 10}"
@@ -145,8 +227,9 @@ def plot_prior_posterior(
         a.set_xlim(0, 1)
         a.set_xlabel(GATE_LABELS[name])
         a.set_ylabel("density")
-        a.set_title(f"{GATE_LABELS[name]}, layer {layer}: posterior vs prior")
-        a.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2)
+        vs = prior if c["prior"] is not None else "prior (none recorded)"
+        a.set_title(f"{GATE_LABELS[name]}, layer {layer}: posterior vs {vs}\n{pooled}")
+        a.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2)
     if suptitle:
         axes[0].figure.suptitle(suptitle)
     return axes
@@ -164,16 +247,27 @@ def compute_joint_gates(
 ) -> dict:
     """2-D histogram of ``(i, f)`` of one unit over draws and valid steps, and its correlation.
 
-    Returns ``counts`` ``(bins, bins)`` (first index: ``i`` bins), ``edges`` and ``corr``.
+    Returns ``counts`` ``(bins, bins)`` (first index: ``i`` bins), ``edges``, ``corr``,
+    ``draws`` (the number of draws) and ``deterministic`` (see :func:`_deterministic`).
     """
     arrays = arviz_io.gate_arrays(data, group)
+    draws = arrays["input_gate"].shape[0]
+    deterministic = group == "posterior" and _deterministic(data)
     i = _select(arrays["input_gate"], sequences, steps)[..., layer, unit].ravel()
     f = _select(arrays["forget_gate"], sequences, steps)[..., layer, unit].ravel()
     ok = np.isfinite(i) & np.isfinite(f)
     edges = np.linspace(0.0, 1.0, bins + 1)
     counts, _, _ = np.histogram2d(i[ok], f[ok], bins=[edges, edges])
     corr = float(pooled_corr(i[ok], f[ok], axis=0)) if ok.sum() > 1 else np.nan
-    return {"counts": counts, "edges": edges, "corr": corr, "layer": layer, "unit": unit}
+    return {
+        "counts": counts,
+        "edges": edges,
+        "corr": corr,
+        "layer": layer,
+        "unit": unit,
+        "draws": draws,
+        "deterministic": deterministic,
+    }
 
 
 def plot_joint_gates(
@@ -186,20 +280,33 @@ def plot_joint_gates(
     group="posterior",
     ax=None,
 ):
-    """Joint density of ``(i, f)`` of one unit (log colour scale), corr(i, f) in the title."""
+    """Joint density of ``(i, f)`` of one unit, corr(i, f) in the title: a log colour scale
+    when a bin holds more than :data:`JOINT_LOG_ABOVE` values, else a linear one with whole
+    counts (the colour bar says which)."""
     c = compute_joint_gates(data, layer, unit, sequences, steps, bins, group)
     (ax,) = _axes(ax, 1, figsize=(4.8, 4.2))
     counts = np.ma.masked_equal(c["counts"].T, 0)
     # a log colour scale shows the sparse corners of U-shaped gates; few counts read better linear
-    norm = LogNorm(vmin=1, vmax=counts.max()) if counts.count() and counts.max() > 30 else None
+    log = bool(counts.count()) and counts.max() > JOINT_LOG_ABOVE
+    norm = LogNorm(vmin=1, vmax=counts.max()) if log else None
     mesh = ax.pcolormesh(c["edges"], c["edges"], counts, norm=norm, cmap="viridis")
-    ax.figure.colorbar(mesh, ax=ax, label="count (draws x steps)")
+    what = "count (draws x steps)" if c["draws"] > 1 else "count (steps)"
+    bar = ax.figure.colorbar(mesh, ax=ax, label=f"{what}{' (log scale)' if log else ''}")
+    if not log:
+        bar.locator = MaxNLocator(integer=True)
+        bar.update_ticks()
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_aspect("equal")
     ax.set_xlabel(GATE_LABELS["input_gate"])
     ax.set_ylabel(GATE_LABELS["forget_gate"])
-    ax.set_title(f"{group} (i, f), layer {layer}, unit {unit}\ncorr(i, f) = {c['corr']:.2f}")
+    if c["deterministic"]:
+        what = "deterministic gates (i, f)"
+    elif c["draws"] == 1:
+        what = f"{group} (i, f), 1 draw"
+    else:
+        what = f"{group} (i, f)"
+    ax.set_title(f"{what}, layer {layer}, unit {unit}\ncorr(i, f) = {c['corr']:.2f}")
     return ax
 
 
@@ -289,10 +396,25 @@ def compute_gate_heatmap(
 
 
 def plot_gate_heatmap(
-    data, sequence=0, layer=0, gate="forget_gate", stat="mean", group="posterior", ax=None
+    data,
+    sequence=0,
+    layer=0,
+    gate="forget_gate",
+    stat="mean",
+    group="posterior",
+    ax=None,
+    total_steps: int | None = None,
 ):
-    """Heat map of a gate over time (x) and units (y) for one sequence, with a colour bar."""
+    """Heat map of a gate over time (x) and units (y) for one sequence, with a colour bar.
+
+    ``total_steps``: the valid steps of the whole sequence when ``data`` holds only its first
+    steps (a render's ``max_steps``); the title then says which steps are shown. With one draw
+    the title says so ("deterministic" for deterministic gates) instead of a statistic over
+    draws."""
     values = compute_gate_heatmap(data, sequence, layer, gate, stat, group)
+    arrays = arviz_io.gate_arrays(data, group)
+    draws = arrays["input_gate"].shape[0]
+    deterministic = group == "posterior" and _deterministic(data)
     (ax,) = _axes(ax, 1, figsize=(7.0, 3.8))
     vmax = 1.0 if stat == "mean" else max(float(np.nanmax(values)), 1e-6)
     image = ax.imshow(
@@ -304,23 +426,41 @@ def plot_gate_heatmap(
         vmax=vmax,
         interpolation="nearest",
     )
-    ax.figure.colorbar(image, ax=ax, label=f"{stat} of {GATE_LABELS[gate]} over draws")
+    if draws > 1:
+        label, what = f"{stat} of {GATE_LABELS[gate]} over draws", stat
+    elif stat == "mean":
+        label, what = GATE_LABELS[gate], "deterministic" if deterministic else "1 draw"
+    else:
+        label, what = f"{stat} of {GATE_LABELS[gate]} (1 draw)", f"{stat}, 1 draw"
+    ax.figure.colorbar(image, ax=ax, label=label)
     ax.set_xlabel("time step")
     ax.set_ylabel("unit")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title(f"{GATE_LABELS[gate]} ({stat}), sequence {sequence}, layer {layer}")
+    title = f"{GATE_LABELS[gate]} ({what}), sequence {sequence}, layer {layer}"
+    shown = values.shape[1]
+    if total_steps is not None and total_steps > shown:
+        title += f", steps 0\u2013{shown - 1} of {total_steps}"
+    ax.set_title(title)
     return ax
 
 
-def plot_gate_heatmaps(data, sequence: int = 0, stat: str = "mean", group="posterior"):
+def plot_gate_heatmaps(
+    data,
+    sequence: int = 0,
+    stat: str = "mean",
+    group="posterior",
+    total_steps: int | None = None,
+):
     """:func:`plot_gate_heatmap` of both gates (rows) for every layer (columns) of one
     sequence, in a new figure; returns the ``(2, layers)`` array of axes."""
     layers = arviz_io.gate_arrays(data, group)["input_gate"].shape[3]
     fig, axes = plt.subplots(2, layers, figsize=(6.5 * layers, 7.0), squeeze=False)
     for k in range(layers):
         for row, gate in enumerate(GATE_LABELS):
-            plot_gate_heatmap(data, sequence, k, gate, stat, group, ax=axes[row, k])
+            plot_gate_heatmap(
+                data, sequence, k, gate, stat, group, ax=axes[row, k], total_steps=total_steps
+            )
     return axes
 
 
@@ -330,11 +470,16 @@ def _modes(density: np.ndarray, edges: np.ndarray, max_modes: int = 4) -> np.nda
 
     A peak counts if it reaches a quarter of the highest one and the valley separating it from
     a higher peak dips below 70 % of its height; at most ``max_modes``, highest first, sorted.
+    A near-flat density has none: one whose smoothed peak is below :data:`FLAT_PEAK_RATIO`
+    times its mean (1.4: the sampling noise of a uniform over the thousands of values a render
+    pools stays under it; Beta(2, 2), whose peak is 1.5 times its mean, is above it).
     """
     if not np.any(density > 0):
         return np.array([])
     kernel = np.exp(-0.5 * np.arange(-3, 4) ** 2)
     smooth = np.convolve(np.pad(density, 3, mode="edge"), kernel / kernel.sum(), mode="valid")
+    if smooth.max() < FLAT_PEAK_RATIO * smooth.mean():
+        return np.array([])  # near-flat: any "peak" is sampling noise
     left = np.concatenate([[-np.inf], smooth[:-1]])
     right = np.concatenate([smooth[1:], [-np.inf]])
     candidates = np.flatnonzero((smooth > left) & (smooth >= right))
@@ -364,7 +509,8 @@ def compute_gate_histograms(
     """Gate-value histograms of several models (``{label: data}``), pooled over draws, valid
     steps, units and ``layer`` (None: every layer).
 
-    Returns ``edges`` and, per label and gate, ``density``, ``skew`` and ``modes``.
+    Returns ``edges`` and, per label, ``draws`` and, per gate, ``density``, ``skew`` and
+    ``modes``.
     """
     edges = np.linspace(0.0, 1.0, bins + 1)
     out = {"edges": edges, "layer": layer, "models": {}}
@@ -379,6 +525,7 @@ def compute_gate_histograms(
                 "skew": _skew(values),
                 "modes": _modes(density, edges),
             }
+        stats["draws"] = int(arrays["input_gate"].shape[0])
         out["models"][str(label)] = stats
     return out
 
@@ -387,7 +534,8 @@ def plot_gate_histograms(
     baseline, other, labels: Sequence[str] = ("LSTM", "bBLSTM"), layer=None, bins=50, ax=None
 ) -> np.ndarray:
     """Histograms of input (left) and forget (right) gate values of two models (for instance a
-    sigmoid LSTM and a bBLSTM), with skewness and modes (triangles) in the legend."""
+    sigmoid LSTM and a bBLSTM), with each model's draws, skewness and modes (triangles; none
+    on a near-flat density, see :func:`_modes`) in the legend."""
     if len(labels) != 2 or labels[0] == labels[1]:
         raise ValueError(f"labels must be two distinct names, got {labels!r}")
     c = compute_gate_histograms({labels[0]: baseline, labels[1]: other}, layer, bins)
@@ -398,14 +546,16 @@ def plot_gate_histograms(
         for j, label in enumerate(labels):
             s = c["models"][label][name]
             colour = f"C{j}"
-            modes = ", ".join(f"{m:.2f}" for m in s["modes"]) or "none"
+            modes = ", ".join(f"{m:.2f}" for m in s["modes"])
+            modes = f"modes at {modes}" if modes else "no clear mode"
+            draws = _draws(c["models"][label]["draws"])
             a.stairs(
                 s["density"],
                 edges,
                 fill=True,
                 alpha=0.35,
                 color=colour,
-                label=f"{label}: skew {s['skew']:+.2f}; modes at {modes}",
+                label=f"{label} ({draws}): skew {_number(s['skew'])}; {modes}",
             )
             a.stairs(s["density"], edges, color=colour, lw=1.2)
             top = max(top, float(s["density"].max()))
@@ -499,18 +649,52 @@ def plot_gradient_history(
 
 
 # ----- training history --------------------------------------------------------------------------------------
+def training_objective(data) -> tuple[str, str]:
+    """The title and y label of the training history's ``elbo`` (``-train_loss``, per training
+    sequence), named for what the loss was: the ELBO only for latent gates with KL weight 1.
+
+    Deterministic gates (see :func:`_deterministic`) and KL weight 0 have no KL term (a
+    log-likelihood); another weight gives a weighted objective. The weight is the history's
+    per-epoch ``kl_weight`` (annealed runs vary), else the ``kl_weight`` attribute."""
+    history = arviz_io.history_arrays(data)
+    unit = "nats per training sequence"
+    likelihood = "training log-likelihood (-loss)", f"log-likelihood ({unit})"
+    if _deterministic(data):
+        return f"{likelihood[0]}\ndeterministic gates: no KL term", likelihood[1]
+    weights = _finite(history.get("kl_weight", []))
+    if not weights.size and _attrs(data).get("kl_weight") is not None:
+        weights = np.array([float(_attrs(data)["kl_weight"])])
+    objective = "training objective (-loss)", f"-loss ({unit})"
+    if not weights.size:
+        return objective
+    low, high = float(weights.min()), float(weights.max())
+    if high == 0:
+        return f"{likelihood[0]}\nKL weight 0: no KL term", likelihood[1]
+    if low == high == 1:
+        return "training ELBO (-loss)", f"ELBO ({unit})"
+    if low == high:
+        return f"{objective[0]}\nKL weight {low:g}: log-likelihood - {low:g} x KL", objective[1]
+    return f"{objective[0]}\nKL weight annealed from {low:g} to {high:g}", objective[1]
+
+
 def plot_elbo_history(data, ax=None):
-    """ELBO per training sequence against epoch (from the ``sample_stats`` group)."""
+    """The training objective per training sequence (``-train_loss``, the ``elbo`` of the
+    ``sample_stats`` group) against epoch, titled as :func:`training_objective` names it, with
+    a tick at every epoch when there are at most 10."""
     history = arviz_io.history_arrays(data)
     if "elbo" not in history:
         raise ValueError("no training history (sample_stats with 'elbo') in the data")
     (ax,) = _axes(ax, 1, figsize=(5.5, 3.6))
-    ax.plot(history["epoch"], history["elbo"], "o-", label="ELBO per training sequence")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.plot(history["epoch"], history["elbo"], "o-")
+    epochs = np.asarray(history["epoch"])
+    if len(epochs) <= 10:
+        ax.set_xticks(epochs)  # MaxNLocator finds no integers in the margins of a single epoch
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    title, ylabel = training_objective(data)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("ELBO (nats per sequence)")
-    ax.set_title("training ELBO")
-    ax.legend(fontsize="small")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     return ax
 
 

@@ -131,6 +131,7 @@ def run_inference_data(
         "example": record_kind(run.results),
         "dataset": run.results["dataset"],
         "variant": run.label,
+        "seed": run.results.get("seed"),
         "gate_family": settings.get("gate", "unknown"),
         "prior": settings.get("prior", "gamma") if run.is_latent else "none",
         "kl_weight": float(settings.get("kl_weight", 0.0)),
@@ -163,7 +164,9 @@ def render_run(
     """Write ``inference_data.nc``, ``gate_summary.csv`` and the PNG plots of a saved run.
 
     Uses at most ``num_samples`` of the saved draws, on the first ``num_sequences`` test
-    sequences cut to ``max_steps`` steps. Plots: the training ELBO, posterior vs prior
+    sequences cut to ``max_steps`` steps. Every figure is titled with the run (variant, gate
+    family, seed, posterior draws: :func:`~pyro_betalstm.diagnostics.plots.run_title`).
+    Plots: the training objective (the ELBO for latent gates with KL weight 1), posterior vs prior
     densities (latent gate families), the joint ``(i, f)`` density of the unit with the
     strongest correlation, time x unit heat maps of both gates for every layer, the gates per
     word (text runs), and with ``compare`` (another run directory of the same task, e.g. a
@@ -189,7 +192,11 @@ def render_run(
     atomic_write_path(out / "gate_summary.csv", summarize_gates(idata).to_csv)
     written.append(out / "gate_summary.csv")
 
-    def save(ax, name: str) -> None:
+    title = plots.run_title(idata)
+
+    def save(ax, name: str, figure_title: str | None = title) -> None:
+        if figure_title:
+            plots.figure_title(ax, figure_title)
         plots.save_figure(ax, out / name)
         written.append(out / name)
 
@@ -205,13 +212,16 @@ def render_run(
         axes = plots.plot_prior_posterior(idata, layer=0, units=strongest, suptitle=why)
         save(axes, "prior_posterior.png")
     save(plots.plot_joint_gates(idata, layer=0, unit=strongest[0]), "joint_if.png")
-    save(plots.plot_gate_heatmaps(idata, sequence=0), "gate_heatmap.png")
+    length = int(np.asarray(run.draws["mask"][0]).sum())  # the whole first sequence
+    save(plots.plot_gate_heatmaps(idata, sequence=0, total_steps=length), "gate_heatmap.png")
     tokens = _tokens(run, max_steps)
     if tokens is not None:
         save(plots.plot_token_gates(idata, tokens, sequence=0), "token_gates.png")
     if other is not None:
         shown = (num_sequences, max_steps)
-        save(_compare(run, idata, other, num_samples, *shown), "gate_histograms.png")
+        axes, labels = _compare(run, idata, other, num_samples, *shown)
+        both = f"{labels[0]} vs {labels[1]}: gate values on the same test sequences"
+        save(axes, "gate_histograms.png", both)
     return written
 
 
@@ -224,7 +234,7 @@ def _compare(
     max_steps: int | None,
 ):
     """Gate-value histograms of two runs on the same sequences and steps, the deterministic
-    one (the usual baseline) first."""
+    one (the usual baseline) first; returns the axes and the two labels in that order."""
     labels = (run.label, other.label)
     if labels[0] == labels[1]:
         labels = (f"{labels[0]} ({run.run_dir.name})", f"{labels[1]} ({other.run_dir.name})")
@@ -232,4 +242,5 @@ def _compare(
     other_draws = select_draws(other.draws, samples, num_sequences, max_steps)
     pair = [(idata, labels[0], run.is_latent), (other_draws, labels[1], other.is_latent)]
     pair.sort(key=lambda p: p[2])
-    return plots.plot_gate_histograms(pair[0][0], pair[1][0], labels=(pair[0][1], pair[1][1]))
+    labels = (pair[0][1], pair[1][1])
+    return plots.plot_gate_histograms(pair[0][0], pair[1][0], labels=labels), labels

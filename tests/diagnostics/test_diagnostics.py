@@ -181,10 +181,21 @@ def test_summaries(trained):
 def test_plot_prior_posterior(trained, tmp_path):
     axes = diag.plot_prior_posterior(trained["bivariate"]["idata"], layer=1, units=[0, 2])
     assert len(axes) == 2
+    prior = trained["bivariate"]["idata"].posterior.attrs["prior"]  # e.g. GammaPrior
+    steps = sum(n - 1 for n in LENGTHS)  # sequences of unequal length: their valid steps
     for ax, label in zip(axes, ("input gate", "forget gate"), strict=True):
         assert len(ax.patches) == 4  # posterior and prior steps for two units
         assert label in ax.get_title() and ax.get_xlabel() and ax.get_ylabel() == "density"
+        # the title names the prior and what is pooled
+        assert f"posterior vs {prior}" in ax.get_title()
+        assert f"pooled over {DRAWS} draws x {steps} steps of {len(LENGTHS)} sequences" in (
+            ax.get_title()
+        )
         assert ax.get_legend() is not None
+    # sequences of one length: draws x sequences x steps
+    ax = diag.plot_prior_posterior(trained["bivariate"]["idata"], sequences=[1], steps=[0, 1])[0]
+    assert f"pooled over {DRAWS} draws x 1 sequence x 2 steps" in ax.get_title()
+    matplotlib.pyplot.close(ax.figure)
     c = diag.compute_prior_posterior(trained["bivariate"]["idata"], units=[1], bins=20)
     widths = np.diff(c["edges"])
     for group in ("posterior", "prior"):
@@ -205,6 +216,20 @@ def test_plot_joint_gates(trained, tmp_path):
     assert c["counts"].sum() == DRAWS * sum(n - 1 for n in LENGTHS)
     diag.save_figure(ax, tmp_path / "b.png")
     check_png(tmp_path / "b.png")
+    # many counts a bin: a log colour scale, and the colour bar says so
+    ax = diag.plot_joint_gates(idata, layer=0, unit=1, bins=3)
+    assert ax.get_title().startswith("posterior (i, f), layer 0")
+    bar = ax.collections[0].colorbar
+    assert bar.ax.get_ylabel() == "count (draws x steps) (log scale)"
+    matplotlib.pyplot.close(ax.figure)
+    # one deterministic draw: no "posterior" or "draws", a linear scale with whole counts
+    ax = diag.plot_joint_gates(trained["sigmoid"]["idata"], layer=0, unit=1)
+    assert ax.get_title().startswith("deterministic gates (i, f), layer 0, unit 1")
+    bar = ax.collections[0].colorbar
+    assert bar.ax.get_ylabel() == "count (steps)"
+    ticks = bar.get_ticks()
+    assert len(ticks) and np.all(ticks == np.round(ticks))
+    matplotlib.pyplot.close(ax.figure)
 
 
 def test_plot_token_gates(trained, tmp_path):
@@ -233,10 +258,21 @@ def test_plot_gate_heatmap(trained, tmp_path):
     assert ax.images[0].get_array().shape == (HIDDEN, LENGTHS[1] - 1)  # valid steps only
     assert ax.get_xlabel() == "time step" and ax.get_ylabel() == "unit" and ax.get_title()
     assert len(ax.figure.axes) == 2  # colour bar
+    assert "steps" not in ax.get_title()  # the whole sequence
+    assert ax.images[0].colorbar.ax.get_ylabel() == "mean of input gate i over draws"
     sd = diag.compute_gate_heatmap(idata, sequence=0, gate="forget_gate", stat="sd")
     assert (sd > 0).all()
     diag.save_figure(ax, tmp_path / "d.png")
     check_png(tmp_path / "d.png")
+    # a sequence cut at the steps shown (8 valid steps of 20): the title says which
+    axes = diag.plot_gate_heatmaps(idata, sequence=0, total_steps=20)
+    assert all(a.get_title().endswith("steps 0\u20137 of 20") for a in axes.ravel())
+    matplotlib.pyplot.close(axes[0, 0].figure)
+    # deterministic gates: one draw, nothing "over draws"
+    ax = diag.plot_gate_heatmap(trained["sigmoid"]["idata"], sequence=0, gate="forget_gate")
+    assert ax.get_title() == "forget gate f (deterministic), sequence 0, layer 0"
+    assert ax.images[0].colorbar.ax.get_ylabel() == "forget gate f"
+    matplotlib.pyplot.close(ax.figure)
 
 
 def test_plot_gate_histograms(trained, tmp_path):
@@ -246,13 +282,34 @@ def test_plot_gate_histograms(trained, tmp_path):
     for ax in axes:
         assert len(ax.patches) == 4  # filled and outlined histogram per model
         texts = [t.get_text() for t in ax.get_legend().get_texts()]
-        assert texts[0].startswith("LSTM: skew") and texts[1].startswith("bBLSTM: skew")
-        assert "modes at" in texts[1]
+        # each model's draws in its label
+        assert texts[0].startswith("LSTM (1 draw): skew")
+        assert texts[1].startswith("bBLSTM (3 draws): skew")
+        assert "modes at" in texts[0]
     c = diag.compute_gate_histograms({"LSTM": sigmoid, "bBLSTM": bblstm}, layer=0)
     assert np.isfinite(c["models"]["bBLSTM"]["input_gate"]["skew"])
     assert len(c["models"]["LSTM"]["forget_gate"]["modes"]) >= 1
+    assert c["models"]["bBLSTM"]["draws"] == DRAWS and c["models"]["LSTM"]["draws"] == 1
     diag.save_figure(axes, tmp_path / "e.png")
     check_png(tmp_path / "e.png")
+
+
+def test_gate_histograms_of_a_flat_density():
+    """A near-flat density: no modes marked, and a skew just below 0 printed "+0.00"."""
+    grid = (np.arange(2014) + 0.5) / 2014  # uniform on (0, 1), symmetric
+    values = np.concatenate([grid, [0.97, 0.98]]).reshape(2, 3, 7, 1, 48)  # 2 draws
+    flat = {"input_gate": values, "forget_gate": values[:, :, :, :, ::-1]}
+    skew = diag.compute_gate_histograms({"flat": flat})["models"]["flat"]["input_gate"]["skew"]
+    assert -0.005 < skew < 0  # would print "-0.00"
+    peaked = {k: np.clip(0.5 + 0.05 * (v - 0.5), 0, 1) for k, v in flat.items()}
+    axes = diag.plot_gate_histograms(peaked, flat, labels=("peaked", "flat"))
+    c = diag.compute_gate_histograms({"flat": flat})["models"]["flat"]
+    assert len(c["input_gate"]["modes"]) == 0 and len(c["forget_gate"]["modes"]) == 0
+    texts = [t.get_text() for t in axes[0].get_legend().get_texts()]
+    assert texts[1] == "flat (2 draws): skew +0.00; no clear mode"
+    assert "modes at" in texts[0]
+    assert len(axes[0].lines) == 1  # a mode marker for the peaked model only
+    matplotlib.pyplot.close(axes[0].figure)
 
 
 def test_plot_gradient_magnitudes(tmp_path):
@@ -284,6 +341,32 @@ def test_plot_gradient_history(tmp_path):
 def test_plot_elbo_history(trained, tmp_path):
     ax = diag.plot_elbo_history(trained["sigmoid"]["idata"])
     assert len(ax.lines) == 1 and ax.get_xlabel() == "epoch"
+    # deterministic gates: the loss is a negative log-likelihood, not an ELBO
+    assert "ELBO" not in ax.get_title() + ax.get_ylabel()
+    assert ax.get_title().startswith("training log-likelihood (-loss)")
+    assert "deterministic gates" in ax.get_title()
+    assert ax.get_ylabel() == "log-likelihood (nats per training sequence)"
+    # one epoch: a whole-number tick, not 0.945 ... 1.050
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1"]
+    bblstm = diag.plot_elbo_history(trained["bivariate"]["idata"])  # KL weight 1
+    assert bblstm.get_title() == "training ELBO (-loss)"
+    assert bblstm.get_ylabel() == "ELBO (nats per training sequence)"
+    raw = sample_gates(trained["bivariate"]["model"], trained["bivariate"]["batch"], 2)
+    for weights, expected in (
+        ([0.001], "KL weight 0.001: log-likelihood - 0.001 x KL"),
+        ([0.0], "KL weight 0: no KL term"),
+        ([0.5, 1.0], "KL weight annealed from 0.5 to 1"),
+    ):
+        history = [
+            {"epoch": e + 1, "train_loss": 5.0 - e, "kl_weight": w} for e, w in enumerate(weights)
+        ]
+        idata = diag.to_inference_data(raw, history=history, attrs={"prior": "gamma"})
+        other = diag.plot_elbo_history(idata)
+        assert other.get_title().endswith(expected) and "ELBO" not in other.get_title()
+        labels = [t.get_text() for t in other.get_xticklabels()]
+        assert labels == [str(e + 1) for e in range(len(weights))]
+        matplotlib.pyplot.close(other.figure)
+    matplotlib.pyplot.close(bblstm.figure)
     diag.save_figure(ax, tmp_path / "g.png")
     check_png(tmp_path / "g.png")
     with pytest.raises(ValueError, match="history"):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import SHARED_DATA
 
 from pyro_betalstm import diagnostics as diag
+from pyro_betalstm.diagnostics import plots
 from pyro_betalstm.results import GATE_DRAWS_FILE, load_results, record_kind
 from pyro_betalstm.testing.corpora import write_rt_polarity
 from pyro_betalstm.testing.scripts import load_script
@@ -43,6 +45,21 @@ EXAMPLES = {
 }
 
 
+def capture_figures(monkeypatch) -> dict[str, dict]:
+    """Record, per PNG file a render saves, its figure's title and its axes' titles."""
+    figures: dict[str, dict] = {}
+    save = plots.save_figure
+
+    def recording_save(ax, path, **kwargs):
+        fig = np.atleast_1d(np.asarray(ax, dtype=object)).ravel()[0].figure
+        titles = [a.get_title() for a in fig.axes]
+        figures[Path(path).name] = {"suptitle": fig.get_suptitle(), "titles": titles}
+        save(ax, path, **kwargs)
+
+    monkeypatch.setattr(plots, "save_figure", recording_save)
+    return figures
+
+
 @pytest.fixture(scope="module")
 def saved_runs(tmp_path_factory):
     """One saved smoke run per example (made on first use)."""
@@ -69,8 +86,9 @@ def saved_runs(tmp_path_factory):
 
 
 @pytest.mark.parametrize("kind", sorted(EXAMPLES))
-def test_render_any_saved_run(saved_runs, kind, tmp_path):
+def test_render_any_saved_run(saved_runs, kind, tmp_path, monkeypatch):
     run_dir = saved_runs(kind)
+    figures = capture_figures(monkeypatch)
     record = load_results(run_dir)  # the record every example writes passes the schema
     assert record_kind(record) == kind
     latent = kind != "mnist"  # the MNIST run is an LSTM
@@ -86,6 +104,22 @@ def test_render_any_saved_run(saved_runs, kind, tmp_path):
     if kind == "sentence":
         expected.add("token_gates.png")
     assert names == expected
+    # every figure names the run: variant, gate family, seed and draws (one line per clause)
+    drawn = "5 posterior draws" if latent else "deterministic (1 draw)"
+    name = f"{record['paper_name']}, {record['settings']['gate']} gates, seed {record['seed']}"
+    assert set(figures) == {n for n in names if n.endswith(".png")}
+    for figure in figures.values():
+        assert " ".join(figure["suptitle"].split()).startswith(f"{name}: {drawn}")
+    # the heat maps say when the sequence is cut at max_steps=10
+    length = int(draws["mask"][0].sum())  # the whole first sequence
+    heatmaps = [t for t in figures["gate_heatmap.png"]["titles"] if "layer 0" in t]
+    assert len(heatmaps) == 2  # input and forget gate of layer 0
+    for title in heatmaps:
+        cut = f"layer 0, steps 0\u20139 of {length}"
+        assert title.endswith(cut) if length > 10 else "steps" not in title
+    if not latent:
+        assert "deterministic gates" in figures["elbo_history.png"]["titles"][0]
+        assert figures["joint_if.png"]["titles"][0].startswith("deterministic gates (i, f)")
     for path in written:
         assert path.exists()
         if path.suffix == ".png":
@@ -108,9 +142,10 @@ def test_render_any_saved_run(saved_runs, kind, tmp_path):
     assert idata.sample_stats["epoch"].size == idata.sample_stats.sizes["draw"] >= 1
 
 
-def test_compare_two_runs_and_no_basis(saved_runs, tmp_path):
+def test_compare_two_runs_and_no_basis(saved_runs, tmp_path, monkeypatch):
     import shutil
 
+    figures = capture_figures(monkeypatch)
     run_dir = saved_runs("captioning")
     other = tmp_path / "other"  # a second run of the same variant: told apart by folder
     other.mkdir()
@@ -120,6 +155,11 @@ def test_compare_two_runs_and_no_basis(saved_runs, tmp_path):
         run_dir, tmp_path / "d", num_samples=3, compare=other, include_basis=False
     )
     assert "gate_histograms.png" in {p.name for p in written}
+    # the compared runs are named in the figure title (told apart by folder: same variant)
+    label = load_results(run_dir)["paper_name"]
+    assert figures["gate_histograms.png"]["suptitle"] == (
+        f"{label} ({run_dir.name}) vs {label} (other): gate values on the same test sequences"
+    )
     idata = diag.from_netcdf(tmp_path / "d" / "inference_data.nc")
     assert "alpha" not in idata.posterior and "log_basis" not in idata.prior
 
