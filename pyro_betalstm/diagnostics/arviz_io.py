@@ -23,7 +23,9 @@ Layout of the ``InferenceData`` built by :func:`to_inference_data`:
   ``inputs`` ``(sequence, time, input)``.
 * ``sample_stats``: the training history as one chain whose draws are the **epochs** (dims
   ``(chain, draw)``, ``draw`` and the coordinate ``epoch`` hold the epoch numbers): ``elbo``
-  (the ELBO per training sequence, ``-train_loss``), ``train_loss`` and the other numeric
+  (``-train_loss`` per training sequence: the ELBO for latent gates with KL weight 1, else the
+  objective that weight gives, the log-likelihood for weight 0 or deterministic gates),
+  ``train_loss`` and the other numeric
   columns of ``metrics.json`` (``valid_nll_mean_gates``, ``lr``, ``kl_weight``...). SVI has no
   per-draw sampler statistics, so the group holds the optimisation trace, in the layout
   ``az.plot_trace(idata.sample_stats, var_names=["elbo"])`` draws. Files written before this
@@ -136,7 +138,11 @@ def _history_dataset(history: Sequence[Mapping]) -> xr.Dataset:
     data_vars = {key: (("chain", "draw"), values[None]) for key, values in columns.items()}
     ds = xr.Dataset(data_vars, coords={"chain": [0], "draw": epochs, "epoch": ("draw", epochs)})
     if "elbo" in ds:
-        ds["elbo"].attrs["description"] = "ELBO per training sequence (-train_loss)"
+        ds["elbo"].attrs["description"] = (
+            "-train_loss per training sequence: the ELBO for latent gates with KL weight 1, "
+            "else the log-likelihood minus kl_weight x KL (the log-likelihood for weight 0 or "
+            "deterministic gates)"
+        )
     return ds
 
 
