@@ -658,15 +658,16 @@ def _train_epoch(run: _Run, train_data: SequenceDataset, epoch: int) -> dict:
 def _svi_step(run: _Run, batch, epoch: int, step: int) -> tuple[float, float]:
     """One gradient step on ``batch``: its loss per sequence and the gradient norm."""
     loss = _elbo_loss(run, batch, epoch, step)
-    if not torch.isfinite(loss):
+    value = loss.item()  # the one read of the loss (each read is a host sync on a GPU)
+    if not math.isfinite(value):
         raise NonFiniteLossError(
-            f"loss is {loss.item()} at epoch {epoch}, step {step}; training stopped, "
+            f"loss is {value} at epoch {epoch}, step {step}; training stopped, "
             f"{_last_good(run.out)}"
         )
     run.optimizer.zero_grad(set_to_none=True)
     # gradients of the per-sequence loss, so that clip_norm does not depend on data size
     (loss / batch.dataset_size).backward()
-    return loss.item() / batch.dataset_size, _checked_optimizer_step(run, epoch, step)
+    return value / batch.dataset_size, _checked_optimizer_step(run, epoch, step)
 
 
 def _elbo_loss(run: _Run, batch, epoch: int, step: int, where: str = "") -> torch.Tensor:
