@@ -236,11 +236,12 @@ def history_path(run_dir: str | Path, record: dict[str, Any]) -> Path:
 def results_table(record: dict[str, Any], row: str) -> str:
     """The ``results.md`` of ``record``: its kind's header (:data:`ROW_COLUMNS`) above ``row``
     (one Markdown table row); ``ValueError`` when the row's cells do not match the columns."""
-    columns = ROW_COLUMNS[record_kind(record)]
+    kind = record_kind(record)
+    columns = ROW_COLUMNS[kind]
     cells = row.strip().count("|") - 1
     if not row.strip().startswith("|") or cells != len(columns):
         raise ValueError(
-            f"a {record_kind(record)} results row has {len(columns)} cells "
+            f"a {kind} results row has {len(columns)} cells "
             f"({', '.join(columns)}), got {cells}: {row.strip()!r}"
         )
     header = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"

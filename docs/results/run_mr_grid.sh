@@ -49,18 +49,20 @@ for variant in ${VARIANTS:-lstm g2lstm blstm bblstm bblstm5gp}; do
     --protocol-name "$label" --out-dir "$out/$variant" "${args[@]}" "$@"
 done
 
+tables=()
+for variant in lstm g2lstm blstm bblstm bblstm5gp; do
+  if [[ -f "$out/$variant/results.md" ]]; then
+    tables+=("$out/$variant/results.md")
+  fi
+done
+if ((${#tables[@]})); then
+  python -m pyro_betalstm.results "${tables[@]}"
+fi
 python - "$out" <<'EOF'
 import json, sys
 from pathlib import Path
 
 out = Path(sys.argv[1])
-print("| data | variant | hidden | recurrent params | folds | epochs | test acc. % (mean gates) "
-      "| test acc. % (predictive) | seed | wall min |")
-print("|---|---|---:|---:|---|---:|---|---|---:|---:|")
-for variant in ("lstm", "g2lstm", "blstm", "bblstm", "bblstm5gp"):
-    row = out / variant / "results.md"
-    if row.exists():
-        print(row.read_text().strip().splitlines()[-1])  # the row, under the header above
 first = json.loads(next(out.glob("*/results.json")).read_text())
 print(f"\nprotocol: {first['protocol']}\nsplit: {first['split']}\ndata: {first['data_source']}")
 print(f"hardware: {first['hardware']}, torch {first['torch']}")

@@ -17,7 +17,7 @@ from pyro.params import param_with_module_name
 from torch import nn
 
 from ..batch import SequenceBatch, lengths_to_mask
-from ..distributions.numerics import into_open_unit_interval, sample_log_gamma
+from ..distributions.numerics import into_open_unit_interval
 from ..nn import (
     GivenBasis,
     LayerCall,
@@ -35,7 +35,6 @@ from .gate_sites import (
     KeptRun,
     PriorGateSequence,
     draw_shape_of,
-    prior_concentration_rate,
     sample_prior_log_basis,
     unfold_draws,
 )
@@ -270,13 +269,8 @@ class GateModel(nn.Module):
 
         def sampler(t, x_t, h_prev):
             d = self.prior.distribution(layer, x_t, h_prev)
-            params = prior_concentration_rate(d)
             shape = (x_t.shape[0], self.lstm.hidden_size, self.family.basis_size)
-            # in the network's dtype, whatever the prior's (a float32 prior in a float64 model)
-            if params is not None:  # log-space draw: no float32 underflow
-                conc, rate = (p.expand(shape).to(x_t.dtype) for p in params)
-                return sample_log_gamma(conc) - rate.log()
-            return sample_prior_log_basis(d, torch.Size(shape), layer).to(x_t.dtype)
+            return sample_prior_log_basis(d, torch.Size(shape), layer, like=x_t)
 
         return sampler
 

@@ -40,6 +40,7 @@ from torch.distributions import constraints, kl_divergence
 from torch.distributions.kl import register_kl
 
 from ..distributions import LogGamma, gamma_kl
+from ..distributions.numerics import sample_log_gamma
 from ..nn.layer import LayerRun
 from ..priors import GatePrior, is_log_space
 
@@ -343,16 +344,28 @@ def prior_log_density(d, log_basis: torch.Tensor, layer: int = 0) -> torch.Tenso
     return d.log_prob(log_basis.exp()) + jacobian
 
 
-def sample_prior_log_basis(d, shape: torch.Size, layer: int = 0) -> torch.Tensor:
-    """A draw of the log-basis of one step, ``shape = (B, H, K)``, from a prior ``d`` that is
-    neither Gamma nor LogGamma (those are drawn in log space by the model): ``d`` is expanded to
-    ``shape``, so every element is an independent draw."""
+def sample_prior_log_basis(
+    d, shape: torch.Size, layer: int = 0, like: torch.Tensor | None = None
+) -> torch.Tensor:
+    """A draw of the log-basis of one step, ``shape = (B, H, K)``, from the prior ``d``, every
+    element an independent draw. A Gamma or LogGamma prior is drawn in log space (no float32
+    underflow for small concentrations); any other prior is expanded and drawn, then its log
+    taken unless it is already over log u. With ``like``, the draw is checked to be on its
+    device and returned in its dtype (a float32 prior in a float64 model)."""
     _check_prior_shape(d, shape, layer)
+    if like is not None:
+        _check_prior_device(d, like.device, layer)
+    params = prior_concentration_rate(d)
+    if params is not None:
+        dtype = like.dtype if like is not None else params[0].dtype
+        conc, rate = (p.expand(shape).to(dtype) for p in params)
+        return sample_log_gamma(conc) - rate.log()
     batch = shape[: len(shape) - len(d.event_shape)]
     if d.batch_shape != batch:
         d = d.expand(batch)
     value = d.rsample() if d.has_rsample else d.sample()
-    return value if is_log_space(d) else value.log()
+    value = value if is_log_space(d) else value.log()
+    return value if like is None else value.to(like.dtype)
 
 
 def prior_concentration_rate(d) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -392,6 +392,19 @@ def test_a_prior_on_another_device_is_named():
         GateMeanFieldELBO().differentiable_loss(m.model, m.guide, make_batch())
 
 
+def test_prior_mode_draws_check_the_priors_device_and_shape():
+    # the model run without its guide draws every step's basis from the prior (Predictive
+    # without a guide, prior gate diagnostics): the same checks as the scored path
+    def on_meta(layer, x, h):
+        return dist.Gamma(torch.full((4, 3), 0.5, device="meta"), 1.0, validate_args=False)
+
+    with pytest.raises(ValueError, match=r"returned a Gamma whose concentration is on meta"):
+        pyro.poutine.trace(make_model(prior=on_meta).model).get_trace(make_batch())
+    wrong = make_model(prior=lambda layer, x, h: dist.Gamma(torch.full((7, 4, 3), 0.5), 1.0))
+    with pytest.raises(ValueError, match=r"batch_shape \(7, 4, 3\).*broadcast to the basis"):
+        pyro.poutine.trace(wrong.model).get_trace(make_batch())
+
+
 class _NoDistribution(GatePrior):
     def distrib(self, layer, inputs, prev_hidden):  # misspelt
         return dist.Gamma(0.5, 1.0)
