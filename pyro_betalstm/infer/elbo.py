@@ -98,12 +98,20 @@ class GateMeanFieldELBO(TraceMeanField_ELBO):
         return elbo if torch.is_tensor(elbo) else torch.tensor(elbo)
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
-        """The negative ELBO averaged over ``num_particles``, differentiable by autograd."""
+        """The negative ELBO averaged over ``num_particles``, differentiable by autograd; warns
+        when it is NaN (Pyro's ``warn_if_nan``)."""
+        loss = self.unchecked_loss(model, guide, *args, **kwargs)
+        warn_if_nan(loss, "loss")
+        return loss
+
+    def unchecked_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        """:meth:`differentiable_loss` without the NaN warning, for a training loop that tests
+        the loss itself: the warning reads the loss, and then its gradient in the backward,
+        from the device, and each read makes a GPU step wait."""
         loss = 0.0
         for _ in range(self.num_particles):
             surrogate = -self.particle_elbo(*self.traces(model, guide, *args, **kwargs))
             loss = loss + surrogate / self.num_particles
-        warn_if_nan(loss, "loss")
         return loss
 
     def loss(self, model, guide, *args, **kwargs) -> float:

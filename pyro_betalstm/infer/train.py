@@ -658,16 +658,20 @@ def _train_epoch(run: _Run, train_data: SequenceDataset, epoch: int) -> dict:
 def _svi_step(run: _Run, batch, epoch: int, step: int) -> tuple[float, float]:
     """One gradient step on ``batch``: its loss per sequence and the gradient norm."""
     loss = _elbo_loss(run, batch, epoch, step)
-    value = loss.item()  # the one read of the loss (each read is a host sync on a GPU)
+    run.optimizer.zero_grad(set_to_none=True)
+    # gradients of the per-sequence loss, so that clip_norm does not depend on data size
+    (loss / batch.dataset_size).backward()
+    norm = _gradient_norm(run)
+    # the step's one read of the device (each read makes a GPU step wait): the loss and the
+    # norm together, both tested before the optimiser changes any parameter
+    pair = torch.stack([loss.detach().double(), norm.to(loss.device).double()])
+    value, norm_value = pair.tolist()
     if not math.isfinite(value):
         raise NonFiniteLossError(
             f"loss is {value} at epoch {epoch}, step {step}; training stopped, "
             f"{_last_good(run.out)}"
         )
-    run.optimizer.zero_grad(set_to_none=True)
-    # gradients of the per-sequence loss, so that clip_norm does not depend on data size
-    (loss / batch.dataset_size).backward()
-    return value / batch.dataset_size, _checked_optimizer_step(run, epoch, step)
+    return value / batch.dataset_size, _checked_optimizer_step(run, norm_value, epoch, step)
 
 
 def _elbo_loss(run: _Run, batch, epoch: int, step: int, where: str = "") -> torch.Tensor:
@@ -675,6 +679,8 @@ def _elbo_loss(run: _Run, batch, epoch: int, step: int, where: str = "") -> torc
     becomes a :class:`NonFiniteLossError` (``where``: e.g. " on rank 1")."""
     model = run.model
     try:
+        if isinstance(run.elbo, GateMeanFieldELBO):  # fit tests the loss itself
+            return run.elbo.unchecked_loss(model.model, model.guide, batch)
         return run.elbo.differentiable_loss(model.model, model.guide, batch)
     except ValueError as err:
         if not _is_invalid_value_error(err):
@@ -689,16 +695,20 @@ def _elbo_loss(run: _Run, batch, epoch: int, step: int, where: str = "") -> torc
         ) from err
 
 
-def _checked_optimizer_step(run: _Run, epoch: int, step: int) -> float:
-    """Clip (or only measure) the gradient norm, refuse a non-finite one, take the optimiser
-    step; returns the norm."""
-    model, config = run.model, run.config
-    if config.clip_norm is not None:
-        norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm))
-    else:  # measured only, so that a NaN gradient is caught without clipping too
-        grads = [p.grad for p in model.parameters() if p.grad is not None]
-        norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
-    if not math.isfinite(norm):  # a NaN gradient must not reach the checkpoint
+def _gradient_norm(run: _Run) -> torch.Tensor:
+    """The gradient norm, clipped to ``clip_norm`` (or only measured, so that a NaN gradient
+    is caught without clipping too), as a tensor: not read from the device here."""
+    params = list(run.model.parameters())
+    if run.config.clip_norm is not None:
+        return torch.nn.utils.clip_grad_norm_(params, run.config.clip_norm)
+    grads = [p.grad for p in params if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+
+
+def _checked_optimizer_step(run: _Run, norm: float, epoch: int, step: int) -> float:
+    """Refuse a non-finite gradient norm (a NaN gradient must not reach the checkpoint), else
+    take the optimiser step; returns the norm."""
+    if not math.isfinite(norm):
         raise NonFiniteLossError(
             f"gradient norm is {norm} at epoch {epoch}, step {step}; training stopped, "
             f"{_last_good(run.out)}"
@@ -750,7 +760,7 @@ def _distributed_svi_step(
             f"loss per sequence is {per_sequence} at epoch {epoch}, step {step}; training "
             f"stopped, {_last_good(run.out)}"
         )
-    return per_sequence, _checked_optimizer_step(run, epoch, step)
+    return per_sequence, _checked_optimizer_step(run, float(_gradient_norm(run)), epoch, step)
 
 
 def _check_parameters(run: _Run, epoch: int) -> None:

@@ -75,6 +75,12 @@ def check_size(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+def any_index_outside(indices: torch.Tensor, size: int) -> bool:
+    """Whether any of the integer ``indices`` lies outside ``[0, size)`` (False for none): one
+    read of the device, not a min and a max (each read makes a GPU step wait)."""
+    return bool(((indices < 0) | (indices >= size)).any())
+
+
 class GateModel(nn.Module):
     """A stochastic-gate LSTM with gate priors, an amortised guide and a task likelihood.
 

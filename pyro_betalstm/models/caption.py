@@ -21,7 +21,7 @@ from torch import nn
 
 from ..batch import SequenceBatch
 from ..nn import LayerRun, StochasticLSTM
-from .base import GateModel
+from .base import GateModel, any_index_outside
 from .modes import evaluating
 
 
@@ -111,7 +111,7 @@ class CaptionDecoder(GateModel):
                 f"caption inputs must be integer token indices (B, T) or (B, T, 1), got "
                 f"{x.dtype} of shape {tuple(batch.inputs.shape)}"
             )
-        if x.numel() and (x.min() < 0 or x.max() >= self.vocab_size):
+        if any_index_outside(x, self.vocab_size):
             raise ValueError(f"token indices must lie in [0, {self.vocab_size - 1}]")
         return x
 
@@ -149,7 +149,7 @@ class CaptionDecoder(GateModel):
                 f"targets must be token indices of shape {expected} (batch, time), got "
                 f"{None if y is None else (y.dtype, tuple(y.shape))}"
             )
-        if y.numel() and (y.min() < 0 or y.max() >= self.vocab_size):
+        if any_index_outside(y, self.vocab_size):
             raise ValueError(f"target indices must lie in [0, {self.vocab_size - 1}]")
         return y
 

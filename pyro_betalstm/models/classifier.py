@@ -8,7 +8,7 @@ from torch import nn
 
 from ..batch import SequenceBatch
 from ..nn import LayerRun, StochasticLSTM
-from .base import GateModel, check_size
+from .base import GateModel, any_index_outside, check_size
 
 
 class SequenceClassifier(GateModel):
@@ -33,7 +33,7 @@ class SequenceClassifier(GateModel):
                 f"targets must be class indices of shape ({batch.batch_size},), got "
                 f"{None if y is None else tuple(y.shape)}"
             )
-        if y.min() < 0 or y.max() >= self.num_classes:
+        if any_index_outside(y, self.num_classes):
             raise ValueError(f"targets must lie in [0, {self.num_classes - 1}]")
         return y
 

@@ -7,6 +7,7 @@ from torch import nn
 
 from ..batch import SequenceBatch
 from ..nn import LayerRun, StochasticLSTM
+from .base import any_index_outside
 from .classifier import SequenceClassifier
 
 
@@ -72,7 +73,7 @@ class TextClassifier(SequenceClassifier):
             if not torch.equal(ids, ids.round()):
                 raise ValueError("token ids must be whole numbers")
             ids = ids.long()
-        if ids.numel() and (ids.min() < 0 or ids.max() >= self.embedding.num_embeddings):
+        if any_index_outside(ids, self.embedding.num_embeddings):
             raise ValueError(
                 f"token ids must lie in [0, {self.embedding.num_embeddings - 1}], got values in "
                 f"[{int(ids.min())}, {int(ids.max())}]"

@@ -324,6 +324,43 @@ def test_host_reads_of_one_svi_step_outside_the_graphs():
     }
 
 
+@pytest.mark.parametrize("clip_norm", [None, 5.0])
+def test_host_reads_of_one_fit_step(tmp_path, clip_norm):
+    # Per training step of fit (the difference between epochs of 4 and 2 steps, so that setup,
+    # checkpoints and evaluation cancel), Pyro validation off. Three reads of the device are
+    # left on a GPU: the input check, the class-index check of the targets (one read; it was
+    # a min and a max), and the loss with the gradient norm, read together after the backward
+    # (by Tensor.tolist, which these CPU counts do not show; they were read apart, and Pyro's
+    # warn_if_nan read the loss and its gradient again). The rest read CPU tensors: Adam's
+    # step counters (one per parameter), the batch's index and length lists, gamma_kl's
+    # unit-rate test. Before: _local_scalar_dense 19, is_nonzero 6.
+    import pyro
+
+    from pyro_betalstm.models import SequenceClassifier
+    from pyro_betalstm.testing.capture import host_syncs
+
+    def one_epoch(num_sequences, out):
+        g = torch.Generator().manual_seed(0)  # distinct lengths: every minibatch is ragged
+        xs = [torch.randn(t, 3, generator=g) for t in range(2, 2 + num_sequences)]
+        data = SequenceDataset(xs, torch.randint(0, 3, (num_sequences,), generator=g))
+        model = SequenceClassifier(StochasticLSTM(3, 4, 1, gate="bivariate5", batch_first=True), 3)
+        config = TrainConfig(num_epochs=1, batch_size=2, progress=False, clip_norm=clip_norm)
+        return host_syncs(lambda: fit(model, data, None, config, out_dir=out))
+
+    validation = pyro.infer.util.is_validation_enabled()
+    pyro.enable_validation(False)
+    try:
+        two, four = one_epoch(4, tmp_path / "two"), one_epoch(8, tmp_path / "four")
+    finally:
+        pyro.enable_validation(validation)
+    per_step = {op: (four.get(op, 0) - two.get(op, 0)) / 2 for op in set(two) | set(four)}
+    assert per_step == {
+        "aten::is_nonzero": 3,
+        "aten::_local_scalar_dense": 14,
+        "aten::lift_fresh": 4,
+    }
+
+
 # ----- real captures on a GPU; the same tests on the CPU with the stand-in ----------------
 # Each test below runs on CUDA (real graphs, skipped without a GPU) and on the CPU with
 # StaticBufferStandIn, which checks the test's own logic where no GPU is.
