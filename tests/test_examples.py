@@ -92,6 +92,11 @@ def test_music_smoke_benchmarks(tmp_path, dataset, variant):
     record = music.main(music.parse_args(args))
     assert record["dataset"] == dataset
     check_record(record, out)
+    predictive_cell = (out / "results.md").read_text().splitlines()[-1].split("|")[7].strip()
+    if variant in ("lstm", "g2lstm"):  # deterministic gates: no predictive NLL, not "nan"
+        assert predictive_cell == "-"
+    else:
+        assert float(predictive_cell) == pytest.approx(record["test"]["nll_predictive"], abs=5e-4)
 
 
 @pytest.mark.slow

@@ -185,9 +185,11 @@ def target_epoch(history: list[dict], target: float | None) -> dict | None:
 def music_row(record: dict[str, Any]) -> str:
     """The run as one row of the tables in docs/results/music.md."""
     valid, test = record["valid"], record["test"]
+    predictive = test.get("nll_predictive")  # none for deterministic gates
+    predictive_cell = "-" if predictive is None else f"{predictive:.3f}"
     return (
         f"| {record['dataset']} | {record['paper_name']} | {record['seed']} | "
         f"{record['protocol']} | {valid['nll_mean_gates']:.3f} | {test['nll_mean_gates']:.3f} | "
-        f"{test.get('nll_predictive', float('nan')):.3f} | {record['best_epoch']} | "
+        f"{predictive_cell} | {record['best_epoch']} | "
         f"{record['wall_seconds'] / 60:.1f} |\n"
     )
