@@ -1,25 +1,30 @@
 #!/usr/bin/env bash
 # Issue 11 on a GPU: the recurrence replayed from CUDA graphs (pyro_betalstm.nn.cuda_graphs)
-# against the eager loop and cuDNN, in one device call of about six minutes. Results go to OUT
+# against the eager loop and cuDNN, in six parts spread over device calls. Results go to OUT
 # as each part ends, so a call cut short still returns what finished.
-#   1. the step-time benchmark on CUDA, every variant including the *_cuda_graph ones (graphs
-#      of the eager step, and of the compiled step: *_compiled_cell), alone on the GPU (B=64,
-#      H=256, T=100): step_time_cuda.json, whose ratio library_bivariate_svi_cuda_graph/
-#      torch_lstm is the issue's target (<= 4);
+#   1. the step-time benchmark on CUDA, the eager variants and their *_cuda_graph ones (graphs
+#      of the eager step), alone on the GPU (B=64, H=256, T=100): step_time_cuda.json, whose
+#      ratio library_bivariate_svi_cuda_graph/torch_lstm is the issue's target (<= 4);
 #   2. the GPU tests (pytest -m gpu): graphs equal to the eager loop, Gamma-distributed draws,
 #      training and predictive evaluation from graphs;
 #   3. where a step's time goes, eager and graphed (kernel launches per step, device time);
 #   4. permuted pixel-level MNIST (T = 784), bBLSTM(5G+p), the eager loop then the graphs, one
 #      after the other under the same fixed budget: epochs per minute before and after;
 #   5. the torch.compile candidate: one bivariate layer's forward and backward with its step's
-#      elementwise work compiled (default and reduce-overhead modes) against eager.
+#      elementwise work compiled (default and reduce-overhead modes) against eager;
+#   6. the step-time benchmark of the compiled step (*_compiled_cell), alone and inside the
+#      graphs, in its own run and file (step_time_cuda_compiled.json), so that a compilation
+#      failure cannot cost part 1's numbers.
+# Parts 5 and 6 run on CUDA only; on another DEVICE part 1 times the eager variants only and
+# part 3 profiles the eager step only.
 #
 # Before the device call, on the CPU machine:
 #   bash ../shared/device/stage.sh && bash docs/results/stage_gpu_mnist.sh
 # then the device tool with carry [".device"] and
 #   bash .device/env.sh bash docs/results/run_gpu_graphs.sh
-# A device command may run 10 minutes at most: PARTS picks the parts to run (default
-# "1 2 3 4 5"); e.g. PARTS="1 2" in one call and PARTS="3 4 5" in the next.
+# A device command may run 10 minutes at most: PARTS picks the parts to run, in the order
+# given (default "1 2 4 6 3 5", by what the issue's "done when" needs first); e.g.
+# PARTS="1 2 4" in one call (about 7 minutes) and PARTS="6 3 5" in the next.
 # Environment: OUT (default $OUT of the device tool, else runs/gpu-graphs), DEVICE (cuda),
 # LIMIT_MIN (MNIST budget per run, default 1), STEP_ARGS (more benchmark arguments),
 # AFTER (the recurrence of the second MNIST run, default cuda_graph; "auto" for a CPU dry run),
@@ -33,8 +38,6 @@ after=${AFTER:-cuda_graph}
 mnist=${MNIST:-.device/data/mnist/mnist.pkl.gz}
 read -r -a step_args <<< "${STEP_ARGS:-}"
 read -r -a extra <<< "${EXTRA:-}"
-parts=" ${PARTS:-1 2 3 4 5} "
-part() { [[ "$parts" == *" $1 "* ]]; }
 mkdir -p "$out/logs"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 { nvidia-smi || true; } > "$out/nvidia-smi.txt" 2>&1
