@@ -16,10 +16,11 @@ version = ".".join(__version__.split(".")[:2])
 
 extensions = [
     "sphinx.ext.autodoc",
-    "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "myst_parser",
+    # No sphinx.ext.napoleon: the docstrings use reST fields (:param:), and napoleon misreads an
+    # attribute docstring whose first line reads "X (...): Y" as "type: description".
     # No sphinx.ext.intersphinx: the docs must build without network access.
 ]
 
@@ -51,8 +52,35 @@ autodoc_default_options = {
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 
-napoleon_google_docstring = True
-napoleon_numpy_docstring = True
+
+def _defining_comment(name: str, obj) -> list[str] | None:
+    """The ``#:`` comment of the module of ``pyro_betalstm`` that defines the constant ``name``
+    (its last part) as ``obj``, or None."""
+    from sphinx.pycode import ModuleAnalyzer
+
+    attr = name.rpartition(".")[2]
+    for module_name, module in sorted(sys.modules.items()):
+        if module_name.startswith("pyro_betalstm") and getattr(module, attr, None) is obj:
+            analyzer = ModuleAnalyzer.for_module(module_name)
+            analyzer.analyze()
+            comment = analyzer.attr_docs.get(("", attr))
+            if comment:
+                return list(comment)
+    return None
+
+
+def _reexported_constant_doc(app, what, name, obj, options, lines):
+    # A constant a package re-exports (``from .base import GATE_SITES``) has its ``#:`` comment
+    # in the module that defines it; autodoc looks in the package only and falls back on the
+    # docstring of the value's type (tuple's, dict's).
+    type_doc = type(obj).__doc__ or ""
+    if what == "data" and "\n".join(lines).split() == type_doc.split():
+        lines[:] = _defining_comment(name, obj) or []
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _reexported_constant_doc)
+
 
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3

@@ -201,6 +201,8 @@ class PriorNoiseGates(DeterministicGateFamily):
         return algebra.gates(offset_log_basis(log_u, basis_offset), STEP_BASIS_DIM)
 
 
+#: Every registered gate family by its name (see :func:`register_gate_family` and
+#: :func:`get_gate_family`).
 GATE_FAMILIES: dict[str, GateFamily] = {}
 
 

@@ -276,6 +276,7 @@ class FunctionPrior(GatePrior):
         return self.fn(layer, inputs, prev_hidden)
 
 
+#: The built-in priors :func:`get_prior` makes by name, each a class called without arguments.
 PRIORS: dict[str, Callable[[], GatePrior]] = {
     "gamma": GammaPrior,
     "learnable": LearnableGammaPrior,

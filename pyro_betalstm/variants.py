@@ -33,6 +33,7 @@ class PaperVariant:
     kl_weight: float | None = None
 
 
+#: The paper's seven variants by their short names (``--variant``).
 VARIANTS: dict[str, PaperVariant] = {
     v.key: v
     for v in (

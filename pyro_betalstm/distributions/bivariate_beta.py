@@ -47,6 +47,7 @@ class BivariateBeta(GateDistribution):
     )
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """Log density at gate pairs ``value`` ``(..., 2)`` (``-inf`` outside ``(0, 1)^2``)."""
         self._log_prob_checks(value)
         conc = self.concentration
         a, b, c = conc.unbind(-1)

@@ -34,6 +34,7 @@ class IndependentBetaGates(GateDistribution):
     )
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """Log density at gate pairs ``value`` ``(..., 2)`` (``-inf`` outside ``(0, 1)^2``)."""
         self._log_prob_checks(value)
         c1, c2, c3, c4 = self.concentration.unbind(-1)
         x, y = value[..., 0], value[..., 1]

@@ -71,6 +71,7 @@ class LogGamma(TorchDistribution):
         return sample_log_gamma(self.concentration.expand(shape)) - self.rate.expand(shape).log()
 
     def log_prob(self, value):
+        """Log density at ``value`` (``-inf`` at ``+inf``, where the density vanishes)."""
         if self._validate_args:
             self._validate_sample(value)
         a, b = self.concentration, self.rate
@@ -87,5 +88,6 @@ class LogGamma(TorchDistribution):
         return torch.polygamma(1, self.concentration)
 
     def entropy(self):
+        """Differential entropy, of shape ``batch_shape``."""
         a = self.concentration
         return torch.lgamma(a) - a * torch.digamma(a) + a  # the rate only shifts y

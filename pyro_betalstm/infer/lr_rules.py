@@ -36,6 +36,7 @@ def _never(values: Sequence[float]) -> bool:
     return False
 
 
+#: The rules by the names ``TrainConfig.lr_rule`` takes (see the module docstring).
 LR_RULES: dict[str, LrRule] = {"no_new_best": _no_new_best, "authors": _authors, "none": _never}
 
 

@@ -10,7 +10,7 @@ from ..batch import SequenceBatch, as_whole_numbers
 from ..data import SequenceDataset
 from ..models.base import GateModel
 from ..models.modes import evaluating
-from ..nn import stack_layers
+from ..nn import GateMode, stack_layers
 
 #: Dimension names of the arrays returned by :func:`sample_gates`.
 GATE_DIMS = ("draw", "sequence", "time", "layer", "unit")
@@ -27,9 +27,11 @@ def evaluate_nll(
     """Negative log-likelihood per prediction, the unit of ``model.num_predictions`` (per
     predicted frame for music, per token for captions, per sequence for classifiers).
 
-    Always reports ``nll_mean_gates`` (the paper's evaluation: gates at their Beta means). With
-    ``num_samples = S > 0`` and a latent gate family it also reports ``nll_predictive``, the
-    posterior predictive ``-log (1/S) sum_s p(y | u_s)``, ``u_s ~ q(u | x)``, per sequence.
+    Always reports ``nll_mean_gates`` (the paper's evaluation: gates at their Beta means) and
+    ``num_predictions``, the count both NLLs are divided by. With ``num_samples = S > 0`` and a
+    latent gate family it also reports ``nll_predictive``, the posterior predictive
+    ``-log (1/S) sum_s p(y | u_s)``, ``u_s ~ q(u | x)``, summed over the sequences and divided
+    by ``num_predictions`` as well, and ``num_samples`` (``S``).
     """
     total_mean, total_pred, count = 0.0, 0.0, 0
     with evaluating(model):
@@ -58,17 +60,26 @@ def gate_kl_summary(
 
     ``kl_per_gate``: the mean over every valid (sequence, step, layer, unit) of
     ``KL(q(u_t | x_t, h_{t-1}) || p(u_t))``, summed over the Gamma basis of one gate pair (the
-    analytic Gamma KL; the prior must be Gamma). ``alpha_p01``/``alpha_p50``/``alpha_p99``: the
-    1st, 50th and 99th percentiles of the guide's concentrations; ``mean_input_gate`` and
-    ``mean_forget_gate`` with their standard deviations over the same elements. A posterior
-    collapsed onto the paper's Gamma(0.5, 1) prior has a KL near 0, concentrations near 0.5 and
-    mean gates near 1/2 with a small spread.
+    analytic Gamma KL; the prior must be Gamma, with no global latent variables of its own, so
+    not ``"hierarchical"``: a ValueError otherwise).
+    ``alpha_p01``/``alpha_p50``/``alpha_p99``: the 1st, 50th and 99th percentiles of the
+    guide's concentrations; ``mean_input_gate`` and ``mean_forget_gate`` with their standard
+    deviations over the same elements. A posterior collapsed onto the paper's Gamma(0.5, 1)
+    prior has a KL near 0, concentrations near 0.5 and mean gates near 1/2 with a small spread.
     """
     from ..distributions import gamma_kl
     from ..models.gate_sites import prior_concentration_rate
+    from ..priors import GatePrior
 
     if not model.family.is_latent:
         raise ValueError(f"gate family {model.family.name!r} has no latent gates")
+    if type(model.prior).model is not GatePrior.model:
+        # p(u_t) integrates over the prior's global variables: a KL given one draw of them
+        # (the last one the model sampled, if any) is not the KL to the prior
+        raise ValueError(
+            "gate_kl_summary needs a prior without global latent variables; "
+            f"{type(model.prior).__name__} samples its own in model()"
+        )
     kl_total, count, alphas, i_all, f_all = 0.0, 0, [], [], []
     with evaluating(model):
         for batch in data.batches(batch_size):
@@ -117,7 +128,8 @@ def evaluate_classifier(
     early stopping) and ``nll_mean_gates`` with the paper's mean gates; with ``num_samples = S``
     and latent gates also ``accuracy_predictive`` and ``nll_predictive`` from the class
     probabilities averaged over ``S`` gate draws from the guide. The targets must be class
-    indices ``(B,)`` that the model's observation accepts (a ValueError otherwise).
+    indices ``(B,)`` that the model's observation accepts (a ValueError otherwise, also for the
+    ``(B, T, K)`` targets of a next-step model).
     """
     if len(data) == 0:
         raise ValueError("cannot evaluate on an empty data set")
@@ -160,8 +172,16 @@ def evaluate_classifier(
 
 
 def _class_indices(model: GateModel, run, batch: SequenceBatch) -> torch.Tensor:
-    """The batch's class labels ``(B,)`` as integer indices: checked by the model's own
-    :meth:`~pyro_betalstm.models.GateModel.observation` (shape, range), and whole numbers."""
+    """The batch's class labels ``(B,)`` as integer indices: checked for their shape here (a
+    model whose observation takes other targets, such as a next-step model's frames, would
+    fail in the comparison with the argmax), by the model's own
+    :meth:`~pyro_betalstm.models.GateModel.observation` (range), and whole numbers."""
+    y = batch.targets
+    if y is None or y.shape != (batch.batch_size,):
+        raise ValueError(
+            f"targets must be class indices of shape ({batch.batch_size},), got "
+            f"{None if y is None else tuple(y.shape)}"
+        )
     _, targets = model.observation(run, batch)
     return as_whole_numbers(targets, "targets must be whole-number class labels")
 
@@ -170,14 +190,16 @@ def _class_indices(model: GateModel, run, batch: SequenceBatch) -> torch.Tensor:
 def predictive_log_likelihood(
     model: GateModel, batch: SequenceBatch, num_samples: int
 ) -> torch.Tensor:
-    """``log (1/S) sum_s p(y | u_s)`` per sequence with ``S`` gate draws from the guide."""
+    """``log (1/S) sum_s p(y | u_s)`` per sequence with ``S`` gate draws from the guide, in
+    evaluation mode (no dropout) as :func:`evaluate_nll`; the model's mode is restored."""
     _check_num_samples(num_samples)
-    draws = torch.stack(
-        [
-            model.log_likelihood(model.run_network(batch, gate_mode="sample")[-1], batch)
-            for _ in range(num_samples)
-        ]
-    )
+    with evaluating(model):
+        draws = torch.stack(
+            [
+                model.log_likelihood(model.run_network(batch, gate_mode="sample")[-1], batch)
+                for _ in range(num_samples)
+            ]
+        )
     return torch.logsumexp(draws, dim=0) - math.log(num_samples)
 
 
@@ -188,12 +210,17 @@ def sample_gates(
     """Gate draws from the amortised posterior, with named dimensions.
 
     Returns ``input_gate`` and ``forget_gate`` with dims :data:`GATE_DIMS` =
-    (draw, sequence, time, layer, unit); for latent families also ``alpha`` and ``log_basis``
-    with a trailing ``basis`` dimension; and ``mask`` (sequence, time) of valid steps.
-    ``gate_mode="mean"`` gives the paper's mean gates (identical draws). ``num_samples`` must
-    be positive.
+    (draw, sequence, time, layer, unit); for latent families also ``alpha`` and, where gates
+    are drawn (not with ``"mean"``), ``log_basis``, both with a trailing ``basis`` dimension;
+    and ``mask`` (sequence, time) of valid steps. ``num_samples`` must be positive.
+
+    :param gate_mode: ``"sample"`` (draws from the guide), ``"mean"`` (the paper's mean gates:
+        identical draws) or a :class:`~pyro_betalstm.nn.GateMode` such as
+        :class:`~pyro_betalstm.nn.PriorBasis`; ``"given"`` and ``"prior"``, which need an
+        argument, are refused (a ValueError).
     """
     _check_num_samples(num_samples)
+    _check_gate_mode(gate_mode)
     return _network_draws(model, batch, num_samples, gate_mode, predictive=False)
 
 
@@ -208,15 +235,26 @@ def sample_posterior_predictive(
     samples the targets from the task's :meth:`~pyro_betalstm.models.GateModel.observation`
     distribution. Returns everything :func:`sample_gates` returns, from the same draws, and
     ``targets`` with dims ``(draw, *targets.shape)``, for instance (draw, sequence, time, key)
-    for music frames; padded steps hold draws the likelihood masks out.
+    for music frames; padded steps hold draws the likelihood masks out. ``gate_mode`` as in
+    :func:`sample_gates`.
     """
     _check_num_samples(num_samples)
+    _check_gate_mode(gate_mode)
     return _network_draws(model, batch, num_samples, gate_mode, predictive=True)
 
 
 def _check_num_samples(num_samples: int) -> None:
     if num_samples < 1:
         raise ValueError(f"num_samples must be positive, got {num_samples}")
+
+
+def _check_gate_mode(gate_mode) -> None:
+    # "given" and "prior" need a basis or a sampler, which these functions do not take
+    if not isinstance(gate_mode, GateMode) and gate_mode not in ("sample", "mean"):
+        raise ValueError(
+            "gate_mode must be 'sample', 'mean' or a GateMode (e.g. PriorBasis(sampler)), "
+            f"got {gate_mode!r}"
+        )
 
 
 def _network_draws(

@@ -74,7 +74,8 @@ class TrainConfig:
     the learning-rate rule ``lr_rule`` (see :mod:`~pyro_betalstm.infer.lr_rules`: ``"no_new_best"``,
     the authors' ``"authors"``, or ``"none"``) may divide the learning rate by ``lr_decay``; it
     never fires before epoch ``plateau_start_epoch``. ``target_metric``: stop after the first
-    epoch whose validation metric is at or below it (None: never; for time-to-quality runs).
+    epoch whose monitored metric (validation, or the training loss per sequence without
+    validation data) is at or below it (None: never; for time-to-quality runs).
     ``kl_anneal_epochs``: the KL weight rises linearly from 0 to the model's ``kl_weight`` over
     that many epochs. ``early_stopping_patience``: stop after that many epochs without
     improvement (None: never). ``time_limit_s``: stop after the first epoch that ends more than
@@ -134,7 +135,8 @@ class TrainConfig:
         return d
 
     def check(self) -> None:
-        """Raise a ValueError naming the first setting outside its range."""
+        """Raise a ValueError naming the first setting outside its range. :func:`fit` calls it
+        when it starts; constructing or changing a config checks nothing."""
         positive_ints = ("num_epochs", "batch_size", "num_particles", "eval_batch_size")
         for name in positive_ints:
             value = getattr(self, name)
@@ -167,8 +169,20 @@ class TrainConfig:
             raise ValueError(
                 f"bucket_by_length must be True or False, got {self.bucket_by_length!r}"
             )
-        if self.clip_norm is not None and not self.clip_norm > 0:
-            raise ValueError(f"clip_norm must be positive or None, got {self.clip_norm!r}")
+        if self.elbo not in ELBOS:
+            raise ValueError(f"unknown elbo {self.elbo!r}; expected one of {sorted(ELBOS)}")
+        check_lr_rule(self.lr_rule)
+        if not (_is_number(self.weight_decay) and 0 <= self.weight_decay < math.inf):
+            raise ValueError(
+                f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}"
+            )
+        if self.clip_norm is not None and not (
+            _is_number(self.clip_norm) and 0 < self.clip_norm < math.inf
+        ):
+            raise ValueError(
+                f"clip_norm must be a positive finite number or None (None: no clipping), "
+                f"got {self.clip_norm!r}"
+            )
         if self.time_limit_s is not None and not self.time_limit_s > 0:
             raise ValueError(f"time_limit_s must be positive or None, got {self.time_limit_s}")
         if self.distributed not in (None, True, False):
@@ -181,8 +195,13 @@ class TrainConfig:
             check_recurrence(self.recurrence)
         # the optimizer too, so that fit refuses it before it prepares its folder
         _optimizer_and_args(self)
-        if self.divergence_threshold is not None and math.isnan(self.divergence_threshold):
-            raise ValueError("divergence_threshold must be a number or None, got nan")
+        threshold = self.divergence_threshold
+        # -inf would stop every run after its first epoch; +inf is allowed (never, as None)
+        if threshold is not None and not (_is_number(threshold) and threshold > -math.inf):
+            raise ValueError(
+                "divergence_threshold must be a number (not NaN or -inf) or None, "
+                f"got {threshold!r}"
+            )
         patience = self.early_stopping_patience
         if patience is not None and (not _is_int(patience) or patience < 1):
             raise ValueError(
@@ -485,9 +504,6 @@ def _checked_config(config, train_data, valid_data) -> TrainConfig:
     for name, data in (("train_data", train_data), ("valid_data", valid_data)):
         if data is not None and not hasattr(data, "batches"):
             raise TypeError(f"{name} must be a SequenceDataset, got {type(data).__name__}")
-    check_lr_rule(config.lr_rule)
-    if config.elbo not in ELBOS:
-        raise ValueError(f"unknown elbo {config.elbo!r}; expected one of {sorted(ELBOS)}")
     return config
 
 

@@ -176,6 +176,8 @@ class GuideGateSequence(_GateSequence):
         return self._keep(run, self.draw_shape)
 
     def log_prob(self, value):
+        """The guide's log density of a log-basis ``(*draws, B, T, H, K)``, summed over each
+        sequence's valid steps: ``(*draws, B)``."""
         run = self.run_for(value)
         lp = LogGamma(run.alpha).log_prob(fold_draws(value, draw_shape_of(value)))
         return self._sum_per_sequence(lp, value)
@@ -206,6 +208,8 @@ class PriorGateSequence(_GateSequence):
         return self._keep(run, self.draw_shape)
 
     def log_prob(self, value):
+        """The prior's log density of a log-basis ``(*draws, B, T, H, K)``, summed over each
+        sequence's valid steps: ``(*draws, B)``."""
         run = self.run_for(value)
         folded = fold_draws(value, draw_shape_of(value))
         lp = prior_log_density(self.prior_distribution(run), folded, self.layer)
@@ -244,6 +248,7 @@ class FoldedDraws(TorchDistribution):
         return fold_draws(value, self.draw_shape)
 
     def log_prob(self, value):
+        """The base's log density of ``value`` ``(*draws, B, ...)``, computed folded."""
         return unfold_draws(self.base.log_prob(self._fold(value)), self.draw_shape)
 
     def sample(self, sample_shape=torch.Size()):

@@ -15,8 +15,8 @@ class NextStepBernoulli(GateModel):
     """``y_t ~ Bernoulli(logits = W h_t + b)`` independently over ``output_size`` keys.
 
     ``batch.inputs`` are frames ``seq[:-1]`` and ``batch.targets`` frames ``seq[1:]``
-    (``(B, T, output_size)`` in {0, 1}; integer or bool frames are converted to the model's
-    float dtype); padded steps are masked.
+    (``(B, T, output_size)`` in {0, 1}); padded steps are masked. Integer or bool targets are
+    converted to the model's float dtype; the inputs must already have the network's dtype.
     """
 
     def __init__(self, lstm: StochasticLSTM, output_size: int, prior=None, kl_weight=1.0):

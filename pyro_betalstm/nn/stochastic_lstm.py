@@ -449,9 +449,16 @@ class StochasticLSTM(nn.Module):
 
     @torch.no_grad()
     def load_torch_lstm(self, lstm: nn.LSTM) -> StochasticLSTM:
-        """Copy the weights of a ``torch.nn.LSTM`` (sigmoid family only; returns ``self``)."""
+        """Copy the weights of a ``torch.nn.LSTM`` (sigmoid family only; the same sizes and
+        ``bias`` setting, one direction, no projection; returns ``self``)."""
         if self.family.name != "sigmoid":
             raise ValueError("only the 'sigmoid' family has the parameters of torch.nn.LSTM")
+        has_bias = self.layers[0].input_proj.bias is not None
+        if bool(lstm.bias) != has_bias:  # one side's biases would be missing or dropped
+            raise ValueError(
+                f"torch.nn.LSTM has bias={bool(lstm.bias)}, this StochasticLSTM bias={has_bias}: "
+                "they must match"
+            )
         if (
             (lstm.input_size, lstm.hidden_size, lstm.num_layers)
             != (

@@ -283,6 +283,35 @@ def test_unknown_optimizer_and_bad_settings():
         fit(m, data, None, _config(elbo="tracegraph"))
 
 
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"elbo": "bogus"}, "unknown elbo 'bogus'"),
+        ({"lr_rule": "bogus"}, "unknown lr_rule 'bogus'"),
+        ({"weight_decay": -1.0}, "weight_decay must be a finite number >= 0"),
+        ({"weight_decay": float("inf")}, "weight_decay must be a finite number >= 0"),
+        ({"clip_norm": float("inf")}, "clip_norm must be a positive finite number or None"),
+        ({"clip_norm": 0.0}, "clip_norm must be a positive finite number or None"),
+        ({"divergence_threshold": -float("inf")}, "divergence_threshold must be a number"),
+        ({"divergence_threshold": float("nan")}, "divergence_threshold must be a number"),
+        ({"batch_size": -1}, "batch_size must be positive"),
+    ],
+)
+def test_config_check_refuses_out_of_range_settings(bad, message):
+    """check() accepted an unknown elbo or lr_rule (refused only later by fit), a negative
+    weight decay (torch's error) and an infinite clip norm or -inf divergence threshold."""
+    config = _config(**bad)  # constructing checks nothing: fit calls check()
+    with pytest.raises(ValueError, match=message):
+        config.check()
+    with pytest.raises(ValueError, match=message):
+        fit(make_model("classifier", "sigmoid", num_layers=1), make_dataset(4), None, config)
+
+
+def test_config_check_accepts_the_edges_of_the_ranges():
+    _config(weight_decay=0.0, clip_norm=None, divergence_threshold=float("inf")).check()
+    _config(weight_decay=1e-4, clip_norm=1e-3, divergence_threshold=-1.0, elbo="trace").check()
+
+
 def test_kl_annealing_and_trace_elbo():
     m = make_model("classifier", "bivariate5", num_layers=1, kl_weight=0.6)
     result = fit(m, make_dataset(6), None, _config(num_epochs=3, kl_anneal_epochs=2, elbo="trace"))

@@ -140,6 +140,21 @@ def test_load_torch_lstm_rejects_other_families_and_sizes():
         )
 
 
+def test_load_torch_lstm_refuses_a_different_bias_setting():
+    """torch.nn.LSTM(bias=False) gave an AttributeError; bias=True into bias=False dropped the
+    biases without a word."""
+    without, with_bias = torch.nn.LSTM(3, 5, 2, bias=False), torch.nn.LSTM(3, 5, 2)
+    with pytest.raises(ValueError, match="has bias=False, this StochasticLSTM bias=True"):
+        StochasticLSTM(3, 5, 2, gate="sigmoid").load_torch_lstm(without)
+    with pytest.raises(ValueError, match="has bias=True, this StochasticLSTM bias=False"):
+        StochasticLSTM(3, 5, 2, gate="sigmoid", bias=False).load_torch_lstm(with_bias)
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(3, 5, 2, bias=False, batch_first=True)
+    ours = StochasticLSTM(3, 5, 2, gate="sigmoid", bias=False, batch_first=True)
+    x = torch.randn(2, 4, 3)
+    torch.testing.assert_close(ours.load_torch_lstm(lstm)(x)[0], lstm(x)[0])
+
+
 # ----- every family against the hand-written recurrence (float64) ---------------------------------
 @pytest.mark.parametrize("gate", [n for n in ref.NUM_GATE_BLOCKS if not ref.training_noise(n)])
 @pytest.mark.parametrize("gate_mode", ["sample", "mean"])

@@ -12,9 +12,13 @@ from pyro_betalstm.infer import (
     GATE_DIMS,
     evaluate_classifier,
     evaluate_nll,
+    gate_kl_summary,
     predictive_log_likelihood,
     sample_gates,
+    sample_posterior_predictive,
 )
+from pyro_betalstm.models import SequenceClassifier, evaluating
+from pyro_betalstm.nn import PriorBasis, StochasticLSTM
 
 from . import reference as ref
 from .helpers import make_batch, make_dataset, make_model
@@ -164,3 +168,47 @@ def test_evaluate_classifier_takes_whole_float_labels(float64):
     data = make_dataset(6)
     as_float = SequenceDataset(data.inputs, data.targets.double())
     assert evaluate_classifier(m, as_float) == evaluate_classifier(m, data)
+
+
+def test_predictive_log_likelihood_runs_in_evaluation_mode():
+    """A model in training mode applied dropout (and drew its masks) in the predictive."""
+    torch.manual_seed(0)
+    lstm = StochasticLSTM(3, 4, 2, gate="bivariate", batch_first=True, dropout=0.5)
+    m = SequenceClassifier(lstm, 3)
+    batch = make_batch("classifier")
+    torch.manual_seed(5)
+    in_training = predictive_log_likelihood(m, batch, 3)
+    assert m.training  # the model's mode is restored
+    torch.manual_seed(5)
+    with evaluating(m):
+        in_evaluation = predictive_log_likelihood(m, batch, 3)
+    torch.testing.assert_close(in_training, in_evaluation, rtol=0, atol=0)
+
+
+def test_evaluate_classifier_refuses_targets_that_are_not_class_indices():
+    """A next-step model's (B, T, K) frames failed with a RuntimeError in the comparison."""
+    m = make_model("next_step", "bivariate")
+    with pytest.raises(ValueError, match=r"class indices of shape \(5,\), got \(5, \d+, 3\)"):
+        evaluate_classifier(m, make_dataset(5, head="next_step"))
+
+
+@pytest.mark.parametrize("gate_mode", ["given", "prior", "bogus"])
+@pytest.mark.parametrize("draws", [sample_gates, sample_posterior_predictive])
+def test_gate_draws_refuse_modes_that_need_an_argument(draws, gate_mode):
+    """The modes "given" and "prior" passed the check, then failed asking for arguments that
+    these functions do not take."""
+    m, batch = make_model("classifier", "bivariate"), make_batch("classifier")
+    message = rf"gate_mode must be 'sample', 'mean' or a GateMode.* got '{gate_mode}'"
+    with pytest.raises(ValueError, match=message):
+        draws(m, batch, 2, gate_mode=gate_mode)
+    sampler = lambda t, x, h: torch.zeros(x.shape[0], h.shape[-1], 3)  # noqa: E731
+    g = draws(m, batch, 2, gate_mode=PriorBasis(sampler))  # a GateMode is taken
+    torch.testing.assert_close(g["input_gate"], torch.full_like(g["input_gate"], 0.5))
+
+
+def test_gate_kl_summary_refuses_a_prior_with_global_latent_variables():
+    """The hierarchical prior failed with "model() must run before distribution()" (or, after
+    training, used the last kappa the model had drawn)."""
+    m = make_model("next_step", "bivariate", prior="hierarchical")
+    with pytest.raises(ValueError, match="prior without global latent variables"):
+        gate_kl_summary(m, make_dataset(4, head="next_step"))
