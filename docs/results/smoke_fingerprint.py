@@ -117,13 +117,14 @@ def volatile(key: str) -> bool:
 
 def stable(value: Any, work: str) -> Any:
     """``value`` without its volatile keys (recursively), with the temporary folder's name
-    replaced by ``<work>``; floats kept exactly."""
+    replaced by ``<work>`` and the folder holding the checkout (where ``shared/`` is) by
+    ``<checkout-parent>``; floats kept exactly."""
     if isinstance(value, dict):
         return {k: stable(v, work) for k, v in sorted(value.items()) if not volatile(k)}
     if isinstance(value, list):
         return [stable(v, work) for v in value]
     if isinstance(value, str):
-        return value.replace(work, "<work>")
+        return value.replace(work, "<work>").replace(str(ROOT.parent), "<checkout-parent>")
     return value
 
 
