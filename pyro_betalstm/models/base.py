@@ -168,11 +168,23 @@ class GateModel(nn.Module):
     def pyro_namespace(self) -> str:
         """The prefix of this model's parameters in Pyro's param store (``pyro.module``'s name):
         unique to the instance, so two models in one process do not collide (a copy of a model
-        gets a new one)."""
+        gets a new one). Numbered in creation order; set a name of your own
+        (``model.pyro_namespace = "jsb_model"``) to load a saved store in another process
+        whatever the order the models are built in there."""
         if self.__dict__.get("_namespace_owner") != id(self):
             self.__dict__["_namespace"] = f"{type(self).__name__}_{next(_namespaces)}"
             self.__dict__["_namespace_owner"] = id(self)
         return self.__dict__["_namespace"]
+
+    @pyro_namespace.setter
+    def pyro_namespace(self, name: str) -> None:
+        # "$$$" separates the namespace from the parameter's name in Pyro's store
+        if not isinstance(name, str) or not name or "$$$" in name:
+            raise ValueError(
+                f"pyro_namespace must be a non-empty string without '$$$', got {name!r}"
+            )
+        self.__dict__["_namespace"] = name
+        self.__dict__["_namespace_owner"] = id(self)
 
     def register_parameters(self) -> None:
         """Register every trainable parameter with Pyro under :attr:`pyro_namespace`, as

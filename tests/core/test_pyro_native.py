@@ -146,6 +146,29 @@ def test_a_saved_param_store_restores_the_model(tmp_path):
         m.guide(batch)
 
 
+def test_a_named_model_restores_a_store_saved_under_its_name(tmp_path):
+    """A model built in another order (another numbered namespace, as in a new process) loads
+    a store saved under the name both were given."""
+    torch.manual_seed(0)
+    m = make_model("next_step")
+    m.pyro_namespace = "music_model"
+    batch = make_batch("next_step")
+    pyro.clear_param_store()
+    _svi_losses(m, batch, Trace_ELBO(), steps=2)
+    pyro.get_param_store().save(tmp_path / "params.pt")
+    pyro.clear_param_store()
+    make_model("next_step")  # takes the next number: the new model's default name differs
+    fresh = make_model("next_step")
+    fresh.pyro_namespace = "music_model"
+    pyro.get_param_store().load(tmp_path / "params.pt")
+    fresh.guide(batch)
+    for (name, p), q in zip(m.named_parameters(), fresh.parameters(), strict=True):
+        assert torch.equal(p.detach(), q.detach()), name
+    for bad in ("", "a$$$b", 3):
+        with pytest.raises(ValueError, match="pyro_namespace must be a non-empty string"):
+            fresh.pyro_namespace = bad
+
+
 # ----- 2. the gates in the trace -----------------------------------------------------------------
 @pytest.mark.parametrize("gate", ["bivariate", "bivariate5", "beta"])
 def test_predictive_returns_the_gates(gate):
