@@ -82,7 +82,7 @@ def main(args) -> dict | None:
     model = CaptionDecoder(
         lstm,
         len(vocab),
-        prior=s["prior"],
+        prior=ex.model_prior(s, lstm),
         kl_weight=s["kl_weight"],
         image_input=s["image_input"],
         dropout=s["dropout"],

@@ -53,7 +53,7 @@ def main(args) -> dict | None:
     lstm = StochasticLSTM(
         width, s["hidden"], s["layers"], gate=s["gate"], batch_first=True, dropout=s["dropout"]
     )
-    model = SequenceClassifier(lstm, 10, prior=s["prior"], kl_weight=s["kl_weight"])
+    model = SequenceClassifier(lstm, 10, prior=ex.model_prior(s, lstm), kl_weight=s["kl_weight"])
     parameters = ex.count_parameters(model)
     config = ex.train_config(
         s,

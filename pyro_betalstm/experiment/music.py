@@ -32,7 +32,7 @@ from ..infer import TrainConfig
 from ..models import NextStepBernoulli
 from ..nn import StochasticLSTM
 from ..variants import get_variant
-from .runner import resolve_settings, train_config
+from .runner import model_prior, resolve_settings, train_config
 
 PROTOCOLS = ("default", "authors", "fast", "batch16", "paper")
 
@@ -161,7 +161,7 @@ def build_music_model(s: dict[str, Any], rolls: PianoRolls) -> NextStepBernoulli
         output_dropout=s["output_dropout"],
         basis_offset=s["basis_offset"],
     )
-    model = NextStepBernoulli(lstm, NUM_KEYS, prior=s["prior"], kl_weight=s["kl_weight"])
+    model = NextStepBernoulli(lstm, NUM_KEYS, prior=model_prior(s, lstm), kl_weight=s["kl_weight"])
     if s["output_bias_init"] == "frequency":
         model.init_output_bias(rolls.key_frequencies())  # start at the frequency baseline
     return model

@@ -317,7 +317,14 @@ def predictive_draws(model: GateModel, settings: Mapping[str, Any]) -> int:
     return settings["eval_samples"] if model.family.is_latent else 0
 
 
+def model_prior(settings: Mapping[str, Any], lstm) -> Any:
+    """The gate prior to build a model with: the settings' ``prior`` for latent gates, None for
+    a deterministic family (which has no latent gates; the model warns about a prior)."""
+    return settings["prior"] if lstm.family.is_latent else None
+
+
 def count_parameters(module: torch.nn.Module) -> int:
+    """The number of parameters of ``module``."""
     return sum(p.numel() for p in module.parameters())
 
 

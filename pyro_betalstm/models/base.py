@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -138,6 +139,13 @@ class GateModel(nn.Module):
         if lstm.family.is_latent:  # deterministic gate families have no latent gates to prior
             sizes = [layer.input_size for layer in lstm.layers]
             self.prior.setup(lstm.family, sizes, lstm.hidden_size)
+        elif prior is not None:
+            warnings.warn(
+                f"the {lstm.family.name!r} gate family is deterministic: it has no latent gates, "
+                f"so the prior {prior!r} is ignored",
+                UserWarning,
+                stacklevel=3,  # the caller of the task model's __init__
+            )
         self.kl_weight = kl_weight  # checked by the property's setter
         self._guide_runs: list[KeptRun] = []  # the guide's runs, for the model to reuse
         # (raw batch, embedded batch) of the last guide call, until the model consumes it

@@ -102,6 +102,24 @@ def test_dropout_with_one_layer_and_no_output_dropout_warns():
         StochasticLSTM(3, 4, 1)
 
 
+# ----- a prior given to deterministic gates ------------------------------------------------------
+def test_a_prior_given_to_deterministic_gates_warns():
+    from pyro_betalstm.experiment import model_prior
+    from pyro_betalstm.models import SequenceClassifier
+
+    for gate in ("sigmoid", "coupled", "gumbel", "constant", "prior_noise"):
+        with pytest.warns(UserWarning, match=rf"the '{gate}' gate family is deterministic: .*"
+                          r"the prior 'gamma' is ignored"):  # fmt: skip
+            SequenceClassifier(StochasticLSTM(3, 4, 1, gate=gate, batch_first=True), 3, "gamma")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no prior, or latent gates: nothing to warn about
+        SequenceClassifier(StochasticLSTM(3, 4, 1, gate="sigmoid", batch_first=True), 3)
+        SequenceClassifier(StochasticLSTM(3, 4, 1, gate="bivariate", batch_first=True), 3, "gamma")
+        # the examples build every variant through model_prior, which gives None here
+        lstm = StochasticLSTM(3, 4, 1, gate="sigmoid", batch_first=True)
+        SequenceClassifier(lstm, 3, model_prior({"prior": "gamma"}, lstm))
+
+
 # ----- output_dropout in the task heads -----------------------------------------------------------
 def _top_run(lstm: StochasticLSTM):
     torch.manual_seed(0)
