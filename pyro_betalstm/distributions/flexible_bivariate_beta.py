@@ -75,13 +75,20 @@ class FlexibleBivariateBeta(GateDistribution):
     )
 
     #: Quadrature nodes per dimension of :meth:`log_prob`. A class attribute: set it on the
-    #: class for every instance, or on one instance (``d.num_quadrature = 96``); ``expand``,
-    #: which Pyro's plates call, makes a new instance with the class's value.
+    #: class for every instance, or on one instance (``d.num_quadrature = 96``), which its
+    #: ``expand`` (as Pyro's plates call it) passes on to the expanded instance.
     num_quadrature: int = 48
     #: The dtype of :meth:`log_prob`'s integrand over the nodes (the accuracy reference above
     #: uses ``torch.float64``); a class attribute, set as :attr:`num_quadrature` is.
     quadrature_dtype: torch.dtype = torch.float32
     _chunk_elements: int = 2_000_000
+
+    def expand(self, batch_shape, _instance=None):
+        new = super().expand(batch_shape, _instance)
+        for name in ("num_quadrature", "quadrature_dtype"):  # set on this instance: keep them
+            if name in self.__dict__:
+                setattr(new, name, self.__dict__[name])
+        return new
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """Log density at gate pairs ``value`` ``(..., 2)`` (``-inf`` outside ``(0, 1)^2``), by

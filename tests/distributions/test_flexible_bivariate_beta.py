@@ -106,3 +106,16 @@ def test_ninety_thousand_points_in_seconds():
         torch.set_num_threads(threads)
     assert lp.shape == (300, 300) and torch.isfinite(lp).all()
     assert elapsed < 60, elapsed
+
+
+def test_quadrature_settings_of_an_instance_survive_expand():
+    # Pyro's plates expand a site's distribution: an instance's own accuracy settings must
+    # reach the expanded one (they used to fall back to the class defaults)
+    d = FlexibleBivariateBeta(torch.tensor([0.7, 1.3, 0.9, 2.0, 0.6]))
+    d.num_quadrature, d.quadrature_dtype = 96, torch.float64
+    e = d.expand((3,))
+    assert (e.num_quadrature, e.quadrature_dtype) == (96, torch.float64)
+    value = torch.tensor([[0.3, 0.5]]).expand(3, 2)
+    assert torch.equal(e.log_prob(value), d.log_prob(value).expand(3))
+    plain = FlexibleBivariateBeta(torch.tensor([0.7, 1.3, 0.9, 2.0, 0.6])).expand((2,))
+    assert (plain.num_quadrature, plain.quadrature_dtype) == (48, torch.float32)  # the class's
