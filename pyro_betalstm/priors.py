@@ -21,16 +21,23 @@ Built-in priors (also by name through :func:`get_prior`):
 
 Writing a new prior takes a few lines::
 
+    import torch
+    from pyro.distributions import Gamma
+
+    from pyro_betalstm.priors import GatePrior
+
+
     class SkewedForgetPrior(GatePrior):
         def distribution(self, layer, inputs, prev_hidden):
             # bivariate5 basis: make the forget gate's numerator large
-            return Gamma(torch.tensor([0.5, 2.0, 0.5, 2.0, 0.5]), 1.0)
+            c = torch.tensor([0.5, 2.0, 0.5, 2.0, 0.5], device=prev_hidden.device)
+            return Gamma(c, 1.0)
 """
 
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pyro
 import pyro.distributions as dist
@@ -98,10 +105,18 @@ def _positive_tensor(value, name: str) -> torch.Tensor:
 class GammaPrior(GatePrior):
     """``u_k ~ Gamma(concentration_k, rate)`` independently; the paper's prior is ``Gamma(0.5, 1)``.
 
-    :param concentration: scalar or a vector of length ``K`` (one per basis element).
+    :param concentration: scalar or a vector of length ``K`` (one per basis element), positive
+        and finite (a ValueError otherwise; a length other than 1 or ``K`` is refused at
+        :meth:`setup`).
+    :param rate: the Gamma rate, positive and finite (a scalar, or a tensor broadcasting with
+        ``concentration``).
     """
 
-    def __init__(self, concentration=0.5, rate=1.0):
+    def __init__(
+        self,
+        concentration: float | Sequence[float] | torch.Tensor = 0.5,
+        rate: float | torch.Tensor = 1.0,
+    ):
         super().__init__()
         self.register_buffer("concentration", _positive_tensor(concentration, "concentration"))
         self.register_buffer("rate", _positive_tensor(rate, "rate"))
@@ -119,9 +134,12 @@ class BivariateBetaPrior(GammaPrior):
 
     ``params`` are the concentrations of the family's Gamma basis: ``(a, b, c)`` for
     ``bivariate`` (Olkin–Liu), five numbers for ``bivariate5`` (Arnold–Ng), four for ``beta``.
+
+    :param params: a vector of positive concentrations, as many as the family's basis (a
+        ValueError otherwise, the count at :meth:`setup`).
     """
 
-    def __init__(self, params):
+    def __init__(self, params: Sequence[float] | torch.Tensor):
         params = torch.as_tensor(params, dtype=torch.get_default_dtype())
         if params.dim() != 1:
             raise ValueError(
@@ -159,6 +177,11 @@ class LearnableGammaPrior(GatePrior):
     ``c = softplus(raw) + 1e-3`` (:data:`CONCENTRATION_FLOOR`); ``raw`` starts at the inverse
     softplus of ``init_concentration`` (positive and finite), so ``c`` starts at
     ``init_concentration + 1e-3``.
+
+    :param init_concentration: the starting concentration, positive and finite (a ValueError
+        otherwise).
+    :param per_unit: learn a concentration per layer, unit and basis element, ``(H, K)`` per
+        layer; False: one per layer and basis element, ``(K,)`` per layer, shared by the units.
     """
 
     def __init__(self, init_concentration: float = 0.5, per_unit: bool = True):
@@ -176,6 +199,8 @@ class LearnableGammaPrior(GatePrior):
         )
 
     def concentration(self, layer: int) -> torch.Tensor:
+        """The learnt concentrations ``c`` of ``layer``: ``(H, K)`` with ``per_unit``, else
+        ``(K,)``. Available after :meth:`setup`."""
         return nn.functional.softplus(self.raw_concentration[layer]) + CONCENTRATION_FLOOR
 
     def distribution(self, layer, inputs, prev_hidden):
@@ -185,7 +210,8 @@ class LearnableGammaPrior(GatePrior):
 class ConditionalGammaPrior(GatePrior):
     """``Gamma(c_t, 1)`` with ``c_t = softplus(net([x_t, h_{t-1}])) + 1e-3`` from a small network.
 
-    :param width: hidden width of the per-layer network (one tanh layer), a positive integer.
+    :param width: hidden width of the per-layer network (one tanh layer), a positive integer
+        (a TypeError or ValueError otherwise).
     """
 
     def __init__(self, width: int = 16):
@@ -223,6 +249,10 @@ class HierarchicalGammaPrior(GatePrior):
 
     ``kappa`` is a latent variable (site ``"prior_concentration"``) with a LogNormal variational
     distribution, so the ELBO includes its KL term; the gate KL is analytic given ``kappa``.
+
+    :param loc: the hyper-prior's ``loc`` (``log kappa ~ Normal(loc, scale)``); the variational
+        location starts there too.
+    :param scale: the hyper-prior's ``scale``, positive and finite (a ValueError otherwise).
     """
 
     site_name = "prior_concentration"
@@ -264,7 +294,10 @@ class HierarchicalGammaPrior(GatePrior):
 
 
 class FunctionPrior(GatePrior):
-    """A prior given by a function ``fn(layer, inputs, prev_hidden) -> distribution``."""
+    """A prior given by a function ``fn(layer, inputs, prev_hidden) -> distribution``.
+
+    :param fn: called as :meth:`GatePrior.distribution` is; a ValueError if not callable.
+    """
 
     def __init__(self, fn: PriorFunction):
         super().__init__()

@@ -85,7 +85,7 @@ def gate_inference_data(
     include_basis: bool = True,
     attrs: dict | None = None,
     posterior_predictive: bool = True,
-):
+) -> arviz_io.az.InferenceData:  # arviz is imported by arviz_io alone
     """Draw gates from ``model`` on ``batch`` and build an ArviZ ``InferenceData``.
 
     ``posterior`` holds ``num_samples`` guide draws, ``prior`` (latent families only)

@@ -148,7 +148,11 @@ def compute_prior_posterior(
 
     Returns ``edges`` ``(bins + 1,)``, ``units``, ``posterior`` / ``prior`` dicts mapping
     each gate to ``(len(units), bins)`` densities (``prior`` is None without a prior group),
-    and ``pooled``: per group, ``(draws, valid steps of each sequence)``.
+    ``layer``, and ``pooled``: per group, ``(draws, valid steps of each sequence)``.
+
+    :param data: an ``InferenceData`` (:func:`gate_inference_data`), a draw dict of
+        :func:`~pyro_betalstm.infer.sample_gates`, or ``{"posterior": draws, "prior": draws}``;
+        the posterior is required, the prior is read when there is one.
     """
     edges = np.linspace(0.0, 1.0, bins + 1)
     units = [int(u) for u in np.atleast_1d(units)]
@@ -189,7 +193,12 @@ def plot_prior_posterior(
     """Posterior (solid) against prior (dashed) density of ``i`` (left) and ``f`` (right) for
     ``units`` of ``layer``. ``ax``: two axes or None; ``suptitle``: a title over both (e.g. why
     these units). The axes titles name the prior (the ``prior`` attribute of an
-    ``InferenceData``, when recorded) and what is pooled. Returns the two axes."""
+    ``InferenceData``, when recorded) and what is pooled. Returns the two axes.
+
+    :param data: as for :func:`compute_prior_posterior`, which takes the other arguments too.
+    :param ax: two axes (left, right) to draw on; None: a new figure with two (a ValueError
+        for another number of axes).
+    """
     c = compute_prior_posterior(data, layer, units, sequences, steps, bins)
     axes = _axes(ax, 2, figsize=(10.0, 4.8))
     prior = str(_attrs(data).get("prior") or "")
@@ -248,7 +257,13 @@ def compute_joint_gates(
     """2-D histogram of ``(i, f)`` of one unit over draws and valid steps, and its correlation.
 
     Returns ``counts`` ``(bins, bins)`` (first index: ``i`` bins), ``edges``, ``corr``,
-    ``draws`` (the number of draws) and ``deterministic`` (see :func:`_deterministic`).
+    ``draws`` (the number of draws), ``deterministic`` (see :func:`_deterministic`) and the
+    ``layer`` and ``unit`` given.
+
+    :param data: an ``InferenceData`` (:func:`gate_inference_data`), a draw dict of
+        :func:`~pyro_betalstm.infer.sample_gates`, or ``{"posterior": draws, "prior": draws}``.
+    :param group: ``"posterior"`` or ``"prior"``: the ``InferenceData`` group or dict key
+        to read (a plain draw dict holds posterior draws); a ValueError when ``data`` has none.
     """
     arrays = arviz_io.gate_arrays(data, group)
     draws = arrays["input_gate"].shape[0]
@@ -279,10 +294,15 @@ def plot_joint_gates(
     bins=30,
     group="posterior",
     ax=None,
-):
+) -> plt.Axes:
     """Joint density of ``(i, f)`` of one unit, corr(i, f) in the title: a log colour scale
     when a bin holds more than :data:`JOINT_LOG_ABOVE` values, else a linear one with whole
-    counts (the colour bar says which)."""
+    counts (the colour bar says which). Returns the axes.
+
+    :param data: as for :func:`compute_joint_gates`, which takes the other arguments too.
+    :param group: as for :func:`compute_joint_gates`.
+    :param ax: the axes to draw on; None: a new figure.
+    """
     c = compute_joint_gates(data, layer, unit, sequences, steps, bins, group)
     (ax,) = _axes(ax, 1, figsize=(4.8, 4.2))
     counts = np.ma.masked_equal(c["counts"].T, 0)
@@ -314,7 +334,15 @@ def plot_joint_gates(
 def compute_token_gates(data, sequence: int = 0, layer: int = 0, unit: int | None = None) -> dict:
     """Per valid step of ``sequence``: mean ``i`` and ``f`` over draws (and over units when
     ``unit`` is None) and corr(i, f) over draws (averaged over units when ``unit`` is None;
-    NaN where the gates do not vary across draws)."""
+    NaN where the gates do not vary across draws).
+
+    Returns ``input_mean``, ``forget_mean`` and ``corr``, each ``(T,)`` with ``T`` the valid
+    steps of ``sequence``.
+
+    :param data: an ``InferenceData`` (:func:`gate_inference_data`), a draw dict of
+        :func:`~pyro_betalstm.infer.sample_gates`, or ``{"posterior": draws, "prior": draws}``;
+        the posterior draws are read.
+    """
     arrays = arviz_io.gate_arrays(data, "posterior")
     T = _valid_length(arrays["mask"], sequence)
     i = arrays["input_gate"][:, sequence, :T, layer]  # (sample, T, H)
@@ -336,10 +364,14 @@ def compute_token_gates(data, sequence: int = 0, layer: int = 0, unit: int | Non
 
 def plot_token_gates(
     data, tokens: Sequence[str], sequence: int = 0, layer: int = 0, unit: int | None = None, ax=None
-):
+) -> plt.Axes:
     """Bars of the mean input (plain) and forget (hatched) gate for each token of a text
     sequence, coloured by corr(i, f) over draws (the paper's Figure 1). ``tokens``: one string
-    per valid step of ``sequence``."""
+    per valid step of ``sequence`` (a ValueError otherwise). Returns the axes.
+
+    :param data: as for :func:`compute_token_gates`.
+    :param ax: the axes to draw on; None: a new figure.
+    """
     c = compute_token_gates(data, sequence, layer, unit)
     tokens = [str(t) for t in tokens]
     if len(tokens) != len(c["corr"]):
@@ -382,7 +414,14 @@ def compute_gate_heatmap(
     group="posterior",
 ) -> np.ndarray:
     """``(unit, time)`` array of the ``stat`` (``mean`` or ``sd`` over draws) of ``gate`` over the
-    valid steps of ``sequence``."""
+    valid steps of ``sequence``.
+
+    :param data: an ``InferenceData`` (:func:`gate_inference_data`), a draw dict of
+        :func:`~pyro_betalstm.infer.sample_gates`, or ``{"posterior": draws, "prior": draws}``.
+    :param gate: ``"input_gate"`` or ``"forget_gate"`` (a ValueError otherwise).
+    :param group: ``"posterior"`` or ``"prior"``: the ``InferenceData`` group or dict key
+        to read (a plain draw dict holds posterior draws); a ValueError when ``data`` has none.
+    """
     if gate not in SHORT:
         raise ValueError(f"gate must be one of {tuple(SHORT)}, got {gate!r}")
     arrays = arviz_io.gate_arrays(data, group)
@@ -404,13 +443,18 @@ def plot_gate_heatmap(
     group="posterior",
     ax=None,
     total_steps: int | None = None,
-):
+) -> plt.Axes:
     """Heat map of a gate over time (x) and units (y) for one sequence, with a colour bar.
 
     ``total_steps``: the valid steps of the whole sequence when ``data`` holds only its first
     steps (a render's ``max_steps``); the title then says which steps are shown. With one draw
     the title says so ("deterministic" for deterministic gates) instead of a statistic over
-    draws."""
+    draws. Returns the axes.
+
+    :param data: as for :func:`compute_gate_heatmap`, which takes the other arguments too.
+    :param group: as for :func:`compute_gate_heatmap`.
+    :param ax: the axes to draw on; None: a new figure.
+    """
     values = compute_gate_heatmap(data, sequence, layer, gate, stat, group)
     arrays = arviz_io.gate_arrays(data, group)
     draws = arrays["input_gate"].shape[0]
@@ -451,9 +495,13 @@ def plot_gate_heatmaps(
     stat: str = "mean",
     group="posterior",
     total_steps: int | None = None,
-):
+) -> np.ndarray:
     """:func:`plot_gate_heatmap` of both gates (rows) for every layer (columns) of one
-    sequence, in a new figure; returns the ``(2, layers)`` array of axes."""
+    sequence, in a new figure; returns the ``(2, layers)`` array of axes.
+
+    :param data: as for :func:`compute_gate_heatmap`.
+    :param group: as for :func:`compute_gate_heatmap`.
+    """
     layers = arviz_io.gate_arrays(data, group)["input_gate"].shape[3]
     fig, axes = plt.subplots(2, layers, figsize=(6.5 * layers, 7.0), squeeze=False)
     for k in range(layers):
@@ -509,8 +557,11 @@ def compute_gate_histograms(
     """Gate-value histograms of several models (``{label: data}``), pooled over draws, valid
     steps, units and ``layer`` (None: every layer).
 
-    Returns ``edges`` and, per label, ``draws`` and, per gate, ``density``, ``skew`` and
-    ``modes``.
+    Returns ``edges``, ``layer`` and ``models``: per label, ``draws`` and, per gate,
+    ``density``, ``skew`` and ``modes``.
+
+    :param datasets: ``{label: data}``, each ``data`` an ``InferenceData`` or a draw dict as
+        in :func:`compute_joint_gates`; the posterior draws are read.
     """
     edges = np.linspace(0.0, 1.0, bins + 1)
     out = {"edges": edges, "layer": layer, "models": {}}
@@ -535,7 +586,14 @@ def plot_gate_histograms(
 ) -> np.ndarray:
     """Histograms of input (left) and forget (right) gate values of two models (for instance a
     sigmoid LSTM and a bBLSTM), with each model's draws, skewness and modes (triangles; none
-    on a near-flat density, see :func:`_modes`) in the legend."""
+    on a near-flat density, see :func:`_modes`) in the legend. Returns the two axes.
+
+    :param baseline: the first model's draws, as ``data`` of :func:`compute_joint_gates`.
+    :param other: the second model's draws, likewise.
+    :param labels: two distinct names for them (a ValueError otherwise).
+    :param ax: two axes (left, right) to draw on; None: a new figure with two (a ValueError
+        for another number of axes).
+    """
     if len(labels) != 2 or labels[0] == labels[1]:
         raise ValueError(f"labels must be two distinct names, got {labels!r}")
     c = compute_gate_histograms({labels[0]: baseline, labels[1]: other}, layer, bins)
@@ -603,9 +661,14 @@ def compute_gradient_histograms(
 
 def plot_gradient_magnitudes(
     gradients: Mapping[str, np.ndarray], bins: int = 50, floor: float = 1e-12, ax=None
-):
+) -> plt.Axes:
     """Histograms (log x-axis) of gradient magnitudes at the gate pre-activations per variant;
-    the legend gives each median and the share of values below ``floor`` (not drawn)."""
+    the legend gives each median and the share of values below ``floor`` (not drawn).
+    Returns the axes.
+
+    :param gradients: as for :func:`compute_gradient_histograms`.
+    :param ax: the axes to draw on; None: a new figure.
+    """
     c = compute_gradient_histograms(gradients, bins, floor)
     (ax,) = _axes(ax, 1, figsize=(6.0, 3.8))
     for j, (label, fraction) in enumerate(c["fraction"].items()):
@@ -630,9 +693,13 @@ def plot_gradient_magnitudes(
 
 def plot_gradient_history(
     history: Mapping[str, Sequence[float]], ylabel: str = "mean |dL / dz|", ax=None
-):
+) -> plt.Axes:
     """A per-epoch statistic (for instance the mean gate gradient of a
-    :class:`~pyro_betalstm.nn.GateGradientProbe`) per variant, log y-axis."""
+    :class:`~pyro_betalstm.nn.GateGradientProbe`) per variant, log y-axis. Returns the axes.
+
+    :param history: ``{variant: per-epoch values}`` (a ValueError when empty).
+    :param ax: the axes to draw on; None: a new figure.
+    """
     if not history:
         raise ValueError("history is empty; expected {variant: per-epoch values}")
     (ax,) = _axes(ax, 1, figsize=(5.5, 3.6))
@@ -677,10 +744,15 @@ def training_objective(data) -> tuple[str, str]:
     return f"{objective[0]}\nKL weight annealed from {low:g} to {high:g}", objective[1]
 
 
-def plot_elbo_history(data, ax=None):
+def plot_elbo_history(data, ax=None) -> plt.Axes:
     """The training objective per training sequence (``-train_loss``, the ``elbo`` of the
     ``sample_stats`` group) against epoch, titled as :func:`training_objective` names it, with
-    a tick at every epoch when there are at most 10."""
+    a tick at every epoch when there are at most 10. Returns the axes.
+
+    :param data: an ``InferenceData`` with a ``sample_stats`` group holding ``elbo`` (a
+        ValueError otherwise), as :func:`gate_inference_data` builds with a ``history``.
+    :param ax: the axes to draw on; None: a new figure.
+    """
     history = arviz_io.history_arrays(data)
     if "elbo" not in history:
         raise ValueError("no training history (sample_stats with 'elbo') in the data")
@@ -702,11 +774,15 @@ def plot_time_to_quality(
     curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
     threshold: float | None = None,
     ax=None,
-):
+) -> plt.Axes:
     """Validation metric against training wall-clock time, one line per recipe.
 
     ``curves``: ``{recipe: (seconds, values)}``, for instance each epoch's ``elapsed_s`` and
-    ``valid_nll_mean_gates`` from ``metrics.json``; ``threshold`` is drawn as a dashed line."""
+    ``valid_nll_mean_gates`` from ``metrics.json`` (a ValueError for an empty dict or
+    lengths that differ); ``threshold`` is drawn as a dashed line. Returns the axes.
+
+    :param ax: the axes to draw on; None: a new figure.
+    """
     if not curves:
         raise ValueError("curves is empty; expected {recipe: (seconds, values)}")
     (ax,) = _axes(ax, 1, figsize=(6.5, 4.2))

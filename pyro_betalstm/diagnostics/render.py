@@ -111,9 +111,17 @@ def run_inference_data(
     num_sequences: int | None = None,
     max_steps: int | None = None,
     include_basis: bool = True,
-):
+) -> arviz_io.az.InferenceData:  # arviz is imported by arviz_io alone
     """An ArviZ ``InferenceData`` of a saved run: its posterior (one draw for deterministic
-    gates, whose draws are identical) and prior draws, and its training history."""
+    gates, whose draws are identical) and prior draws, and its training history.
+
+    :param run: the run, from :func:`load_saved_run`.
+    :param num_samples: keep the first draws only (None: all saved; one for deterministic
+        gates).
+    :param num_sequences: keep the first sequences only (None: all saved).
+    :param max_steps: keep the first steps of each sequence only (None: all).
+    :param include_basis: False leaves out ``alpha`` and ``log_basis``.
+    """
     posterior = select_draws(
         run.draws, num_samples if run.is_latent else 1, num_sequences, max_steps
     )

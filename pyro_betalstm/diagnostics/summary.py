@@ -35,7 +35,14 @@ def gate_correlation(data, group: str = "posterior", over: str = "pooled") -> np
 
     ``over="pooled"``: one value per ``(layer, unit)``, over draws and valid steps of every
     sequence. ``over="draws"``: one value per ``(sequence, time, layer, unit)``, over draws only
-    (NaN at padded steps and where the gates do not vary across draws).
+    (NaN at padded steps and where the gates do not vary across draws); a ValueError for
+    another ``over``.
+
+    :param data: an ``InferenceData`` (:func:`~pyro_betalstm.diagnostics.gate_inference_data`),
+        a draw dict of :func:`~pyro_betalstm.infer.sample_gates`, or
+        ``{"posterior": draws, "prior": draws}``.
+    :param group: ``"posterior"`` or ``"prior"``: the ``InferenceData`` group or dict key to
+        read (a plain draw dict holds posterior draws); a ValueError when ``data`` has none.
     """
     arrays = arviz_io.gate_arrays(data, group)
     i, f = arrays["input_gate"], arrays["forget_gate"]
@@ -54,7 +61,14 @@ def summarize_gates(data, group: str = "posterior", hdi_prob: float = 0.94) -> p
     values), ``ess_g`` (bulk effective sample size, over draws, of the unit's gate averaged over
     the valid steps: about the number of draws for an amortised guide, NaN with fewer than 4
     draws or identical draws); and ``corr_if``, the correlation of ``i`` and ``f`` over draws
-    and valid steps. ``data``: an ``InferenceData`` or a draw dict.
+    and valid steps.
+
+    :param data: an ``InferenceData`` (:func:`~pyro_betalstm.diagnostics.gate_inference_data`),
+        a draw dict of :func:`~pyro_betalstm.infer.sample_gates`, or
+        ``{"posterior": draws, "prior": draws}``.
+    :param group: ``"posterior"`` or ``"prior"``: the ``InferenceData`` group or dict key to
+        read (a plain draw dict holds posterior draws); a ValueError when ``data`` has none.
+    :param hdi_prob: the probability mass of the HDI.
     """
     arrays = arviz_io.gate_arrays(data, group)
     _, _, _, L, H = arrays["input_gate"].shape

@@ -426,6 +426,11 @@ def describe_scores(split: str, scores: dict, metric: str, unit: str, samples: i
 
 
 def print_files(run: Run, checkpoints: str = "best.pt") -> None:
+    """Print where the run's results, checkpoints and gate draws are, under ``run.out``.
+
+    :param checkpoints: the checkpoints' path in the run folder, a glob pattern allowed (for
+        instance ``"fold*/best.pt"``); printed, not checked.
+    """
     out = run.out
     print(
         f"results: {out / RESULTS_FILE}, checkpoints: {out / checkpoints}, gate draws: "

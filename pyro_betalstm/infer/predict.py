@@ -32,6 +32,16 @@ def evaluate_nll(
     latent gate family it also reports ``nll_predictive``, the posterior predictive
     ``-log (1/S) sum_s p(y | u_s)``, ``u_s ~ q(u | x)``, summed over the sequences and divided
     by ``num_predictions`` as well, and ``num_samples`` (``S``).
+
+    The model runs in evaluation mode (no dropout); its mode is restored afterwards.
+
+    :param model: the trained model.
+    :param data: the sequences to evaluate, read in order.
+    :param batch_size: sequences per minibatch.
+    :param num_samples: gate draws from the guide per sequence for ``nll_predictive`` (0:
+        mean gates only).
+    :param device: where each minibatch is moved; the model is not moved: it must already be
+        on that device.
     """
     total_mean, total_pred, count = 0.0, 0.0, 0
     with evaluating(model):
@@ -66,6 +76,12 @@ def gate_kl_summary(
     guide's concentrations; ``mean_input_gate`` and ``mean_forget_gate`` with their standard
     deviations over the same elements. A posterior collapsed onto the paper's Gamma(0.5, 1)
     prior has a KL near 0, concentrations near 0.5 and mean gates near 1/2 with a small spread.
+
+    :param model: a model with a latent gate family (a ValueError otherwise).
+    :param data: the sequences to evaluate, read in order.
+    :param batch_size: sequences per minibatch.
+    :param device: where each minibatch is moved; the model is not moved: it must already be
+        on that device.
     """
     from ..distributions import gamma_kl
     from ..models.gate_sites import prior_concentration_rate
@@ -130,6 +146,14 @@ def evaluate_classifier(
     probabilities averaged over ``S`` gate draws from the guide. The targets must be class
     indices ``(B,)`` that the model's observation accepts (a ValueError otherwise, also for the
     ``(B, T, K)`` targets of a next-step model).
+
+    :param model: a classifier (e.g. :class:`~pyro_betalstm.models.SequenceClassifier`).
+    :param data: the sequences to evaluate, read in order; empty: a ValueError.
+    :param batch_size: sequences per minibatch.
+    :param num_samples: gate draws per sequence for the ``*_predictive`` metrics (0: mean
+        gates only).
+    :param device: where each minibatch is moved; the model is not moved: it must already be
+        on that device.
     """
     if len(data) == 0:
         raise ValueError("cannot evaluate on an empty data set")
@@ -191,7 +215,14 @@ def predictive_log_likelihood(
     model: GateModel, batch: SequenceBatch, num_samples: int
 ) -> torch.Tensor:
     """``log (1/S) sum_s p(y | u_s)`` per sequence with ``S`` gate draws from the guide, in
-    evaluation mode (no dropout) as :func:`evaluate_nll`; the model's mode is restored."""
+    evaluation mode (no dropout) as :func:`evaluate_nll`; the model's mode is restored.
+
+    :param model: the trained model.
+    :param batch: a batch on the model's device (it is not moved).
+    :param num_samples: ``S``, a positive integer (a ValueError otherwise).
+    :returns: ``(B,)``, one value per sequence, in the units of
+        :meth:`~pyro_betalstm.models.GateModel.log_likelihood`.
+    """
     _check_num_samples(num_samples)
     with evaluating(model):
         draws = torch.stack(

@@ -60,6 +60,16 @@ class DivergenceError(RuntimeError):
 class TrainConfig:
     """Settings of :func:`fit`. Defaults follow the paper's music protocol where it has one.
 
+    ``num_epochs``: the most epochs to train (10; a resumed run counts the epochs already
+    run). ``batch_size``: sequences per minibatch (32; per rank when data-parallel). ``lr``:
+    the optimizer's learning rate (2e-3). ``weight_decay``: passed to the optimizer when
+    non-zero (0). ``num_particles``: the ELBO's particles, draws of the latent variables
+    averaged in each loss estimate (1). ``eval_batch_size``: sequences per minibatch of the
+    default validation (64). ``progress``: a progress bar per epoch and a line printed after
+    each (True; rank 0 only). These counts are integers >= 1 (``kl_anneal_epochs``,
+    ``eval_samples`` and ``plateau_start_epoch``: >= 0); :meth:`check` names a setting out of
+    range.
+
     ``elbo``: ``"meanfield"`` (analytic KL where the prior is Gamma, Monte Carlo otherwise) or
     ``"trace"`` (Monte Carlo). ``optimizer``: a ``torch.optim`` class name (``"adam"``), a
     ``torch.optim.Optimizer`` subclass, or a :class:`pyro.optim.PyroOptim` such as
@@ -125,6 +135,8 @@ class TrainConfig:
     recurrence: str | None = None
 
     def to_dict(self) -> dict:
+        """The settings as a plain dict (as stored in checkpoints and compared on resume); an
+        optimizer that is not a name becomes a string (a PyroOptim its class and arguments)."""
         d = asdict(self)
         opt = self.optimizer
         if isinstance(opt, pyro.optim.PyroOptim):  # stable across runs (no object address)
@@ -214,14 +226,29 @@ class TrainConfig:
 class FitResult:
     """What :func:`fit` returns: per-epoch history, the best epoch and where files went."""
 
+    #: one record per epoch run (resumed runs included): ``epoch``, ``train_loss`` (per
+    #: training sequence), ``grad_norm`` (mean over the steps; None without ``clip_norm``),
+    #: ``lr``, ``kl_weight``, ``seconds`` (the epoch's training), ``elapsed_s`` and
+    #: ``cpu_elapsed_s`` (wall-clock and CPU seconds of the run so far, validation and resumed
+    #: processes included), and each validation metric as ``valid_<name>``; as in
+    #: ``metrics.json``
     history: list[dict] = field(default_factory=list)
+    #: the epoch with the lowest monitored value (None before the first epoch)
     best_epoch: int | None = None
+    #: that value: validation ``monitor``, or the training loss without validation data
     best_metric: float = math.inf
+    #: stopped by ``early_stopping_patience``
     stopped_early: bool = False
+    #: stopped by ``time_limit_s``
     stopped_on_time: bool = False
+    #: stopped by ``target_metric``
     stopped_on_target: bool = False
+    #: the checkpoint folder (None: nothing was written)
     out_dir: Path | None = None
+    #: the number of data-parallel processes (1: not distributed)
     world_size: int = 1
+    #: the seed of each rank's global generators, when fit seeded them (``seed_globals`` or
+    #: data-parallel; empty otherwise)
     rank_seeds: list[int] = field(default_factory=list)
     #: training seconds of the processes before this one (a resumed run; 0 for a fresh one)
     earlier_seconds: float = 0.0
@@ -230,6 +257,8 @@ class FitResult:
 
     @property
     def best_checkpoint(self) -> Path | None:
+        """``out_dir / "best.pt"`` (None without ``out_dir``; the file exists once an epoch
+        has been run)."""
         return None if self.out_dir is None else self.out_dir / "best.pt"
 
 
@@ -380,6 +409,49 @@ def fit(
     (``config.seed`` on rank 0), and the seeds are recorded in the result and the checkpoint,
     with every rank's random states. Only rank 0 writes files and prints. Resume needs the
     same world size (a ValueError names both otherwise).
+
+    :param model: the model to train, in place; moved to the training device (``config.device``,
+        or the rank's GPU when data-parallel). Its ``kl_weight``
+        is the target of ``kl_anneal_epochs`` and is set back to it when fit returns.
+    :param train_data: the training sequences (a TypeError for an object without
+        ``batches``).
+    :param valid_data: the validation sequences, or None: the training loss per sequence is
+        then monitored instead (``best.pt``, patience, ``target_metric``, ``lr_rule``,
+        ``divergence_threshold``) and ``evaluate`` is never called.
+    :param config: the settings (None: ``TrainConfig()``), checked with
+        :meth:`TrainConfig.check` (a TypeError for another type).
+    :param out_dir: the checkpoint folder, made if need be; None writes nothing (and
+        ``resume=True`` then raises :class:`FileNotFoundError`).
+    :param resume: continue the run saved in ``out_dir`` (see above).
+    :param evaluate: the validation, called as ``evaluate(model, valid_data, config)`` after
+        every epoch when ``valid_data`` is given. The model is on the training device and
+        still in training mode (:func:`default_evaluate` switches to evaluation mode itself,
+        with mean gates), and ``valid_data`` is not moved. It returns a dict of metric name
+        to number (lower is better for the monitored one) that must contain ``monitor``: a
+        ValueError after its first call otherwise (for :func:`default_evaluate`, before
+        training). A NaN or infinite number raises :class:`NonFiniteLossError`; every entry
+        joins the epoch's record as ``valid_<name>``. Data-parallel: each rank calls it on its
+        shard of ``valid_data`` (a :class:`~pyro_betalstm.data.DatasetShard`); the float
+        values are averaged weighted by each shard's ``num_predictions`` entry (else its
+        number of sequences), ``num_predictions`` is summed and any other value is taken from
+        the first rank with a non-empty shard.
+    :param monitor: the metric of ``evaluate`` that selects ``best.pt`` and drives the stop
+        rules and ``lr_rule`` (default ``"nll_mean_gates"``; without ``valid_data`` the
+        training loss takes its place, recorded under this name in ``best.pt``).
+    :param resume_override: settings that may differ from the checkpoint's on resume: True
+        (any), or a collection of keys.
+    :param overwrite: without ``resume``, delete the files of a run already in ``out_dir``
+        and start over.
+    :param run_settings: what else defines the run, stored in ``last.pt`` and compared on
+        resume.
+    :returns: the history, best epoch and stop reason (:class:`FitResult`).
+    :raises NonFiniteLossError: a NaN or infinite loss, gradient, parameter or validation
+        metric.
+    :raises DivergenceError: the monitored metric passed ``config.divergence_threshold``.
+    :raises FileExistsError: ``out_dir`` holds a run and neither ``resume`` nor
+        ``overwrite`` is set.
+    :raises ValueError: a setting out of range, a ``monitor`` that validation does not
+        report, or a checkpoint whose settings, model or world size differ on resume.
     """
     config = _checked_config(config, train_data, valid_data)
     _check_monitor(monitor, evaluate, valid_data, model, config)

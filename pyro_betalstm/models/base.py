@@ -29,7 +29,7 @@ from ..nn import (
     stack_layers,
 )
 from ..nn.stochastic_lstm import validate_sequences
-from ..priors import GatePrior, get_prior
+from ..priors import GatePrior, PriorFunction, get_prior
 from .gate_sites import (
     FoldedDraws,
     GuideGateSequence,
@@ -126,7 +126,12 @@ class GateModel(nn.Module):
     #: record the hidden and cell states as ``pyro.deterministic`` sites too
     trace_states: bool = False
 
-    def __init__(self, lstm: StochasticLSTM, prior=None, kl_weight: float = 1.0):
+    def __init__(
+        self,
+        lstm: StochasticLSTM,
+        prior: str | GatePrior | PriorFunction | None = None,
+        kl_weight: float = 1.0,
+    ):
         super().__init__()
         if not lstm.batch_first:
             raise ValueError(

@@ -21,6 +21,7 @@ from torch import nn
 
 from ..batch import SequenceBatch
 from ..nn import LayerRun, StochasticLSTM
+from ..priors import GatePrior, PriorFunction
 from .base import GateModel, any_index_outside
 from .modes import evaluating
 
@@ -31,6 +32,10 @@ class ConvEncoder(nn.Module):
     Pooling to a coarse grid (not a global pool) keeps *where* features are, which the captions
     of the synthetic grid task are about. Input ``(B, H, W)`` or ``(B, 1, H, W)``; output
     ``(B, out_features)``.
+
+    :param out_features: size of the output features.
+    :param channels: output channels of each conv-ReLU-maxpool block, one block per entry.
+    :param grid: side of the adaptive average pool's grid.
     """
 
     def __init__(
@@ -64,20 +69,35 @@ class CaptionDecoder(GateModel):
     ``[w_1, ..., w_m, <eos>]`` (padding masked by ``lengths``) and the images in
     ``extras["images"]`` ``(B, H, W)``. The NLL is reported per predicted token.
 
-    :param lstm: the decoder; its ``input_size`` is the word-embedding size.
-    :param vocab_size: number of words including ``<pad>``, ``<bos>``, ``<eos>``, ``<unk>``.
+    :param lstm: the decoder, built with ``batch_first=True``; its ``input_size`` is the
+        word-embedding size (and the size of the image features).
+    :param vocab_size: number of words including ``<pad>``, ``<bos>``, ``<eos>``, ``<unk>``,
+        at least 4 (a ValueError otherwise).
+    :param prior: the gate prior: a name from :data:`~pyro_betalstm.priors.PRIORS`
+        (``"gamma"``, ``"learnable"``, ``"conditional"``, ``"hierarchical"``), a
+        :class:`~pyro_betalstm.priors.GatePrior` instance, a function
+        ``(layer, inputs, prev_hidden) -> distribution``, or None for the paper's
+        ``Gamma(0.5, 1)`` (see :func:`~pyro_betalstm.priors.get_prior`); unused by a
+        deterministic gate family.
+    :param kl_weight: the weight of the gate KL (the paper's ``kl_lambda``), a finite number
+        >= 0.
+    :param cnn_channels: output channels of the image encoder's conv-ReLU-maxpool blocks,
+        one block per entry (:class:`ConvEncoder`).
     :param image_input: ``"every"`` (image features added to every step's input) or ``"first"``
-        (only to the first, as in Show and Tell).
-    :param dropout: dropout on the embeddings and on the decoder outputs while training (after
-        the LSTM's own dropout of its outputs, when it was built with ``output_dropout=True``).
-    :param pad_index, bos_index, eos_index: indices of the special words.
+        (only to the first, as in Show and Tell); a ValueError otherwise.
+    :param dropout: dropout rate in ``[0, 1)`` on the decoder inputs (embeddings plus image
+        features) and on the decoder outputs while training (after the LSTM's own dropout of
+        its outputs, when it was built with ``output_dropout=True``).
+    :param pad_index: index of ``<pad>`` (its embedding is zero and receives no gradient).
+    :param bos_index: index of ``<bos>``, the first input of every caption.
+    :param eos_index: index of ``<eos>``, which ends a caption.
     """
 
     def __init__(
         self,
         lstm: StochasticLSTM,
         vocab_size: int,
-        prior=None,
+        prior: str | GatePrior | PriorFunction | None = None,
         kl_weight: float = 1.0,
         cnn_channels: Sequence[int] = (16, 32, 64),
         image_input: str = "every",

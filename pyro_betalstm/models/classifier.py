@@ -8,6 +8,7 @@ from torch import nn
 
 from ..batch import SequenceBatch
 from ..nn import LayerRun, StochasticLSTM
+from ..priors import GatePrior, PriorFunction
 from .base import GateModel, any_index_outside, check_size
 
 
@@ -16,9 +17,28 @@ class SequenceClassifier(GateModel):
 
     ``batch.targets`` are class indices ``(B,)``. The LSTM's ``output_dropout=True`` drops
     ``h_T`` while training (:meth:`~pyro_betalstm.nn.StochasticLSTM.top_state`).
+
+    :param lstm: the recurrent network, built with ``batch_first=True`` (a ValueError
+        otherwise).
+    :param num_classes: the number of classes, an integer >= 2 (a TypeError or ValueError
+        otherwise).
+    :param prior: the gate prior: a name from :data:`~pyro_betalstm.priors.PRIORS`
+        (``"gamma"``, ``"learnable"``, ``"conditional"``, ``"hierarchical"``), a
+        :class:`~pyro_betalstm.priors.GatePrior` instance, a function
+        ``(layer, inputs, prev_hidden) -> distribution``, or None for the paper's
+        ``Gamma(0.5, 1)`` (see :func:`~pyro_betalstm.priors.get_prior`); unused by a
+        deterministic gate family.
+    :param kl_weight: the weight of the gate KL (the paper's ``kl_lambda``), a finite number
+        >= 0.
     """
 
-    def __init__(self, lstm: StochasticLSTM, num_classes: int, prior=None, kl_weight=1.0):
+    def __init__(
+        self,
+        lstm: StochasticLSTM,
+        num_classes: int,
+        prior: str | GatePrior | PriorFunction | None = None,
+        kl_weight: float = 1.0,
+    ):
         super().__init__(lstm, prior, kl_weight)
         self.num_classes = check_size("num_classes", num_classes, minimum=2)
         self.output = nn.Linear(lstm.hidden_size, self.num_classes)

@@ -8,6 +8,7 @@ from torch import nn
 
 from ..batch import SequenceBatch
 from ..nn import LayerRun, StochasticLSTM
+from ..priors import GatePrior, PriorFunction
 from .base import GateModel, check_size
 
 
@@ -17,9 +18,28 @@ class NextStepBernoulli(GateModel):
     ``batch.inputs`` are frames ``seq[:-1]`` and ``batch.targets`` frames ``seq[1:]``
     (``(B, T, output_size)`` in {0, 1}); padded steps are masked. Integer or bool targets are
     converted to the model's float dtype; the inputs must already have the network's dtype.
+
+    :param lstm: the recurrent network, built with ``batch_first=True`` (a ValueError
+        otherwise); its ``input_size`` is the frame width.
+    :param output_size: keys per frame (88 for the piano roll), an integer >= 1 (a TypeError
+        or ValueError otherwise).
+    :param prior: the gate prior: a name from :data:`~pyro_betalstm.priors.PRIORS`
+        (``"gamma"``, ``"learnable"``, ``"conditional"``, ``"hierarchical"``), a
+        :class:`~pyro_betalstm.priors.GatePrior` instance, a function
+        ``(layer, inputs, prev_hidden) -> distribution``, or None for the paper's
+        ``Gamma(0.5, 1)`` (see :func:`~pyro_betalstm.priors.get_prior`); unused by a
+        deterministic gate family.
+    :param kl_weight: the weight of the gate KL (the paper's ``kl_lambda``), a finite number
+        >= 0.
     """
 
-    def __init__(self, lstm: StochasticLSTM, output_size: int, prior=None, kl_weight=1.0):
+    def __init__(
+        self,
+        lstm: StochasticLSTM,
+        output_size: int,
+        prior: str | GatePrior | PriorFunction | None = None,
+        kl_weight: float = 1.0,
+    ):
         super().__init__(lstm, prior, kl_weight)
         self.output_size = check_size("output_size", output_size)
         self.output = nn.Linear(lstm.hidden_size, self.output_size)

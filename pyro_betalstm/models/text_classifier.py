@@ -7,6 +7,7 @@ from torch import nn
 
 from ..batch import SequenceBatch
 from ..nn import LayerRun, StochasticLSTM
+from ..priors import GatePrior, PriorFunction
 from .base import any_index_outside
 from .classifier import SequenceClassifier
 
@@ -20,13 +21,26 @@ class TextClassifier(SequenceClassifier):
     batch and then proceed as :class:`SequenceClassifier`. Dropout on ``h_T`` before the output
     layer (Kim 2014) acts in the model's likelihood only, never in the guide's recurrence.
 
-    :param lstm: the recurrent network; ``lstm.input_size`` must equal the embedding size.
-    :param vocab_size: number of token ids (including padding and unknown).
-    :param num_classes: number of classes.
-    :param embeddings: optional ``(vocab_size, lstm.input_size)`` initial vectors (GloVe).
-    :param freeze_embeddings: keep the embeddings fixed.
-    :param dropout: dropout rate on the final state before the output layer (after the LSTM's
-        own dropout of it, when it was built with ``output_dropout=True``).
+    :param lstm: the recurrent network, built with ``batch_first=True``; its ``input_size``
+        is the embedding size.
+    :param vocab_size: number of token ids (including padding and unknown), at least 2 (a
+        ValueError otherwise).
+    :param num_classes: number of classes, an integer >= 2.
+    :param prior: the gate prior: a name from :data:`~pyro_betalstm.priors.PRIORS`
+        (``"gamma"``, ``"learnable"``, ``"conditional"``, ``"hierarchical"``), a
+        :class:`~pyro_betalstm.priors.GatePrior` instance, a function
+        ``(layer, inputs, prev_hidden) -> distribution``, or None for the paper's
+        ``Gamma(0.5, 1)`` (see :func:`~pyro_betalstm.priors.get_prior`); unused by a
+        deterministic gate family.
+    :param kl_weight: the weight of the gate KL (the paper's ``kl_lambda``), a finite number
+        >= 0.
+    :param embeddings: optional ``(vocab_size, lstm.input_size)`` initial vectors (GloVe),
+        copied into the embedding layer (a ValueError for another shape); None: PyTorch's
+        random initialisation.
+    :param freeze_embeddings: keep the embeddings fixed (no gradient).
+    :param dropout: dropout rate in ``[0, 1)`` on the final state before the output layer,
+        while training (after the LSTM's own dropout of it, when it was built with
+        ``output_dropout=True``).
     :param padding_idx: the padding id (its embedding is zero and receives no gradient).
     """
 
@@ -35,7 +49,7 @@ class TextClassifier(SequenceClassifier):
         lstm: StochasticLSTM,
         vocab_size: int,
         num_classes: int,
-        prior=None,
+        prior: str | GatePrior | PriorFunction | None = None,
         kl_weight: float = 1.0,
         embeddings: torch.Tensor | None = None,
         freeze_embeddings: bool = False,

@@ -422,7 +422,28 @@ class StochasticLSTM(nn.Module):
         lengths=None,
         gate_mode: GateModeName | GateMode | None = None,
     ):
-        """``output, (h_n, c_n)`` as :class:`torch.nn.LSTM` (a ``PackedSequence`` in, one out)."""
+        """``output, (h_n, c_n)`` as :class:`torch.nn.LSTM` (a ``PackedSequence`` in, one out).
+
+        Unlike :class:`torch.nn.LSTM`, unbatched 2-D input is refused, and the input's dtype
+        must be the parameters' (no conversion); both raise a ValueError, as do NaN or
+        infinite values in ``input`` or ``hx``.
+
+        :param input: ``(B, T, input_size)`` with ``batch_first``, else ``(T, B,
+            input_size)``; or a ``PackedSequence`` (whose lengths are used, not ``lengths``).
+        :param hx: ``(h_0, c_0)``, each ``(num_layers, B, hidden_size)`` with the input's
+            dtype; None: zeros.
+        :param lengths: ``(B,)`` valid lengths, integers (or whole floats) in ``[1, T]``;
+            None: every sequence has ``T`` steps.
+        :param gate_mode: None (``"sample"`` in training mode, ``"mean"`` otherwise),
+            ``"sample"``, ``"mean"`` or a :class:`~pyro_betalstm.nn.GateMode` instance such
+            as ``GivenBasis(log_basis)`` or ``PriorBasis(sampler)``; ``"given"`` and
+            ``"prior"`` are refused (a ValueError: they need an argument, see :meth:`run`).
+            Deterministic gate families ignore it.
+        :returns: ``output`` ``(B, T, hidden_size)`` (``(T, B, hidden_size)`` without
+            ``batch_first``, packed for packed input; zero at padded steps, with dropout while
+            training when ``output_dropout`` is set), and the last valid states ``h_n`` and
+            ``c_n``, ``(num_layers, B, hidden_size)`` each.
+        """
         packed = isinstance(input, PackedSequence)
         x, mask, lengths = self.prepare(input, lengths)
         if gate_mode is None:
