@@ -318,7 +318,12 @@ PRIORS: dict[str, Callable[[], GatePrior]] = {
 }
 
 
-def get_prior(prior: str | GatePrior | PriorFunction | None) -> GatePrior:
+#: What a model's ``prior`` argument may be: a name from :data:`PRIORS`, a :class:`GatePrior`,
+#: a :data:`PriorFunction`, or None for the paper's ``Gamma(0.5, 1)`` (see :func:`get_prior`).
+PriorSpec = str | GatePrior | PriorFunction | None
+
+
+def get_prior(prior: PriorSpec) -> GatePrior:
     """A :class:`GatePrior` from a name, an instance or a function (``None``: the paper's prior)."""
     if prior is None:
         return GammaPrior()

@@ -9,6 +9,7 @@ import torch
 from ..batch import SequenceBatch, as_whole_numbers
 from ..data import SequenceDataset
 from ..models.base import GateModel
+from ..models.classifier import class_index_targets
 from ..models.modes import evaluating
 from ..nn import GateMode, stack_layers
 
@@ -200,12 +201,7 @@ def _class_indices(model: GateModel, run, batch: SequenceBatch) -> torch.Tensor:
     model whose observation takes other targets, such as a next-step model's frames, would
     fail in the comparison with the argmax), by the model's own
     :meth:`~pyro_betalstm.models.GateModel.observation` (range), and whole numbers."""
-    y = batch.targets
-    if y is None or y.shape != (batch.batch_size,):
-        raise ValueError(
-            f"targets must be class indices of shape ({batch.batch_size},), got "
-            f"{None if y is None else tuple(y.shape)}"
-        )
+    class_index_targets(batch)
     _, targets = model.observation(run, batch)
     return as_whole_numbers(targets, "targets must be whole-number class labels")
 

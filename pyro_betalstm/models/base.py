@@ -29,7 +29,7 @@ from ..nn import (
     stack_layers,
 )
 from ..nn.stochastic_lstm import validate_sequences
-from ..priors import GatePrior, PriorFunction, get_prior
+from ..priors import GatePrior, PriorSpec, get_prior
 from .gate_sites import (
     FoldedDraws,
     GuideGateSequence,
@@ -114,9 +114,13 @@ class GateModel(nn.Module):
     reports it per sequence. :func:`~pyro_betalstm.infer.loss_per_sequence` converts.
 
     :param lstm: the recurrent network (its gate family decides whether gates are latent).
-    :param prior: a :class:`GatePrior`, its name, a function, or None for ``Gamma(0.5, 1)``.
-        Unused by a deterministic gate family (sigmoid, coupled, gumbel), which has no latent
-        gates; the example scripts refuse ``--prior`` and ``--kl-weight`` with one.
+    :param prior: the gate prior: a name from :data:`~pyro_betalstm.priors.PRIORS`
+        (``"gamma"``, ``"learnable"``, ``"conditional"``, ``"hierarchical"``), a
+        :class:`GatePrior` instance, a function ``(layer, inputs, prev_hidden) ->
+        distribution``, or None for the paper's ``Gamma(0.5, 1)`` (see
+        :func:`~pyro_betalstm.priors.get_prior`). A deterministic gate family (sigmoid,
+        coupled, gumbel, ...) has no latent gates: it ignores a prior, with a warning; the
+        example scripts refuse ``--prior`` and ``--kl-weight`` with one.
     :param kl_weight: the paper's ``kl_lambda``, a finite number >= 0; multiplies the gate KL
         (and can be annealed by setting the attribute during training, which checks it too).
     """
@@ -129,7 +133,7 @@ class GateModel(nn.Module):
     def __init__(
         self,
         lstm: StochasticLSTM,
-        prior: str | GatePrior | PriorFunction | None = None,
+        prior: PriorSpec = None,
         kl_weight: float = 1.0,
     ):
         super().__init__()

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..batch import SequenceBatch
 from ..nn import LayerRun, StochasticLSTM
-from ..priors import GatePrior, PriorFunction
+from ..priors import PriorSpec
 from .base import GateModel, any_index_outside
 from .modes import evaluating
 
@@ -73,14 +73,8 @@ class CaptionDecoder(GateModel):
         word-embedding size (and the size of the image features).
     :param vocab_size: number of words including ``<pad>``, ``<bos>``, ``<eos>``, ``<unk>``,
         at least 4 (a ValueError otherwise).
-    :param prior: the gate prior: a name from :data:`~pyro_betalstm.priors.PRIORS`
-        (``"gamma"``, ``"learnable"``, ``"conditional"``, ``"hierarchical"``), a
-        :class:`~pyro_betalstm.priors.GatePrior` instance, a function
-        ``(layer, inputs, prev_hidden) -> distribution``, or None for the paper's
-        ``Gamma(0.5, 1)`` (see :func:`~pyro_betalstm.priors.get_prior`); unused by a
-        deterministic gate family.
-    :param kl_weight: the weight of the gate KL (the paper's ``kl_lambda``), a finite number
-        >= 0.
+    :param prior: the gate prior, as for :class:`~pyro_betalstm.models.GateModel`.
+    :param kl_weight: the weight of the gate KL, as for :class:`~pyro_betalstm.models.GateModel`.
     :param cnn_channels: output channels of the image encoder's conv-ReLU-maxpool blocks,
         one block per entry (:class:`ConvEncoder`).
     :param image_input: ``"every"`` (image features added to every step's input) or ``"first"``
@@ -97,7 +91,7 @@ class CaptionDecoder(GateModel):
         self,
         lstm: StochasticLSTM,
         vocab_size: int,
-        prior: str | GatePrior | PriorFunction | None = None,
+        prior: PriorSpec = None,
         kl_weight: float = 1.0,
         cnn_channels: Sequence[int] = (16, 32, 64),
         image_input: str = "every",

@@ -8,8 +8,20 @@ from torch import nn
 
 from ..batch import SequenceBatch
 from ..nn import LayerRun, StochasticLSTM
-from ..priors import GatePrior, PriorFunction
+from ..priors import PriorSpec
 from .base import GateModel, any_index_outside, check_size
+
+
+def class_index_targets(batch: SequenceBatch) -> torch.Tensor:
+    """The batch's targets, which must be class indices of shape ``(B,)`` (a ValueError
+    otherwise); their range is the model's to check."""
+    y = batch.targets
+    if y is None or y.shape != (batch.batch_size,):
+        raise ValueError(
+            f"targets must be class indices of shape ({batch.batch_size},), got "
+            f"{None if y is None else tuple(y.shape)}"
+        )
+    return y
 
 
 class SequenceClassifier(GateModel):
@@ -22,21 +34,15 @@ class SequenceClassifier(GateModel):
         otherwise).
     :param num_classes: the number of classes, an integer >= 2 (a TypeError or ValueError
         otherwise).
-    :param prior: the gate prior: a name from :data:`~pyro_betalstm.priors.PRIORS`
-        (``"gamma"``, ``"learnable"``, ``"conditional"``, ``"hierarchical"``), a
-        :class:`~pyro_betalstm.priors.GatePrior` instance, a function
-        ``(layer, inputs, prev_hidden) -> distribution``, or None for the paper's
-        ``Gamma(0.5, 1)`` (see :func:`~pyro_betalstm.priors.get_prior`); unused by a
-        deterministic gate family.
-    :param kl_weight: the weight of the gate KL (the paper's ``kl_lambda``), a finite number
-        >= 0.
+    :param prior: the gate prior, as for :class:`~pyro_betalstm.models.GateModel`.
+    :param kl_weight: the weight of the gate KL, as for :class:`~pyro_betalstm.models.GateModel`.
     """
 
     def __init__(
         self,
         lstm: StochasticLSTM,
         num_classes: int,
-        prior: str | GatePrior | PriorFunction | None = None,
+        prior: PriorSpec = None,
         kl_weight: float = 1.0,
     ):
         super().__init__(lstm, prior, kl_weight)
@@ -47,12 +53,7 @@ class SequenceClassifier(GateModel):
         return self.output(self.lstm.top_state(run))
 
     def _targets(self, batch: SequenceBatch) -> torch.Tensor:
-        y = batch.targets
-        if y is None or y.shape != (batch.batch_size,):
-            raise ValueError(
-                f"targets must be class indices of shape ({batch.batch_size},), got "
-                f"{None if y is None else tuple(y.shape)}"
-            )
+        y = class_index_targets(batch)
         if any_index_outside(y, self.num_classes):
             raise ValueError(f"targets must lie in [0, {self.num_classes - 1}]")
         return y

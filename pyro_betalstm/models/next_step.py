@@ -8,7 +8,7 @@ from torch import nn
 
 from ..batch import SequenceBatch
 from ..nn import LayerRun, StochasticLSTM
-from ..priors import GatePrior, PriorFunction
+from ..priors import PriorSpec
 from .base import GateModel, check_size
 
 
@@ -23,21 +23,15 @@ class NextStepBernoulli(GateModel):
         otherwise); its ``input_size`` is the frame width.
     :param output_size: keys per frame (88 for the piano roll), an integer >= 1 (a TypeError
         or ValueError otherwise).
-    :param prior: the gate prior: a name from :data:`~pyro_betalstm.priors.PRIORS`
-        (``"gamma"``, ``"learnable"``, ``"conditional"``, ``"hierarchical"``), a
-        :class:`~pyro_betalstm.priors.GatePrior` instance, a function
-        ``(layer, inputs, prev_hidden) -> distribution``, or None for the paper's
-        ``Gamma(0.5, 1)`` (see :func:`~pyro_betalstm.priors.get_prior`); unused by a
-        deterministic gate family.
-    :param kl_weight: the weight of the gate KL (the paper's ``kl_lambda``), a finite number
-        >= 0.
+    :param prior: the gate prior, as for :class:`~pyro_betalstm.models.GateModel`.
+    :param kl_weight: the weight of the gate KL, as for :class:`~pyro_betalstm.models.GateModel`.
     """
 
     def __init__(
         self,
         lstm: StochasticLSTM,
         output_size: int,
-        prior: str | GatePrior | PriorFunction | None = None,
+        prior: PriorSpec = None,
         kl_weight: float = 1.0,
     ):
         super().__init__(lstm, prior, kl_weight)

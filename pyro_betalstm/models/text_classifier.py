@@ -7,7 +7,7 @@ from torch import nn
 
 from ..batch import SequenceBatch
 from ..nn import LayerRun, StochasticLSTM
-from ..priors import GatePrior, PriorFunction
+from ..priors import PriorSpec
 from .base import any_index_outside
 from .classifier import SequenceClassifier
 
@@ -26,14 +26,8 @@ class TextClassifier(SequenceClassifier):
     :param vocab_size: number of token ids (including padding and unknown), at least 2 (a
         ValueError otherwise).
     :param num_classes: number of classes, an integer >= 2.
-    :param prior: the gate prior: a name from :data:`~pyro_betalstm.priors.PRIORS`
-        (``"gamma"``, ``"learnable"``, ``"conditional"``, ``"hierarchical"``), a
-        :class:`~pyro_betalstm.priors.GatePrior` instance, a function
-        ``(layer, inputs, prev_hidden) -> distribution``, or None for the paper's
-        ``Gamma(0.5, 1)`` (see :func:`~pyro_betalstm.priors.get_prior`); unused by a
-        deterministic gate family.
-    :param kl_weight: the weight of the gate KL (the paper's ``kl_lambda``), a finite number
-        >= 0.
+    :param prior: the gate prior, as for :class:`~pyro_betalstm.models.GateModel`.
+    :param kl_weight: the weight of the gate KL, as for :class:`~pyro_betalstm.models.GateModel`.
     :param embeddings: optional ``(vocab_size, lstm.input_size)`` initial vectors (GloVe),
         copied into the embedding layer (a ValueError for another shape); None: PyTorch's
         random initialisation.
@@ -49,7 +43,7 @@ class TextClassifier(SequenceClassifier):
         lstm: StochasticLSTM,
         vocab_size: int,
         num_classes: int,
-        prior: str | GatePrior | PriorFunction | None = None,
+        prior: PriorSpec = None,
         kl_weight: float = 1.0,
         embeddings: torch.Tensor | None = None,
         freeze_embeddings: bool = False,
