@@ -42,6 +42,7 @@ from pyro_betalstm.distributions.gate_algebra import STEP_BASIS_DIM
 from pyro_betalstm.distributions.numerics import sample_log_gamma, standard_exponential
 from pyro_betalstm.gates import get_gate_family
 from pyro_betalstm.nn.step import cell_update
+from pyro_betalstm.provenance import git_state
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -50,7 +51,6 @@ from step_time import (  # noqa: E402
     CPU_DEFAULTS,
     device_name,
     emit,
-    git_state,
     make_data,
     round_robin_ms,
 )

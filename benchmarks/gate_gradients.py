@@ -15,7 +15,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from pyro_betalstm.infer import TrainConfig, evaluate_nll, fit
 from pyro_betalstm.io import atomic_write_json, atomic_write_text, read_json
 from pyro_betalstm.models import NextStepBernoulli
 from pyro_betalstm.nn import GateGradientProbe, StochasticLSTM
+from pyro_betalstm.provenance import git_commit, run_hardware
 from pyro_betalstm.variants import VARIANTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,7 +149,8 @@ def write_markdown(record: dict, path: Path, figures: dict[str, str]) -> None:
         + ", ".join(f"{r['paper_name']} {r['hidden']} / {r['dropout']}" for r in results.values())
         + " (the authors' sizes unless --hidden); bBLSTM(5G) without the prior term, so both losses are the "
         "next-frame NLL (nats per sequence, summed over the minibatch). Hardware: "
-        f"{record['hardware']}; wall time "
+        f"{record['hardware']}; code: commit {record.get('git_commit') or 'not recorded'}; "
+        "wall time "
         + ", ".join(f"{r['paper_name']} {r['wall_seconds'] / 60:.1f} min" for r in results.values())
         + ".",
         "",
@@ -253,8 +254,8 @@ def main(args) -> dict:
             "sample_fraction": args.sample_fraction,
             "hidden": args.hidden,
         },
-        "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} "
-        "CPU threads",
+        "hardware": run_hardware("cpu"),
+        "git_commit": git_commit(),
         "torch": torch.__version__,
         "results": results,
     }

@@ -22,7 +22,9 @@ from pyro_betalstm.io import atomic_write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from step_time import VARIANTS, build_variants, git_state, make_data  # noqa: E402
+from step_time import VARIANTS, build_variants, make_data  # noqa: E402
+
+from pyro_betalstm.provenance import git_state  # noqa: E402
 
 #: ATen operations that launch no kernel (views, metadata, allocation without a fill)
 NO_KERNEL_OPS = frozenset(

@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from torch import nn
 
 from pyro_betalstm.infer import GateMeanFieldELBO
 from pyro_betalstm.io import atomic_write_text
+from pyro_betalstm.provenance import cpu_model, git_state
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -228,34 +228,7 @@ def build_variants(names, batch, input_size, hidden, x, y, device, seed) -> dict
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def git_state() -> dict:
-    """Commit of the checkout and whether the package has uncommitted changes (None if unknown)."""
-    root = Path(__file__).resolve().parents[1]
-
-    def git(*cmd):
-        try:
-            out = subprocess.run(
-                ["git", *cmd], cwd=root, capture_output=True, text=True, timeout=10
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    status = git("status", "--porcelain", "--", "pyro_betalstm")
-    return {
-        "commit": git("rev-parse", "HEAD"),
-        "package_dirty": None if status is None else bool(status),
-    }
+    return cpu_model()
 
 
 def round_robin_ms(

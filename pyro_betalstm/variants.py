@@ -5,16 +5,13 @@ bBLSTM(5G+p) share the Arnold–Ng family; the first trains without the prior te
 (``kl_weight = 0``), the second with it. ``music_hidden`` and ``music_dropout`` are the authors'
 music settings: hidden sizes chosen so that every variant has about the same number of parameters.
 :func:`add_variant_arguments` and :func:`add_run_arguments` register the command-line flags that
-every example script shares; :func:`run_hardware` describes where a run ran, for its results.
+every example script shares.
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 from dataclasses import dataclass
-
-import torch
 
 #: ``pyro_betalstm.nn.RECURRENCES`` (this module sits beside the model stack and may not
 #: import it; a test checks the two agree)
@@ -84,8 +81,9 @@ def get_variant(key: str) -> PaperVariant:
 def add_variant_arguments(
     parser: argparse.ArgumentParser, default: str = "bblstm5gp", ablations: bool = False
 ) -> None:
-    """Add ``--variant`` (a key of :data:`VARIANTS`, or of :data:`ABLATIONS` too with
-    ``ablations=True``) and its overrides to ``parser``.
+    """Add ``--variant`` (a key of :data:`~pyro_betalstm.variants.VARIANTS`, or of
+    :data:`~pyro_betalstm.variants.ABLATIONS` too with ``ablations=True``) and its overrides to
+    ``parser``.
 
     ``--gate`` (dest ``gate``), ``--prior`` (``prior``) and ``--kl-weight`` (``kl_weight``)
     default to None, meaning "take the variant's value"; the script resolves them.
@@ -136,14 +134,3 @@ def add_run_arguments(
     )
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="tiny run for CI (under a minute)")
-
-
-def run_hardware(device: str) -> str:
-    """Where a run ran, for its results record: processor, torch CPU threads and ``device``,
-    with the GPU's name for a CUDA device (e.g. ``"x86_64, 1 threads, device cuda (NVIDIA
-    H100 80GB HBM3)"``)."""
-    text = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-    text += f"device {device}"
-    if torch.device(device).type == "cuda":
-        text += f" ({torch.cuda.get_device_name(torch.device(device))})"
-    return text

@@ -160,7 +160,8 @@ def test_run_directory_record_and_files(tmp_path):
     }
     footer = ex.run_footer(run, args, cpu=True)
     assert list(footer) == [
-        "wall_seconds", "cpu_seconds", "hardware", "torch", "recurrence", "world_size"
+        "wall_seconds", "cpu_seconds", "hardware", "torch", "git_commit", "recurrence",
+        "world_size",
     ]  # fmt: skip
     assert footer["recurrence"] == "eager"
     assert footer["world_size"] == 1  # no torchrun: one process

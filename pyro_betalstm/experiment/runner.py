@@ -3,24 +3,28 @@
 An example script describes its task (data, model, the scores it reports); this module does
 the rest the same way for all of them:
 
-1. :func:`resolve_settings` merges, in this order and no other, the protocol's defaults, the
-   ``--smoke`` sizes (with ``--smoke``) and every flag given explicitly on the command line. So
-   an explicit flag always wins, also over ``--smoke``; a smoke run without such flags has
-   the smoke sizes whatever the protocol.
-2. :func:`begin` sets the CPU threads and starts the clock; :func:`start_run` opens the run directory (``runs/<task>/<name>``
-   unless ``--out-dir``); :func:`train_config` builds the :class:`~pyro_betalstm.infer.TrainConfig`
-   from the settings and the run flags.
-3. :func:`train` fits the model and restores its best checkpoint; :func:`save_gate_draws`
-   writes the gate draws diagnostics render; :func:`run_header` and :func:`run_footer` are the
-   keys every results record starts and ends with (:mod:`pyro_betalstm.results`), and
-   :func:`write_results` writes ``results.json`` and ``results.md`` atomically.
+1. :func:`~pyro_betalstm.experiment.resolve_settings` merges, in this order and no other, the
+   protocol's defaults, the ``--smoke`` sizes (with ``--smoke``) and every flag given
+   explicitly on the command line. So an explicit flag always wins, also over ``--smoke``; a
+   smoke run without such flags has the smoke sizes whatever the protocol.
+2. :func:`~pyro_betalstm.experiment.begin` sets the CPU threads and starts the clock;
+   :func:`~pyro_betalstm.experiment.start_run` opens the run directory
+   (``runs/<task>/<name>`` unless ``--out-dir``); :func:`~pyro_betalstm.experiment.train_config`
+   builds the :class:`~pyro_betalstm.infer.TrainConfig` from the settings and the run flags.
+3. :func:`~pyro_betalstm.experiment.train` fits the model and restores its best checkpoint;
+   :func:`~pyro_betalstm.experiment.save_gate_draws` writes the gate draws diagnostics render;
+   :func:`~pyro_betalstm.experiment.run_header` and :func:`~pyro_betalstm.experiment.run_footer`
+   are the keys every results record starts and ends with (:mod:`pyro_betalstm.results`), and
+   :func:`~pyro_betalstm.experiment.write_results` writes ``results.json`` and ``results.md``
+   atomically.
 
-Under ``torchrun`` (more than one process) :func:`begin` joins the process group, every rank
-trains (:func:`~pyro_betalstm.infer.fit` is data-parallel), and only rank 0 prints and writes
-files: the other ranks print nothing, and after :func:`train` an example's ranks other than 0
-stop (:func:`is_main_process`), so the final evaluation on the validation and test sets, the
-gate draws and ``results.json`` come from rank 0 alone, on the whole splits, exactly as in one
-process. ``results.json`` records ``world_size``.
+Under ``torchrun`` (more than one process) :func:`~pyro_betalstm.experiment.begin` joins the
+process group, every rank trains (:func:`~pyro_betalstm.infer.fit` is data-parallel), and only
+rank 0 prints and writes files: the other ranks print nothing, and after
+:func:`~pyro_betalstm.experiment.train` an example's ranks other than 0 stop
+(:func:`~pyro_betalstm.experiment.is_main_process`), so the final evaluation on the validation
+and test sets, the gate draws and ``results.json`` come from rank 0 alone, on the whole splits,
+exactly as in one process. ``results.json`` records ``world_size``.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from ..infer.train import FitResult, checked_device
 from ..io import atomic_torch_save, atomic_write_json, atomic_write_text, remove_temporaries
 from ..models.base import GateModel, SequenceBatch
 from ..priors import get_prior
+from ..provenance import git_commit, run_hardware
 from ..results import (
     FOLDS_FILE,
     GATE_DRAWS_FILE,
@@ -55,7 +60,7 @@ from ..results import (
     results_table,
     validate_results,
 )
-from ..variants import get_variant, run_hardware
+from ..variants import get_variant
 
 
 def plain_text(docstring: str) -> str:
@@ -221,7 +226,8 @@ def start_run(args: argparse.Namespace, task: str, name: str, watch: Stopwatch) 
 
     A directory that already holds a run (results, gate draws or checkpoints) is refused with
     a ``SystemExit`` saying so, unless ``--resume`` (continue it) or ``--overwrite`` (start
-    over: its results and gate draws are deleted here, its checkpoints by :func:`fit`)."""
+    over: its results and gate draws are deleted here, its checkpoints by
+    :func:`~pyro_betalstm.infer.fit`)."""
     if getattr(args, "smoke", False):
         name = f"{name}-smoke"
     out = Path(args.out_dir or Path("runs") / task / name)
@@ -244,10 +250,10 @@ def start_run(args: argparse.Namespace, task: str, name: str, watch: Stopwatch) 
 def train_config(
     settings: Mapping[str, Any], args: argparse.Namespace, seed: int, **fixed: Any
 ) -> TrainConfig:
-    """The :class:`TrainConfig` of a run: epochs, minibatch size and learning rate from the
-    settings; device, seed, progress bar and ``--early-stopping`` from the flags; validation
-    by mean gates (``eval_samples=0``, the monitored score); ``fixed``: the task's own fields,
-    which win over all of these."""
+    """The :class:`~pyro_betalstm.infer.TrainConfig` of a run: epochs, minibatch size and
+    learning rate from the settings; device, seed, progress bar and ``--early-stopping`` from
+    the flags; validation by mean gates (``eval_samples=0``, the monitored score); ``fixed``:
+    the task's own fields, which win over all of these."""
     fields: dict[str, Any] = {
         "num_epochs": settings["num_epochs"],
         "batch_size": settings["batch_size"],
@@ -269,10 +275,11 @@ RESUMABLE_SETTINGS = frozenset({"num_epochs", "early_stopping", "eval_samples"})
 
 
 def run_settings(settings: Mapping[str, Any], **data: Any) -> dict[str, Any]:
-    """What defines an example's run besides its :class:`TrainConfig`, for :func:`train`'s
-    ``run_settings``: the resolved settings (but how long it trains) and ``data``, the
-    identity of its data (data set, split sizes, permutation...). A resume with other values
-    is refused, so a results record never names settings that trained only part of it."""
+    """What defines an example's run besides its :class:`~pyro_betalstm.infer.TrainConfig`, for
+    :func:`train`'s ``run_settings``: the resolved settings (but how long it trains) and
+    ``data``, the identity of its data (data set, split sizes, permutation...). A resume with
+    other values is refused, so a results record never names settings that trained only part
+    of it."""
     kept = {key: value for key, value in settings.items() if key not in RESUMABLE_SETTINGS}
     return {**kept, **data}
 
@@ -299,7 +306,7 @@ def train(
     mean-gate NLL. ``resume`` where ``out`` has no checkpoint yet (a run stopped in its first
     epoch) starts the run, with a note. ``run_settings`` (the script's settings and data) are
     kept in the checkpoint and a resume with other ones is refused; ``overwrite``: see
-    :func:`fit`.
+    :func:`~pyro_betalstm.infer.fit`.
     """
     extra: dict[str, Any] = {"run_settings": run_settings, "overwrite": overwrite}
     if classifier:
@@ -332,8 +339,9 @@ def save_gate_draws(
     model: GateModel, batch: SequenceBatch, num_draws: int, run: Run, **extra: Any
 ) -> dict[str, Any]:
     """Write the gate draws diagnostics render to the run's ``gate_draws.pt``: ``num_draws``
-    posterior draws on ``batch`` (:func:`sample_gates` layout), as many prior draws under
-    ``prior`` for latent gate families, and ``extra`` entries (e.g. ``tokens``)."""
+    posterior draws on ``batch`` (:func:`~pyro_betalstm.infer.sample_gates` layout), as many
+    prior draws under ``prior`` for latent gate families, and ``extra`` entries (e.g.
+    ``tokens``)."""
     draws: dict[str, Any] = sample_gates(model, batch, num_draws)
     if model.family.is_latent:
         from ..diagnostics.draws import prior_gate_draws  # ArviZ is loaded only here
@@ -386,8 +394,9 @@ def run_footer(
     run: Run, args: argparse.Namespace, cpu: bool = False, fit_result: FitResult | None = None
 ) -> dict:
     """The keys of how it ran: wall seconds (and CPU seconds of this process with ``cpu``),
-    hardware, how the recurrence ran (``--recurrence``), torch version and ``world_size`` (the
-    processes that trained it, 1 without ``torchrun``).
+    hardware, how the recurrence ran (``--recurrence``), torch version, the package's git
+    commit (``git_commit``, see :func:`~pyro_betalstm.provenance.git_commit`) and
+    ``world_size`` (the processes that trained it, 1 without ``torchrun``).
 
     With ``fit_result``, ``wall_seconds`` and ``cpu_seconds`` count the whole run: a resumed run
     adds the training seconds of the processes before this one, also kept as ``resumed_after_s``.
@@ -400,6 +409,7 @@ def run_footer(
         earlier_cpu = fit_result.earlier_cpu_seconds if fit_result is not None else 0.0
         footer["cpu_seconds"] = earlier_cpu + run.cpu_seconds()
     footer.update(hardware=run_hardware(args.device), torch=torch.__version__)
+    footer["git_commit"] = git_commit()
     footer["recurrence"] = getattr(args, "recurrence", "eager")
     footer["world_size"] = current_workers().world_size
     return footer

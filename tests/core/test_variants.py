@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 import pytest
-import torch
 
 from pyro_betalstm.gates import GATE_FAMILIES
 from pyro_betalstm.nn import RECURRENCES
@@ -15,7 +14,6 @@ from pyro_betalstm.variants import (
     add_run_arguments,
     add_variant_arguments,
     get_variant,
-    run_hardware,
 )
 
 
@@ -95,9 +93,3 @@ def test_recurrence_flag_offers_the_library_recurrences():
     assert parser.parse_args(["--recurrence", "auto"]).recurrence == "auto"
     with pytest.raises(SystemExit):
         parser.parse_args(["--recurrence", "graphs"])
-
-
-def test_run_hardware_names_threads_and_device():
-    text = run_hardware("cpu")
-    assert text.endswith(f"{torch.get_num_threads()} threads, device cpu")
-    assert "(" not in text  # a GPU name only for CUDA devices
