@@ -85,7 +85,30 @@ def setup(app):
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3
 
+# Nitpicky mode is switched on from the command line (``sphinx-build -n -W``): a broken
+# cross-reference in a docstring or page is then a warning, and with -W an error.
 nitpicky = False
+# References to other projects' objects (type hints such as torch.Tensor or pathlib.Path, and
+# docstrings' :class:`~pyro.infer.SVI`...) cannot resolve: without network access there is no
+# intersphinx. Ignore those, by module prefix only (the standard library, and the third-party
+# packages the package uses); every reference into pyro_betalstm must resolve.
+nitpick_ignore_regex = [
+    (
+        r"py:.*",
+        r"(builtins|abc|argparse|collections|importlib|os|pathlib|typing"
+        r"|torch|numpy|pyro|matplotlib|arviz|scipy|pandas|tqdm)(\..+)?",
+    ),
+]
+# Targets that type hints and base-class lists generate from private names of the package,
+# which are not (and should not be) in the API reference.
+nitpick_ignore = [
+    # base class of GuideGateSequence and PriorGateSequence (show-inheritance)
+    ("py:class", "pyro_betalstm.models.gate_sites._GateSequence"),
+    # the type of CapturedRecurrence's ``scan`` argument (type hint in cuda_graphs.py)
+    ("py:class", "_Scan"),
+    # the TypeVar of pyro_betalstm.models.evaluating's signature (models/modes.py)
+    ("py:class", "pyro_betalstm.models.modes.ModuleT"),
+]
 # Markdown guides/results may link to files outside the Sphinx source tree.
 suppress_warnings = ["myst.xref_missing"]
 

@@ -8,9 +8,12 @@ name        paper name       basis K    input / forget gates
 sigmoid     LSTM             --         ``i = s(z_i)``, ``f = s(z_f)``
 coupled     CIFG             --         ``i = s(z_i)``, ``f = 1 - i``
 gumbel      G2-LSTM          --         ``s((z + noise) / tau)`` while training
-beta        BLSTM            4          independent Beta gates (:class:`IndependentBetaGates`)
-bivariate   bBLSTM           3          Olkin–Liu bivariate Beta (:class:`BivariateBeta`)
-bivariate5  bBLSTM(5G)       5          Arnold–Ng bivariate Beta (:class:`FlexibleBivariateBeta`)
+beta        BLSTM            4          independent Beta gates
+                                        (:class:`~pyro_betalstm.distributions.IndependentBetaGates`)
+bivariate   bBLSTM           3          Olkin–Liu bivariate Beta
+                                        (:class:`~pyro_betalstm.distributions.BivariateBeta`)
+bivariate5  bBLSTM(5G)       5          Arnold–Ng bivariate Beta
+                                        (:class:`~pyro_betalstm.distributions.FlexibleBivariateBeta`)
 constant    (ablation)       --         ``i = f = 1/2``
 prior_noise (ablation)       --         Arnold–Ng gates of ``Gamma(0.5, 1)`` draws while
                                         training, ``1/2`` at evaluation

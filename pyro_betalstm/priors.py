@@ -47,6 +47,8 @@ from torch.distributions import constraints
 
 from .gates import GateFamily
 
+#: A prior as a plain function ``fn(layer, inputs, prev_hidden) -> distribution``, called as
+#: :meth:`GatePrior.distribution` is (see :class:`FunctionPrior`).
 PriorFunction = Callable[[int, torch.Tensor, torch.Tensor], torch.distributions.Distribution]
 
 

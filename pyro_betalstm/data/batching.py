@@ -91,7 +91,7 @@ class SequenceDataset:
         return self.inputs[0].shape[1]
 
     def batch(self, index: Sequence[int] | torch.Tensor) -> SequenceBatch:
-        """Pad the sequences at ``index`` into one :class:`SequenceBatch`."""
+        """Pad the sequences at ``index`` into one :class:`~pyro_betalstm.batch.SequenceBatch`."""
         index = [int(i) for i in index]
         xs = [self.inputs[i] for i in index]
         lengths = torch.tensor([x.shape[0] for x in xs])
@@ -181,7 +181,7 @@ class FixedLengthSequences:
         return self.inputs.shape[2]
 
     def batch(self, index: Sequence[int] | torch.Tensor) -> SequenceBatch:
-        """The sequences at ``index`` as one :class:`SequenceBatch` (no lengths: all full)."""
+        """The sequences at ``index`` as one :class:`~pyro_betalstm.batch.SequenceBatch` (no lengths: all full)."""
         index = torch.as_tensor(index, dtype=torch.long)
         return SequenceBatch(self.inputs[index], self.targets[index], None, dataset_size=len(self))
 

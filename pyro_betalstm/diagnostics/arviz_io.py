@@ -2,9 +2,9 @@
 
 This is the only module of the package that imports :mod:`arviz` (a move to ArviZ 1.x, whose
 containers are ``xarray.DataTree``, touches this file only). Other diagnostics modules work on
-plain NumPy arrays obtained through :func:`gate_arrays`.
+plain NumPy arrays obtained through :func:`~pyro_betalstm.diagnostics.gate_arrays`.
 
-Layout of the ``InferenceData`` built by :func:`to_inference_data`:
+Layout of the ``InferenceData`` built by :func:`~pyro_betalstm.diagnostics.to_inference_data`:
 
 * ``posterior``: ``input_gate`` and ``forget_gate`` with dims
   ``(chain, draw, sequence, time, layer, unit)``, and both as ``gates`` with a trailing
@@ -29,7 +29,7 @@ Layout of the ``InferenceData`` built by :func:`to_inference_data`:
   columns of ``metrics.json`` (``valid_nll_mean_gates``, ``lr``, ``kl_weight``...). SVI has no
   per-draw sampler statistics, so the group holds the optimisation trace, in the layout
   ``az.plot_trace(idata.sample_stats, var_names=["elbo"])`` draws. Files written before this
-  layout have a single ``epoch`` dim; :func:`history_arrays` reads both.
+  layout have a single ``epoch`` dim; ``history_arrays`` reads both.
 
 Every dim has coords: integers from 0 for ``sequence``, ``time`` (the step), ``layer``,
 ``unit`` and ``basis``, names for ``gate``. Padded steps (beyond a sequence's length) are NaN

@@ -1,9 +1,10 @@
 """Gate plots. Each ``compute_*`` function returns arrays; each ``plot_*`` function calls it and
 draws on ``ax`` (created when None) and returns the axes.
 
-``data`` arguments accept an ArviZ ``InferenceData`` (see :func:`gate_inference_data`) or a
-draw dict as returned by :func:`pyro_betalstm.infer.sample_gates`. Figures are not closed
-here: close them with ``plt.close(ax.figure)`` once saved.
+``data`` arguments accept an ArviZ ``InferenceData`` (see
+:func:`~pyro_betalstm.diagnostics.gate_inference_data`) or a draw dict as returned by
+:func:`pyro_betalstm.infer.sample_gates`. Figures are not closed here: close them with
+``plt.close(ax.figure)`` once saved.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from . import arviz_io  # noqa: E402
 from .summary import SHORT, pooled_corr  # noqa: E402
 
 GATE_LABELS = {"input_gate": "input gate i", "forget_gate": "forget gate f"}
-#: :func:`plot_joint_gates` uses a log colour scale when a bin holds more values than this.
+#: :func:`~pyro_betalstm.diagnostics.plot_joint_gates` uses a log colour scale when a bin holds
+#: more values than this.
 JOINT_LOG_ABOVE = 30
 #: :func:`_modes` finds no mode in a density whose smoothed peak is below this times its mean.
 FLAT_PEAK_RATIO = 1.4
@@ -257,7 +259,7 @@ def compute_joint_gates(
     """2-D histogram of ``(i, f)`` of one unit over draws and valid steps, and its correlation.
 
     Returns ``counts`` ``(bins, bins)`` (first index: ``i`` bins), ``edges``, ``corr``,
-    ``draws`` (the number of draws), ``deterministic`` (see :func:`_deterministic`) and the
+    ``draws`` (the number of draws), ``deterministic`` (see ``_deterministic``) and the
     ``layer`` and ``unit`` given.
 
     :param data: an ``InferenceData`` (:func:`gate_inference_data`), a draw dict of
@@ -296,8 +298,8 @@ def plot_joint_gates(
     ax=None,
 ) -> plt.Axes:
     """Joint density of ``(i, f)`` of one unit, corr(i, f) in the title: a log colour scale
-    when a bin holds more than :data:`JOINT_LOG_ABOVE` values, else a linear one with whole
-    counts (the colour bar says which). Returns the axes.
+    when a bin holds more than :data:`~pyro_betalstm.diagnostics.plots.JOINT_LOG_ABOVE` values,
+    else a linear one with whole counts (the colour bar says which). Returns the axes.
 
     :param data: as for :func:`compute_joint_gates`, which takes the other arguments too.
     :param group: as for :func:`compute_joint_gates`.
@@ -586,7 +588,7 @@ def plot_gate_histograms(
 ) -> np.ndarray:
     """Histograms of input (left) and forget (right) gate values of two models (for instance a
     sigmoid LSTM and a bBLSTM), with each model's draws, skewness and modes (triangles; none
-    on a near-flat density, see :func:`_modes`) in the legend. Returns the two axes.
+    on a near-flat density, see ``_modes``) in the legend. Returns the two axes.
 
     :param baseline: the first model's draws, as ``data`` of :func:`compute_joint_gates`.
     :param other: the second model's draws, likewise.
@@ -746,7 +748,7 @@ def training_objective(data) -> tuple[str, str]:
 
 def plot_elbo_history(data, ax=None) -> plt.Axes:
     """The training objective per training sequence (``-train_loss``, the ``elbo`` of the
-    ``sample_stats`` group) against epoch, titled as :func:`training_objective` names it, with
+    ``sample_stats`` group) against epoch, titled as ``training_objective`` names it, with
     a tick at every epoch when there are at most 10. Returns the axes.
 
     :param data: an ``InferenceData`` with a ``sample_stats`` group holding ``elbo`` (a

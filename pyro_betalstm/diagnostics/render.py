@@ -173,7 +173,7 @@ def render_run(
 
     Uses at most ``num_samples`` of the saved draws, on the first ``num_sequences`` test
     sequences cut to ``max_steps`` steps. Every figure is titled with the run (variant, gate
-    family, seed, posterior draws: :func:`~pyro_betalstm.diagnostics.plots.run_title`).
+    family, seed, posterior draws: ``pyro_betalstm.diagnostics.plots.run_title``).
     Plots: the training objective (the ELBO for latent gates with KL weight 1), posterior vs prior
     densities (latent gate families), the joint ``(i, f)`` density of the unit with the
     strongest correlation, time x unit heat maps of both gates for every layer, the gates per
@@ -183,7 +183,7 @@ def render_run(
     or loaded runs (:func:`load_saved_run`).
 
     Raises ``ValueError`` for sizes below 1 and for a ``compare`` run of another task or data
-    set (:func:`check_comparable`). The examples render with ``num_samples=20`` (10 for a
+    set (``check_comparable``). The examples render with ``num_samples=20`` (10 for a
     ``--smoke`` run) and ``include_basis=False``.
     """
     _check_sizes(num_samples, num_sequences, max_steps)

@@ -64,7 +64,7 @@ class GateDistribution(TorchDistribution):
 
     Samples are kept inside the open square :math:`(0, 1)^2`: a gate that rounds to exactly 0 or
     1 in the working precision (frequent in ``float32`` for concentrations far below 1) is moved
-    to the nearest representable value inside, so that :meth:`log_prob` of the distribution's
+    to the nearest representable value inside, so that ``log_prob`` of the distribution's
     own samples is finite. ``float32`` and ``float64`` are supported; other dtypes raise a
     TypeError. Empty batch shapes are supported.
     """
@@ -100,6 +100,9 @@ class GateDistribution(TorchDistribution):
             self._validate_args = validate_args
 
     def expand(self, batch_shape, _instance=None):
+        """This distribution with batch shape ``batch_shape``: an instance of its own class whose
+        concentrations are expanded (a view, not a copy), as
+        :meth:`torch.distributions.Distribution.expand` specifies."""
         new = self._get_checked_instance(type(self), _instance)
         batch_shape = torch.Size(batch_shape)
         new.concentration = self.concentration.expand(batch_shape + (self.basis_size,))
@@ -173,7 +176,7 @@ class GateDistribution(TorchDistribution):
         absolute error in the correlation is below 1e-6 for concentrations in [1e-2, 1e2]
         (tested against the exact zero of :class:`IndependentBetaGates`, an independent 1-D
         quadrature for :class:`BivariateBeta`, and Monte Carlo). Concentrations outside
-        :data:`CORRELATION_RANGE` (1e-4 to 1e5), where the quadrature breaks down, raise a
+        ``CORRELATION_RANGE`` (1e-4 to 1e5), where the quadrature breaks down, raise a
         ValueError.
         """
         conc = self.concentration

@@ -84,6 +84,8 @@ class FlexibleBivariateBeta(GateDistribution):
     _chunk_elements: int = 2_000_000
 
     def expand(self, batch_shape, _instance=None):
+        """As :meth:`~pyro_betalstm.distributions.GateDistribution.expand`, keeping the
+        :attr:`num_quadrature` and :attr:`quadrature_dtype` set on this instance."""
         new = super().expand(batch_shape, _instance)
         for name in ("num_quadrature", "quadrature_dtype"):  # set on this instance: keep them
             if name in self.__dict__:

@@ -11,8 +11,9 @@ For gate distributions of the same family, the registered
 which is an **upper bound** on the KL divergence between the gate laws themselves: the gates are a
 deterministic, many-to-one function of the basis, and KL cannot grow under such a map
 (data-processing inequality). It is the quantity the paper's ELBO uses, and it is exact for the
-latent variable of the Pyro model, which lives on the basis. Between two :class:`LogGamma` laws the
-KL is exact (the logarithm is a bijection).
+latent variable of the Pyro model, which lives on the basis. Between two
+:class:`~pyro_betalstm.distributions.LogGamma` laws the KL is exact (the logarithm is a
+bijection).
 """
 
 from __future__ import annotations

@@ -58,6 +58,9 @@ class LogGamma(TorchDistribution):
         super().__init__(self.concentration.shape, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
+        """This distribution with batch shape ``batch_shape``: a :class:`LogGamma` whose
+        concentration and rate are expanded (views, not copies), as
+        :meth:`torch.distributions.Distribution.expand` specifies."""
         new = self._get_checked_instance(LogGamma, _instance)
         batch_shape = torch.Size(batch_shape)
         new.concentration = self.concentration.expand(batch_shape)

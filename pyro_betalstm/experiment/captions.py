@@ -3,8 +3,8 @@
 ``examples/image_captioning.py`` trains a caption decoder on synthetic 2 x 2 grids of real
 MNIST digits (:func:`pyro_betalstm.data.captions.build_synthetic_grid_captions`). This module
 holds its protocols and settings, the parameter-matched hidden size of each gate family,
-:func:`decode_captions` (greedy and beam search over a whole split, with the paper's mean gates)
-and :func:`caption_scores` (BLEU, METEOR, ROUGE-L, CIDEr when ``pycocoevalcap`` is installed,
+``decode_captions`` (greedy and beam search over a whole split, with the paper's mean gates)
+and ``caption_scores`` (BLEU, METEOR, ROUGE-L, CIDEr when ``pycocoevalcap`` is installed,
 and the task's own cell and layout accuracies).
 """
 

@@ -1,7 +1,7 @@
 """The polyphonic-music experiment's protocols, model and time-to-target record.
 
 Protocols (``--protocol`` of ``examples/polyphonic_music.py``; every flag overrides its value,
-and ``--smoke`` shrinks any of them: :func:`music_settings`):
+and ``--smoke`` shrinks any of them: ``music_settings``):
 
 - ``default``: hidden 64, 10 epochs, windows of 30 transitions in minibatches of 8, Adam 1e-2,
   the authors' learning-rate rule, clipping at norm 5, the output bias started at the key

@@ -3,7 +3,7 @@
 ``examples/sentence_classification.py`` runs k-fold cross-validation: a seeded,
 class-stratified fold assignment; in each fold a validation slice carved from the training
 folds picks the best checkpoint, and the held-out fold is the test set. The vocabulary is built
-on each fold's training part only. :func:`run_fold` trains and scores one fold and writes its
+on each fold's training part only. ``run_fold`` trains and scores one fold and writes its
 ``fold<k>/fold_result.json``; with ``--resume`` a finished fold is read back instead.
 """
 

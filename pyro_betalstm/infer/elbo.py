@@ -124,7 +124,7 @@ class GateMeanFieldELBO(TraceMeanField_ELBO):
         return loss
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        """The negative ELBO as a float, after back-propagating it (what :class:`SVI` calls)."""
+        """The negative ELBO as a float, after back-propagating it (what :class:`~pyro.infer.SVI` calls)."""
         loss = 0.0
         for _ in range(self.num_particles):
             model_trace, guide_trace = self.traces(model, guide, *args, **kwargs)

@@ -52,6 +52,8 @@ class ConvEncoder(nn.Module):
         self.project = nn.Linear(previous * grid * grid, out_features)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Features of grey-scale images ``(B, H, W)`` or ``(B, 1, H, W)``: ``(B, out_features)``;
+        another shape is a ValueError."""
         if images.dim() == 3:
             images = images.unsqueeze(1)
         if images.dim() != 4 or images.shape[1] != 1:
@@ -76,7 +78,7 @@ class CaptionDecoder(GateModel):
     :param prior: the gate prior, as for :class:`~pyro_betalstm.models.GateModel`.
     :param kl_weight: the weight of the gate KL, as for :class:`~pyro_betalstm.models.GateModel`.
     :param cnn_channels: output channels of the image encoder's conv-ReLU-maxpool blocks,
-        one block per entry (:class:`ConvEncoder`).
+        one block per entry (:class:`~pyro_betalstm.models.caption.ConvEncoder`).
     :param image_input: ``"every"`` (image features added to every step's input) or ``"first"``
         (only to the first, as in Show and Tell); a ValueError otherwise.
     :param dropout: dropout rate in ``[0, 1)`` on the decoder inputs (embeddings plus image
@@ -92,7 +94,7 @@ class CaptionDecoder(GateModel):
         lstm: StochasticLSTM,
         vocab_size: int,
         prior: PriorSpec = None,
-        kl_weight: float = 1.0,
+        kl_weight: float | None = None,
         cnn_channels: Sequence[int] = (16, 32, 64),
         image_input: str = "every",
         dropout: float = 0.0,

@@ -239,6 +239,8 @@ class FoldedDraws(TorchDistribution):
         return self.base.has_rsample
 
     def expand(self, batch_shape, _instance=None):
+        """This distribution itself when ``batch_shape`` is its own batch shape; a ValueError for
+        any other shape (the folded draws cannot be expanded)."""
         if torch.Size(batch_shape) != self.batch_shape:
             raise ValueError(f"cannot expand {tuple(self.batch_shape)} to {tuple(batch_shape)}")
         return self

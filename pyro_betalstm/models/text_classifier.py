@@ -18,7 +18,7 @@ class TextClassifier(SequenceClassifier):
     ``batch.inputs`` hold token ids, ``(B, T, 1)`` or ``(B, T)`` integers with 0 the padding id
     (as :func:`pyro_betalstm.data.text.encode_dataset` makes them). The embedding layer is an
     ordinary parameter trained with the rest (or frozen); the Pyro model and guide embed the
-    batch and then proceed as :class:`SequenceClassifier`. Dropout on ``h_T`` before the output
+    batch and then proceed as :class:`~pyro_betalstm.models.SequenceClassifier`. Dropout on ``h_T`` before the output
     layer (Kim 2014) acts in the model's likelihood only, never in the guide's recurrence.
 
     :param lstm: the recurrent network, built with ``batch_first=True``; its ``input_size``
@@ -44,7 +44,7 @@ class TextClassifier(SequenceClassifier):
         vocab_size: int,
         num_classes: int,
         prior: PriorSpec = None,
-        kl_weight: float = 1.0,
+        kl_weight: float | None = None,
         embeddings: torch.Tensor | None = None,
         freeze_embeddings: bool = False,
         dropout: float = 0.5,

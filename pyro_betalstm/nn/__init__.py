@@ -3,7 +3,7 @@
 from .cuda_graphs import RECURRENCES, LayerGraphs
 from .gate_modes import GateMode, GivenBasis, MeanGates, PriorBasis, SampledBasis
 from .gradient_probe import GateGradientProbe
-from .layer import GateLayer, LayerRun, set_recurrence, stack_layers
+from .layer import LAYER_ARRAYS, GateLayer, LayerRun, set_recurrence, stack_layers
 from .sizing import layer_parameters, matched_hidden_size
 from .stochastic_lstm import LayerCall, StochasticLSTM
 
@@ -12,6 +12,7 @@ __all__ = [
     "GateLayer",
     "GateMode",
     "GivenBasis",
+    "LAYER_ARRAYS",
     "LayerCall",
     "LayerGraphs",
     "LayerRun",

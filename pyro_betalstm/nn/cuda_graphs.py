@@ -2,9 +2,9 @@
 
 On a GPU a layer's eager recurrence is launch-bound: each of its ``T`` steps launches a few
 dozen small kernels forward and more backward, and the GPU mostly waits for Python. Here the
-layer's own eager recurrence (:meth:`GateLayer.run_eager`) is captured once per call signature
-(batch size, length, dtype, gate mode, which inputs need a gradient, ...) and replayed at every
-later call with that signature: forward and backward as two graphs
+layer's own eager recurrence (:meth:`~pyro_betalstm.nn.GateLayer.run_eager`) is captured once
+per call signature (batch size, length, dtype, gate mode, which inputs need a gradient, ...) and
+replayed at every later call with that signature: forward and backward as two graphs
 (:func:`torch.cuda.make_graphed_callables`) when a gradient is taped, the forward alone
 otherwise (evaluation, posterior-predictive draws). A training step then launches two graphs
 per layer instead of thousands of kernels.
@@ -15,7 +15,7 @@ to float32 round-off (tests/core/test_cuda_graphs.py, on a GPU). In ``"sample"``
 bases are torch's exact reparameterised Gamma draws from the generator's Philox stream, which a
 replay advances as an eager call would; the numbers differ from an eager call's from the same
 seed (the stream offsets differ), not their law. Gradients that leave a graph are copied out
-of its static buffers (:func:`_fresh_gradient`), so accumulating them stays right.
+of its static buffers (``_fresh_gradient``), so accumulating them stays right.
 
 Lengths. A signature's length is the input's while a layer has seen at most
 :data:`EXACT_LENGTHS` lengths (fixed-length tasks: no padding ever). Past that, inputs are padded
@@ -24,12 +24,13 @@ masked, which leaves every valid step's values unchanged (padded steps keep the 
 zero outputs) and bounds the number of graphs for variable-length data. At most
 ``max_graphs`` graphs are kept per layer (least recently used dropped first).
 
-When the eager path runs instead (counted in :attr:`LayerGraphs.stats`): inputs not on CUDA
-(``"auto"``; ``"cuda_graph"`` raises), a gradient probe on the layer, a gate mode with a Python
-callback per step (:class:`~pyro_betalstm.nn.gate_modes.PriorBasis`, user modes), a call inside
-another capture, and a second call of one taped signature before the first call's backward ran
-(the graph keeps the activations its backward needs in static buffers, which a second replay
-would overwrite: the particles of an ELBO that differentiates them together run eagerly).
+When the eager path runs instead (counted in :attr:`~pyro_betalstm.nn.LayerGraphs.stats`):
+inputs not on CUDA (``"auto"``; ``"cuda_graph"`` raises), a gradient probe on the layer, a gate
+mode with a Python callback per step (:class:`~pyro_betalstm.nn.gate_modes.PriorBasis`, user
+modes), a call inside another capture, and a second call of one taped signature before the
+first call's backward ran (the graph keeps the activations its backward needs in static
+buffers, which a second replay would overwrite: the particles of an ELBO that differentiates
+them together run eagerly).
 """
 
 from __future__ import annotations
@@ -160,8 +161,8 @@ def _unpack(sig: Signature, args):
 
 
 class CapturedRecurrence:
-    """One captured signature: :meth:`__call__` replays it on new arguments and returns fresh
-    output tensors (clones: the next replay overwrites the static ones)."""
+    """One captured signature: calling it replays it on new arguments and returns fresh output
+    tensors (clones: the next replay overwrites the static ones)."""
 
     def __init__(self, scan: _Scan, args: tuple[torch.Tensor, ...]):
         self.sig = scan.sig
@@ -225,9 +226,11 @@ class CapturedRecurrence:
 
 
 class LayerGraphs:
-    """A :class:`GateLayer`'s captured graphs, by :class:`Signature` (see the module docstring).
+    """A :class:`~pyro_betalstm.nn.GateLayer`'s captured graphs, by
+    :class:`~pyro_betalstm.nn.cuda_graphs.Signature` (see the module docstring).
 
-    ``capture``: the class that captures one signature (:class:`CapturedRecurrence`; the tests
+    ``capture``: the class that captures one signature
+    (:class:`~pyro_betalstm.nn.cuda_graphs.CapturedRecurrence`; the tests
     give a CPU stand-in with the same static-buffer rules to check everything but the capture).
     """
 
@@ -242,6 +245,8 @@ class LayerGraphs:
         self._layer = weakref.ref(layer)
         self.max_graphs = max_graphs
         self.capture = capture
+        #: counts of the layer's calls by how they ran
+        #: (:class:`~pyro_betalstm.nn.cuda_graphs.GraphStats`)
         self.stats = GraphStats()
         self._graphs: OrderedDict[Signature, CapturedRecurrence] = OrderedDict()
         self._lengths: set[int] = set()
@@ -284,9 +289,9 @@ class LayerGraphs:
         record_gates: bool,
         require: bool,
     ) -> dict[str, torch.Tensor] | None:
-        """The run's tensors from a graph, by :class:`LayerRun` field (``input_gate`` and
-        ``forget_gate`` for its gates; no ``log_basis`` for a given basis, the caller's own),
-        or None where the layer must run eagerly (counted in :attr:`stats`)."""
+        """The run's tensors from a graph, by :class:`~pyro_betalstm.nn.LayerRun` field
+        (``input_gate`` and ``forget_gate`` for its gates; no ``log_basis`` for a given basis,
+        the caller's own), or None where the layer must run eagerly (counted in :attr:`stats`)."""
         layer = self._layer()
         reason = self._eager_reason(layer, inputs, mode, require)
         if reason is not None:

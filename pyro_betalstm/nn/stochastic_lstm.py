@@ -61,8 +61,8 @@ def check_gate_mode(gate_mode) -> None:
 
 def check_inputs(inputs: torch.Tensor, input_size: int, dtype: torch.dtype | None = None) -> None:
     """Check batch-first ``inputs`` ``(B, T, input_size)`` from their shape and dtype alone: no
-    value is read, so no host sync (see :meth:`StochasticLSTM.run`). ``dtype``: the network's
-    parameter dtype, which the inputs must have."""
+    value is read, so no host sync (see :meth:`~pyro_betalstm.nn.StochasticLSTM.run`).
+    ``dtype``: the network's parameter dtype, which the inputs must have."""
     if not isinstance(inputs, torch.Tensor) or inputs.dim() != 3:
         raise ValueError(
             "input must be a 3-D tensor (batch, time, features) with batch_first=True or "
@@ -101,9 +101,10 @@ def validate_sequences(
     """Check batch-first ``inputs`` ``(B, T, input_size)`` and ``lengths``; return them with the mask.
 
     The mask is None when every sequence has the full length. ``dtype``: the network's
-    parameter dtype, which the inputs must have. Besides :func:`check_inputs` this reads the
-    values (finite inputs, the lengths' range, whether all are full): one host sync per batch,
-    as the three tests come back from the device together.
+    parameter dtype, which the inputs must have. Besides
+    :func:`~pyro_betalstm.nn.stochastic_lstm.check_inputs` this reads the values (finite inputs,
+    the lengths' range, whether all are full): one host sync per batch, as the three tests come
+    back from the device together.
     """
     check_inputs(inputs, input_size, dtype)
     finite = torch.isfinite(inputs).all()
@@ -363,7 +364,8 @@ class StochasticLSTM(nn.Module):
         The arguments are checked as :meth:`forward` checks them, but from their shapes and
         dtypes only: no tensor value is read (no host sync, which would stall a GPU and break
         a CUDA-graph capture of the call), so non-finite inputs are not detected here;
-        :func:`validate_sequences` detects them, once per batch, before :meth:`run_prepared`.
+        :func:`~pyro_betalstm.nn.stochastic_lstm.validate_sequences` detects them, once per
+        batch, before :meth:`run_prepared`.
         """
         check_inputs(input, self.input_size, self._dtype())
         check_mask(mask, *input.shape[:2])
@@ -380,8 +382,9 @@ class StochasticLSTM(nn.Module):
         layer_hook: LayerHook | None = None,
     ) -> list[LayerRun]:
         """:meth:`run` on an ``input`` and ``mask`` already checked (what :meth:`prepare` or
-        :func:`validate_sequences` returned): the path of :meth:`forward` and of the models'
-        training steps, which checks only the other arguments."""
+        :func:`~pyro_betalstm.nn.stochastic_lstm.validate_sequences` returned): the path of
+        :meth:`forward` and of the models' training steps, which checks only the other
+        arguments."""
         check_gate_mode(gate_mode)
         if hx is not None:
             self._check_hx(hx, input.shape[0], input.dtype)
