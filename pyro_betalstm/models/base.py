@@ -116,13 +116,15 @@ class GateModel(nn.Module):
     :param lstm: the recurrent network (its gate family decides whether gates are latent).
     :param prior: the gate prior: a name from :data:`~pyro_betalstm.priors.PRIORS`
         (``"gamma"``, ``"learnable"``, ``"conditional"``, ``"hierarchical"``), a
-        :class:`GatePrior` instance, a function ``(layer, inputs, prev_hidden) ->
+        :class:`~pyro_betalstm.priors.GatePrior` instance, a function ``(layer, inputs, prev_hidden) ->
         distribution``, or None for the paper's ``Gamma(0.5, 1)`` (see
         :func:`~pyro_betalstm.priors.get_prior`). A deterministic gate family (sigmoid,
         coupled, gumbel, ...) has no latent gates: it ignores a prior, with a warning; the
         example scripts refuse ``--prior`` and ``--kl-weight`` with one.
     :param kl_weight: the paper's ``kl_lambda``, a finite number >= 0; multiplies the gate KL
         (and can be annealed by setting the attribute during training, which checks it too).
+        None (the default) means 1. A deterministic gate family has no KL term: a positive
+        weight given to one is ignored, with a warning (0 states that there is none).
     """
 
     #: record the gates as ``pyro.deterministic`` sites (see the class docstring)
@@ -134,7 +136,7 @@ class GateModel(nn.Module):
         self,
         lstm: StochasticLSTM,
         prior: PriorSpec = None,
-        kl_weight: float = 1.0,
+        kl_weight: float | None = None,
     ):
         super().__init__()
         if not lstm.batch_first:
@@ -155,7 +157,14 @@ class GateModel(nn.Module):
                 UserWarning,
                 stacklevel=3,  # the caller of the task model's __init__
             )
-        self.kl_weight = kl_weight  # checked by the property's setter
+        self.kl_weight = 1.0 if kl_weight is None else kl_weight  # checked by the setter
+        if kl_weight is not None and self.kl_weight > 0 and not lstm.family.is_latent:
+            warnings.warn(
+                f"the {lstm.family.name!r} gate family is deterministic: it has no gate KL, "
+                f"so kl_weight={self.kl_weight:g} is ignored",
+                UserWarning,
+                stacklevel=3,  # the caller of the task model's __init__
+            )
         self._guide_runs: list[KeptRun] = []  # the guide's runs, for the model to reuse
         # (raw batch, embedded batch) of the last guide call, until the model consumes it
         # (raw batch, embedded batch, its step mask) of the guide's last call, for the model
@@ -236,8 +245,9 @@ class GateModel(nn.Module):
         and the (checked) targets it scores.
 
         The distribution has batch shape ``(B,)``, one event per sequence (see
-        :meth:`over_valid_steps` for targets at every step). Subclasses implement this one
-        method; :meth:`likelihood` and :meth:`log_likelihood` are built from it.
+        :meth:`~pyro_betalstm.models.GateModel.over_valid_steps` for targets at every step).
+        Subclasses implement this one method; :meth:`~pyro_betalstm.models.GateModel.likelihood`
+        and :meth:`~pyro_betalstm.models.GateModel.log_likelihood` are built from it.
         """
         raise NotImplementedError
 

@@ -43,7 +43,7 @@ class SequenceClassifier(GateModel):
         lstm: StochasticLSTM,
         num_classes: int,
         prior: PriorSpec = None,
-        kl_weight: float = 1.0,
+        kl_weight: float | None = None,
     ):
         super().__init__(lstm, prior, kl_weight)
         self.num_classes = check_size("num_classes", num_classes, minimum=2)

@@ -32,7 +32,7 @@ class NextStepBernoulli(GateModel):
         lstm: StochasticLSTM,
         output_size: int,
         prior: PriorSpec = None,
-        kl_weight: float = 1.0,
+        kl_weight: float | None = None,
     ):
         super().__init__(lstm, prior, kl_weight)
         self.output_size = check_size("output_size", output_size)

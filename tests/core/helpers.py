@@ -17,7 +17,7 @@ def make_model(
     hidden_size: int = 4,
     num_layers: int = 2,
     prior=None,
-    kl_weight: float = 1.0,
+    kl_weight: float | None = None,
     num_outputs: int = 3,
     seed: int = 0,
 ):

@@ -193,8 +193,13 @@ def test_kl_weight_must_be_finite_and_non_negative(weight):
 
 @pytest.mark.parametrize("weight", ["a", True, None])
 def test_kl_weight_must_be_a_number(weight):
+    if weight is not None:  # None to the constructor means the default, 1
+        with pytest.raises(TypeError, match="kl_weight must be a number"):
+            make_model(kl_weight=weight)
+    m = make_model()
     with pytest.raises(TypeError, match="kl_weight must be a number"):
-        make_model(kl_weight=weight)
+        m.kl_weight = weight
+    assert m.kl_weight == 1.0
 
 
 def test_kl_weight_accepts_numbers_as_floats():

@@ -120,6 +120,24 @@ def test_a_prior_given_to_deterministic_gates_warns():
         SequenceClassifier(lstm, 3, model_prior({"prior": "gamma"}, lstm))
 
 
+def test_a_kl_weight_given_to_deterministic_gates_warns():
+    from pyro_betalstm.models import NextStepBernoulli, SequenceClassifier
+
+    for gate in ("sigmoid", "coupled", "gumbel", "constant", "prior_noise"):
+        with pytest.warns(UserWarning, match=rf"the '{gate}' gate family is deterministic: .*"
+                          r"kl_weight=0.5 is ignored"):  # fmt: skip
+            SequenceClassifier(StochasticLSTM(3, 4, 1, gate=gate, batch_first=True), 3,
+                               kl_weight=0.5)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default, 0, or latent gates: nothing to warn about
+        for kl_weight, expected in ((None, 1.0), (0.0, 0.0)):
+            lstm = StochasticLSTM(3, 4, 1, gate="sigmoid", batch_first=True)
+            assert NextStepBernoulli(lstm, 3, kl_weight=kl_weight).kl_weight == expected
+        latent = StochasticLSTM(3, 4, 1, gate="bivariate", batch_first=True)
+        assert SequenceClassifier(latent, 3).kl_weight == 1.0  # None means the paper's 1
+        assert SequenceClassifier(latent, 3, kl_weight=0.25).kl_weight == 0.25
+
+
 # ----- output_dropout in the task heads -----------------------------------------------------------
 def _top_run(lstm: StochasticLSTM):
     torch.manual_seed(0)
