@@ -150,15 +150,16 @@ def broadcast_module(module: torch.nn.Module) -> None:
             tensor.copy_(buffer.to(tensor.device))
 
 
-def sum_gradients(parameters: Sequence[torch.Tensor], loss: float) -> float:
+def sum_gradients(parameters: Sequence[torch.Tensor], loss: torch.Tensor | float) -> float:
     """Sum every parameter's gradient and ``loss`` over the ranks (one all-reduce).
 
     A parameter without a gradient on this rank (an idle rank, an unused branch) adds zero;
     it gets a gradient after the sum only if some rank had one, as in one process. Returns the
-    summed loss.
+    summed loss. ``loss`` may be a one-element tensor on the parameters' device: it is read
+    after the sum, with the gradient flags, so a GPU step waits for the device once here.
     """
     if not parameters:
-        return loss
+        return float(loss)
     device = _collective_device(parameters[0].device)
     dtype = parameters[0].dtype
     pieces = [
@@ -166,18 +167,19 @@ def sum_gradients(parameters: Sequence[torch.Tensor], loss: float) -> float:
         for p in parameters
     ]
     flags = torch.tensor([float(p.grad is not None) for p in parameters], dtype=dtype)
-    flat = torch.cat([*pieces, flags.to(device), torch.tensor([loss], dtype=dtype, device=device)])
+    summed_loss = torch.as_tensor(loss, dtype=dtype).detach().reshape(1).to(device)
+    flat = torch.cat([*pieces, flags.to(device), summed_loss])
     dist.all_reduce(flat)
     offset = 0
     for p, piece in zip(parameters, pieces, strict=True):
         size = piece.numel()
         p.grad = flat[offset : offset + size].view_as(p).to(p.device).clone()
         offset += size
-    had_grad = flat[offset : offset + len(parameters)]
-    for p, used in zip(parameters, had_grad.tolist(), strict=True):
+    *had_grad, total = flat[offset:].tolist()  # the flags and the loss in one read
+    for p, used in zip(parameters, had_grad, strict=True):
         if used == 0:
             p.grad = None
-    return float(flat[-1])
+    return total
 
 
 def all_gather(value) -> list:

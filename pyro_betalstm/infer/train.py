@@ -425,10 +425,11 @@ def fit(
     :param resume: continue the run saved in ``out_dir`` (see above).
     :param evaluate: the validation, called as ``evaluate(model, valid_data, config)`` after
         every epoch when ``valid_data`` is given. The model is on the training device and
-        still in training mode (:func:`default_evaluate` switches to evaluation mode itself,
-        with mean gates), and ``valid_data`` is not moved. It returns a dict of metric name
-        to number (lower is better for the monitored one) that must contain ``monitor``: a
-        ValueError after its first call otherwise (for :func:`default_evaluate`, before
+        still in training mode (:func:`~pyro_betalstm.infer.train.default_evaluate`, the
+        default, switches to evaluation mode itself, with mean gates), and ``valid_data`` is
+        not moved. It returns a dict of metric name to number (lower is better for the
+        monitored one) that must contain ``monitor``: a ValueError after its first call
+        otherwise (for :func:`~pyro_betalstm.infer.train.default_evaluate`, before
         training). A NaN or infinite number raises :class:`NonFiniteLossError`; every entry
         joins the epoch's record as ``valid_<name>``. Data-parallel: each rank calls it on its
         shard of ``valid_data`` (a :class:`~pyro_betalstm.data.DatasetShard`); the float
@@ -834,13 +835,13 @@ def _distributed_svi_step(
     global batch's loss per sequence and the gradient norm."""
     model = run.model
     run.optimizer.zero_grad(set_to_none=True)
-    local = 0.0
+    local: torch.Tensor | float = 0.0
     if batch is not None:
         loss = _elbo_loss(run, batch, epoch, step, where=f" on rank {run.workers.rank}")
         # N / B_r scales this rank's sequences; times B_r / B it is N / B, the global batch's
         weighted = loss * (share / batch.dataset_size)
         weighted.backward()
-        local = weighted.item()
+        local = weighted.detach()  # read after the all-reduce, not before it
     # a NaN on one rank reaches every rank through the sum, so all of them stop together
     per_sequence = parallel.sum_gradients(list(model.parameters()), local)
     if not math.isfinite(per_sequence):
