@@ -119,3 +119,20 @@ def test_authors_table_never_writes_an_empty_table(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="no authors-protocol JSB results.json"):
         table.main([tmp_path])
     assert written == []
+
+
+def test_authors_table_keeps_committed_runs_that_a_rerun_does_not_replace(tmp_path):
+    committed = table.collect([_two_fake_runs(tmp_path / "before", lstm_test=8.9)])
+    fake_run(tmp_path / "rerun" / "lstm", [8.6], 1.0, 8.65, variant="lstm", kl=None)
+    rows = table.collect([tmp_path / "rerun"], committed)
+    assert [(r["variant"], r["seed"], r["test_nll"]) for r in rows] == [
+        ("lstm", 1000, 8.65),  # the rerun replaced the committed run of its variant and seed
+        ("bblstm5gp", 1000, 8.30),
+    ]
+    assert table.collect([tmp_path / "rerun"]) == rows[:1]  # without them, the rerun alone
+
+
+def _two_fake_runs(folder: Path, lstm_test: float) -> Path:
+    fake_run(folder / "5gp", [8.4, 8.3], 10.0, 8.30)
+    fake_run(folder / "lstm", [8.8], 1.0, lstm_test, variant="lstm", kl=None)
+    return folder

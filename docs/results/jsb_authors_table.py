@@ -1,9 +1,11 @@
 """Collect the JSB runs of the ``authors`` protocol into docs/results/jsb_authors_protocol.json
 and the table between the ``jsb-authors`` markers of docs/results/music.md.
 
-Usage: python docs/results/jsb_authors_table.py RUNS_DIR [RUNS_DIR ...]
+Usage: python docs/results/jsb_authors_table.py [--keep-committed] RUNS_DIR [RUNS_DIR ...]
 (the folders ``docs/results/run_jsb_authors.sh`` fills; every ``*/results.json`` with protocol
-``authors`` on JSB is taken, each run once).
+``authors`` on JSB is taken, each run once). With ``--keep-committed`` the runs already in
+jsb_authors_protocol.json stay, and a run found in RUNS_DIR replaces the one of its variant
+and seed: a rerun of some runs updates the table without the folders of all the others.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from pyro_betalstm.io import atomic_write_json, atomic_write_text  # noqa: E402
+from pyro_betalstm.io import atomic_write_json, atomic_write_text, read_json  # noqa: E402
 from pyro_betalstm.variants import ABLATIONS, VARIANTS  # noqa: E402
 
 ORDER = [*VARIANTS, *ABLATIONS]
@@ -43,11 +45,12 @@ def run_row(r: dict) -> dict:
         "seconds_to_valid_8.35": (r.get("target_epoch") or {}).get("elapsed_s"),
         "split": "standard JSB split 229/76/77",
         "hardware": r["hardware"],
+        "git_commit": r.get("git_commit"),  # recorded by runs from 2026-12-03 on
     }
 
 
-def collect(dirs: list[Path]) -> list[dict]:
-    rows = {}
+def collect(dirs: list[Path], committed: list[dict] = ()) -> list[dict]:
+    rows = {(r["variant"], r["seed"]): r for r in committed}
     for d in dirs:
         for path in sorted(d.glob("*/results.json")):
             r = json.loads(path.read_text())
@@ -96,11 +99,12 @@ def tables(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(dirs: list[Path]) -> None:
+def main(dirs: list[Path], keep_committed: bool = False) -> None:
     missing = [str(d) for d in dirs if not d.is_dir()]
     if missing:
         raise SystemExit(f"no runs folder at {', '.join(missing)}")
-    rows = collect(dirs)
+    committed = read_json(HERE / "jsb_authors_protocol.json")["runs"] if keep_committed else []
+    rows = collect(dirs, committed)
     if not rows:  # never replace the committed table by an empty one
         raise SystemExit(f"no authors-protocol JSB results.json under {', '.join(map(str, dirs))}")
     atomic_write_json(HERE / "jsb_authors_protocol.json", {"runs": rows})
@@ -116,4 +120,10 @@ def main(dirs: list[Path]) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs_dirs", nargs="+", type=Path, metavar="RUNS_DIR")
-    main(parser.parse_args().runs_dirs)
+    parser.add_argument(
+        "--keep-committed",
+        action="store_true",
+        help="keep the runs of jsb_authors_protocol.json that RUNS_DIR has no rerun of",
+    )
+    args = parser.parse_args()
+    main(args.runs_dirs, args.keep_committed)
