@@ -65,9 +65,10 @@ def standard_exponential(shape: torch.Size, dtype: torch.dtype, device=None) -> 
 def into_open_unit_interval(x: torch.Tensor) -> torch.Tensor:
     """``x`` in ``[0, 1]`` moved inside ``(0, 1)``: a value that rounded to exactly 0 or 1 in its
     dtype becomes the nearest representable value inside (the gradient is kept elsewhere)."""
-    low = torch.finfo(x.dtype).tiny
-    high = torch.nextafter(torch.ones((), dtype=x.dtype), torch.zeros((), dtype=x.dtype))
-    return x.clamp(min=low, max=float(high))
+    info = torch.finfo(x.dtype)
+    # 1 - eps / 2 is the largest value below 1 in a binary float format (nextafter(1, 0)),
+    # exact as a Python float; no tensor is made or read for it
+    return x.clamp(min=info.tiny, max=1.0 - info.eps / 2)
 
 
 def log1mexp(x: torch.Tensor) -> torch.Tensor:

@@ -116,20 +116,19 @@ class GateMeanFieldELBO(TraceMeanField_ELBO):
 
     def loss(self, model, guide, *args, **kwargs) -> float:
         """The negative ELBO averaged over ``num_particles``, as a float."""
-        loss = 0.0
-        for _ in range(self.num_particles):
-            elbo = self.particle_elbo(*self.traces(model, guide, *args, **kwargs))
-            loss = loss - elbo.item() / self.num_particles
-        warn_if_nan(loss, "loss")
-        return loss
+        elbos = [
+            self.particle_elbo(*self.traces(model, guide, *args, **kwargs)).detach()
+            for _ in range(self.num_particles)
+        ]
+        return _negative_mean(elbos)
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
         """The negative ELBO as a float, after back-propagating it (what :class:`~pyro.infer.SVI` calls)."""
-        loss = 0.0
+        elbos = []  # read together at the end
         for _ in range(self.num_particles):
             model_trace, guide_trace = self.traces(model, guide, *args, **kwargs)
             elbo = self.particle_elbo(model_trace, guide_trace)
-            loss = loss - elbo.detach().item() / self.num_particles
+            elbos.append(elbo.detach())
             trainable = any(
                 site["type"] == "param"
                 for trace in (model_trace, guide_trace)
@@ -137,8 +136,17 @@ class GateMeanFieldELBO(TraceMeanField_ELBO):
             )
             if trainable and elbo.requires_grad:
                 (-elbo / self.num_particles).backward(retain_graph=self.retain_graph)
-        warn_if_nan(loss, "loss")
-        return loss
+        return _negative_mean(elbos)
+
+
+def _negative_mean(elbos: list[torch.Tensor]) -> float:
+    """``-mean(elbos)`` as a float, from one read of the device (not one per particle);
+    summed in Python in particle order, as reading each particle's value did."""
+    loss = 0.0
+    for value in torch.stack([e.reshape(()) for e in elbos]).tolist():
+        loss = loss - value / len(elbos)
+    warn_if_nan(loss, "loss")
+    return loss
 
 
 def _warn_unless_same_site_order(model_trace: Trace, guide_trace: Trace) -> None:

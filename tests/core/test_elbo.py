@@ -14,6 +14,8 @@ per-step program) are far above it.
 
 from __future__ import annotations
 
+import functools
+
 import pyro
 import pytest
 import torch
@@ -291,3 +293,54 @@ def test_gate_elbo_needs_at_least_one_particle(num_particles):
     """Zero particles gave a loss of 0.0 and no gradient, silently."""
     with pytest.raises(ValueError, match=f"num_particles must be at least 1, got {num_particles}"):
         GateMeanFieldELBO(num_particles=num_particles)
+
+
+def _device_reads(fn) -> int:
+    """How many times ``fn()`` reads a tensor's value into Python (``item``, ``bool``,
+    ``float``, ``tolist``): on a GPU each read waits for the device to finish its queue."""
+    count = 0
+    originals = {name: getattr(torch.Tensor, name) for name in
+                 ("item", "__bool__", "__float__", "tolist")}  # fmt: skip
+
+    def counted(original):
+        def read(self, *args, **kwargs):
+            nonlocal count
+            count += 1
+            return original(self, *args, **kwargs)
+
+        return read
+
+    try:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, counted(original))
+        fn()
+    finally:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, original)
+    return count
+
+
+@pytest.mark.parametrize("validation", [False, True])
+def test_svi_step_waits_for_the_device_once_for_the_loss_however_many_particles(validation):
+    """Without Pyro's validation a particle reads 3 values (the target-index check, and 2
+    CPU-only checks of the KL's prior rate); the loss is read once for all particles. Pyro's
+    validation (its default) adds its argument checks to every particle (guides/training_on_a_gpu.md)."""
+    reads = {}
+    before = pyro.infer.util.is_validation_enabled()
+    try:
+        pyro.enable_validation(validation)
+        for particles in (1, 3):
+            pyro.clear_param_store()
+            m, batch = make_model(), make_batch()
+            elbo = GateMeanFieldELBO(num_particles=particles)
+            step = functools.partial(elbo.loss_and_grads, m.model, m.guide, batch)
+            step()  # the param store filled
+            reads[particles] = _device_reads(step)
+    finally:
+        pyro.enable_validation(before)
+    per_particle = (reads[3] - reads[1]) // 2
+    assert reads[1] == per_particle + 1  # one read of the loss, not one per particle
+    if validation:
+        assert per_particle > 3  # Pyro's argument checks
+    else:
+        assert per_particle == 3

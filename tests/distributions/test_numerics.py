@@ -9,7 +9,11 @@ import pytest
 import torch
 from scipy import stats
 
-from pyro_betalstm.distributions.numerics import sample_log_gamma, standard_exponential
+from pyro_betalstm.distributions.numerics import (
+    into_open_unit_interval,
+    sample_log_gamma,
+    standard_exponential,
+)
 
 
 def test_standard_exponential_law_dtype_and_layout():
@@ -66,3 +70,13 @@ def test_sample_log_gamma_gradient_is_unbiased(alpha):
     trigamma = float(torch.polygamma(1, torch.tensor(alpha, dtype=torch.float64)))
     assert abs(d_log_u.mean().item() - trigamma) < 5 * d_log_u.std().item() / math.sqrt(n)
     assert abs(d_u.mean().item() - 1.0) < 5 * d_u.std().item() / math.sqrt(n)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_into_open_unit_interval_moves_only_the_ends_inside(dtype):
+    x = torch.tensor([0.0, 0.25, 0.5, 1.0], dtype=dtype)
+    inside = into_open_unit_interval(x)
+    below_one = torch.nextafter(torch.ones((), dtype=dtype), torch.zeros((), dtype=dtype))
+    assert inside.dtype == dtype
+    assert inside[0] == torch.finfo(dtype).tiny and inside[3] == below_one  # nearest inside
+    assert torch.equal(inside[1:3], x[1:3])  # values already inside are kept, bit for bit
