@@ -256,3 +256,23 @@ def test_compare_commits_flags_a_ratio_worse_beyond_the_base_spread():
     runs["head"][1] = run(1.16, 2.5)  # spread 0.05: a's 0.18 above the base now counts
     assert compare.summarise(runs)["worse"] == ["a", "b"]
     assert "gpu_only" not in summary["median_ratios"]["head"]
+
+
+@pytest.mark.timeout(60)
+def test_validation_cost_smoke(tmp_path):
+    validation_cost = _load("validation_cost")
+    out = tmp_path / "validation.json"
+    threads = torch.get_num_threads()
+    argv = "--batch 2 --hidden 4 --steps 3 --repeats 2 --warmup 1 --threads 1".split()
+    result = validation_cost.main([*argv, "--out", str(out)])
+    assert torch.get_num_threads() == threads
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    names = validation_cost.VARIANTS
+    assert set(result["median_ms"]) == {f"{n} validation {s}" for n in names for s in ("on", "off")}
+    for name in names:
+        ratio = (
+            result["median_ms"][f"{name} validation off"]
+            / result["median_ms"][f"{name} validation on"]
+        )
+        assert result["off_over_on"][name] == pytest.approx(ratio)
+    assert result["config"]["hidden"] == 4 and result["environment"]["device_name"]

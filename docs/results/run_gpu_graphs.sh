@@ -14,7 +14,9 @@
 #      elementwise work compiled (default and reduce-overhead modes) against eager;
 #   6. the step-time benchmark of the compiled step (*_compiled_cell), alone and inside the
 #      graphs, in its own run and file (step_time_cuda_compiled.json), so that a compilation
-#      failure cannot cost part 1's numbers.
+#      failure cannot cost part 1's numbers;
+#   7. what Pyro's validation costs a step in waits for the device (benchmarks/validation_cost.py:
+#      the eager SVI step with validation on and off, interleaved).
 # Parts 5 and 6 run on CUDA only; on another DEVICE part 1 times the eager variants only and
 # part 3 profiles the eager step only.
 #
@@ -23,8 +25,8 @@
 # then the device tool with carry [".device"] and
 #   bash .device/env.sh bash docs/results/run_gpu_graphs.sh
 # A device command may run 10 minutes at most: PARTS picks the parts to run, in the order
-# given (default "1 2 4 6 3 5", by what the issue's "done when" needs first); e.g.
-# PARTS="1 2 4" in one call (about 7 minutes) and PARTS="6 3 5" in the next.
+# given (default "1 2 4 6 3 5 7", by what the issue's "done when" needs first); e.g.
+# PARTS="1 2 4" in one call (about 7 minutes) and PARTS="6 3 5 7" in the next.
 # Environment: OUT (default $OUT of the device tool, else runs/gpu-graphs), DEVICE (cuda),
 # LIMIT_MIN (MNIST budget per run, default 1), STEP_ARGS (more benchmark arguments),
 # AFTER (the recurrence of the second MNIST run, default cuda_graph; "auto" for a CPU dry run),
@@ -120,11 +122,18 @@ part_6() {
   step_time cuda_compiled "$compiled"
 }
 
-read -r -a parts <<< "${PARTS:-1 2 4 6 3 5}"
+part_7() {
+  echo "== 7. Pyro validation on and off: the waits for the device"
+  timeout 180 python benchmarks/validation_cost.py --device "$device" --threads 1 --repeats 10 \
+    --out "$out/validation_cost_$device.json" > "$out/logs/validation_cost.log" 2>&1
+  echo "validation cost exit $?"
+}
+
+read -r -a parts <<< "${PARTS:-1 2 4 6 3 5 7}"
 for n in "${parts[@]}"; do
   case "$n" in
-    [1-6]) "part_$n" ;;
-    *) echo "unknown part $n (expected 1 to 6)" ;;
+    [1-7]) "part_$n" ;;
+    *) echo "unknown part $n (expected 1 to 7)" ;;
   esac
 done
 python docs/results/gpu_graphs_summary.py "$out" | tee "$out/summary.md"
