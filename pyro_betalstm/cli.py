@@ -1,6 +1,7 @@
 """Console entry point ``pyro-betalstm``.
 
-``pyro-betalstm info [--json]`` prints versions, the gate families and the devices torch sees;
+``pyro-betalstm info [--json]`` prints versions, the gate families, the devices torch sees, the
+processor and the git commit;
 ``pyro-betalstm diagnostics RUN_DIR [...]`` renders a saved run's gate diagnostics (the same as
 ``python -m pyro_betalstm.diagnostics``); ``pyro-betalstm table RUN_DIR [...]`` prints saved runs'
 ``results.md`` rows under one header. The training scripts live in ``examples/``.
@@ -15,12 +16,14 @@ import sys
 
 
 def info() -> dict[str, str]:
-    """Versions of the library and its main dependencies, the gate families and devices."""
+    """Versions of the library and its main dependencies, the gate families and devices, the
+    processor, and the git commit the package runs from (where it is a checkout)."""
     import pyro
     import torch
 
     from . import __version__
     from .gates import GATE_FAMILIES
+    from .provenance import cpu_model, git_commit
 
     devices = "cpu" + (
         f", cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""
@@ -32,11 +35,13 @@ def info() -> dict[str, str]:
         "pyro-ppl": pyro.__version__,
         "gate families": ", ".join(sorted(GATE_FAMILIES)),
         "devices": devices,
+        "processor": cpu_model(),
+        "git commit": git_commit() or "none (not a git checkout)",
     }
 
 
 COMMANDS = {
-    "info": "print versions, gate families and devices (--json: as a JSON object)",
+    "info": "print versions, gate families, devices, processor and git commit (--json: JSON)",
     "diagnostics": "render a saved run's gate diagnostics (pyro-betalstm diagnostics -h)",
     "table": "print saved runs' results.md rows as one Markdown table",
 }

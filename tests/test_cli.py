@@ -10,6 +10,7 @@ import torch
 from pyro_betalstm import __version__
 from pyro_betalstm import results as schema
 from pyro_betalstm.cli import info, main
+from pyro_betalstm.provenance import cpu_model, git_commit
 
 STEPS = 70  # more than the default --max-steps (64)
 
@@ -47,6 +48,8 @@ def test_info_reports_versions_and_families(capsys):
     facts = info()
     assert facts["pyro_betalstm"] == __version__ and facts["torch"] == torch.__version__
     assert "bivariate5" in facts["gate families"].split(", ")
+    assert facts["processor"] == cpu_model()  # what a results record names, too
+    assert facts["git commit"] == (git_commit() or "none (not a git checkout)")
     assert main(["info"]) == 0
     assert f"pyro_betalstm: {__version__}" in capsys.readouterr().out
     assert main(["info", "--json"]) == 0

@@ -181,7 +181,8 @@ class FixedLengthSequences:
         return self.inputs.shape[2]
 
     def batch(self, index: Sequence[int] | torch.Tensor) -> SequenceBatch:
-        """The sequences at ``index`` as one :class:`~pyro_betalstm.batch.SequenceBatch` (no lengths: all full)."""
+        """The sequences at ``index`` as one :class:`~pyro_betalstm.batch.SequenceBatch` (no
+        lengths: all full)."""
         index = torch.as_tensor(index, dtype=torch.long)
         return SequenceBatch(self.inputs[index], self.targets[index], None, dataset_size=len(self))
 

@@ -167,8 +167,8 @@ def sum_gradients(parameters: Sequence[torch.Tensor], loss: torch.Tensor | float
         for p in parameters
     ]
     flags = torch.tensor([float(p.grad is not None) for p in parameters], dtype=dtype)
-    summed_loss = torch.as_tensor(loss, dtype=dtype).detach().reshape(1).to(device)
-    flat = torch.cat([*pieces, flags.to(device), summed_loss])
+    local_loss = torch.as_tensor(loss).detach().to(device=device, dtype=dtype).reshape(1)
+    flat = torch.cat([*pieces, flags.to(device), local_loss])
     dist.all_reduce(flat)
     offset = 0
     for p, piece in zip(parameters, pieces, strict=True):

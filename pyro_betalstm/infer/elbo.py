@@ -123,7 +123,8 @@ class GateMeanFieldELBO(TraceMeanField_ELBO):
         return _negative_mean(elbos)
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        """The negative ELBO as a float, after back-propagating it (what :class:`~pyro.infer.SVI` calls)."""
+        """The negative ELBO as a float, after back-propagating it (what
+        :class:`~pyro.infer.SVI` calls)."""
         elbos = []  # read together at the end
         for _ in range(self.num_particles):
             model_trace, guide_trace = self.traces(model, guide, *args, **kwargs)

@@ -116,8 +116,8 @@ class GateModel(nn.Module):
     :param lstm: the recurrent network (its gate family decides whether gates are latent).
     :param prior: the gate prior: a name from :data:`~pyro_betalstm.priors.PRIORS`
         (``"gamma"``, ``"learnable"``, ``"conditional"``, ``"hierarchical"``), a
-        :class:`~pyro_betalstm.priors.GatePrior` instance, a function ``(layer, inputs, prev_hidden) ->
-        distribution``, or None for the paper's ``Gamma(0.5, 1)`` (see
+        :class:`~pyro_betalstm.priors.GatePrior` instance, a function ``(layer, inputs,
+        prev_hidden) -> distribution``, or None for the paper's ``Gamma(0.5, 1)`` (see
         :func:`~pyro_betalstm.priors.get_prior`). A deterministic gate family (sigmoid,
         coupled, gumbel, ...) has no latent gates: it ignores a prior, with a warning; the
         example scripts refuse ``--prior`` and ``--kl-weight`` with one.
@@ -166,7 +166,6 @@ class GateModel(nn.Module):
                 stacklevel=3,  # the caller of the task model's __init__
             )
         self._guide_runs: list[KeptRun] = []  # the guide's runs, for the model to reuse
-        # (raw batch, embedded batch) of the last guide call, until the model consumes it
         # (raw batch, embedded batch, its step mask) of the guide's last call, for the model
         self._embedded: tuple[SequenceBatch, SequenceBatch, torch.Tensor | None] | None = None
 

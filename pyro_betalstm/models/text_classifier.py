@@ -18,8 +18,9 @@ class TextClassifier(SequenceClassifier):
     ``batch.inputs`` hold token ids, ``(B, T, 1)`` or ``(B, T)`` integers with 0 the padding id
     (as :func:`pyro_betalstm.data.text.encode_dataset` makes them). The embedding layer is an
     ordinary parameter trained with the rest (or frozen); the Pyro model and guide embed the
-    batch and then proceed as :class:`~pyro_betalstm.models.SequenceClassifier`. Dropout on ``h_T`` before the output
-    layer (Kim 2014) acts in the model's likelihood only, never in the guide's recurrence.
+    batch and then proceed as :class:`~pyro_betalstm.models.SequenceClassifier`. Dropout on
+    ``h_T`` before the output layer (Kim 2014) acts in the model's likelihood only, never in the
+    guide's recurrence.
 
     :param lstm: the recurrent network, built with ``batch_first=True``; its ``input_size``
         is the embedding size.
