@@ -9,6 +9,7 @@ model (:func:`run_hardware`) and the commit of the checkout the package was impo
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -17,6 +18,15 @@ import torch
 
 #: the checkout the package was imported from, if it is one (an editable install)
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+#: the code a result depends on, as git pathspecs: the package and the scripts that make
+#: results (the files runs write, such as ``docs/results/*.json``, are not code)
+CODE_PATHS = (
+    "pyro_betalstm",
+    "examples",
+    "benchmarks",
+    "docs/results/*.py",
+    "docs/results/*.sh",
+)
 
 
 def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
@@ -43,9 +53,19 @@ def run_hardware(device: str | torch.device) -> str:
 
 
 def _git(root: Path, *args: str) -> str | None:
+    # about the checkout at root whatever the caller's environment (a git hook sets GIT_DIR),
+    # and without taking git's index lock, which would fail a user's own git command meanwhile
+    env = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE",
+                                                            "GIT_INDEX_FILE")}  # fmt: skip
     try:
         out = subprocess.run(
-            ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False
+            ["git", "--no-optional-locks", *args],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):  # no git, or it hung
         return None
@@ -54,12 +74,15 @@ def _git(root: Path, *args: str) -> str | None:
 
 def git_state(root: str | Path = PACKAGE_ROOT) -> dict[str, str | bool | None]:
     """``{"commit": ..., "package_dirty": ...}`` of the git checkout at ``root``: the commit
-    of ``HEAD`` and whether ``pyro_betalstm/`` has uncommitted changes; None for each where
-    ``root`` is not a checkout (an installed wheel) or git is missing."""
+    of ``HEAD`` and whether the code in it (:data:`CODE_PATHS`: the package, the examples,
+    the benchmarks and the results scripts) has uncommitted changes, new files included;
+    None for each where ``root`` is not a checkout (an installed wheel, or a package inside
+    a larger repository whose root is elsewhere) or git is missing, and ``package_dirty``
+    None where git could not tell."""
     root = Path(root)
-    if not (root / ".git").exists():
+    if not (root / ".git").exists():  # a directory, or a file in a worktree or submodule
         return {"commit": None, "package_dirty": None}
-    status = _git(root, "status", "--porcelain", "--", "pyro_betalstm")
+    status = _git(root, "status", "--porcelain", "--", *CODE_PATHS)
     return {
         "commit": _git(root, "rev-parse", "HEAD"),
         "package_dirty": None if status is None else bool(status),
@@ -67,9 +90,11 @@ def git_state(root: str | Path = PACKAGE_ROOT) -> dict[str, str | bool | None]:
 
 
 def git_commit(root: str | Path = PACKAGE_ROOT) -> str | None:
-    """The commit the package ran from, for a results record: ``HEAD``'s hash, with
-    ``"+modified"`` when ``pyro_betalstm/`` has uncommitted changes; None outside a checkout."""
+    """The commit the code ran from, for a results record: ``HEAD``'s hash, with
+    ``"+modified"`` when the code (:data:`CODE_PATHS`) has uncommitted changes and
+    ``"+unknown"`` when git could not say; None outside a checkout."""
     state = git_state(root)
     if state["commit"] is None:
         return None
-    return state["commit"] + ("+modified" if state["package_dirty"] else "")
+    dirty = state["package_dirty"]
+    return state["commit"] + ("+unknown" if dirty is None else "+modified" if dirty else "")

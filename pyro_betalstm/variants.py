@@ -13,6 +13,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+# moved to pyro_betalstm.provenance (2026-12-03); importable from here as before
+from .provenance import run_hardware  # noqa: F401
+
 #: ``pyro_betalstm.nn.RECURRENCES`` (this module sits beside the model stack and may not
 #: import it; a test checks the two agree)
 RECURRENCE_CHOICES = ("eager", "auto", "cuda_graph")

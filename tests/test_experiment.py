@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 
 import pytest
 
@@ -81,6 +82,18 @@ def test_flags_a_run_would_ignore_are_refused():
         music_settings(music_args("--variant", "lstm", "--eval-samples", "50"))["eval_samples"] == 0
     )
     assert music_settings(music_args("--variant", "lstm"))["eval_samples"] == 0
+    # nor a KL: a variant with a prior term run with deterministic gates records kl_weight 0,
+    # so the model it builds does not warn that a weight it was given is ignored
+    s = music_settings(music_args("--variant", "bblstm5gp", "--gate", "sigmoid"))
+    assert s["kl_weight"] == 0.0 and s["eval_samples"] == 0
+    from pyro_betalstm.experiment import model_prior
+    from pyro_betalstm.models import NextStepBernoulli
+    from pyro_betalstm.nn import StochasticLSTM
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # built as the example builds it: no warning
+        lstm = StochasticLSTM(88, 4, 1, gate=s["gate"], batch_first=True)
+        NextStepBernoulli(lstm, 88, prior=model_prior(s, lstm), kl_weight=s["kl_weight"])
     # bBLSTM has latent gates but no prior term (kl_weight 0): a prior would not be trained
     with pytest.raises(SystemExit, match="no prior term.*add --kl-weight"):
         music_settings(music_args("--variant", "bblstm", "--prior", "learnable"))

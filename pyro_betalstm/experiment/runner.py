@@ -102,8 +102,9 @@ def _check_gate_settings(settings: dict[str, Any], args: argparse.Namespace) -> 
     """Check the gate family and prior names, and refuse a flag the run would ignore while
     its results record named it: ``--prior`` and ``--kl-weight`` act on latent gates only,
     and ``--prior`` only where the prior term is in the loss (``kl_weight > 0``). A
-    deterministic family draws no gates, so its ``eval_samples`` (the predictive's gate
-    draws) is recorded as 0, whatever the protocol or flag said."""
+    deterministic family draws no gates and has no KL, so its ``eval_samples`` (the
+    predictive's gate draws) and ``kl_weight`` are recorded as 0, whatever the protocol or
+    variant said (``--variant bblstm5gp --gate sigmoid`` trains a sigmoid LSTM)."""
     try:
         family = get_gate_family(settings["gate"]) if "gate" in settings else None
         if "prior" in settings:
@@ -114,6 +115,8 @@ def _check_gate_settings(settings: dict[str, Any], args: argparse.Namespace) -> 
     if family is not None and not family.is_latent:
         if "eval_samples" in settings:
             settings["eval_samples"] = 0
+        if "kl_weight" in settings:
+            settings["kl_weight"] = 0.0
         if given:
             flags = " and ".join("--" + key.replace("_", "-") for key in given)
             raise SystemExit(

@@ -33,8 +33,9 @@ def flat_parameters(model) -> torch.Tensor:
     return torch.cat([p.detach().flatten().clone() for p in model.parameters()])
 
 
-def gradient_step_change(out: Path) -> torch.Tensor:
-    """The parameter change of one 2-rank SGD step (lr 1): minus the global batch gradient."""
+def gradient_step_change(out: Path) -> tuple[torch.Tensor, float]:
+    """The parameter change of one 2-rank SGD step (lr 1), minus the global batch gradient,
+    and the step's training loss per sequence (summed over the ranks by the all-reduce)."""
     model = make_model("classifier", "sigmoid", num_layers=2, seed=0)
     data = make_dataset(GRADIENT_SET, seed=3)
     before = flat_parameters(model)
@@ -47,8 +48,8 @@ def gradient_step_change(out: Path) -> torch.Tensor:
         progress=False,
         distributed_timeout_s=TIMEOUT_S,
     )
-    fit(model, data, None, config)
-    return flat_parameters(model) - before
+    result = fit(model, data, None, config)
+    return flat_parameters(model) - before, result.history[0]["train_loss"]
 
 
 def train_config(num_epochs: int) -> TrainConfig:
@@ -81,10 +82,10 @@ def main(scenario: str, out: Path) -> None:
     pyro.enable_validation(True)
     rank = int(os.environ["RANK"])
     if scenario == "train":
-        change = gradient_step_change(out)
+        change, step_loss = gradient_step_change(out)
         full = trained(out / "full", [2])
         resumed = trained(out / "resumed", [1, 2])
-        record = {"change": change, "full": full, "resumed": resumed}
+        record = {"change": change, "step_loss": step_loss, "full": full, "resumed": resumed}
         record["world_size"] = current_workers().world_size
         torch.save(record, out / f"rank{rank}.pt")
     elif scenario == "die":

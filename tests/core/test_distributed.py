@@ -73,7 +73,7 @@ def two_rank_run(tmp_path_factory):
     results = _wait(_launch("train", out), DEADLINE_S)
     for rank, (code, err, _) in enumerate(results):
         assert code == 0, f"rank {rank} failed:\n{err[-3000:]}"
-    records = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    records = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
     return records, out
 
 
@@ -88,12 +88,14 @@ def test_two_rank_gradient_equals_one_process_gradient_of_the_global_batch(two_r
     config = TrainConfig(
         num_epochs=1, batch_size=5, optimizer="sgd", lr=1.0, clip_norm=None, progress=False
     )
-    fit(model, data, None, config)
+    result = fit(model, data, None, config)
     change = torch.cat([p.detach().flatten() for p in model.parameters()]) - before
     for record in records:
         assert record["world_size"] == 2
         assert change.abs().max() > 1e-3  # a real step, not a trivial zero
         torch.testing.assert_close(record["change"], change, atol=1e-6, rtol=0)
+        # the loss is summed over the ranks too: the global batch's, not a rank's share
+        assert record["step_loss"] == pytest.approx(result.history[0]["train_loss"], rel=1e-9)
 
 
 def test_ranks_stay_identical_and_resume_with_the_same_world_size_is_exact(two_rank_run):

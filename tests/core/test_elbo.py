@@ -342,5 +342,5 @@ def test_svi_step_waits_for_the_device_once_for_the_loss_however_many_particles(
     assert reads[1] == per_particle + 1  # one read of the loss, not one per particle
     if validation:
         assert per_particle > 3  # Pyro's argument checks
-    else:
-        assert per_particle == 3
+    else:  # the library's own (a Pyro or torch upgrade may only add to Pyro's count above)
+        assert per_particle <= 3

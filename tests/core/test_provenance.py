@@ -11,6 +11,9 @@ from pyro_betalstm.provenance import PACKAGE_ROOT, cpu_model, git_commit, git_st
 
 
 def test_run_hardware_names_processor_threads_and_device():
+    from pyro_betalstm import variants
+
+    assert variants.run_hardware is run_hardware  # its old import path still works
     text = run_hardware("cpu")
     assert text == f"{cpu_model()}, {torch.get_num_threads()} threads, device cpu"
     assert "(" not in text.split(", ")[-1]  # a GPU name only for CUDA devices
@@ -46,6 +49,26 @@ def test_git_commit_names_head_and_marks_uncommitted_package_changes(tmp_path):
     (tmp_path / "pyro_betalstm" / "a.py").write_text("x = 2\n")
     assert git_commit(tmp_path) == f"{head}+modified"
     assert git_state(tmp_path) == {"commit": head, "package_dirty": True}
+    _git(tmp_path, "checkout", "--", "pyro_betalstm")
+    assert git_commit(tmp_path) == head
+    (tmp_path / "examples").mkdir()  # an example script is code too, a new one included
+    (tmp_path / "examples" / "run.py").write_text("print(1)\n")
+    assert git_commit(tmp_path) == f"{head}+modified"
+    (tmp_path / "examples" / "run.py").unlink()
+    (tmp_path / "docs" / "results").mkdir(parents=True)  # what runs write is not code
+    (tmp_path / "docs" / "results" / "table.json").write_text("{}\n")
+    assert git_commit(tmp_path) == head
+    (tmp_path / "docs" / "results" / "make_table.py").write_text("print(1)\n")
+    assert git_commit(tmp_path) == f"{head}+modified"
+
+
+def test_git_commit_says_unknown_when_git_cannot_tell(tmp_path, monkeypatch):
+    from pyro_betalstm import provenance
+
+    (tmp_path / ".git").mkdir()
+    answers = {"rev-parse": "0" * 40, "status": None}  # e.g. status failed on a broken index
+    monkeypatch.setattr(provenance, "_git", lambda root, command, *args: answers[command])
+    assert git_commit(tmp_path) == "0" * 40 + "+unknown"
 
 
 def test_git_commit_is_none_outside_a_checkout(tmp_path):
