@@ -411,8 +411,8 @@ def fit(
     same world size (a ValueError names both otherwise).
 
     :param model: the model to train, in place; moved to the training device (``config.device``,
-        or the rank's GPU when data-parallel). Its ``kl_weight``
-        is the target of ``kl_anneal_epochs`` and is set back to it when fit returns.
+        or the rank's GPU when data-parallel). Its ``kl_weight`` is the target of
+        ``kl_anneal_epochs`` and is set back to it when fit returns.
     :param train_data: the training sequences (a TypeError for an object without
         ``batches``).
     :param valid_data: the validation sequences, or None: the training loss per sequence is
