@@ -67,8 +67,9 @@ class TrainConfig:
     averaged in each loss estimate (1). ``eval_batch_size``: sequences per minibatch of the
     default validation (64). ``progress``: a progress bar per epoch and a line printed after
     each (True; rank 0 only). These counts are integers >= 1 (``kl_anneal_epochs``,
-    ``eval_samples`` and ``plateau_start_epoch``: >= 0); :meth:`check` names a setting out of
-    range.
+    ``eval_samples`` and ``plateau_start_epoch``: >= 0). A setting out of range is refused
+    when the config is made (a ValueError from :meth:`check`, which names it); one changed
+    afterwards, when :func:`fit` starts.
 
     ``elbo``: ``"meanfield"`` (analytic KL where the prior is Gamma, Monte Carlo otherwise) or
     ``"trace"`` (Monte Carlo). ``optimizer``: a ``torch.optim`` class name (``"adam"``), a
@@ -134,6 +135,9 @@ class TrainConfig:
     distributed_timeout_s: float = 600.0
     recurrence: str | None = None
 
+    def __post_init__(self) -> None:
+        self.check()  # refuse a bad setting where it is written, not when fit starts
+
     def to_dict(self) -> dict:
         """The settings as a plain dict (as stored in checkpoints and compared on resume); an
         optimizer that is not a name becomes a string (a PyroOptim its class and arguments)."""
@@ -147,8 +151,8 @@ class TrainConfig:
         return d
 
     def check(self) -> None:
-        """Raise a ValueError naming the first setting outside its range. :func:`fit` calls it
-        when it starts; constructing or changing a config checks nothing."""
+        """Raise a ValueError naming the first setting outside its range. Making a config
+        calls it, and so does :func:`fit` when it starts (a setting may have been changed)."""
         positive_ints = ("num_epochs", "batch_size", "num_particles", "eval_batch_size")
         for name in positive_ints:
             value = getattr(self, name)

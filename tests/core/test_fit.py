@@ -299,11 +299,16 @@ def test_unknown_optimizer_and_bad_settings():
 )
 def test_config_check_refuses_out_of_range_settings(bad, message):
     """check() accepted an unknown elbo or lr_rule (refused only later by fit), a negative
-    weight decay (torch's error) and an infinite clip norm or -inf divergence threshold."""
-    config = _config(**bad)  # constructing checks nothing: fit calls check()
+    weight decay (torch's error) and an infinite clip norm or -inf divergence threshold.
+    Making the config refuses the setting; one set on a made config is refused by fit."""
+    with pytest.raises(ValueError, match=message):
+        _config(**bad)
+    config = _config()
+    for name, value in bad.items():
+        setattr(config, name, value)  # changing a config afterwards checks nothing...
     with pytest.raises(ValueError, match=message):
         config.check()
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message):  # ...but fit checks it when it starts
         fit(make_model("classifier", "sigmoid", num_layers=1), make_dataset(4), None, config)
 
 
