@@ -82,8 +82,14 @@ def profile_variant(args: argparse.Namespace) -> dict:
     if device.type == "cuda":  # launch-bound: how many kernels, and how busy the device is
         device_us = lambda e: getattr(e, "self_device_time_total", 0.0)  # noqa: E731
         device_fields = {
+            # kernels launched one by one; those inside a replayed CUDA graph are not counted
+            # here, each replay is one graph launch
             "kernel_launches_per_step": sum(
                 e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel")
+            )
+            / args.steps,
+            "graph_launches_per_step": sum(
+                e.count for e in events if e.key in ("cudaGraphLaunch", "cuGraphLaunch")
             )
             / args.steps,
             "self_device_ms_per_step_total": sum(device_us(e) for e in events) / 1e3 / args.steps,

@@ -379,6 +379,10 @@ def main(argv=None) -> dict:
             "interop_threads": torch.get_num_interop_threads(),
             "cpu_count": os.cpu_count(),
             "cuda": torch.version.cuda if device.type == "cuda" else None,
+            # cuDNN's LSTM may use TF32 tensor cores (torch's default); the library's matrix
+            # products follow the matmul flag: the baseline's precision, written down
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+            "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
             "git": git_state(),
         },
         "ms": median,

@@ -229,7 +229,12 @@ def test_gpu_graphs_summary_reads_a_session_folder(tmp_path, capsys):
                   "test": {"accuracy_mean_gates": 0.5}}  # fmt: skip
         (run / "results.json").write_text(json.dumps(record))
     (tmp_path / "pytest_gpu.log").write_text("...\n12 passed in 30.00s\n")
+    assert "validation cost: missing" in summary.main([str(tmp_path)])
+    validation = {"median_ms": {"library_bivariate_svi validation on": 40.0},
+                  "off_over_on": {"library_bivariate_svi": 0.75}}  # fmt: skip
+    (tmp_path / "validation_cost_cuda.json").write_text(json.dumps(validation))
     text = summary.main([str(tmp_path)])
+    assert "off / on: library_bivariate_svi 0.750" in text
     assert "| library_bivariate_svi_cuda_graph/torch_lstm | 3.00 | 4.0 | True |" in text
     # medians 32 s and 9 s per epoch: 60/9 over 60/32 epochs per minute
     assert f"cuda_graph / eager: {32 / 9:.2f}x" in text

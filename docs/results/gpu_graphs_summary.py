@@ -60,10 +60,12 @@ def profile_lines(out: Path) -> list[str]:
             continue
         found = True
         launches = r.get("kernel_launches_per_step", "-")
+        graphs = r.get("graph_launches_per_step", "-")
         device_ms = r.get("self_device_ms_per_step_total")
         device = "-" if device_ms is None else f"{device_ms:.1f}"
         lines.append(
-            f"- `{r['variant']}`: {launches} kernel launches per step, {device} ms device time, "
+            f"- `{r['variant']}`: {launches} kernel launches outside graphs and {graphs} graph "
+            f"launches per step, {device} ms device time, "
             f"{r['self_cpu_ms_per_step_total']:.1f} ms self CPU"
         )
     return lines if found else lines + ["- missing"]
@@ -112,6 +114,18 @@ def compile_lines(out: Path) -> list[str]:
     ]
 
 
+def validation_lines(out: Path) -> list[str]:
+    lines = []
+    for path in sorted(out.glob("validation_cost_*.json")):
+        r = _load(path)
+        if r is None:
+            continue
+        shown = ", ".join(f"{name} {ms:.1f} ms" for name, ms in r["median_ms"].items())
+        ratios = ", ".join(f"{name} {v:.3f}" for name, v in r["off_over_on"].items())
+        lines += ["", f"### Pyro validation on/off ({path.name})", "", shown, f"off / on: {ratios}"]
+    return lines or ["", "validation cost: missing"]
+
+
 def tests_line(out: Path) -> list[str]:
     try:
         last = (out / "pytest_gpu.log").read_text().strip().splitlines()[-1]
@@ -125,6 +139,7 @@ def main(argv: list[str]) -> str:
         raise SystemExit("usage: gpu_graphs_summary.py OUT (a run_gpu_graphs.sh output folder)")
     out = Path(argv[0])
     parts = step_time_lines(out) + profile_lines(out) + mnist_lines(out) + compile_lines(out)
+    parts += validation_lines(out)
     text = "\n".join(parts + tests_line(out))
     print(text)
     return text

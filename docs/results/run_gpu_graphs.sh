@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 11 on a GPU: the recurrence replayed from CUDA graphs (pyro_betalstm.nn.cuda_graphs)
-# against the eager loop and cuDNN, in six parts spread over device calls. Results go to OUT
-# as each part ends, so a call cut short still returns what finished.
+# against the eager loop and cuDNN, in seven parts in one device call. Results go to OUT as
+# each part ends, so a part cut short does not cost the others.
 #   1. the step-time benchmark on CUDA, the eager variants and their *_cuda_graph ones (graphs
 #      of the eager step), alone on the GPU (B=64, H=256, T=100): step_time_cuda.json, whose
 #      ratio library_bivariate_svi_cuda_graph/torch_lstm is the issue's target (<= 4);
@@ -22,15 +22,19 @@
 #
 # Before the device call, on the CPU machine:
 #   bash ../shared/device/stage.sh && bash docs/results/stage_gpu_mnist.sh
-# then the device tool with carry [".device"] and
-#   bash .device/env.sh bash docs/results/run_gpu_graphs.sh
-# A device command may run 10 minutes at most: PARTS picks the parts to run, in the order
-# given (default "1 2 4 6 3 5 7", by what the issue's "done when" needs first); e.g.
-# PARTS="1 2 4" in one call (about 7 minutes) and PARTS="6 3 5 7" in the next.
+# then ONE device call (15 minutes of device time per session, the machine's start included;
+# a command may run 10 minutes) with carry [".device"], timeout_s 570 and
+#   BUDGET_S=480 LIMIT_MIN=0.5 bash .device/env.sh bash docs/results/run_gpu_graphs.sh
+# PARTS picks the parts, in the order given (default "1 2 4 6 3 7 5": what the issue's "done
+# when" needs first). Every part's timeout is cut to what is left of BUDGET_S seconds (default
+# 480), so the summary and the archive are always written before the tool's limit.
+# At most 8 files come back from the device's $OUT: at the end everything is packed into
+# gpu_graphs.tgz, and only summary.md, the step-time JSONs and the GPU tests' log stay beside it.
 # Environment: OUT (default $OUT of the device tool, else runs/gpu-graphs), DEVICE (cuda),
 # LIMIT_MIN (MNIST budget per run, default 1), STEP_ARGS (more benchmark arguments),
 # AFTER (the recurrence of the second MNIST run, default cuda_graph; "auto" for a CPU dry run),
-# MNIST (default .device/data/mnist/mnist.pkl.gz), EXTRA (more arguments for both MNIST runs).
+# MNIST (default .device/data/mnist/mnist.pkl.gz), EXTRA (more arguments for both MNIST runs),
+# BUDGET_S (above).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-runs/gpu-graphs}
@@ -42,13 +46,25 @@ read -r -a step_args <<< "${STEP_ARGS:-}"
 read -r -a extra <<< "${EXTRA:-}"
 mkdir -p "$out/logs"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
+# the device tool kills the call at its limit: stop starting work BUDGET_S after the start
+deadline=$((SECONDS + ${BUDGET_S:-480}))
+cap() {  # cap SECONDS: the part's timeout, cut to the time left (1 s: too little left, the part is cut at once; `timeout 0` would mean no limit)
+  local left=$((deadline - SECONDS - 20))
+  if [ "$left" -lt 30 ]; then echo 1; elif [ "$1" -lt "$left" ]; then echo "$1"; else echo "$left"; fi
+}
 { nvidia-smi || true; } > "$out/nvidia-smi.txt" 2>&1
 
+ran() {  # ran NAME STATUS LOG: the part's exit status, and its log's end when it failed
+  echo "$1 exit $2"
+  if [ "$2" -eq 124 ]; then echo "    stopped at its timeout (what was left of BUDGET_S)"; fi
+  if [ "$2" -ne 0 ]; then tail -n 15 "$3" | sed 's/^/    /'; fi
+}
+
 step_time() {  # step_time NAME VARIANTS: one benchmark run, then its numbers
-  timeout 300 python benchmarks/step_time.py --device "$device" --threads 1 --repeats 10 \
+  timeout "$(cap 300)" python benchmarks/step_time.py --device "$device" --threads 1 --repeats 10 \
     --warmup 3 --variants "$2" --out "$out/step_time_$1.json" "${step_args[@]}" \
     > "$out/logs/step_time_$1.log" 2>&1
-  echo "step_time $1 exit $?"
+  ran "step_time $1" $? "$out/logs/step_time_$1.log"
   python - "$out/step_time_$1.json" <<'PY' || true
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -69,8 +85,8 @@ part_1() {
 
 part_2() {
   echo "== 2. GPU tests"
-  timeout 300 python -m pytest -m gpu -q -p no:cacheprovider > "$out/pytest_gpu.log" 2>&1
-  echo "pytest exit $?"; tail -n 5 "$out/pytest_gpu.log"
+  timeout "$(cap 300)" python -m pytest -m gpu -q -p no:cacheprovider -rfE --tb=short > "$out/pytest_gpu.log" 2>&1
+  echo "pytest exit $?"; grep -E "^(FAILED|ERROR) |^E  " "$out/pytest_gpu.log" | head -n 40; tail -n 3 "$out/pytest_gpu.log"
 }
 
 part_3() {
@@ -78,10 +94,10 @@ part_3() {
   local variant
   for variant in library_bivariate_svi library_bivariate_svi_cuda_graph; do
     [ "$device" = cuda ] || [ "$variant" = library_bivariate_svi ] || continue
-    timeout 90 python benchmarks/profile_step.py --device "$device" --variant "$variant" \
+    timeout "$(cap 90)" python benchmarks/profile_step.py --device "$device" --variant "$variant" \
       --batch 64 --hidden 256 --steps-per-sequence 100 --input-size 32 --steps 3 --threads 1 \
       --out "$out/profile_$variant.json" > "$out/logs/profile_$variant.log" 2>&1
-    echo "profile $variant exit $?"
+    ran "profile $variant" $? "$out/logs/profile_$variant.log"
   done
 }
 
@@ -92,24 +108,24 @@ part_4() {
   run_timeout=$(awk -v m="$limit" 'BEGIN { printf "%d", 60 * m + 240 }')
   for recurrence in eager "$after"; do
     name=pmnist-pixel-bblstm5gp-$recurrence
-    timeout "$run_timeout" python examples/sequential_mnist.py --variant bblstm5gp \
+    timeout "$(cap "$run_timeout")" python examples/sequential_mnist.py --variant bblstm5gp \
       --view pixel --permuted --hidden 128 --batch-size 128 --lr 2e-3 --train-subset 2560 \
       --valid-subset 512 --test-subset 512 --predictive-subset 256 --num-epochs 100 \
       --time-limit-min "$limit" --seed 1000 --device "$device" --threads 1 --no-progress \
       --recurrence "$recurrence" --data-path "$mnist" \
       --protocol-name "gpu-graphs: first 2560 training images, ${limit} min budget" \
       --out-dir "$out/$name" "${extra[@]}" > "$out/logs/$name.log" 2>&1
-    echo "$name exit $?"
+    ran "$name" $? "$out/logs/$name.log"
   done
 }
 
 part_5() {
   [ "$device" = cuda ] || return 0
   echo "== 5. torch.compile candidate"
-  timeout 240 python benchmarks/gamma_path_options.py --device cuda --compile --batch 64 \
+  timeout "$(cap 240)" python benchmarks/gamma_path_options.py --device cuda --compile --batch 64 \
     --hidden 256 --steps 100 --repeats 12 --out "$out/compile_candidates_cuda.json" \
     > "$out/logs/compile_candidates.log" 2>&1
-  echo "compile candidates exit $?"
+  ran "compile candidates" $? "$out/logs/compile_candidates.log"
 }
 
 part_6() {
@@ -124,12 +140,12 @@ part_6() {
 
 part_7() {
   echo "== 7. Pyro validation on and off: the waits for the device"
-  timeout 180 python benchmarks/validation_cost.py --device "$device" --threads 1 --repeats 10 \
+  timeout "$(cap 180)" python benchmarks/validation_cost.py --device "$device" --threads 1 --repeats 10 \
     --out "$out/validation_cost_$device.json" > "$out/logs/validation_cost.log" 2>&1
-  echo "validation cost exit $?"
+  ran "validation cost" $? "$out/logs/validation_cost.log"
 }
 
-read -r -a parts <<< "${PARTS:-1 2 4 6 3 5 7}"
+read -r -a parts <<< "${PARTS:-1 2 4 6 3 7 5}"
 for n in "${parts[@]}"; do
   case "$n" in
     [1-7]) "part_$n" ;;
@@ -138,4 +154,9 @@ for n in "${parts[@]}"; do
 done
 python docs/results/gpu_graphs_summary.py "$out" | tee "$out/summary.md"
 rm -f "$out"/*/last.pt "$out"/*/last.prev.pt "$out"/*/gate_draws.pt
+# at most 8 files come back from the device's $OUT: everything in one archive, beside the
+# summary, the step-time JSONs and the test log
+tgz=$(mktemp -u).tgz
+tar czf "$tgz" -C "$out" . && find "$out" -mindepth 1 -maxdepth 1 ! -name summary.md \
+  ! -name 'step_time_*.json' ! -name pytest_gpu.log -exec rm -rf {} + && mv "$tgz" "$out/gpu_graphs.tgz"
 ls -la "$out"

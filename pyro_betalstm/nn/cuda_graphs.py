@@ -38,6 +38,7 @@ from __future__ import annotations
 import warnings
 import weakref
 from collections import OrderedDict
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -314,7 +315,8 @@ class LayerGraphs:
         self.stats.replays += 1
         if sig.taped:  # the graph hands back its static gradient buffers: see _fresh_gradient
             args = tuple(_FreshGradient.apply(a) if a.requires_grad else a for a in args)
-        values = dict(zip(graph.fields, graph(args), strict=True))
+        with torch.cuda.device(sig.device) if sig.device.type == "cuda" else nullcontext():
+            values = dict(zip(graph.fields, graph(args), strict=True))
         if padded != length:  # cut back to the caller's length (views: gradients flow through)
             for name in TIME_FIELDS.intersection(values):
                 values[name] = values[name][:, :length]
@@ -375,9 +377,14 @@ class LayerGraphs:
         )
 
     def _capture(self, layer, sig, args, require) -> CapturedRecurrence | None:
+        stream = torch.cuda.current_stream(sig.device) if sig.device.type == "cuda" else None
         try:
-            graph = self.capture(_Scan(layer, sig), args)
-        except RuntimeError as err:
+            with torch.cuda.device(sig.device) if stream is not None else nullcontext():
+                graph = self.capture(_Scan(layer, sig), args)
+        except Exception as err:  # also AssertionError, FailOnRecompileLimitHit
+            # a failed capture_end leaves torch.cuda.graph's capture stream current
+            if stream is not None:
+                torch.cuda.set_stream(stream)
             if require:
                 raise RuntimeError(
                     f"capturing a CUDA graph of the layer's recurrence failed ({err}); "

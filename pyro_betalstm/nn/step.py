@@ -80,5 +80,7 @@ class StepFunctions:
 
 
 def _compile(fn: Callable) -> Callable:
-    # static shapes: a layer sees few (batch, hidden) shapes, and a CUDA graph fixes them anyway
-    return torch.compile(fn, dynamic=False, fullgraph=True)
+    # dynamic=None: a second batch size recompiles once with a symbolic batch. dynamic=False
+    # recompiles per size, and with fullgraph=True the 9th shape or grad-mode combination of
+    # a code object (process-wide) raises FailOnRecompileLimitHit, not a RuntimeError
+    return torch.compile(fn, dynamic=None, fullgraph=True)

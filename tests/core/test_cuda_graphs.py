@@ -92,6 +92,36 @@ def test_auto_runs_the_loop_on_the_cpu_and_cuda_graph_refuses():
         lstm(x)
 
 
+class _CaptureFails(StaticBufferStandIn):
+    """A capture that fails as make_graphed_callables can: an AssertionError, not a
+    RuntimeError (or torch.compile's FailOnRecompileLimitHit inside a compiled step)."""
+
+    def __init__(self, scan, args):
+        raise AssertionError("stand-in capture failure")
+
+
+def test_a_failed_capture_falls_back_to_the_eager_loop_or_is_named():
+    # "auto": one warning, then the layer's eager loop, with the eager loop's numbers; a
+    # failure of any kind (an AssertionError here) must not escape as a crash of training
+    x = torch.randn(2, 5, 3, dtype=torch.float64)
+    lstm, ref = _lstm(gate="bivariate"), _lstm(gate="bivariate", recurrence="eager")
+    for layer in lstm.layers:
+        layer.graphs.capture = _CaptureFails
+    with pytest.warns(RuntimeWarning, match="capture of the recurrence failed"):
+        torch.manual_seed(3)
+        out, _ = lstm(x)
+    torch.manual_seed(3)
+    expected, _ = ref(x)
+    assert torch.equal(out, expected)
+    assert lstm.layers[0].graphs.stats.eager["capture failed"] == 1
+    # "cuda_graph" requires the graphs: the failure is named, as a RuntimeError
+    lstm.set_recurrence("cuda_graph")
+    for layer in lstm.layers:
+        layer.graphs.capture = _CaptureFails
+    with pytest.raises(RuntimeError, match="capturing a CUDA graph.*stand-in capture failure"):
+        lstm(x)
+
+
 def test_padded_lengths_give_the_exact_valid_steps_and_gradients():
     # after EXACT_LENGTHS distinct lengths a new one is padded to its bucket (19 -> 20): the
     # valid steps, final states and gradients must equal the eager loop's (given basis)

@@ -81,3 +81,20 @@ def test_compiled_step_inside_the_graph_path_equals_the_eager_loop():
         if recurrence == "auto":
             assert lstm.layers[0].graphs.stats.replays == 1
     torch.testing.assert_close(results[1], results[0], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_many_batch_sizes_do_not_exhaust_the_recompile_limit():
+    # dynamic=False compiled each function once per shape, and with fullgraph=True the ninth
+    # shape (process-wide, per function) raised FailOnRecompileLimitHit: a fit's last odd
+    # minibatch plus evaluation sizes reach that. 12 batch sizes must run and equal the eager loop.
+    torch.manual_seed(0)
+    compiled = StochasticLSTM(3, 4, 1, gate="bivariate", batch_first=True).double()
+    eager = StochasticLSTM(3, 4, 1, gate="bivariate", batch_first=True).double()
+    eager.load_state_dict(compiled.state_dict())
+    compiled.set_recurrence("eager", compile_cell=True)
+    for batch in range(1, 13):
+        x = torch.randn(batch, 4, 3, dtype=torch.float64)
+        outputs = [lstm.eval().run(x, gate_mode="mean")[-1].outputs for lstm in (compiled, eager)]
+        torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-10, atol=1e-12)
