@@ -3,10 +3,10 @@
 On a GPU a layer's eager recurrence is launch-bound: each of its ``T`` steps launches a few
 dozen small kernels forward and more backward, and the GPU mostly waits for Python. Here the
 layer's own eager recurrence (:meth:`~pyro_betalstm.nn.GateLayer.run_eager`) is captured once
-per call signature (batch size, length, dtype, gate mode, which inputs need a gradient, ...) and
-replayed at every later call with that signature: forward and backward as two graphs
-(:func:`torch.cuda.make_graphed_callables`) when a gradient is taped, the forward alone
-otherwise (evaluation, posterior-predictive draws). A training step then launches two graphs
+per call signature (batch size, length, dtype, autocast, gate mode, which inputs need a
+gradient, ...) and replayed at every later call with that signature: forward and backward as
+two graphs (:func:`torch.cuda.make_graphed_callables`) when a gradient is taped, the forward
+alone otherwise (evaluation, posterior-predictive draws). A training step then launches two graphs
 per layer instead of thousands of kernels.
 
 Exactness. A graph replays the eager path's kernels on the same values: with a given basis
@@ -22,12 +22,14 @@ Lengths. A signature's length is the input's while a layer has seen at most
 to the next of about eight lengths per octave (:func:`bucket_length`) with the padded steps
 masked, which leaves every valid step's values unchanged (padded steps keep the state and give
 zero outputs) and bounds the number of graphs for variable-length data. At most
-``max_graphs`` graphs are kept per layer (least recently used dropped first).
+``max_graphs`` graphs are kept per layer (least recently used dropped first; a dropped
+graph's device memory is freed at once).
 
 When the eager path runs instead (counted in :attr:`~pyro_betalstm.nn.LayerGraphs.stats`):
 inputs not on CUDA (``"auto"``; ``"cuda_graph"`` raises), a gradient probe on the layer, a gate
 mode with a Python callback per step (:class:`~pyro_betalstm.nn.gate_modes.PriorBasis`, user
-modes), a call inside another capture, and a second call of one taped signature before the
+modes), a call inside another capture, a capture that failed (``"auto"`` warns once and keeps
+the eager loop; ``"cuda_graph"`` raises), and a second call of one taped signature before the
 first call's backward ran (the graph keeps the activations its backward needs in static
 buffers, which a second replay would overwrite: the particles of an ELBO that differentiates
 them together run eagerly).
@@ -35,6 +37,7 @@ them together run eagerly).
 
 from __future__ import annotations
 
+import gc
 import warnings
 import weakref
 from collections import OrderedDict
@@ -94,6 +97,9 @@ class Signature:
     grads: tuple[bool, ...]
     training: bool
     record_gates: bool
+    #: the autocast dtype in force on the inputs' device (None: autocast off): a graph replays
+    #: the kernels, and so the precision, of its capture
+    autocast: torch.dtype | None = None
 
 
 @dataclass
@@ -270,8 +276,11 @@ class LayerGraphs:
 
     def clear(self) -> None:
         """Drop every graph (they are recaptured on demand)."""
+        had_graphs = bool(self._graphs)
         self._graphs.clear()
         self._lengths.clear()
+        if had_graphs:
+            _free_dropped_graphs()
 
     def close(self) -> None:
         """Drop every graph and the gradient hooks on the layer's parameters (the layer no
@@ -362,6 +371,8 @@ class LayerGraphs:
         params_need_grad = any(requires_grad for _, _, requires_grad in self._params)
         taped = torch.is_grad_enabled() and (params_need_grad or any(a.requires_grad for a in args))
         inputs = args[0]
+        kind = inputs.device.type
+        autocast = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
         return Signature(
             batch=inputs.shape[0],
             length=padded,
@@ -374,6 +385,7 @@ class LayerGraphs:
             grads=tuple(bool(taped and a.requires_grad) for a in args),
             training=layer.training,
             record_gates=record_gates,
+            autocast=autocast,
         )
 
     def _capture(self, layer, sig, args, require) -> CapturedRecurrence | None:
@@ -402,9 +414,18 @@ class LayerGraphs:
         self.stats.captures += 1
         self._graphs[sig] = graph
         self._lengths.add(sig.length)
-        while len(self._graphs) > self.max_graphs:
-            self._graphs.popitem(last=False)
+        if len(self._graphs) > self.max_graphs:
+            while len(self._graphs) > self.max_graphs:
+                self._graphs.popitem(last=False)
+            _free_dropped_graphs()
         return graph
+
+
+def _free_dropped_graphs() -> None:
+    """Free the memory of graphs just dropped. A module given to make_graphed_callables gets a
+    forward that refers back to it, a reference cycle: its graph and static buffers would stay
+    allocated on the device until Python's cycle collector happened to run."""
+    gc.collect()
 
 
 def _fresh_gradient(grad: torch.Tensor) -> torch.Tensor:

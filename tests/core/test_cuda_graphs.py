@@ -122,6 +122,21 @@ def test_a_failed_capture_falls_back_to_the_eager_loop_or_is_named():
         lstm(x)
 
 
+def test_autocast_is_part_of_the_signature():
+    # a graph replays its capture's kernels: one captured without autocast must not serve a
+    # call under autocast (its matrix products would not be in bfloat16 as the eager loop's
+    # are). The CPU stand-in runs the loop at each call, so only the new capture is checked.
+    lstm = _lstm(gate="bivariate", dtype=torch.float32)
+    ref = _lstm(gate="bivariate", recurrence="eager", dtype=torch.float32)
+    x = torch.randn(2, 5, 3)
+    lstm.eval().run(x, gate_mode="mean")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = lstm.eval().run(x, gate_mode="mean")[-1].outputs
+        expected = ref.eval().run(x, gate_mode="mean")[-1].outputs
+    assert lstm.layers[0].graphs.stats.captures == 2
+    assert torch.equal(out, expected)
+
+
 def test_padded_lengths_give_the_exact_valid_steps_and_gradients():
     # after EXACT_LENGTHS distinct lengths a new one is padded to its bucket (19 -> 20): the
     # valid steps, final states and gradients must equal the eager loop's (given basis)
@@ -233,6 +248,38 @@ def test_graphs_follow_moved_parameters_and_are_evicted_oldest_first():
     assert len(graphs) == 1 and graphs.stats.captures == 4
     lstm.set_recurrence("eager")
     torch.testing.assert_close(out, lstm.run(x, gate_mode="mean")[0].outputs)
+
+
+class _CyclicStandIn(StaticBufferStandIn):
+    """make_graphed_callables gives the module a forward that refers back to it: a cycle."""
+
+    def __init__(self, scan, args):
+        super().__init__(scan, args)
+        self.cycle = self
+
+
+def test_dropped_graphs_are_freed_at_once():
+    # with the automatic cycle collector off, only the library's own collection can free a
+    # dropped graph's device memory: on eviction and on clear(), not whenever gc next runs
+    import gc
+    import weakref
+
+    lstm = _lstm(layers=1)
+    graphs = lstm.layers[0].graphs
+    graphs.capture, graphs.max_graphs = _CyclicStandIn, 1
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        lstm.run(torch.randn(1, 4, 3, dtype=torch.float64), gate_mode="mean")
+        first = weakref.ref(next(iter(graphs._graphs.values())))
+        lstm.run(torch.randn(2, 4, 3, dtype=torch.float64), gate_mode="mean")  # evicts it
+        assert first() is None
+        second = weakref.ref(next(iter(graphs._graphs.values())))
+        graphs.clear()
+        assert second() is None
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def test_probe_prior_mode_and_copies():
