@@ -135,5 +135,10 @@ def add_run_arguments(
         help="start over in an output folder that already holds a run (its results and "
         "checkpoints are deleted); without it such a folder is refused",
     )
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="print no progress bars and no line per epoch, only the final scores (bars are "
+        "drawn only on a terminal anyway: a log file gets the lines alone)",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny run for CI (under a minute)")

@@ -25,6 +25,7 @@ from ..io import atomic_torch_save, atomic_write_json, atomic_write_text, safe_t
 from ..models.base import GateModel
 from ..nn import set_recurrence
 from ..nn.cuda_graphs import check_recurrence
+from ..progress import progress_bar, write_line
 from . import distributed as parallel
 from .checkpoint import (
     FIT_FILES,
@@ -65,8 +66,9 @@ class TrainConfig:
     the optimizer's learning rate (2e-3). ``weight_decay``: passed to the optimizer when
     non-zero (0). ``num_particles``: the ELBO's particles, draws of the latent variables
     averaged in each loss estimate (1). ``eval_batch_size``: sequences per minibatch of the
-    default validation (64). ``progress``: a progress bar per epoch and a line printed after
-    each (True; rank 0 only). These counts are integers >= 1 (``kl_anneal_epochs``,
+    default validation (64). ``progress``: a line printed after each epoch and, where a terminal
+    or notebook shows it, a progress bar per epoch (True; rank 0 only; see
+    :mod:`~pyro_betalstm.progress`). These counts are integers >= 1 (``kl_anneal_epochs``,
     ``eval_samples`` and ``plateau_start_epoch``: >= 0). A setting out of range is refused
     when the config is made (a ValueError from :meth:`check`, which names it); one changed
     afterwards, when :func:`fit` starts.
@@ -725,8 +727,9 @@ def _train_epoch(run: _Run, train_data: SequenceDataset, epoch: int) -> dict:
             generator=run.generator,
             bucket=config.bucket_by_length,
         )
+    desc = f"epoch {epoch}/{config.num_epochs}"
     show = config.progress and run.workers.is_main
-    bar = _progress(steps, num_batches, f"epoch {epoch}/{config.num_epochs}", show)
+    bar = progress_bar(steps, num_batches, desc, leave=False) if show else steps
     with model.untraced():  # the ELBO reads no deterministic site
         for step, batch in enumerate(bar, start=1):
             if run.workers.active:
@@ -736,7 +739,7 @@ def _train_epoch(run: _Run, train_data: SequenceDataset, epoch: int) -> dict:
             total_loss += per_sequence
             if config.clip_norm is not None:
                 total_norm += norm
-            if show:
+            if bar is not steps:  # a bar is drawn
                 bar.set_postfix(loss=f"{per_sequence:.4g}")
     return {
         "epoch": epoch,
@@ -930,7 +933,7 @@ def _apply_lr_rule(run: _Run, values: list[float]) -> None:
 
 
 def _print_epoch(record: dict, monitor: str | None, value: float) -> None:
-    tqdm_write(
+    write_line(
         f"epoch {record['epoch']}: train loss/seq {record['train_loss']:.4f}"
         + (f", valid {monitor} {value:.4f}" if monitor is not None else "")
     )
@@ -1040,20 +1043,6 @@ def _is_int(value) -> bool:
 
 def _is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _progress(iterable, total: int, desc: str, enabled: bool):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
-
-
-def tqdm_write(message: str) -> None:
-    from tqdm.auto import tqdm
-
-    tqdm.write(message)
 
 
 def _write_metrics(out: Path, history: list[dict]) -> None:
