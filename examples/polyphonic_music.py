@@ -33,6 +33,7 @@ import torch
 from pyro_betalstm import experiment as ex
 from pyro_betalstm.data.music import (
     BENCHMARK_FILES,
+    BENCHMARK_URL,
     build_jsb_music21,
     frequency_baseline_nll,
     load_benchmark,
@@ -60,8 +61,9 @@ def load_data(args):
         )
     if args.data_dir is None:
         raise SystemExit(
-            f"--dataset {args.dataset} needs --data-dir with {BENCHMARK_FILES[args.dataset]}.mat "
-            "or .pickle (or use the embedded default, --dataset jsb-music21)"
+            f"--dataset {args.dataset} needs --data-dir, the folder that holds "
+            f"{BENCHMARK_FILES[args.dataset]}.mat or .pickle (or the file as downloaded from "
+            f"{BENCHMARK_URL}; or use the embedded default, --dataset jsb-music21)"
         )
     return load_benchmark(args.dataset, args.data_dir)
 

@@ -58,7 +58,10 @@ class CaptionScorer:
 
     def __init__(self, meteor: bool = True):
         if not pycocoevalcap_available():
-            raise ModuleNotFoundError(
+            # imported here: pyro_betalstm.data loads torch, which scoring captions does not need
+            from .data._packages import MissingDependency
+
+            raise MissingDependency(
                 f"caption metrics need pycocoevalcap; install it with `{PYCOCOEVALCAP_INSTALL}`"
             )
         self.want_meteor = meteor

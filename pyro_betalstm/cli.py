@@ -4,7 +4,8 @@
 processor and the git commit;
 ``pyro-betalstm diagnostics RUN_DIR [...]`` renders a saved run's gate diagnostics (the same as
 ``python -m pyro_betalstm.diagnostics``); ``pyro-betalstm table RUN_DIR [...]`` prints saved runs'
-``results.md`` rows under one header. The training scripts live in ``examples/``.
+``results.md`` rows as Markdown tables, one per task. The training scripts live in ``examples/``. Without a
+command, or with an unknown one, it prints its usage and exits with status 2.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import json
 import platform
 import sys
+import textwrap
 
 
 def info() -> dict[str, str]:
@@ -42,20 +44,42 @@ def info() -> dict[str, str]:
 
 COMMANDS = {
     "info": "print versions, gate families, devices, processor and git commit (--json: JSON)",
-    "diagnostics": "render a saved run's gate diagnostics (pyro-betalstm diagnostics -h)",
-    "table": "print saved runs' results.md rows as one Markdown table",
+    "diagnostics": "render a saved run's gate diagnostics: ArviZ data, a summary table, plots",
+    "table": "print saved runs' results.md rows as Markdown tables, one per task",
 }
+
+#: what ``pyro-betalstm --help`` says the command does (the module docstring is for Sphinx)
+DESCRIPTION = (
+    "Inspect this installation of pyro_betalstm (the Bivariate Beta-LSTM in Pyro) and the runs "
+    "its example scripts saved: print the versions and devices it runs with, render a finished "
+    "run's gate diagnostics, or gather several runs' results into one table. Models are "
+    "trained by the scripts in the repository's examples/ folder, not by this command."
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``pyro-betalstm COMMAND``; each command parses its own arguments."""
+    width = max(len(name) for name in COMMANDS) + 2
+    commands = "\n".join(f"  {name:<{width}}{text}" for name, text in COMMANDS.items())
+    parser = argparse.ArgumentParser(
+        prog="pyro-betalstm",
+        usage="%(prog)s [-h] COMMAND [ARGS ...]",
+        description=textwrap.fill(DESCRIPTION, 88),
+        epilog=f"commands:\n{commands}\n\n'pyro-betalstm COMMAND -h' lists a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "command", metavar="COMMAND", choices=list(COMMANDS), help="one of the commands below"
+    )
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(
-        prog="pyro-betalstm",
-        description=__doc__.split("\n\n")[0],
-        epilog="commands: " + "; ".join(f"{name}: {text}" for name, text in COMMANDS.items()),
-    )
-    parser.add_argument("command", choices=list(COMMANDS))
-    if not argv or argv[0] in ("-h", "--help"):
+    parser = build_parser()
+    if not argv:  # argparse's convention: the usage and exit status 2
+        parser.error(f"a command is required, one of: {', '.join(COMMANDS)} (-h describes them)")
+    if argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0
     command, rest = parser.parse_args(argv[:1]).command, argv[1:]

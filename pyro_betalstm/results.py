@@ -4,7 +4,7 @@ A run directory written by an example holds:
 
 - ``results.json``: the record (:data:`COMMON_KEYS` plus the keys of its kind, :data:`KIND_KEYS`);
 - ``results.md``: the record as a Markdown table, a header (:data:`ROW_COLUMNS`) and one row;
-  :func:`join_tables` puts several runs' rows under one header;
+  :func:`join_tables` puts several runs' rows under their headers (one table per task);
 - ``gate_draws.pt``: posterior gate draws on a few test sequences (the layout of
   :func:`pyro_betalstm.infer.sample_gates`), with ``prior`` (prior draws, latent gate families)
   and ``tokens`` (the words of each sequence, text tasks) when the run saved them;
@@ -34,6 +34,21 @@ GATE_DRAWS_FILE = "gate_draws.pt"
 #: the k-fold assignment of a cross-validated run (sentence classification)
 FOLDS_FILE = "folds.json"
 HISTORY_FILE = "metrics.json"
+#: where a run's gate diagnostics go, inside its folder
+DIAGNOSTICS_DIR = "diagnostics"
+#: every file :func:`~pyro_betalstm.diagnostics.render_run` may write: a render first deletes
+#: these from its folder, and ``--overwrite`` from the run's, so that no plot of an earlier
+#: render (a ``compare`` plot, or one of a replaced run) is left beside the new ones
+RENDER_FILES = (
+    "inference_data.nc",
+    "gate_summary.csv",
+    "elbo_history.png",
+    "prior_posterior.png",
+    "joint_if.png",
+    "gate_heatmap.png",
+    "token_gates.png",
+    "gate_histograms.png",
+)
 
 #: Keys every example writes.
 COMMON_KEYS = (
@@ -248,28 +263,61 @@ def results_table(record: dict[str, Any], row: str) -> str:
     return header + row.strip() + "\n"
 
 
+def _cells(line: str) -> int:
+    """The number of cells of a Markdown table line (as :func:`results_table` counts them)."""
+    return line.strip().count("|") - 1
+
+
 def join_tables(paths: list[str | Path]) -> str:
-    """One Markdown table from several runs' ``results.md``: the first file's header, then every
-    file's row (its last line; a file written before headers has its row only)."""
-    header, rows = "", []
-    for path in paths:
-        lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    """Markdown tables of several runs' ``results.md``: each file's row (its last line) under its
+    header (its first two lines), one table per header in the order the headers first appear,
+    the tables separated by a blank line. Runs of one task share a header, so they make one
+    table; runs of different tasks (music and MNIST, say) make one table each.
+
+    A file written before headers has its row only: it joins the table whose header has as many
+    cells as its row (the only table, when there is one; no header at all when no file has
+    one). ``ValueError`` for an empty file, or a row-only file whose table is not clear (no
+    header or several of its width)."""
+    tables: dict[str, list[str]] = {}  # header line -> header and rule, then the rows
+    rows: list[tuple[Path, str | None, str]] = []  # (file, its header line or None, its row)
+    for path in map(Path, paths):
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
         if not lines:
             raise ValueError(f"{path} is empty: expected a results.md table written by an example")
-        if not header and len(lines) >= 3:
-            header = "\n".join(lines[:2]) + "\n"
-        rows.append(lines[-1])
-    return header + "".join(f"{row}\n" for row in rows)
+        header = lines[0].strip() if len(lines) >= 3 else None
+        if header is not None:
+            tables.setdefault(header, lines[:2])
+        rows.append((path, header, lines[-1]))
+    if not tables:
+        return "".join(f"{row}\n" for _, _, row in rows)
+    for path, header, row in rows:
+        if header is not None:
+            fits = [tables[header]]
+        elif len(tables) == 1:
+            fits = list(tables.values())
+        else:
+            fits = [table for table in tables.values() if _cells(table[0]) == _cells(row)]
+        if len(fits) != 1:
+            widths = ", ".join(map(str, sorted({_cells(line) for line in tables})))
+            raise ValueError(
+                f"{path} has a row without a header ({_cells(row)} cells) and the other files "
+                f"have {len(tables)} different headers ({widths} cells): "
+                f"{'none' if not fits else 'more than one'} of them fits it; tabulate it with "
+                "the runs of its own task"
+            )
+        fits[0].append(row)
+    return "\n".join("".join(f"{line}\n" for line in table) for table in tables.values())
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m pyro_betalstm.results") -> int:
     """``python -m pyro_betalstm.results RUN_DIR_OR_RESULTS_MD ...`` (or ``pyro-betalstm table``):
-    the runs' rows as one table."""
+    the runs' rows as one table per header (:func:`join_tables`)."""
     import argparse
 
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Print the results.md rows of several runs under one header.",
+        description="Print the results.md rows of several runs under their headers: one table "
+        "per task, separated by a blank line.",
     )
     parser.add_argument("runs", nargs="+", help="run folders or their results.md files")
     args = parser.parse_args(argv)
@@ -277,7 +325,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m pyro_betalstm.res
     absent = [str(p) for p in paths if not p.is_file()]
     if absent:
         parser.error(f"no results.md (not a finished run): {', '.join(absent)}")
-    print(join_tables(paths), end="")
+    try:
+        print(join_tables(paths), end="")
+    except ValueError as err:
+        parser.error(str(err))
     return 0
 
 

@@ -116,7 +116,13 @@ def add_run_arguments(
     per protocol); ``seed_help`` and ``resume_help`` say what the flag means for that script.
     """
     parser.add_argument("--seed", type=int, default=seed_default, help=seed_help)
-    parser.add_argument("--threads", type=int, default=threads_default, help="torch CPU threads")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=threads_default,
+        help="torch CPU threads (0: torch's own choice"
+        + (", the default)" if threads_default is None else f"; default {threads_default})"),
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--recurrence",

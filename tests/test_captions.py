@@ -217,8 +217,10 @@ def make_decoder(
 ):
     torch.manual_seed(seed)
     lstm = StochasticLSTM(6, hidden, 1, gate=gate, batch_first=True)
+    # a KL weight for the latent families only: a deterministic one warns it is ignored
+    kl_weight = 0.5 if lstm.family.is_latent else None
     return CaptionDecoder(
-        lstm, vocab_size, kl_weight=0.5, cnn_channels=(4, 4, 4), image_input=image_input
+        lstm, vocab_size, kl_weight=kl_weight, cnn_channels=(4, 4, 4), image_input=image_input
     )
 
 

@@ -62,6 +62,26 @@ def test_unknown_command_or_argument_is_a_usage_error(capsys):
     assert "unrecognized arguments: --whatever" in err
 
 
+def test_help_describes_the_command_and_lists_its_commands(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: pyro-betalstm [-h] COMMAND [ARGS ...]\n")
+    # a description in plain text, not the module docstring with its reST backticks
+    assert "``" not in out and "Console entry point" not in out
+    assert "render a finished run's gate diagnostics" in out.replace("\n", " ")
+    lines = out.splitlines()
+    start = lines.index("commands:")
+    listed = [line.split()[0] for line in lines[start + 1 : start + 4]]
+    assert listed == ["info", "diagnostics", "table"]
+
+
+def test_no_command_is_a_usage_error(capsys):
+    # it printed the help and exited 0, as if nothing were missing
+    err = usage_error([], capsys)
+    assert err.startswith("usage: pyro-betalstm [-h] COMMAND [ARGS ...]\n")
+    assert "error: a command is required, one of: info, diagnostics, table" in err
+
+
 @pytest.mark.parametrize(
     "argv, prog",
     [

@@ -5,15 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import warnings
+from pathlib import Path
 
 import pytest
+import torch
 
 from pyro_betalstm import experiment as ex
+from pyro_betalstm.data import MissingDependency
 from pyro_betalstm.experiment.mnist import mnist_settings
 from pyro_betalstm.experiment.music import music_settings
 from pyro_betalstm.experiment.text import folds_to_run, mean_sd
 from pyro_betalstm.infer.train import FitResult
 from pyro_betalstm.results import COMMON_KEYS, KIND_KEYS
+from pyro_betalstm.testing.scripts import load_script
 
 
 def parser() -> argparse.ArgumentParser:
@@ -242,9 +246,14 @@ def test_start_run_keeps_smoke_runs_apart_and_refuses_a_folder_holding_a_run(tmp
     resumed = parser().parse_args(["--out-dir", str(run.out), "--resume"])
     assert ex.start_run(resumed, "music", "x", watch).out == run.out  # kept for the resume
     assert (run.out / "results.json").exists()
+    (run.out / "diagnostics").mkdir()
+    for name in ("gate_histograms.png", "inference_data.nc", "my_notes.txt"):
+        (run.out / "diagnostics" / name).write_text("old")
     overwrite = parser().parse_args(["--out-dir", str(run.out), "--overwrite"])
     ex.start_run(overwrite, "music", "x", watch)
     assert not (run.out / "results.json").exists() and not (run.out / "gate_draws.pt").exists()
+    # the replaced run's plots go too (a --no-plots run renders none); a user's file stays
+    assert [p.name for p in (run.out / "diagnostics").iterdir()] == ["my_notes.txt"]
 
 
 def test_run_settings_leave_out_how_long_a_run_trains():
@@ -311,6 +320,90 @@ def test_run_script_ends_a_user_error_with_its_message(capsys, monkeypatch):
 
     with pytest.raises(KeyError):  # other errors keep their traceback
         ex.run_script(buggy, argparse.Namespace())
+
+
+def run_script_error(main, capsys) -> str:
+    """What ``run_script(main)`` prints to stderr; it must exit with status 2, no traceback."""
+    with pytest.raises(SystemExit) as stop:
+        ex.run_script(main, argparse.Namespace())
+    err = capsys.readouterr().err
+    assert stop.value.code == 2, err
+    assert "Traceback" not in err
+    return err
+
+
+def test_run_script_ends_a_missing_optional_package_as_a_user_error(capsys, monkeypatch):
+    def main(args):
+        raise MissingDependency("the embedded JSB rebuild needs music21: pip install music21")
+
+    monkeypatch.delenv(ex.runner.TRACEBACK_ENV, raising=False)
+    err = run_script_error(main, capsys)
+    assert err.startswith("error: the embedded JSB rebuild needs music21: pip install music21\n")
+    monkeypatch.setenv(ex.runner.TRACEBACK_ENV, "1")
+    with pytest.raises(MissingDependency):
+        ex.run_script(main, argparse.Namespace())
+    monkeypatch.delenv(ex.runner.TRACEBACK_ENV)
+
+    def buggy(args):  # an ImportError of the library's own code is a bug: its traceback stays
+        raise ImportError("cannot import name 'nothing' from 'pyro_betalstm'")
+
+    with pytest.raises(ImportError, match="cannot import name"):
+        ex.run_script(buggy, argparse.Namespace())
+
+
+def test_run_script_ends_a_refusal_like_an_argparse_error(capsys, monkeypatch):
+    # SystemExit("message") printed the message with exit status 1 and no "error:"
+    def main(args):
+        raise SystemExit("--dataset jsb needs --data-dir with JSB_Chorales.mat or .pickle")
+
+    monkeypatch.delenv(ex.runner.TRACEBACK_ENV, raising=False)
+    err = run_script_error(main, capsys)
+    assert err.startswith("error: --dataset jsb needs --data-dir with JSB_Chorales.mat")
+    monkeypatch.setenv(ex.runner.TRACEBACK_ENV, "1")  # where it was raised, on request
+    with pytest.raises(SystemExit) as stop:
+        ex.run_script(main, argparse.Namespace())
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" in err and "in main" in err
+    assert "error: --dataset jsb needs --data-dir" in err
+
+    for code in (0, 3, None):  # sys.exit(n), and argparse's own exits, keep their status
+
+        def exits(args, code=code):
+            raise SystemExit(code)
+
+        with pytest.raises(SystemExit) as stop:
+            ex.run_script(exits, argparse.Namespace())
+        assert stop.value.code == code and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("threads", ["-1", "-8"])
+def test_begin_refuses_negative_threads(threads):
+    # torch said "RuntimeError: set_num_threads expects a positive integer", naming no flag
+    with pytest.raises(
+        SystemExit, match=rf"^--threads must be a positive integer .*got {threads}$"
+    ):
+        ex.begin(parser().parse_args(["--threads", threads]))
+
+
+def test_begin_with_zero_threads_keeps_torchs_choice():
+    before = torch.get_num_threads()
+    ex.begin(parser().parse_args(["--threads", "0"]))
+    assert torch.get_num_threads() == before
+
+
+def test_example_with_negative_threads_ends_with_one_line(tmp_path, capsys, monkeypatch):
+    music = load_script(Path(__file__).resolve().parents[1] / "examples" / "polyphonic_music.py")
+    monkeypatch.delenv(ex.runner.TRACEBACK_ENV, raising=False)
+    args = music.parse_args(["--threads", "-1", "--smoke", "--out-dir", str(tmp_path / "run")])
+    with pytest.raises(SystemExit) as stop:
+        ex.run_script(music.main, args)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err
+    assert err.splitlines()[0] == (
+        "error: --threads must be a positive integer (torch CPU threads) or 0 (torch's own "
+        "choice), got -1"
+    )
+    assert not (tmp_path / "run").exists()  # refused before any folder was made
 
 
 def test_help_text_shows_no_sphinx_markup():

@@ -104,3 +104,43 @@ def test_join_tables_puts_rows_under_one_header(tmp_path, capsys):
     (tmp_path / "empty.md").write_text("\n")
     with pytest.raises(ValueError, match="empty.md is empty"):
         schema.join_tables([tmp_path / "empty.md"])
+
+
+def _results_md(path, kind: str, first: str):
+    """Write ``path/results.md`` as ``write_results`` does: ``kind``'s header above one row."""
+    path.mkdir(parents=True)
+    row = _row(len(schema.ROW_COLUMNS[kind]), first)
+    (path / "results.md").write_text(schema.results_table(complete(kind), row))
+    return path / "results.md"
+
+
+def test_join_tables_puts_each_tasks_rows_under_its_own_header(tmp_path, capsys):
+    # music and MNIST runs interleaved: one table per header, in the order the headers appear
+    files = [_results_md(tmp_path / name, kind, name)
+             for name, kind in (("m1", "music"), ("n1", "mnist"), ("m2", "music"))]  # fmt: skip
+    (tmp_path / "old.md").write_text(_row(len(schema.ROW_COLUMNS["mnist"]), "n0"))  # row only
+    joined = schema.join_tables([*files, tmp_path / "old.md"])
+    music, mnist = joined.split("\n\n")
+    for table, kind, firsts in ((music, "music", ["m1", "m2"]), (mnist, "mnist", ["n1", "n0"])):
+        header, rule, *rows = table.splitlines()
+        columns = schema.ROW_COLUMNS[kind]
+        assert header == "| " + " | ".join(columns) + " |" and rule.count("---") == len(columns)
+        assert [row.split("|")[1].strip() for row in rows] == firsts
+        assert all(row.count("|") - 1 == len(columns) for row in rows)  # each row fits its header
+    assert schema.main([str(tmp_path / "m1"), str(tmp_path / "n1"), str(tmp_path / "m2")]) == 0
+    mnist_runs = "\n".join(mnist.splitlines()[:3]) + "\n"  # n1 (old.md not passed)
+    assert capsys.readouterr().out == music + "\n\n" + mnist_runs
+    # a row-only file that fits no header, or two, is refused, not guessed
+    (tmp_path / "odd.md").write_text(_row(3, "odd"))
+    with pytest.raises(ValueError, match=r"odd.md has a row without a header \(3 cells\).*none"):
+        schema.join_tables([*files, tmp_path / "odd.md"])
+    for name in ("abc", "def"):
+        (tmp_path / f"{name}.md").write_text(f"| {' | '.join(name)} |\n|---|---|---|\n{_row(3)}")
+    with pytest.raises(ValueError, match=r"odd.md has .* \(3, 9 cells\): more than one"):
+        schema.join_tables([files[0], *(tmp_path / f"{n}.md" for n in ("abc", "def", "odd"))])
+    with pytest.raises(SystemExit):
+        schema.main([str(tmp_path / "m1"), str(tmp_path / "n1"), str(tmp_path / "odd.md")])
+    assert "odd.md has a row without a header" in capsys.readouterr().err
+    # a row-only file before the first header keeps its place among its task's rows
+    joined = schema.join_tables([tmp_path / "old.md", files[1]])
+    assert [line.split("|")[1].strip() for line in joined.splitlines()[2:]] == ["n0", "n1"]

@@ -28,16 +28,29 @@ import numpy as np
 import torch
 
 from ..io import atomic_write
+from ._packages import MissingDependency
 from .batching import SequenceDataset
 
 NUM_KEYS = 88
 LOWEST_MIDI = 21
+#: the file name (without suffix) of each benchmark that :func:`load_benchmark` looks for first
 BENCHMARK_FILES = {
     "jsb": "JSB_Chorales",
     "nottingham": "Nottingham",
     "musedata": "MuseData",
     "piano": "Piano_midi",
 }
+#: the names the files have where they are downloaded from (:data:`BENCHMARK_URL`)
+BENCHMARK_DOWNLOAD_FILES = {
+    "jsb": "JSB Chorales",
+    "nottingham": "Nottingham",
+    "musedata": "MuseData",
+    "piano": "Piano-midi.de",
+}
+#: where the four benchmarks' piano rolls are published (Boulanger-Lewandowski et al., 2012)
+BENCHMARK_URL = "http://www-etud.iro.umontreal.ca/~boulanni/icml2012"
+#: the suffixes :func:`load_benchmark` tries, in order
+BENCHMARK_SUFFIXES = (".mat", ".pickle", ".pkl")
 SPLITS = ("train", "valid", "test")
 
 
@@ -243,19 +256,41 @@ def load_piano_rolls(path: str | Path, name: str | None = None) -> PianoRolls:
     return PianoRolls(name, splits["train"], splits["valid"], splits["test"], source=str(path))
 
 
-def load_benchmark(name: str, data_dir: str | Path) -> PianoRolls:
-    """One of the four benchmarks (``jsb``, ``nottingham``, ``musedata``, ``piano``) from a folder
-    holding ``<File>.mat`` or ``<File>.pickle`` (JSB_Chorales, Nottingham, MuseData, Piano_midi)."""
+def benchmark_file_names(name: str) -> list[str]:
+    """The file names :func:`load_benchmark` looks for, in its order: ``<File>.mat``,
+    ``.pickle``, ``.pkl`` with :data:`BENCHMARK_FILES`' names, then with the names of the
+    download (:data:`BENCHMARK_DOWNLOAD_FILES`, e.g. ``JSB Chorales.pickle``)."""
     if name not in BENCHMARK_FILES:
         raise ValueError(f"unknown benchmark {name!r}; expected one of {sorted(BENCHMARK_FILES)}")
+    stems = dict.fromkeys((BENCHMARK_FILES[name], BENCHMARK_DOWNLOAD_FILES[name]))
+    return [stem + suffix for stem in stems for suffix in BENCHMARK_SUFFIXES]
+
+
+def load_benchmark(name: str, data_dir: str | Path) -> PianoRolls:
+    """One of the four benchmarks (``jsb``, ``nottingham``, ``musedata``, ``piano``) from a folder
+    holding ``<File>.mat`` or ``<File>.pickle`` (JSB_Chorales, Nottingham, MuseData, Piano_midi,
+    or the names of the download from :data:`BENCHMARK_URL`: JSB Chorales, Nottingham,
+    MuseData, Piano-midi.de); :func:`benchmark_file_names` gives the order they are looked
+    for in. ``data_dir`` may also be one of these files itself; another file is refused
+    (``ValueError``), a folder without any of them raises :class:`FileNotFoundError`."""
+    names = benchmark_file_names(name)
     data_dir = Path(data_dir)
-    stem = BENCHMARK_FILES[name]
-    for suffix in (".mat", ".pickle", ".pkl"):
-        if (data_dir / (stem + suffix)).exists():
-            return load_piano_rolls(data_dir / (stem + suffix), name=name)
+    stems = list(dict.fromkeys((BENCHMARK_FILES[name], BENCHMARK_DOWNLOAD_FILES[name])))
+    expected = " or ".join(f"{stem}.mat / {stem}.pickle" for stem in stems)
+    if data_dir.is_file():
+        if data_dir.name in names:
+            return load_piano_rolls(data_dir, name=name)
+        raise ValueError(
+            f"data_dir {data_dir} is a file, not a folder: expected the folder that holds the "
+            f"{name} benchmark's {expected} (such as {data_dir.parent})"
+        )
+    for file_name in names:
+        if (data_dir / file_name).is_file():
+            return load_piano_rolls(data_dir / file_name, name=name)
+    where = f"in {data_dir}" if data_dir.is_dir() else f"at {data_dir} (no such folder)"
     raise FileNotFoundError(
-        f"no {stem}.mat or {stem}.pickle in {data_dir}: download the benchmark piano rolls "
-        "(Boulanger-Lewandowski et al., 2012) there, or use the embedded 'jsb-music21' data"
+        f"no {expected} {where}: download the benchmark piano rolls (Boulanger-Lewandowski et "
+        f"al., 2012) from {BENCHMARK_URL} there, or use the embedded 'jsb-music21' data"
     )
 
 
@@ -344,8 +379,9 @@ def _music21_chorale_rolls(progress: bool, max_chorales: int | None) -> list[np.
     try:
         from music21 import corpus, interval, pitch
     except ImportError as err:
-        raise ImportError(
-            "the embedded JSB rebuild needs music21: pip install music21 (or the [music] extra)"
+        raise MissingDependency(
+            "the embedded JSB rebuild (jsb-music21) needs music21: install the [music] extra, "
+            '`pip install -e ".[music]"` in a checkout, or `pip install music21`'
         ) from err
     paths = corpus.getComposer("bach")[:max_chorales]
     iterator = paths

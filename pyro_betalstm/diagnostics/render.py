@@ -16,7 +16,14 @@ from typing import Any
 import numpy as np
 
 from ..io import atomic_write_path, remove_temporaries, safe_torch_load
-from ..results import GATE_DRAWS_FILE, history_path, load_results, record_kind
+from ..results import (
+    DIAGNOSTICS_DIR,
+    GATE_DRAWS_FILE,
+    RENDER_FILES,
+    history_path,
+    load_results,
+    record_kind,
+)
 from . import arviz_io, plots
 from .draws import load_history
 from .summary import gate_correlation, summarize_gates
@@ -179,7 +186,8 @@ def render_run(
     strongest correlation, time x unit heat maps of both gates for every layer, the gates per
     word (text runs), and with ``compare`` (another run directory of the same task, e.g. a
     sigmoid LSTM) the gate-value histograms of both models. Returns the paths written (default
-    ``out_dir``: ``RUN_DIR/diagnostics``). ``run_dir`` and ``compare`` may be run directories
+    ``out_dir``: ``RUN_DIR/diagnostics``); the :data:`~pyro_betalstm.results.RENDER_FILES` of an earlier render in
+    that folder are deleted first. ``run_dir`` and ``compare`` may be run directories
     or loaded runs (:func:`load_saved_run`).
 
     Raises ``ValueError`` for sizes below 1 and for a ``compare`` run of another task or data
@@ -192,10 +200,12 @@ def render_run(
     if compare is not None:
         other = compare if isinstance(compare, SavedRun) else load_saved_run(compare)
         check_comparable(run, other)
-    out = Path(out_dir) if out_dir is not None else run.run_dir / "diagnostics"
+    out = Path(out_dir) if out_dir is not None else run.run_dir / DIAGNOSTICS_DIR
+    idata = run_inference_data(run, num_samples, num_sequences, max_steps, include_basis)
     out.mkdir(parents=True, exist_ok=True)
     remove_temporaries(out)  # what a render killed mid-write left in its own folder
-    idata = run_inference_data(run, num_samples, num_sequences, max_steps, include_basis)
+    for name in RENDER_FILES:  # an earlier render's files; other files in out are left alone
+        (out / name).unlink(missing_ok=True)
     written = [arviz_io.to_netcdf(idata, out / "inference_data.nc")]
     atomic_write_path(out / "gate_summary.csv", summarize_gates(idata).to_csv)
     written.append(out / "gate_summary.csv")

@@ -35,6 +35,7 @@ import os
 import re
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,7 @@ from typing import Any
 
 import torch
 
-from ..data import SequenceDataset
+from ..data import MissingDependency, SequenceDataset
 from ..gates import get_gate_family
 from ..infer import TrainConfig, evaluate_classifier, fit, load_best, sample_gates
 from ..infer.checkpoint import RUN_FILES, has_resume_point
@@ -53,8 +54,10 @@ from ..models.base import GateModel, SequenceBatch
 from ..priors import get_prior
 from ..provenance import git_commit, run_hardware
 from ..results import (
+    DIAGNOSTICS_DIR,
     FOLDS_FILE,
     GATE_DRAWS_FILE,
+    RENDER_FILES,
     RESULTS_FILE,
     RESULTS_ROW_FILE,
     results_table,
@@ -168,8 +171,10 @@ def begin(args: argparse.Namespace) -> Stopwatch:
     """Start a script: set torch's CPU threads (``--threads``; unset or 0 keeps torch's
     choice), join the process group of a ``torchrun`` launch (gloo on the CPU, NCCL for
     ``--device cuda``; ranks other than 0 print nothing from here on) and start its
-    stopwatch. A ``--device`` this machine lacks, or ``--recurrence cuda_graph`` off CUDA, is
-    refused here (``SystemExit``), before any data is read or folder made."""
+    stopwatch. A negative ``--threads``, a ``--device`` this machine lacks, or
+    ``--recurrence cuda_graph`` off CUDA, is refused here (``SystemExit``), before any data is
+    read or folder made."""
+    _check_threads(args)
     _check_device_flags(args)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -179,6 +184,15 @@ def begin(args: argparse.Namespace) -> Stopwatch:
         if not workers.is_main:  # one rank reports; errors still reach stderr
             sys.stdout = open(os.devnull, "w")
     return Stopwatch()
+
+
+def _check_threads(args: argparse.Namespace) -> None:
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 0:  # torch's own message names no flag
+        raise SystemExit(
+            f"--threads must be a positive integer (torch CPU threads) or 0 (torch's own "
+            f"choice), got {threads}"
+        )
 
 
 def _check_device_flags(args: argparse.Namespace) -> None:
@@ -198,16 +212,27 @@ TRACEBACK_ENV = "PYRO_BETALSTM_TRACEBACK"
 
 
 def run_script(main: Callable[[argparse.Namespace], Any], args: argparse.Namespace) -> None:
-    """Run an example's ``main``. A user error (a bad value, a missing file, a folder that
-    holds a run: ``ValueError``, ``FileNotFoundError``, ``FileExistsError``) ends the script
-    with its message on one line and exit status 2, not a traceback; ``PYRO_BETALSTM_TRACEBACK=1``
-    shows the traceback too."""
+    """Run an example's ``main``. A user error ends the script with its message on one line
+    (``error: ...``) and exit status 2, as argparse ends a bad command line, not with a
+    traceback: a bad value, a missing file, a folder that holds a run (``ValueError``,
+    ``FileNotFoundError``, ``FileExistsError``), an optional package that is not installed
+    (:class:`~pyro_betalstm.data.MissingDependency`; any other ``ImportError`` is a
+    bug and keeps its traceback), or a flag refused with ``SystemExit("message")``.
+    ``PYRO_BETALSTM_TRACEBACK=1`` shows the traceback too."""
+    user_errors = (ValueError, FileNotFoundError, FileExistsError, MissingDependency, SystemExit)
     try:
         main(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        if os.environ.get(TRACEBACK_ENV) == "1":
+    except user_errors as err:
+        refusal = isinstance(err, SystemExit)
+        if refusal and not isinstance(err.code, str):  # sys.exit(n); argparse printed its own
             raise
-        print(f"error: {err}\n(set {TRACEBACK_ENV}=1 to see where it was raised)", file=sys.stderr)
+        hint = f"\n(set {TRACEBACK_ENV}=1 to see where it was raised)"
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            if not refusal:
+                raise
+            traceback.print_exc()  # a SystemExit prints no traceback of its own
+            hint = ""
+        print(f"error: {err.code if refusal else err}{hint}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
@@ -229,8 +254,8 @@ def start_run(args: argparse.Namespace, task: str, name: str, watch: Stopwatch) 
 
     A directory that already holds a run (results, gate draws or checkpoints) is refused with
     a ``SystemExit`` saying so, unless ``--resume`` (continue it) or ``--overwrite`` (start
-    over: its results and gate draws are deleted here, its checkpoints by
-    :func:`~pyro_betalstm.infer.fit`)."""
+    over: its results, gate draws and diagnostics files are deleted here, its checkpoints
+    by :func:`~pyro_betalstm.infer.fit`)."""
     if getattr(args, "smoke", False):
         name = f"{name}-smoke"
     out = Path(args.out_dir or Path("runs") / task / name)
@@ -244,6 +269,8 @@ def start_run(args: argparse.Namespace, task: str, name: str, watch: Stopwatch) 
     if found and overwrite and not resume and is_main_process():
         for marker in RUN_OUTPUTS:
             (out / marker).unlink(missing_ok=True)
+        for name in RENDER_FILES:  # the replaced run's plots (a --no-plots run renders none)
+            (out / DIAGNOSTICS_DIR / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     if is_main_process():
         remove_temporaries(out, RUN_OUTPUTS)  # left by a run killed while writing them

@@ -29,7 +29,8 @@ class CountingFrontEnd(SequenceClassifier):
     def __init__(self, gate: str, num_layers: int = 2):
         torch.manual_seed(0)
         lstm = StochasticLSTM(INPUT_SIZE, 4, num_layers, gate=gate, batch_first=True)
-        super().__init__(lstm, 3, kl_weight=0.5)
+        # a KL weight for the latent families only: a deterministic one warns it is ignored
+        super().__init__(lstm, 3, kl_weight=0.5 if lstm.family.is_latent else None)
         self.front = nn.Linear(RAW_SIZE, INPUT_SIZE)
         self.drop = nn.Dropout(0.5)
         self.embedded: list[torch.Tensor] = []

@@ -83,7 +83,9 @@ def test_run_arguments_defaults_and_help():
     assert custom.parse_args([]).seed is None and custom.parse_args([]).threads is None
     helps = {a.dest: a.help for a in custom._actions}
     assert helps["seed"] == "seed of fold k" and helps["resume"] == "r"
-    assert helps["threads"] == "torch CPU threads"
+    assert helps["threads"] == "torch CPU threads (0: torch's own choice, the default)"
+    default_help = {a.dest: a.help for a in parser._actions}["threads"]
+    assert default_help == "torch CPU threads (0: torch's own choice; default 1)"
 
 
 def test_recurrence_flag_offers_the_library_recurrences():

