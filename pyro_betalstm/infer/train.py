@@ -468,8 +468,7 @@ def fit(
     if config.seed_globals or workers.active:
         _seed_global_generators(rank_seed(config.seed, workers.rank))
     run = _Run.start(model, config, device, out, workers, run_settings, monitor)
-    if resume:
-        _resume(run, resume_override)
+    resumed_from = _resume(run, resume_override) if resume else None
     if workers.active:
         parallel.broadcast_module(model)
 
@@ -483,6 +482,12 @@ def fit(
     monitor_key = f"valid_{monitor}" if valid_data is not None else "train_loss"
     if history and _should_stop(run, history[-1][monitor_key], len(history), elapsed_before):
         run.start_epoch = config.num_epochs + 1  # a resumed run that had already stopped
+    if resumed_from is not None and config.progress and workers.is_main:
+        left = max(0, config.num_epochs - run.start_epoch + 1)
+        write_line(
+            f"resuming from {resumed_from} after epoch {len(history)}: "
+            + (f"{left} epoch(s) to train" if left else "nothing left to train")
+        )
     for epoch in range(run.start_epoch, config.num_epochs + 1):
         record = _train_epoch(run, train_data, epoch)
         _check_parameters(run, epoch)
@@ -657,8 +662,9 @@ def checked_device(name: str | torch.device) -> torch.device:
     return device
 
 
-def _resume(run: _Run, resume_override: bool | Iterable[str]) -> None:
-    """Load the weights, optimizer, history and random states of the last checkpoint."""
+def _resume(run: _Run, resume_override: bool | Iterable[str]) -> Path:
+    """Load the weights, optimizer, history and random states of the last checkpoint; returns
+    the checkpoint read (``last.pt``, or ``last.prev.pt`` where that was unreadable)."""
     if run.out is None:
         raise FileNotFoundError("cannot resume: no checkpoint folder (out_dir is None)")
     ckpt, path = load_resume_point(run.out, map_location=run.device)
@@ -707,6 +713,7 @@ def _resume(run: _Run, resume_override: bool | Iterable[str]) -> None:
     _repair_best(run, ckpt)
     per_rank = ckpt.get("rng_per_rank")
     set_rng_state(per_rank[run.workers.rank] if per_rank else ckpt["rng"], run.generator)
+    return path
 
 
 def _train_epoch(run: _Run, train_data: SequenceDataset, epoch: int) -> dict:

@@ -48,3 +48,17 @@ def test_fit_prints_a_line_per_epoch_and_bars_only_on_a_terminal(
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
     assert [line.split(":")[0] for line in lines] == ["epoch 1", "epoch 2"]
     assert ("epoch 1/2" in stderr.getvalue()) == terminal  # the bar's description
+
+
+def test_a_resumed_fit_says_where_it_continues(tmp_path, capsys):
+    model, data = make_model("classifier", "sigmoid", num_layers=1), make_dataset(4)
+    fit(model, data, None, TrainConfig(num_epochs=1, batch_size=2), tmp_path)
+    capsys.readouterr()
+    fit(model, data, None, TrainConfig(num_epochs=3, batch_size=2), tmp_path, resume=True)
+    out = capsys.readouterr().out
+    assert f"resuming from {tmp_path / 'last.pt'} after epoch 1: 2 epoch(s) to train" in out
+    fit(model, data, None, TrainConfig(num_epochs=3, batch_size=2), tmp_path, resume=True)
+    assert "after epoch 3: nothing left to train" in capsys.readouterr().out
+    fit(model, data, None, TrainConfig(num_epochs=3, batch_size=2, progress=False), tmp_path,
+        resume=True)  # fmt: skip
+    assert capsys.readouterr().out == ""  # progress=False prints nothing
