@@ -26,8 +26,8 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 import pyro
@@ -56,6 +56,7 @@ from pyro_betalstm.nn import StochasticLSTM, set_recurrence  # noqa: E402
 
 VARIANTS = (
     "torch_lstm",
+    "torch_lstm_strict_fp32",
     "eager_sigmoid_loop",
     "library_sigmoid",
     "library_bivariate_svi",
@@ -74,7 +75,10 @@ VARIANTS = (
 CUDA_ONLY = frozenset(name for name in VARIANTS if "_cuda_graph" in name)
 #: left out of the default list on the CPU: the CUDA-only ones, and the compiled step (tens of
 #: seconds of compilation, measured slower on the CPU: gamma_path_options.py)
-CPU_DEFAULT_EXCLUDES = CUDA_ONLY | {"library_bivariate_svi_compiled_cell"}
+CPU_DEFAULT_EXCLUDES = CUDA_ONLY | {
+    "library_bivariate_svi_compiled_cell",
+    "torch_lstm_strict_fp32",  # TF32 is a GPU question: on the CPU the same as torch_lstm
+}
 
 #: ``name: (numerator, denominator, target or None)``; a ratio meets its target when ``<=``.
 RATIOS = {
@@ -120,6 +124,13 @@ RATIOS = {
         None,
     ),
     "library_sigmoid_cuda_graph/torch_lstm": ("library_sigmoid_cuda_graph", "torch_lstm", None),
+    # cuDNN may use TF32 tensor cores by default, the library's step does not: the same ratio
+    # against cuDNN in full float32
+    "library_bivariate_svi_cuda_graph/torch_lstm_strict_fp32": (
+        "library_bivariate_svi_cuda_graph",
+        "torch_lstm_strict_fp32",
+        None,
+    ),
     # the graphs with each step's elementwise work compiled (fewer kernels per replayed step)
     "library_bivariate_svi_cuda_graph_compiled_cell/torch_lstm": (
         "library_bivariate_svi_cuda_graph_compiled_cell",
@@ -170,6 +181,17 @@ def previous_gamma_path() -> AbstractContextManager:
     )
 
 
+@contextmanager
+def cudnn_without_tf32() -> Iterator[None]:
+    """cuDNN in full float32 (``torch.backends.cudnn.allow_tf32`` off) for one step."""
+    before = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
+
+
 def make_data(batch: int, steps: int, size: int, device, seed: int):
     """Random binary input and target frames ``(batch, steps, size)``, float32."""
     g = torch.Generator().manual_seed(seed)
@@ -189,7 +211,10 @@ def build_variants(names, batch, input_size, hidden, x, y, device, seed) -> dict
     sequences = SequenceBatch(inputs=x, targets=y)
     for name in names:
         torch.manual_seed(seed)
-        if name in ("torch_lstm", "eager_sigmoid_loop", "handwritten_bivariate_elbo"):
+        if name == "torch_lstm_strict_fp32":
+            module = TorchLSTM(input_size, hidden, input_size).to(device)
+            variants[name] = Variant(module, lambda m=module: m.loss(x, y), cudnn_without_tf32)
+        elif name in ("torch_lstm", "eager_sigmoid_loop", "handwritten_bivariate_elbo"):
             cls = {
                 "torch_lstm": TorchLSTM,
                 "eager_sigmoid_loop": EagerSigmoidLoop,

@@ -76,7 +76,8 @@ PY
 part_1() {
   echo "== 1. step time on $device: the eager loop and its graphs"
   # pyro_per_step_sites and the previous Gamma path are CPU questions: left out to save time
-  local eager=torch_lstm,eager_sigmoid_loop,library_sigmoid,library_bivariate_svi
+  local eager=torch_lstm,torch_lstm_strict_fp32,eager_sigmoid_loop,library_sigmoid
+  eager+=,library_bivariate_svi
   eager+=,library_bivariate5_svi,handwritten_bivariate_elbo
   local graphs=library_sigmoid_cuda_graph,library_bivariate_svi_cuda_graph
   graphs+=,library_bivariate5_svi_cuda_graph
