@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..io import atomic_write
+from ..progress import progress_bar
 from ._packages import MissingDependency
 from .batching import SequenceDataset
 
@@ -384,11 +385,8 @@ def _music21_chorale_rolls(progress: bool, max_chorales: int | None) -> list[np.
             '`pip install -e ".[music]"` in a checkout, or `pip install music21`'
         ) from err
     paths = corpus.getComposer("bach")[:max_chorales]
-    iterator = paths
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(paths, desc="building jsb-music21 from the music21 corpus")
+    desc = "building jsb-music21 from the music21 corpus"
+    iterator = progress_bar(paths, len(paths), desc) if progress else paths
     rolls, seen = [], set()
     for path in iterator:
         try:
