@@ -204,6 +204,9 @@ def load_run(path: Path, threshold: float) -> dict | None:
         ),
         "settings": None if record is None else record["settings"],
         "seed": None if record is None else record["seed"],
+        # which code on which processor (records written before these fields have neither)
+        "git_commit": None if record is None else record.get("git_commit"),
+        "hardware": None if record is None else record.get("hardware"),
         "curve": ([r["elapsed_s"] for r in history], [r["valid_nll_mean_gates"] for r in history]),
     }
 
@@ -254,6 +257,7 @@ def summarise(args) -> dict:
         "variant": args.variant,
         "dataset": "JSB Chorales (standard split 229/76/77)",
         "test_nll_tolerance": TOLERANCE,
+        "provenance": provenance(runs.values()),
         "recipes": [
             {"recipe": n, "flags": RECIPES.get(n), **{k: v for k, v in r.items() if k != "curve"}}
             for n, r in runs.items()
@@ -261,6 +265,17 @@ def summarise(args) -> dict:
     }
     write_outputs(summary, runs, args)
     return summary
+
+
+def provenance(runs) -> list[str]:
+    """``"<commit> on <hardware>"`` of the finished runs, each combination once, sorted
+    (``"not recorded"`` for a field a record lacks)."""
+    found = {
+        f"{r['git_commit'] or 'commit not recorded'} on {r['hardware'] or 'hardware not recorded'}"
+        for r in runs
+        if r["finished"]
+    }
+    return sorted(found)
 
 
 def write_outputs(summary: dict, runs: dict, args) -> None:
@@ -306,6 +321,7 @@ def write_outputs(summary: dict, runs: dict, args) -> None:
         f" {fmt(best['test_nll'], '.3f')}; a recipe counts only if its test NLL is at most"
         f" {TOLERANCE} above the reference's.",
         f"- Speedup: {summary['speedup']:.2f}x.",
+        "- Runs made by: " + ("; ".join(summary["provenance"]) or "no finished run") + ".",
         "- The same comparison from epochs to the threshold times the seconds of one training"
         " epoch of each recipe, measured side by side in one process (`epoch-cost`): "
         + (

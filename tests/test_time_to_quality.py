@@ -46,6 +46,7 @@ def fake_run(
             "wall_seconds": 10.0,  # this process only; the run's time is train_elapsed_s
             "train_elapsed_s": seconds_per_epoch * len(valid),
             "hardware": "cpu",
+            "git_commit": "abc123",
             "gate_kl_valid": {"kl_per_gate": kl, "alpha_p01": 0.49, "alpha_p99": 0.51},
             "target_epoch": None,
         }
@@ -82,6 +83,7 @@ def test_speedup_is_reference_seconds_over_the_fastest_recipe_within_tolerance(t
     assert saved["speedup"] == pytest.approx(10.0) and saved["threshold"] == 8.35
     page = (tmp_path / "out" / "time_to_quality.md").read_text()
     assert "| never |" in page and "Speedup: 10.00x" in page
+    assert "- Runs made by: abc123 on cpu." in page  # which code, which processor
     assert (tmp_path / "out" / "time_to_quality.png").stat().st_size > 0
 
 
