@@ -53,6 +53,16 @@ cap() {  # cap SECONDS: the part's timeout, cut to the time left (1 s: too littl
   if [ "$left" -lt 30 ]; then echo 1; elif [ "$1" -lt "$left" ]; then echo "$1"; else echo "$left"; fi
 }
 { nvidia-smi || true; } > "$out/nvidia-smi.txt" 2>&1
+# preflight, a few seconds: the versions and the card on stdout (which always comes back), and
+# no budget spent on parts that would all fail without CUDA or the staged packages
+python - "$device" <<'PY' || { echo "preflight failed: nothing run"; exit 1; }
+import sys, torch, pyro, pyro_betalstm
+device = sys.argv[1]
+name = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
+print(f"preflight: torch {torch.__version__}, pyro {pyro.__version__}, {name}")
+if device.startswith("cuda") and not torch.cuda.is_available():
+    sys.exit(f"DEVICE={device} but torch sees no CUDA device")
+PY
 
 ran() {  # ran NAME STATUS LOG: the part's exit status, and its log's end when it failed
   echo "$1 exit $2"
