@@ -20,7 +20,9 @@ def bars_wanted() -> bool:
     return bool(interactive and interactive()) or "ipykernel" in sys.modules
 
 
-def progress_bar(iterable: Iterable, total: int | None = None, desc: str = "", leave=True):
+def progress_bar(
+    iterable: Iterable, total: int | None = None, desc: str = "", leave: bool = True
+) -> Iterable:
     """``iterable`` wrapped in a tqdm bar where :func:`bars_wanted`, else ``iterable`` itself."""
     if not bars_wanted():
         return iterable
