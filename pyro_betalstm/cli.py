@@ -4,8 +4,9 @@
 processor and the git commit;
 ``pyro-betalstm diagnostics RUN_DIR [...]`` renders a saved run's gate diagnostics (the same as
 ``python -m pyro_betalstm.diagnostics``); ``pyro-betalstm table RUN_DIR [...]`` prints saved runs'
-``results.md`` rows as Markdown tables, one per task. The training scripts live in ``examples/``. Without a
-command, or with an unknown one, it prints its usage and exits with status 2.
+``results.md`` rows as Markdown tables, one per task. The training scripts live in
+``examples/``. Without a command, or with an unknown one, it prints its usage and exits with
+status 2.
 """
 
 from __future__ import annotations

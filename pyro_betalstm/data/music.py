@@ -257,14 +257,19 @@ def load_piano_rolls(path: str | Path, name: str | None = None) -> PianoRolls:
     return PianoRolls(name, splits["train"], splits["valid"], splits["test"], source=str(path))
 
 
+def _benchmark_stems(name: str) -> list[str]:
+    """The benchmark's file names without suffix: :data:`BENCHMARK_FILES`' first, then the
+    download's (:data:`BENCHMARK_DOWNLOAD_FILES`) where it differs."""
+    if name not in BENCHMARK_FILES:
+        raise ValueError(f"unknown benchmark {name!r}; expected one of {sorted(BENCHMARK_FILES)}")
+    return list(dict.fromkeys((BENCHMARK_FILES[name], BENCHMARK_DOWNLOAD_FILES[name])))
+
+
 def benchmark_file_names(name: str) -> list[str]:
     """The file names :func:`load_benchmark` looks for, in its order: ``<File>.mat``,
     ``.pickle``, ``.pkl`` with :data:`BENCHMARK_FILES`' names, then with the names of the
     download (:data:`BENCHMARK_DOWNLOAD_FILES`, e.g. ``JSB Chorales.pickle``)."""
-    if name not in BENCHMARK_FILES:
-        raise ValueError(f"unknown benchmark {name!r}; expected one of {sorted(BENCHMARK_FILES)}")
-    stems = dict.fromkeys((BENCHMARK_FILES[name], BENCHMARK_DOWNLOAD_FILES[name]))
-    return [stem + suffix for stem in stems for suffix in BENCHMARK_SUFFIXES]
+    return [stem + suffix for stem in _benchmark_stems(name) for suffix in BENCHMARK_SUFFIXES]
 
 
 def load_benchmark(name: str, data_dir: str | Path) -> PianoRolls:
@@ -276,8 +281,7 @@ def load_benchmark(name: str, data_dir: str | Path) -> PianoRolls:
     (``ValueError``), a folder without any of them raises :class:`FileNotFoundError`."""
     names = benchmark_file_names(name)
     data_dir = Path(data_dir)
-    stems = list(dict.fromkeys((BENCHMARK_FILES[name], BENCHMARK_DOWNLOAD_FILES[name])))
-    expected = " or ".join(f"{stem}.mat / {stem}.pickle" for stem in stems)
+    expected = " or ".join(f"{stem}.mat / {stem}.pickle" for stem in _benchmark_stems(name))
     if data_dir.is_file():
         if data_dir.name in names:
             return load_piano_rolls(data_dir, name=name)

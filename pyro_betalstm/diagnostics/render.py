@@ -186,9 +186,9 @@ def render_run(
     strongest correlation, time x unit heat maps of both gates for every layer, the gates per
     word (text runs), and with ``compare`` (another run directory of the same task, e.g. a
     sigmoid LSTM) the gate-value histograms of both models. Returns the paths written (default
-    ``out_dir``: ``RUN_DIR/diagnostics``); the :data:`~pyro_betalstm.results.RENDER_FILES` of an earlier render in
-    that folder are deleted first. ``run_dir`` and ``compare`` may be run directories
-    or loaded runs (:func:`load_saved_run`).
+    ``out_dir``: ``RUN_DIR/diagnostics``); the :data:`~pyro_betalstm.results.RENDER_FILES` of
+    an earlier render in that folder are deleted first. ``run_dir`` and ``compare`` may be run
+    directories or loaded runs (:func:`load_saved_run`).
 
     Raises ``ValueError`` for sizes below 1 and for a ``compare`` run of another task or data
     set (``check_comparable``). The examples render with ``num_samples=20`` (10 for a

@@ -6,8 +6,8 @@ layer's own eager recurrence (:meth:`~pyro_betalstm.nn.GateLayer.run_eager`) is 
 per call signature (batch size, length, dtype, autocast, gate mode, which inputs need a
 gradient, ...) and replayed at every later call with that signature: forward and backward as
 two graphs (:func:`torch.cuda.make_graphed_callables`) when a gradient is taped, the forward
-alone otherwise (evaluation, posterior-predictive draws). A training step then launches two graphs
-per layer instead of thousands of kernels.
+alone otherwise (evaluation, posterior-predictive draws). A training step then launches two
+graphs per layer instead of thousands of kernels.
 
 Exactness. A graph replays the eager path's kernels on the same values: with a given basis
 (:class:`~pyro_betalstm.nn.gate_modes.GivenBasis`) outputs and gradients equal the eager path's
@@ -324,7 +324,7 @@ class LayerGraphs:
         self.stats.replays += 1
         if sig.taped:  # the graph hands back its static gradient buffers: see _fresh_gradient
             args = tuple(_FreshGradient.apply(a) if a.requires_grad else a for a in args)
-        with torch.cuda.device(sig.device) if sig.device.type == "cuda" else nullcontext():
+        with _on_device(sig.device):
             values = dict(zip(graph.fields, graph(args), strict=True))
         if padded != length:  # cut back to the caller's length (views: gradients flow through)
             for name in TIME_FIELDS.intersection(values):
@@ -391,7 +391,7 @@ class LayerGraphs:
     def _capture(self, layer, sig, args, require) -> CapturedRecurrence | None:
         stream = torch.cuda.current_stream(sig.device) if sig.device.type == "cuda" else None
         try:
-            with torch.cuda.device(sig.device) if stream is not None else nullcontext():
+            with _on_device(sig.device):
                 graph = self.capture(_Scan(layer, sig), args)
         except Exception as err:  # also AssertionError, FailOnRecompileLimitHit
             # a failed capture_end leaves torch.cuda.graph's capture stream current
@@ -417,8 +417,14 @@ class LayerGraphs:
         if len(self._graphs) > self.max_graphs:
             while len(self._graphs) > self.max_graphs:
                 self._graphs.popitem(last=False)
-            _free_dropped_graphs()
+            _free_dropped_graphs()  # once, however many were dropped
         return graph
+
+
+def _on_device(device: torch.device):
+    """Make ``device`` the current CUDA device for a capture or a replay, which use the current
+    device's stream (a no-op context for another device type)."""
+    return torch.cuda.device(device) if device.type == "cuda" else nullcontext()
 
 
 def _free_dropped_graphs() -> None:

@@ -12,7 +12,7 @@ from conftest import SHARED_DATA
 
 from pyro_betalstm import diagnostics as diag
 from pyro_betalstm.diagnostics import plots
-from pyro_betalstm.results import GATE_DRAWS_FILE, load_results, record_kind
+from pyro_betalstm.results import GATE_DRAWS_FILE, RENDER_FILES, load_results, record_kind
 from pyro_betalstm.testing.corpora import write_rt_polarity
 from pyro_betalstm.testing.scripts import load_script
 
@@ -102,6 +102,7 @@ def test_render_any_saved_run(saved_runs, kind, tmp_path, monkeypatch):
     names = {p.name for p in written}
     left = {p.name for p in (tmp_path / "diag").iterdir()}
     assert left == names | {"notes.txt"}  # no plot of the earlier render is left beside these
+    assert names <= set(RENDER_FILES)  # what a later render or --overwrite deletes
     expected = {"inference_data.nc", "gate_summary.csv", "elbo_history.png", "joint_if.png"}
     expected.add("gate_heatmap.png")
     if latent:
