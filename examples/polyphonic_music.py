@@ -39,6 +39,7 @@ from pyro_betalstm.data.music import (
     load_benchmark,
 )
 from pyro_betalstm.experiment.music import (
+    DEFAULT_PROTOCOL,
     PROTOCOLS,
     SMOKE_FRAMES,
     SMOKE_SEQUENCES,
@@ -78,7 +79,8 @@ def main(args) -> dict | None:
         raise SystemExit("--stop-at-target needs --target-nll")
     seed = args.seed if args.seed is not None else s.get("seed", 0)
     torch.manual_seed(seed)  # the model's initial weights
-    name = f"{rolls.name}-{args.variant}-{s['gate']}-seed{seed}"
+    protocol = None if args.protocol == DEFAULT_PROTOCOL else args.protocol
+    name = ex.run_name(rolls.name, args.variant, s["gate"], seed, protocol)
     run = ex.start_run(args, "music", name, watch)
 
     # The model, and SVI on windows (or whole sequences) of the training rolls. The protocol
@@ -158,7 +160,7 @@ def parse_args(argv=None):
     ex.add_variant_arguments(p, ablations=True)
     p.add_argument(
         "--protocol",
-        default="default",
+        default=DEFAULT_PROTOCOL,
         choices=PROTOCOLS,
         help="default: hidden 64, 10 epochs on windows of 30 transitions in minibatches of 8 "
         "at Adam 1e-2 (the README's main job); authors: Song et al.'s training as their code "

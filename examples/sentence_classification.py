@@ -78,8 +78,9 @@ def main(args) -> dict | None:
     if s["glove"]:  # the vectors of the words the data set uses
         glove = load_glove({t for toks in tokens for t in toks}, args.glove_path)
         fit_glove_size(s, args, len(next(iter(glove.values()))))
-    name = f"{data.name}-{args.variant}-{s['gate']}-seed{args.seed}"
-    run = ex.start_run(args, "text", name, watch)
+    run = ex.start_run(
+        args, "text", ex.run_name(data.name, args.variant, s["gate"], args.seed), watch
+    )
 
     # The folds: one seeded, stratified assignment, kept beside the results.
     folds = kfold_assignment(data.labels, args.folds, seed=args.split_seed)

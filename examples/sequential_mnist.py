@@ -46,7 +46,7 @@ def main(args) -> dict | None:
     del splits
     train, valid, test = (subset(data[k], s[f"{k}_subset"]) for k in ("train", "valid", "test"))
     task = f"{'p' if args.permuted else ''}mnist-{args.view}"
-    run = ex.start_run(args, "mnist", f"{task}-{args.variant}-{s['gate']}-seed{args.seed}", watch)
+    run = ex.start_run(args, "mnist", ex.run_name(task, args.variant, s["gate"], args.seed), watch)
 
     # The model: the digit, read row by row (or pixel by pixel), to 10 class logits.
     steps, width = VIEWS[args.view]

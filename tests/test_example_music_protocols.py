@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 from test_examples import EXAMPLES, MUSIC_DIR, load_example
@@ -56,6 +57,25 @@ def test_ablations_are_variants_of_the_music_example():
     assert (noise["gate"], noise["kl_weight"], noise["hidden"]) == ("prior_noise", 0.0, 148)
     weak = settings("--variant", "ablation_kl0.001", "--protocol", "authors")
     assert (weak["gate"], weak["kl_weight"]) == ("bivariate5", 1e-3)
+
+
+def test_a_run_of_another_protocol_has_a_folder_of_its_own(monkeypatch):
+    names = []
+
+    def opened(args, task, name, watch):  # the folder's name; the run stops there
+        names.append(f"{task}/{name}")
+        raise SystemExit("stop")
+
+    monkeypatch.setattr(music, "load_data", lambda args: SimpleNamespace(name="jsb"))
+    monkeypatch.setattr(music.ex, "start_run", opened)
+    for protocol in ([], ["--protocol", "default"], ["--protocol", "authors"]):
+        with pytest.raises(SystemExit, match="stop"):
+            music.main(music.parse_args(["--dataset", "jsb", "--seed", "3", *protocol]))
+    assert names == [
+        "music/jsb-bblstm5gp-bivariate5-seed3",
+        "music/jsb-bblstm5gp-bivariate5-seed3",
+        "music/jsb-bblstm5gp-bivariate5-authors-seed3",
+    ]
 
 
 def test_stop_at_target_needs_a_target(tmp_path):

@@ -210,6 +210,11 @@ def test_run_directory_record_and_files(tmp_path):
     monkey.out.rmdir()
 
 
+def test_run_name_names_a_protocol_only_where_it_is_not_the_default():
+    assert ex.run_name("jsb", "lstm", "sigmoid", 7) == "jsb-lstm-sigmoid-seed7"
+    assert ex.run_name("jsb", "lstm", "sigmoid", 7, "authors") == "jsb-lstm-sigmoid-authors-seed7"
+
+
 def test_describe_scores():
     text = ex.describe_scores(
         "test", {"nll_mean_gates": 1.0, "nll_predictive": 0.5}, "nll", "NLL/frame", 3

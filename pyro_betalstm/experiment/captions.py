@@ -51,6 +51,8 @@ PROTOCOLS = {
         "eval_samples": 10,
     },
 }
+#: the protocol a run names only where it is another (:func:`~pyro_betalstm.experiment.run_name`)
+DEFAULT_PROTOCOL = "reduced"
 
 #: Settings a flag of the same name (dashes for underscores) overrides.
 OVERRIDABLE = (

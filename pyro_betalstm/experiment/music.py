@@ -35,6 +35,8 @@ from ..variants import get_variant
 from .runner import model_prior, resolve_settings, train_config
 
 PROTOCOLS = ("default", "authors", "fast", "batch16", "paper")
+#: the protocol a run names only where it is another (:func:`~pyro_betalstm.experiment.run_name`)
+DEFAULT_PROTOCOL = "default"
 
 #: The authors' kl_lambda: 1.0 on JSB, 0.001 on the others.
 PAPER_KL_WEIGHT = {"jsb": 1.0}

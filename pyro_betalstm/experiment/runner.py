@@ -248,6 +248,14 @@ RUN_MARKERS = (RESULTS_FILE, RESULTS_ROW_FILE, GATE_DRAWS_FILE, *RUN_FILES, FOLD
 RUN_OUTPUTS = (RESULTS_FILE, RESULTS_ROW_FILE, GATE_DRAWS_FILE, FOLDS_FILE)
 
 
+def run_name(data: str, variant: str, gate: str, seed: int, protocol: str | None = None) -> str:
+    """The name of a run's default folder under ``runs/<task>/``:
+    ``<data>-<variant>-<gate>-seed<N>``, with ``-<protocol>`` before ``-seed`` for a run of
+    another protocol than the script's default (``protocol`` None: the default), so that runs
+    of two protocols never meet in one folder."""
+    return "-".join([data, variant, gate, *([protocol] if protocol else []), f"seed{seed}"])
+
+
 def start_run(args: argparse.Namespace, task: str, name: str, watch: Stopwatch) -> Run:
     """Open the run directory (``--out-dir``, else ``runs/<task>/<name>``, with ``-smoke``
     after the name of a ``--smoke`` run, so that a smoke run never lands on a real one).
