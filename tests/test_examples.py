@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -97,6 +99,52 @@ def test_music_smoke_benchmarks(tmp_path, dataset, variant):
         assert predictive_cell == "-"
     else:
         assert float(predictive_cell) == pytest.approx(record["test"]["nll_predictive"], abs=5e-4)
+
+
+def epochs_in(out: Path) -> list[dict]:
+    """The per-epoch records of the run in ``out`` (none before its first epoch ends)."""
+    try:
+        return json.loads((out / "metrics.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):  # not written yet
+        return []
+
+
+@pytest.mark.skipif(
+    not MUSIC_DIR.exists(), reason=f"benchmark piano rolls not found at {MUSIC_DIR}"
+)
+def test_ctrl_c_keeps_the_finished_epochs_and_resume_goes_on_from_them(tmp_path):
+    # a real SIGINT in a training run (wherever it lands: a step, validation, a checkpoint write)
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(EXAMPLES / "polyphonic_music.py"), "--smoke", "--no-plots"]
+    cmd += ["--dataset", "jsb", "--data-dir", str(MUSIC_DIR), "--out-dir", str(out)]
+    root = str(EXAMPLES.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    with open(tmp_path / "stderr.txt", "w") as err:
+        run = subprocess.Popen(
+            [*cmd, "--num-epochs", "1000"], env=env, stdout=subprocess.DEVNULL, stderr=err
+        )
+        deadline = time.monotonic() + 240
+        while len(epochs_in(out)) < 2 and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        run.send_signal(signal.SIGINT)
+        assert run.wait(timeout=120) == 130
+    message = (tmp_path / "stderr.txt").read_text()
+    assert "Traceback" not in message and "--resume" in message.splitlines()[-1]
+    kept = epochs_in(out)
+    assert len(kept) >= 2 and not list(out.glob(".*.tmp"))  # no half-written file left
+    done = len(kept) + 1
+    again = subprocess.run(
+        [*cmd, "--num-epochs", str(done), "--resume"], env=env, capture_output=True, text=True
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    record = json.loads((out / "results.json").read_text())
+    assert record["epochs_run"] == done
+    history = epochs_in(out)
+    assert [h["epoch"] for h in history] == list(range(1, done + 1))
+    keys = ("train_loss", "valid_nll_mean_gates")  # the kept epochs are the same epochs
+    assert [[h[k] for k in keys] for h in history[: len(kept)]] == [
+        [h[k] for k in keys] for h in kept
+    ]
 
 
 @pytest.mark.slow

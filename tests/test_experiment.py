@@ -327,6 +327,21 @@ def test_run_script_ends_a_user_error_with_its_message(capsys, monkeypatch):
         ex.run_script(buggy, argparse.Namespace())
 
 
+def test_run_script_ends_ctrl_c_with_how_to_continue(capsys, monkeypatch):
+    def main(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.delenv(ex.runner.TRACEBACK_ENV, raising=False)
+    with pytest.raises(SystemExit) as stop:
+        ex.run_script(main, argparse.Namespace())
+    err = capsys.readouterr().err
+    assert stop.value.code == 130 and "Traceback" not in err
+    assert err.strip() == ex.runner.INTERRUPTED_MESSAGE and "--resume" in err
+    monkeypatch.setenv(ex.runner.TRACEBACK_ENV, "1")  # the traceback on request
+    with pytest.raises(KeyboardInterrupt):
+        ex.run_script(main, argparse.Namespace())
+
+
 def run_script_error(main, capsys) -> str:
     """What ``run_script(main)`` prints to stderr; it must exit with status 2, no traceback."""
     with pytest.raises(SystemExit) as stop:

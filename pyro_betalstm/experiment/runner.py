@@ -211,6 +211,13 @@ def _check_device_flags(args: argparse.Namespace) -> None:
 TRACEBACK_ENV = "PYRO_BETALSTM_TRACEBACK"
 
 
+#: what a script interrupted by Ctrl-C prints
+INTERRUPTED_MESSAGE = (
+    "interrupted: the run's checkpoints keep every epoch that finished; the same command with "
+    "--resume (in place of --overwrite, if it had one) continues from the last of them"
+)
+
+
 def run_script(main: Callable[[argparse.Namespace], Any], args: argparse.Namespace) -> None:
     """Run an example's ``main``. A user error ends the script with its message on one line
     (``error: ...``) and exit status 2, as argparse ends a bad command line, not with a
@@ -218,10 +225,20 @@ def run_script(main: Callable[[argparse.Namespace], Any], args: argparse.Namespa
     ``FileNotFoundError``, ``FileExistsError``), an optional package that is not installed
     (:class:`~pyro_betalstm.data.MissingDependency`; any other ``ImportError`` is a
     bug and keeps its traceback), or a flag refused with ``SystemExit("message")``.
-    ``PYRO_BETALSTM_TRACEBACK=1`` shows the traceback too."""
+    ``PYRO_BETALSTM_TRACEBACK=1`` shows the traceback too.
+
+    Ctrl-C (``KeyboardInterrupt``) ends it with exit status 130 and a line saying how to
+    continue: the checkpoints hold every finished epoch (written atomically, so an interrupted
+    write leaves the previous one), and the same command with ``--resume`` goes on from there.
+    """
     user_errors = (ValueError, FileNotFoundError, FileExistsError, MissingDependency, SystemExit)
     try:
         main(args)
+    except KeyboardInterrupt:
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        print(f"\n{INTERRUPTED_MESSAGE}", file=sys.stderr)
+        raise SystemExit(130) from None  # 128 + SIGINT, as a shell reports Ctrl-C
     except user_errors as err:
         refusal = isinstance(err, SystemExit)
         if refusal and not isinstance(err.code, str):  # sys.exit(n); argparse printed its own
