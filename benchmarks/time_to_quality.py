@@ -11,6 +11,8 @@ Usage::
     python benchmarks/time_to_quality.py run RECIPE [RECIPE ...] --data-dir ../shared/data/music
     python benchmarks/time_to_quality.py epoch-cost authors RECIPE   # same-process epoch costs
     python benchmarks/time_to_quality.py summarise --reference-dir RUN_DIR
+    python benchmarks/time_to_quality.py archive    # the runs' records, for the docs
+    python benchmarks/time_to_quality.py summarise --runs-dir docs/results/time_to_quality_runs
 
 ``run --stop-at-target`` ends a run at the threshold and ``--num-epochs N`` caps its epochs (for
 screening a recipe; its test NLL is then that of the model where it stopped, not after the
@@ -20,7 +22,10 @@ recipe's full schedule); ``run --extend --num-epochs N`` continues such a run to
 writes ``docs/results/time_to_quality.json``, ``docs/results/time_to_quality.md`` and
 ``docs/_static/time_to_quality.png`` from every run found; ``--reference-dir`` names the
 reference run (the ``authors`` protocol, for instance from ``docs/results/run_jsb_authors.sh``)
-when it is not under ``--runs-dir``.
+when it is not under ``--runs-dir``. ``archive`` copies what ``summarise`` reads (every run's
+``metrics.json`` and ``results.json``, and ``epoch_costs.json``) from ``--runs-dir`` to
+``--archive-dir`` (default ``docs/results/time_to_quality_runs``), so that the committed page can
+be written again from committed files.
 """
 
 from __future__ import annotations
@@ -258,6 +263,7 @@ def summarise(args) -> dict:
         "dataset": "JSB Chorales (standard split 229/76/77)",
         "test_nll_tolerance": TOLERANCE,
         "provenance": provenance(runs.values()),
+        "runs_dir": args.runs_dir.as_posix(),
         "recipes": [
             {"recipe": n, "flags": RECIPES.get(n), **{k: v for k, v in r.items() if k != "curve"}}
             for n, r in runs.items()
@@ -322,6 +328,8 @@ def write_outputs(summary: dict, runs: dict, args) -> None:
         f" {TOLERANCE} above the reference's.",
         f"- Speedup: {summary['speedup']:.2f}x.",
         "- Runs made by: " + ("; ".join(summary["provenance"]) or "no finished run") + ".",
+        f"- Read from: `{summary['runs_dir']}` (each run's `metrics.json` and `results.json`; the"
+        " runs' checkpoints are not kept).",
         "- The same comparison from epochs to the threshold times the seconds of one training"
         " epoch of each recipe, measured side by side in one process (`epoch-cost`): "
         + (
@@ -342,11 +350,33 @@ def write_outputs(summary: dict, runs: dict, args) -> None:
     print("\n".join(page))
 
 
+#: what ``summarise`` reads of a run, the files ``archive`` keeps
+RUN_RECORDS = ("metrics.json", "results.json")
+
+
+def archive(args) -> None:
+    """Copy every run's records and the epoch costs from ``--runs-dir`` to ``--archive-dir``."""
+    from pyro_betalstm.io import atomic_write_text
+
+    runs = sorted(p for p in args.runs_dir.glob("*-seed*") if (p / RUN_RECORDS[0]).exists())
+    if not runs:
+        raise SystemExit(f"no run with a {RUN_RECORDS[0]} under {args.runs_dir}")
+    kept = [
+        (run / name, args.archive_dir / run.name / name) for run in runs for name in RUN_RECORDS
+    ]
+    kept.append((args.runs_dir / "epoch_costs.json", args.archive_dir / "epoch_costs.json"))
+    for source, target in kept:
+        if source.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(target, source.read_text())
+            print(f"{source} -> {target}")
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("command", choices=["run", "summarise", "list", "epoch-cost"])
+    p.add_argument("command", choices=["run", "summarise", "list", "epoch-cost", "archive"])
     p.add_argument("recipes", nargs="*", help="recipe names (run)")
     p.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "music")
     p.add_argument("--runs-dir", type=Path, default=Path("runs") / "time_to_quality")
@@ -365,6 +395,9 @@ def parse_args(argv=None):
         help="continue a finished run (e.g. one stopped at the threshold) to --num-epochs",
     )
     p.add_argument("--out-dir", type=Path, default=ROOT / "docs" / "results")
+    p.add_argument(
+        "--archive-dir", type=Path, default=ROOT / "docs" / "results" / "time_to_quality_runs"
+    )
     p.add_argument("--static-dir", type=Path, default=ROOT / "docs" / "_static")
     return p.parse_args(argv)
 
@@ -380,6 +413,9 @@ def main(args) -> None:
         return
     if args.command == "summarise":
         summarise(args)
+        return
+    if args.command == "archive":
+        archive(args)
         return
     unknown = [r for r in args.recipes if r not in RECIPES]
     if unknown or not args.recipes:

@@ -84,7 +84,37 @@ def test_speedup_is_reference_seconds_over_the_fastest_recipe_within_tolerance(t
     page = (tmp_path / "out" / "time_to_quality.md").read_text()
     assert "| never |" in page and "Speedup: 10.00x" in page
     assert "- Runs made by: abc123 on cpu." in page  # which code, which processor
+    assert f"- Read from: `{runs.as_posix()}`" in page
     assert (tmp_path / "out" / "time_to_quality.png").stat().st_size > 0
+
+
+def test_archived_records_summarise_to_the_same_page(tmp_path):
+    runs = tmp_path / "runs"
+    fake_run(runs / "authors-seed1000", [9, 8.6, 8.4, 8.3, 8.27], 100.0, 8.28)
+    fake_run(runs / "fast-seed1000", [8.5, 8.34, 8.3], 20.0, 8.30)
+    (runs / "authors-seed1000" / "last.pt").write_bytes(b"checkpoint")  # not archived
+    summary = summarise(tmp_path)
+    kept = tmp_path / "kept"
+    ttq.archive(ttq.parse_args(["archive", "--runs-dir", str(runs), "--archive-dir", str(kept)]))
+    assert sorted(p.relative_to(kept).as_posix() for p in kept.rglob("*.*")) == [
+        f"{run}/{name}"
+        for run in ("authors-seed1000", "fast-seed1000")
+        for name in ("metrics.json", "results.json")
+    ]
+    again = ttq.summarise(
+        ttq.parse_args(
+            [
+                "summarise",
+                "--runs-dir",
+                str(kept),
+                "--out-dir",
+                str(tmp_path / "o2"),
+                "--static-dir",
+                str(tmp_path / "o2"),
+            ]
+        )  # fmt: skip
+    )
+    assert (again["reference"], again["best"]) == (summary["reference"], summary["best"])
 
 
 def test_reference_from_another_folder_and_one_that_has_not_reached_the_threshold(tmp_path):
