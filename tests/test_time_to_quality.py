@@ -88,7 +88,7 @@ def test_speedup_is_reference_seconds_over_the_fastest_recipe_within_tolerance(t
     assert (tmp_path / "out" / "time_to_quality.png").stat().st_size > 0
 
 
-def test_archived_records_summarise_to_the_same_page(tmp_path):
+def test_archived_records_summarise_to_the_same_result(tmp_path):
     runs = tmp_path / "runs"
     fake_run(runs / "authors-seed1000", [9, 8.6, 8.4, 8.3, 8.27], 100.0, 8.28)
     fake_run(runs / "fast-seed1000", [8.5, 8.34, 8.3], 20.0, 8.30)
