@@ -337,6 +337,11 @@ def test_run_script_ends_ctrl_c_with_how_to_continue(capsys, monkeypatch):
     err = capsys.readouterr().err
     assert stop.value.code == 130 and "Traceback" not in err
     assert err.strip() == ex.runner.INTERRUPTED_MESSAGE and "--resume" in err
+    monkeypatch.setenv("RANK", "1")  # another rank of a torchrun launch: the same exit, silent
+    with pytest.raises(SystemExit) as stop:
+        ex.run_script(main, argparse.Namespace())
+    assert stop.value.code == 130 and capsys.readouterr().err == ""
+    monkeypatch.delenv("RANK")
     monkeypatch.setenv(ex.runner.TRACEBACK_ENV, "1")  # the traceback on request
     with pytest.raises(KeyboardInterrupt):
         ex.run_script(main, argparse.Namespace())

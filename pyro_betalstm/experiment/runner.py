@@ -230,6 +230,7 @@ def run_script(main: Callable[[argparse.Namespace], Any], args: argparse.Namespa
     Ctrl-C (``KeyboardInterrupt``) ends it with exit status 130 and a line saying how to
     continue: the checkpoints hold every finished epoch (written atomically, so an interrupted
     write leaves the previous one), and the same command with ``--resume`` goes on from there.
+    Under ``torchrun`` only rank 0 prints that line.
     """
     user_errors = (ValueError, FileNotFoundError, FileExistsError, MissingDependency, SystemExit)
     try:
@@ -237,7 +238,8 @@ def run_script(main: Callable[[argparse.Namespace], Any], args: argparse.Namespa
     except KeyboardInterrupt:
         if os.environ.get(TRACEBACK_ENV) == "1":
             raise
-        print(f"\n{INTERRUPTED_MESSAGE}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # once per torchrun launch, group joined or not
+            print(f"\n{INTERRUPTED_MESSAGE}", file=sys.stderr)
         raise SystemExit(130) from None  # 128 + SIGINT, as a shell reports Ctrl-C
     except user_errors as err:
         refusal = isinstance(err, SystemExit)
