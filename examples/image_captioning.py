@@ -65,8 +65,9 @@ def main(args) -> dict | None:
             s["gate"], s["reference_hidden"], s["embed"], len(vocab), s["layers"]
         )
     torch.manual_seed(seed)  # the model's initial weights
-    protocol = None if args.protocol == DEFAULT_PROTOCOL else args.protocol
-    name = ex.run_name(SYNTHETIC_NAME, args.variant, s["gate"], seed, protocol)
+    name = ex.run_name(
+        SYNTHETIC_NAME, args.variant, s["gate"], seed, args.protocol, DEFAULT_PROTOCOL
+    )
     run = ex.start_run(args, "captions", name, watch)
 
     train = caption_dataset(splits["train"], vocab, s["train_captions_per_image"], seed, "train")

@@ -79,8 +79,7 @@ def main(args) -> dict | None:
         raise SystemExit("--stop-at-target needs --target-nll")
     seed = args.seed if args.seed is not None else s.get("seed", 0)
     torch.manual_seed(seed)  # the model's initial weights
-    protocol = None if args.protocol == DEFAULT_PROTOCOL else args.protocol
-    name = ex.run_name(rolls.name, args.variant, s["gate"], seed, protocol)
+    name = ex.run_name(rolls.name, args.variant, s["gate"], seed, args.protocol, DEFAULT_PROTOCOL)
     run = ex.start_run(args, "music", name, watch)
 
     # The model, and SVI on windows (or whole sequences) of the training rolls. The protocol

@@ -50,6 +50,13 @@ RENDER_FILES = (
     "gate_histograms.png",
 )
 
+
+def remove_render_files(folder: Path) -> None:
+    """Delete the :data:`RENDER_FILES` of an earlier render from ``folder`` (other files stay)."""
+    for name in RENDER_FILES:
+        (folder / name).unlink(missing_ok=True)
+
+
 #: Keys every example writes.
 COMMON_KEYS = (
     "dataset",

@@ -213,6 +213,12 @@ def test_run_directory_record_and_files(tmp_path):
 def test_run_name_names_a_protocol_only_where_it_is_not_the_default():
     assert ex.run_name("jsb", "lstm", "sigmoid", 7) == "jsb-lstm-sigmoid-seed7"
     assert ex.run_name("jsb", "lstm", "sigmoid", 7, "authors") == "jsb-lstm-sigmoid-authors-seed7"
+    assert (
+        ex.run_name("jsb", "lstm", "sigmoid", 7, "default", "default") == "jsb-lstm-sigmoid-seed7"
+    )
+    assert (
+        ex.run_name("jsb", "lstm", "sigmoid", 7, "fast", "default") == "jsb-lstm-sigmoid-fast-seed7"
+    )
 
 
 def test_describe_scores():

@@ -19,10 +19,10 @@ from ..io import atomic_write_path, remove_temporaries, safe_torch_load
 from ..results import (
     DIAGNOSTICS_DIR,
     GATE_DRAWS_FILE,
-    RENDER_FILES,
     history_path,
     load_results,
     record_kind,
+    remove_render_files,
 )
 from . import arviz_io, plots
 from .draws import load_history
@@ -204,8 +204,7 @@ def render_run(
     idata = run_inference_data(run, num_samples, num_sequences, max_steps, include_basis)
     out.mkdir(parents=True, exist_ok=True)
     remove_temporaries(out)  # what a render killed mid-write left in its own folder
-    for name in RENDER_FILES:  # an earlier render's files; other files in out are left alone
-        (out / name).unlink(missing_ok=True)
+    remove_render_files(out)  # an earlier render's; other files in out are left alone
     written = [arviz_io.to_netcdf(idata, out / "inference_data.nc")]
     atomic_write_path(out / "gate_summary.csv", summarize_gates(idata).to_csv)
     written.append(out / "gate_summary.csv")

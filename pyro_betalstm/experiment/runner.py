@@ -57,9 +57,9 @@ from ..results import (
     DIAGNOSTICS_DIR,
     FOLDS_FILE,
     GATE_DRAWS_FILE,
-    RENDER_FILES,
     RESULTS_FILE,
     RESULTS_ROW_FILE,
+    remove_render_files,
     results_table,
     validate_results,
 )
@@ -267,12 +267,20 @@ RUN_MARKERS = (RESULTS_FILE, RESULTS_ROW_FILE, GATE_DRAWS_FILE, *RUN_FILES, FOLD
 RUN_OUTPUTS = (RESULTS_FILE, RESULTS_ROW_FILE, GATE_DRAWS_FILE, FOLDS_FILE)
 
 
-def run_name(data: str, variant: str, gate: str, seed: int, protocol: str | None = None) -> str:
+def run_name(
+    data: str,
+    variant: str,
+    gate: str,
+    seed: int,
+    protocol: str | None = None,
+    default_protocol: str | None = None,
+) -> str:
     """The name of a run's default folder under ``runs/<task>/``:
     ``<data>-<variant>-<gate>-seed<N>``, with ``-<protocol>`` before ``-seed`` for a run of
-    another protocol than the script's default (``protocol`` None: the default), so that runs
-    of two protocols never meet in one folder."""
-    return "-".join([data, variant, gate, *([protocol] if protocol else []), f"seed{seed}"])
+    another protocol than the script's ``default_protocol`` (None or the default: not named),
+    so that runs of two protocols never meet in one folder."""
+    named = [protocol] if protocol and protocol != default_protocol else []
+    return "-".join([data, variant, gate, *named, f"seed{seed}"])
 
 
 def start_run(args: argparse.Namespace, task: str, name: str, watch: Stopwatch) -> Run:
@@ -296,8 +304,7 @@ def start_run(args: argparse.Namespace, task: str, name: str, watch: Stopwatch) 
     if found and overwrite and not resume and is_main_process():
         for marker in RUN_OUTPUTS:
             (out / marker).unlink(missing_ok=True)
-        for name in RENDER_FILES:  # the replaced run's plots (a --no-plots run renders none)
-            (out / DIAGNOSTICS_DIR / name).unlink(missing_ok=True)
+        remove_render_files(out / DIAGNOSTICS_DIR)  # a --no-plots run would leave them
     out.mkdir(parents=True, exist_ok=True)
     if is_main_process():
         remove_temporaries(out, RUN_OUTPUTS)  # left by a run killed while writing them
