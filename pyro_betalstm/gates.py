@@ -209,8 +209,12 @@ class PriorNoiseGates(DeterministicGateFamily):
 GATE_FAMILIES: dict[str, GateFamily] = {}
 
 
-def register_gate_family(family: GateFamily) -> GateFamily:
-    """Add ``family`` to :data:`GATE_FAMILIES` under its name (which must be new); returns it.
+def register_gate_family(family: GateFamily, replace: bool = False) -> GateFamily:
+    """Add ``family`` to :data:`GATE_FAMILIES` under its name; returns it.
+
+    A name already registered is refused (``ValueError``) unless ``replace=True``, which puts
+    ``family`` in its place: for a notebook cell that defines and registers a family and is
+    run again. Models already built keep the family they were built with.
 
     Every registered family is picked up by the test battery of :mod:`pyro_betalstm.testing`,
     which fails until the family has a test case there."""
@@ -219,8 +223,11 @@ def register_gate_family(family: GateFamily) -> GateFamily:
             "a gate family is a LatentGateFamily or a DeterministicGateFamily, got "
             f"{type(family).__name__}"
         )
-    if family.name in GATE_FAMILIES:
-        raise ValueError(f"gate family {family.name!r} is already registered")
+    if family.name in GATE_FAMILIES and not replace:
+        raise ValueError(
+            f"gate family {family.name!r} is already registered (replace=True puts the new "
+            "one in its place)"
+        )
     GATE_FAMILIES[family.name] = family
     return family
 
@@ -250,5 +257,7 @@ def get_gate_family(name: str | GateFamily) -> GateFamily:
         return GATE_FAMILIES[name]
     except KeyError:
         raise ValueError(
-            f"unknown gate family {name!r}; expected one of {sorted(GATE_FAMILIES)}"
+            f"unknown gate family {name!r}; expected one of {sorted(GATE_FAMILIES)} (a family "
+            "of your own is added by register_gate_family; the example scripts take its "
+            "module with --import MODULE)"
         ) from None

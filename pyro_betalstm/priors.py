@@ -346,7 +346,8 @@ def get_prior(prior: PriorSpec) -> GatePrior:
         except KeyError:
             raise ValueError(
                 f"unknown prior {prior!r}; expected one of {sorted(PRIORS)}, a GatePrior or a "
-                "function (layer, inputs, prev_hidden) -> distribution"
+                "function (layer, inputs, prev_hidden) -> distribution (a prior of your own "
+                "is added to PRIORS; the example scripts take its module with --import MODULE)"
             ) from None
     if callable(prior):
         return FunctionPrior(prior)

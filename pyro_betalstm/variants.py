@@ -109,8 +109,9 @@ def add_run_arguments(
     resume_help: str = "continue from <out-dir>/last.pt",
 ) -> None:
     """Add the flags of how a script runs: ``--seed --threads --device --recurrence --out-dir
-    --resume --overwrite --no-progress --smoke`` (dests ``seed``, ``threads``, ``device``,
-    ``recurrence``, ``out_dir``, ``resume``, ``overwrite``, ``no_progress``, ``smoke``).
+    --resume --overwrite --no-progress --smoke --import`` (dests ``seed``, ``threads``,
+    ``device``, ``recurrence``, ``out_dir``, ``resume``, ``overwrite``, ``no_progress``,
+    ``smoke``, ``imports``: a list of module names, or None).
 
     ``seed_default`` and ``threads_default`` are the script's own (None lets it choose, e.g.
     per protocol); ``seed_help`` and ``resume_help`` say what the flag means for that script.
@@ -148,3 +149,13 @@ def add_run_arguments(
         "drawn only on a terminal anyway: a log file gets the lines alone)",
     )
     parser.add_argument("--smoke", action="store_true", help="tiny run for CI (under a minute)")
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=None,
+        metavar="MODULE",
+        help="import MODULE first (a module name as python -m takes it, the current folder "
+        "on the path; repeatable): your own module that registers a gate family or prior "
+        "for --gate or --prior (guides/custom_gate_family.md)",
+    )

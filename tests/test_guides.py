@@ -15,7 +15,24 @@ def test_there_are_guides():
     assert GUIDES, "guides/ has no Markdown guides"
 
 
+@pytest.fixture
+def own_registries():
+    """The registries a guide may add to (its own family, prior and their test cases) are
+    restored, in place, after it: no other test sees what a guide registered."""
+    from pyro_betalstm.gates import GATE_FAMILIES
+    from pyro_betalstm.priors import PRIORS
+    from pyro_betalstm.testing import GATE_FAMILY_CASES, PRIOR_CASES
+
+    registries = (GATE_FAMILIES, PRIORS, GATE_FAMILY_CASES, PRIOR_CASES)
+    saved = [dict(registry) for registry in registries]
+    yield
+    for registry, entries in zip(registries, saved, strict=True):
+        registry.clear()
+        registry.update(entries)
+
+
 @pytest.mark.parametrize("guide", GUIDES, ids=lambda p: p.stem)
+@pytest.mark.usefixtures("own_registries")
 def test_guide_code_runs(guide, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # guides that write files write them here
     blocks = CODE_BLOCK.findall(guide.read_text())

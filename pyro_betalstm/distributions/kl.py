@@ -24,9 +24,7 @@ import numbers
 import torch
 from torch.distributions.kl import register_kl
 
-from .bivariate_beta import BivariateBeta
-from .flexible_bivariate_beta import FlexibleBivariateBeta
-from .independent_beta import IndependentBetaGates
+from ._gate_distribution import GateDistribution
 from .log_gamma import LogGamma
 
 
@@ -132,9 +130,15 @@ def _kl_loggamma_loggamma(q: LogGamma, p: LogGamma) -> torch.Tensor:
     return gamma_kl(q.concentration, p.concentration, q.rate, p.rate)
 
 
-def _kl_gate_bases(q, p) -> torch.Tensor:
+@register_kl(GateDistribution, GateDistribution)
+def _kl_gate_bases(q: GateDistribution, p: GateDistribution) -> torch.Tensor:
+    # Registered once for the base class, so that a family a user defines (a subclass with its
+    # own gate map) has its KL too. Two laws with different gate maps have different bases:
+    # no KL between them, as torch says where none is registered.
+    if type(q).algebra != type(p).algebra:
+        raise NotImplementedError(
+            f"No KL(p || q) between {type(q).__name__} and {type(p).__name__}: the KL of gate "
+            "distributions is that of their Gamma bases, defined for two laws of the same "
+            "family (the same gate map)"
+        )
     return gamma_kl(q.concentration, p.concentration).sum(-1)
-
-
-for _family in (BivariateBeta, FlexibleBivariateBeta, IndependentBetaGates):
-    register_kl(_family, _family)(_kl_gate_bases)

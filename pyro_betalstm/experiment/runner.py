@@ -64,6 +64,7 @@ from ..results import (
     validate_results,
 )
 from ..variants import get_variant
+from .user_modules import import_user_modules
 
 
 def plain_text(docstring: str) -> str:
@@ -168,14 +169,16 @@ class Run:
 
 
 def begin(args: argparse.Namespace) -> Stopwatch:
-    """Start a script: set torch's CPU threads (``--threads``; unset or 0 keeps torch's
-    choice), join the process group of a ``torchrun`` launch (gloo on the CPU, NCCL for
+    """Start a script: import the user's modules (``--import``,
+    :mod:`~pyro_betalstm.experiment.user_modules`), set torch's CPU threads (``--threads``;
+    unset or 0 keeps torch's choice), join the process group of a ``torchrun`` launch (gloo on the CPU, NCCL for
     ``--device cuda``; ranks other than 0 print nothing from here on) and start its
     stopwatch. A negative ``--threads``, a ``--device`` this machine lacks, or
     ``--recurrence cuda_graph`` off CUDA, is refused here (``SystemExit``), before any data is
     read or folder made."""
     _check_threads(args)
     _check_device_flags(args)
+    import_user_modules(getattr(args, "imports", None) or ())  # before --gate, --prior are read
     if args.threads:
         torch.set_num_threads(args.threads)
     workers, _ = start_workers(args.device)
@@ -441,7 +444,8 @@ def run_label(variant_key: str, settings: Mapping[str, Any]) -> str:
 def run_header(args: argparse.Namespace, protocol: str, settings: dict, seed: int) -> dict:
     """The keys of what was run: variant, its paper name (:func:`run_label`: with what the
     flags changed), protocol (``smoke`` with ``--smoke``, the protocol it shrank then in
-    ``smoke_of_protocol``), settings and seed."""
+    ``smoke_of_protocol``), settings and seed; ``imports``, the ``--import`` modules, where
+    any were given."""
     header = {
         "variant": args.variant,
         "paper_name": run_label(args.variant, settings),
@@ -451,6 +455,8 @@ def run_header(args: argparse.Namespace, protocol: str, settings: dict, seed: in
     }
     if args.smoke:
         header["smoke_of_protocol"] = protocol
+    if getattr(args, "imports", None):
+        header["imports"] = list(args.imports)  # the modules that registered the gate or prior
     return header
 
 

@@ -68,6 +68,20 @@ def test_register_gate_family_checks_the_name_and_the_kind():
     assert list(GATE_FAMILIES) == list(GATE_FAMILY_CASES)  # nothing was added
 
 
+def test_replace_puts_a_new_family_under_a_registered_name(monkeypatch):
+    # a notebook cell that registers its family, run twice: the second run is refused unless
+    # it says replace=True, and then the new definition is the one a model gets by name
+    monkeypatch.setattr("pyro_betalstm.gates.GATE_FAMILIES", dict(GATE_FAMILIES))
+    from pyro_betalstm import gates
+
+    first = register_gate_family(SigmoidGates("mine", "mine, first", 2))
+    with pytest.raises(ValueError, match="'mine' is already registered .replace=True"):
+        register_gate_family(SigmoidGates("mine", "mine, second", 2))
+    assert gates.get_gate_family("mine") is first
+    second = register_gate_family(SigmoidGates("mine", "mine, second", 2), replace=True)
+    assert gates.get_gate_family("mine") is second and second is not first
+
+
 def test_family_kinds_partition_the_registry():
     latent, deterministic = gate_family_names(latent=True), gate_family_names(latent=False)
     assert sorted(latent + deterministic) == sorted(GATE_FAMILIES)

@@ -12,10 +12,12 @@ from torch.distributions import Gamma, kl_divergence
 from pyro_betalstm.distributions import (
     BivariateBeta,
     FlexibleBivariateBeta,
+    GateDistribution,
     IndependentBetaGates,
     LogGamma,
     gamma_kl,
 )
+from pyro_betalstm.distributions.gate_algebra import GammaRatioGates
 
 
 def _prior_like(case):
@@ -56,8 +58,33 @@ def test_gate_kl_upper_bounds_gate_law_kl(case):
 def test_gate_kl_rejects_mixed_families():
     q = BivariateBeta(torch.ones(3))
     p = FlexibleBivariateBeta(torch.ones(5))
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(NotImplementedError, match="same family"):
         kl_divergence(q, p)
+
+
+class _ChainedGates(GateDistribution):
+    """A family defined outside the package: i = u1/(u1+u2), f = u2/(u2+u3)."""
+
+    algebra = GammaRatioGates("_ChainedGates", 3, (0,), (1,), (1,), (2,))
+
+
+class _SharedRestCopy(GateDistribution):
+    """Another class with BivariateBeta's gate map (the same family under another name)."""
+
+    algebra = BivariateBeta.algebra
+
+
+def test_a_family_defined_outside_the_package_has_the_basis_kl():
+    # registered once for GateDistribution: a user's subclass gets the Gamma-basis KL, the
+    # same basis under another class name too, and a different gate map on a basis of the
+    # same size (3 Gammas, as BivariateBeta's) is refused, not silently compared
+    q_conc = torch.tensor([0.7, 1.5, 2.0], dtype=torch.float64)
+    p_conc = torch.tensor([0.5, 0.5, 0.5], dtype=torch.float64)
+    ref = gamma_kl(q_conc, p_conc).sum(-1)
+    torch.testing.assert_close(kl_divergence(_ChainedGates(q_conc), _ChainedGates(p_conc)), ref)
+    torch.testing.assert_close(kl_divergence(_SharedRestCopy(q_conc), BivariateBeta(p_conc)), ref)
+    with pytest.raises(NotImplementedError, match="_ChainedGates and BivariateBeta"):
+        kl_divergence(_ChainedGates(q_conc), BivariateBeta(p_conc))
 
 
 @pytest.mark.parametrize(
