@@ -203,7 +203,10 @@ def render(record: dict, samples: dict, args) -> None:
         plot_gradient_history,
         plot_gradient_magnitudes,
         save_figure,
+        use_file_backend,
     )
+
+    use_file_backend()
 
     out, static = Path(args.out), Path(args.static)
     static.mkdir(parents=True, exist_ok=True)

@@ -285,8 +285,10 @@ def provenance(runs) -> list[str]:
 
 
 def write_outputs(summary: dict, runs: dict, args) -> None:
-    from pyro_betalstm.diagnostics import plot_time_to_quality, save_figure
+    from pyro_betalstm.diagnostics import plot_time_to_quality, save_figure, use_file_backend
     from pyro_betalstm.io import atomic_write_json, atomic_write_text
+
+    use_file_backend()
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out_dir / "time_to_quality.json", summary)

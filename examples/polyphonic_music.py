@@ -136,11 +136,14 @@ def main(args) -> dict | None:
     print(f"per-key frequency baseline {record['frequency_baseline_test_nll']:.4f}")
     ex.print_files(run)
     if not args.no_plots:
+        from pyro_betalstm.diagnostics import use_file_backend
         from pyro_betalstm.diagnostics.render import (
             EXAMPLE_NUM_SAMPLES,
             SMOKE_NUM_SAMPLES,
             render_run,
         )
+
+        use_file_backend()  # the script writes the plots as files
 
         # the defaults of `pyro-betalstm diagnostics`, which renders the same files again
         draws = SMOKE_NUM_SAMPLES if args.smoke else EXAMPLE_NUM_SAMPLES

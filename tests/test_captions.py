@@ -288,6 +288,21 @@ def test_greedy_equals_beam_of_width_one(gate, image_input):
     torch.testing.assert_close(g_lp, b_lp)
 
 
+def test_a_float64_decoder_decodes_the_float32_images_it_scores():
+    # a data set stores float32 images; a .double() model scores them (teacher forcing) and
+    # must decode them too, each path casting to the model's dtype
+    data, vocab = small_task(3)
+    model = make_decoder(len(vocab), "bivariate", seed=1).double()
+    images = torch.as_tensor(data.images)
+    assert images.dtype == torch.float32
+    (caps, log_p), (beam_caps, _) = (
+        model.greedy_decode(images, max_length=6),
+        model.beam_decode(images, beam_size=1, max_length=6),
+    )
+    assert log_p.dtype == torch.float64 and caps == beam_caps
+    assert torch.allclose(model.score_captions(images, caps), log_p, atol=1e-9)
+
+
 def test_beam_finds_the_most_probable_caption_of_a_tiny_model():
     vocab_size, max_length = 6, 3  # <pad> <bos> <eos> <unk> x y: 4 tokens can be predicted
     allowed = [2, 3, 4, 5]

@@ -271,6 +271,8 @@ class DatasetShard:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         n = len(self)
+        if n == 0:  # a rank with no sequence (fewer than ranks): no batch, not an empty one
+            return
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         for chunk in order.split(batch_size):
             yield self.batch(chunk)

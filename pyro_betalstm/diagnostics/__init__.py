@@ -46,6 +46,7 @@ from .plots import (
     plot_time_to_quality,
     plot_token_gates,
     save_figure,
+    use_file_backend,
 )
 from .render import SavedRun, load_gate_draws, load_saved_run, render_run, run_inference_data
 from .summary import gate_correlation, pooled_corr, summarize_gates
@@ -81,6 +82,7 @@ __all__ = [
     "render_run",
     "run_inference_data",
     "save_figure",
+    "use_file_backend",
     "summarize_gates",
     "to_inference_data",
     "to_netcdf",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .plots import use_file_backend
 from .render import (
     MAX_STEPS,
     NUM_SEQUENCES,
@@ -100,6 +101,7 @@ def main(argv=None, prog: str = PROG) -> list[Path]:
     ``--compare`` run of another task, an unwritable ``--out``) exit with status 2."""
     parser = build_parser(prog)
     args = parser.parse_args(argv)
+    use_file_backend()  # a program that writes files: no window, whatever the desktop
     try:
         run = load_saved_run(args.run_dir)
         other = None

@@ -14,19 +14,18 @@ import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
+# No backend is chosen here: importing this module leaves the user's (a notebook's inline
+# backend, a desktop's window) as it is. The command line and the example scripts, which only
+# write files, choose Agg themselves (use_file_backend).
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg", force=False)  # a no-op where a backend is already chosen
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import LogNorm, Normalize  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from ..io import atomic_write_path  # noqa: E402
-from . import arviz_io  # noqa: E402
-from .summary import SHORT, pooled_corr  # noqa: E402
+from ..io import atomic_write_path
+from . import arviz_io
+from .summary import SHORT, pooled_corr
 
 GATE_LABELS = {"input_gate": "input gate i", "forget_gate": "forget gate f"}
 #: :func:`~pyro_betalstm.diagnostics.plot_joint_gates` uses a log colour scale when a bin holds
@@ -34,6 +33,13 @@ GATE_LABELS = {"input_gate": "input gate i", "forget_gate": "forget gate f"}
 JOINT_LOG_ABOVE = 30
 #: :func:`_modes` finds no mode in a density whose smoothed peak is below this times its mean.
 FLAT_PEAK_RATIO = 1.4
+
+
+def use_file_backend() -> None:
+    """Draw with matplotlib's Agg backend, which writes files and opens no window: for a
+    program that only saves plots (the command line, the example scripts), not for a library
+    call, which keeps the backend its user chose."""
+    plt.switch_backend("Agg")
 
 
 # ----- helpers ---------------------------------------------------------------------------------
@@ -804,7 +810,7 @@ def plot_time_to_quality(
 
 def save_figure(ax, path, dpi: int = 110) -> None:
     """Save the figure of ``ax`` (an axes or an array of axes, as ArviZ's ``plot_*`` return)
-    as PNG at ``dpi``, atomically, and close it."""
+    at ``dpi``, atomically, in the format of ``path``'s suffix (PNG for ``.png``), and close it."""
     first = np.atleast_1d(np.asarray(ax, dtype=object)).ravel()[0]
     fig = first.figure
     with warnings.catch_warnings():

@@ -37,13 +37,14 @@ def evaluate_nll(
     The model runs in evaluation mode (no dropout); its mode is restored afterwards.
 
     :param model: the trained model.
-    :param data: the sequences to evaluate, read in order.
+    :param data: the sequences to evaluate, read in order; empty: a ValueError.
     :param batch_size: sequences per minibatch.
     :param num_samples: gate draws from the guide per sequence for ``nll_predictive`` (0:
         mean gates only).
     :param device: where each minibatch is moved; the model is not moved: it must already be
         on that device.
     """
+    _check_not_empty(data)
     total_mean, total_pred, count = 0.0, 0.0, 0
     with evaluating(model):
         for batch in data.batches(batch_size):
@@ -79,7 +80,7 @@ def gate_kl_summary(
     prior has a KL near 0, concentrations near 0.5 and mean gates near 1/2 with a small spread.
 
     :param model: a model with a latent gate family (a ValueError otherwise).
-    :param data: the sequences to evaluate, read in order.
+    :param data: the sequences to evaluate, read in order; empty: a ValueError.
     :param batch_size: sequences per minibatch.
     :param device: where each minibatch is moved; the model is not moved: it must already be
         on that device.
@@ -97,6 +98,7 @@ def gate_kl_summary(
             "gate_kl_summary needs a prior without global latent variables; "
             f"{type(model.prior).__name__} samples its own in model()"
         )
+    _check_not_empty(data)
     kl_total, count, alphas, i_all, f_all = 0.0, 0, [], [], []
     with evaluating(model):
         for batch in data.batches(batch_size):
@@ -156,8 +158,7 @@ def evaluate_classifier(
     :param device: where each minibatch is moved; the model is not moved: it must already be
         on that device.
     """
-    if len(data) == 0:
-        raise ValueError("cannot evaluate on an empty data set")
+    _check_not_empty(data)
     sampled = bool(num_samples) and model.family.is_latent
     correct_mean, correct_pred, nll_mean, nll_pred, count = 0, 0, 0.0, 0.0, 0
     with evaluating(model):
@@ -194,6 +195,13 @@ def evaluate_classifier(
             num_samples=num_samples,
         )
     return result
+
+
+def _check_not_empty(data) -> None:
+    """A ValueError for a data set (or a rank's shard of one) without sequences: there is no
+    mean over nothing."""
+    if len(data) == 0:
+        raise ValueError("cannot evaluate on an empty data set")
 
 
 def _class_indices(model: GateModel, run, batch: SequenceBatch) -> torch.Tensor:

@@ -488,24 +488,28 @@ def fit(
             f"resuming from {resumed_from} after epoch {len(history)}: "
             + (f"{left} epoch(s) to train" if left else "nothing left to train")
         )
-    for epoch in range(run.start_epoch, config.num_epochs + 1):
-        record = _train_epoch(run, train_data, epoch)
-        _check_parameters(run, epoch)
-        value = _monitored_value(run, record, evaluate, valid_data, monitor)
-        _check_divergence(run, value, monitor_key, epoch)
-        _keep_if_best(run, value, epoch, monitor)
-        record["elapsed_s"] = elapsed_before + time.perf_counter() - run_started
-        record["cpu_elapsed_s"] = cpu_before + time.process_time() - cpu_started
-        history.append(record)
-        _apply_lr_rule(run, [r[monitor_key] for r in history])
-        if config.progress and workers.is_main:
-            _print_epoch(record, monitor if valid_data is not None else None, value)
-        stop = _should_stop(run, value, epoch, record["elapsed_s"])
-        if out is not None:
-            _save_epoch(run, epoch)
-        if stop:
-            break
-    model.kl_weight = run.target_kl_weight
+    try:
+        for epoch in range(run.start_epoch, config.num_epochs + 1):
+            record = _train_epoch(run, train_data, epoch)
+            _check_parameters(run, epoch)
+            value = _monitored_value(run, record, evaluate, valid_data, monitor)
+            _check_divergence(run, value, monitor_key, epoch)
+            _keep_if_best(run, value, epoch, monitor)
+            record["elapsed_s"] = elapsed_before + time.perf_counter() - run_started
+            record["cpu_elapsed_s"] = cpu_before + time.process_time() - cpu_started
+            history.append(record)
+            _apply_lr_rule(run, [r[monitor_key] for r in history])
+            if config.progress and workers.is_main:
+                _print_epoch(record, monitor if valid_data is not None else None, value)
+            stop = _should_stop(run, value, epoch, record["elapsed_s"])
+            if out is not None:
+                _save_epoch(run, epoch)
+            if stop:
+                break
+    finally:
+        # the loop sets the annealed weight; the model leaves with its own, also when an
+        # epoch raises (a later fit would otherwise take the annealed value as its target)
+        model.kl_weight = run.target_kl_weight
     if workers.active:
         parallel.barrier()  # rank 0's files are complete before any rank reads them
     return run.result
@@ -558,8 +562,8 @@ class _Run:
         model.to(device)
         if config.recurrence is not None:
             # the config names the recurrence only: each layer keeps its compile_cell and
-            # max_graphs (the defaults would turn off a compile_cell=True set by the user)
-            set_recurrence(model, config.recurrence, max_graphs=None, compile_cell=None)
+            # max_graphs
+            set_recurrence(model, config.recurrence)
         result = FitResult(out_dir=out, world_size=workers.world_size)
         if workers.active or config.seed_globals:
             result.rank_seeds = [rank_seed(config.seed, r) for r in range(workers.world_size)]

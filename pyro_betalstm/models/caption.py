@@ -144,13 +144,18 @@ class CaptionDecoder(GateModel):
     def embed_batch(self, batch: SequenceBatch) -> SequenceBatch:
         """The decoder's float inputs ``(B, T, E)``: word embeddings plus image features."""
         x = self.embedding(self._tokens(batch))
-        image = self.encoder(self._images(batch).to(x.dtype))
+        image = self._image_features(self._images(batch))
         if self.image_input == "every":
             x = x + image[:, None]
         else:
             x = torch.cat([x[:, :1] + image[:, None], x[:, 1:]], dim=1)
         x = self.dropout(x)
         return SequenceBatch(x, batch.targets, batch.lengths, batch.dataset_size, batch.extras)
+
+    def _image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The encoder's features of ``images`` in the model's dtype (a data set stores float32
+        images; a ``.double()`` model scores and decodes them alike)."""
+        return self.encoder(images.to(self.embedding.weight.dtype))
 
     # ----- likelihood --------------------------------------------------------------------------
     def predict_from_run(self, run: LayerRun, batch: SequenceBatch) -> torch.Tensor:
@@ -222,7 +227,7 @@ class CaptionDecoder(GateModel):
             raise ValueError(
                 f"images must be a non-empty (B, H, W) batch, got {tuple(images.shape)}"
             )
-        feature = self.encoder(images).repeat_interleave(copies, dim=0)
+        feature = self._image_features(images).repeat_interleave(copies, dim=0)
         n, hidden = feature.shape[0], self.lstm.hidden_size
         bos = torch.full((n,), self.bos_index, dtype=torch.long, device=feature.device)
         zeros = feature.new_zeros(n, hidden)

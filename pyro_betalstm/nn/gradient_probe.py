@@ -68,18 +68,25 @@ class GateGradientProbe:
         # its own generator: keeping samples must not change the training's random stream
         self._generator = torch.Generator().manual_seed(seed)
         self.layers = [LayerGradients() for _ in lstm.layers]
+        self._attached: list = []  # the hooks this probe put on the layers while entered
 
     # ----- attaching --------------------------------------------------------------------------
     def __enter__(self) -> GateGradientProbe:
-        for k, layer in enumerate(self.lstm.layers):
-            if layer.gate_probe is not None:
-                raise RuntimeError(f"layer {k} already has a gate probe attached")
-            layer.gate_probe = partial(self._on_step, k)
+        # every layer is checked before any is attached: a refusal leaves no probe of ours
+        taken = [k for k, layer in enumerate(self.lstm.layers) if layer.gate_probe is not None]
+        if taken:
+            raise RuntimeError(f"layer {taken[0]} already has a gate probe attached")
+        self._attached = [partial(self._on_step, k) for k in range(len(self.lstm.layers))]
+        for layer, probe in zip(self.lstm.layers, self._attached, strict=True):
+            layer.gate_probe = probe
         return self
 
     def __exit__(self, *exc) -> None:
-        for layer in self.lstm.layers:
-            layer.gate_probe = None
+        # only the probes this one attached: another probe set since is not ours to remove
+        for layer, probe in zip(self.lstm.layers, self._attached, strict=False):
+            if layer.gate_probe is probe:
+                layer.gate_probe = None
+        self._attached = []
 
     def reset(self) -> None:
         """Forget everything recorded so far (for instance at the end of an epoch)."""

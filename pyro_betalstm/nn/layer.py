@@ -113,19 +113,20 @@ class GateLayer(nn.Module):
         self.gate_probe: GateProbe | None = None
         self.graphs: LayerGraphs | None = None
         #: the most graphs a CUDA-graph recurrence keeps; remembered while eager too, so that
-        #: ``set_recurrence(..., max_graphs=None)`` keeps it
+        #: ``set_recurrence`` without ``max_graphs`` keeps it
         self.max_graphs = MAX_GRAPHS
         self.set_recurrence(recurrence, compile_cell=compile_cell)
 
     def set_recurrence(
         self,
         recurrence: str,
-        max_graphs: int | None = MAX_GRAPHS,
-        compile_cell: bool | None = False,
+        max_graphs: int | None = None,
+        compile_cell: bool | None = None,
     ) -> None:
         """Run the recurrence eagerly or from CUDA graphs, each step's elementwise work plain
         or compiled (see the class docstring); drops any graphs captured so far.
-        ``max_graphs`` or ``compile_cell`` None keeps the layer's current setting."""
+        ``max_graphs`` or ``compile_cell`` None (the default) keeps the layer's current
+        setting: a call that changes the recurrence changes nothing else."""
         self.recurrence = check_recurrence(recurrence)
         max_graphs = self.max_graphs if max_graphs is None else max_graphs
         compile_cell = self.compile_cell if compile_cell is None else bool(compile_cell)
@@ -229,13 +230,14 @@ class GateLayer(nn.Module):
 def set_recurrence(
     module: nn.Module,
     recurrence: str,
-    max_graphs: int | None = MAX_GRAPHS,
-    compile_cell: bool | None = False,
+    max_graphs: int | None = None,
+    compile_cell: bool | None = None,
 ) -> nn.Module:
     """Set how every :class:`GateLayer` inside ``module`` (a model, say) runs its recurrence:
     ``"eager"``, ``"auto"`` or ``"cuda_graph"`` (:mod:`~pyro_betalstm.nn.cuda_graphs`), and
     whether each step's elementwise work is compiled (:mod:`~pyro_betalstm.nn.step`); returns
-    ``module``. ``max_graphs`` or ``compile_cell`` None keeps each layer's own setting."""
+    ``module``. ``max_graphs`` or ``compile_cell`` None (the default) keeps each layer's own
+    setting."""
     check_recurrence(recurrence)
     for layer in module.modules():
         if isinstance(layer, GateLayer):

@@ -12,17 +12,8 @@ from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from ..batch import as_whole_numbers, lengths_tensor, lengths_to_mask
 from ..gates import GateFamily, get_gate_family
-from .cuda_graphs import MAX_GRAPHS
 from .gate_modes import GateMode, GateModeName, GivenBasis, as_gate_mode
 from .layer import GateLayer, LayerRun
-
-
-def check_lengths(lengths, batch_size: int, max_len: int, device) -> torch.Tensor:
-    """Validate per-sequence lengths: ``(B,)`` integers (or whole floats) in ``[1, T]``."""
-    lengths = _lengths_of_shape(lengths, batch_size, device)
-    if batch_size and not bool(_in_range(lengths, max_len)):
-        _raise_out_of_range(lengths, max_len)
-    return lengths
 
 
 def _lengths_of_shape(lengths, batch_size: int, device) -> torch.Tensor:
@@ -261,11 +252,11 @@ class StochasticLSTM(nn.Module):
     def set_recurrence(
         self,
         recurrence: str,
-        max_graphs: int | None = MAX_GRAPHS,
-        compile_cell: bool | None = False,
+        max_graphs: int | None = None,
+        compile_cell: bool | None = None,
     ) -> StochasticLSTM:
         """Set every layer's recurrence (:meth:`GateLayer.set_recurrence`; ``max_graphs`` or
-        ``compile_cell`` None keeps each layer's own); returns ``self``."""
+        ``compile_cell`` None, the default, keeps each layer's own); returns ``self``."""
         for layer in self.layers:
             layer.set_recurrence(recurrence, max_graphs, compile_cell)
         return self

@@ -148,6 +148,19 @@ def test_shards_are_disjoint_and_cover_the_data():
         DatasetShard.of_rank(data, 3, 3)
 
 
+def test_an_empty_shard_has_no_batch_and_evaluating_it_is_a_clear_error():
+    # 2 sequences on 3 ranks: rank 2 holds none. It yields no minibatch (not one empty batch,
+    # which padding cannot build), and each evaluation says the data are empty
+    from pyro_betalstm.infer import evaluate_classifier, evaluate_nll, gate_kl_summary
+
+    empty = DatasetShard.of_rank(make_dataset(2), 2, 3)
+    assert len(empty) == 0 and list(empty.batches(4)) == [] and empty.num_batches(4) == 0
+    model = make_model("classifier", "bivariate", num_layers=1)
+    for evaluate in (evaluate_classifier, evaluate_nll, gate_kl_summary):
+        with pytest.raises(ValueError, match="cannot evaluate on an empty data set"):
+            evaluate(model, empty)
+
+
 def test_metrics_combine_weighted_by_predictions():
     parts = [({"nll": 1.0, "num_predictions": 3}, 3.0), ({"nll": 2.0, "num_predictions": 1}, 1.0)]
     combined = combine_metrics([*parts, (None, 0.0)])

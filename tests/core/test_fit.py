@@ -324,6 +324,20 @@ def test_kl_annealing_and_trace_elbo():
     assert m.kl_weight == 0.6
 
 
+def test_kl_weight_is_restored_when_an_epoch_raises():
+    # a divergence during annealing (epoch 1 of 4: weight 0.15) must not leave the annealed
+    # weight on the model, where the next fit would take it as its target
+    from pyro_betalstm.infer import DivergenceError
+
+    m = make_model("classifier", "bivariate", num_layers=1, kl_weight=0.6)
+    config = _config(num_epochs=2, kl_anneal_epochs=4, divergence_threshold=-1e30)
+    with pytest.raises(DivergenceError):
+        fit(m, make_dataset(6), None, config)
+    assert m.kl_weight == 0.6
+    retry = fit(m, make_dataset(6), None, _config(num_epochs=1))
+    assert retry.history[-1]["kl_weight"] == 0.6
+
+
 def _global_states():
     return torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
 

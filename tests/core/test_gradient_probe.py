@@ -91,3 +91,20 @@ def test_refuses_a_second_probe_and_a_non_lstm():
             GateGradientProbe(lstm).__enter__()
     with pytest.raises(TypeError, match="StochasticLSTM"):
         GateGradientProbe(torch.nn.LSTM(3, 4))
+
+
+def test_a_refused_probe_attaches_nothing_and_leaves_others_in_place():
+    lstm = StochasticLSTM(3, 4, 2, batch_first=True)
+
+    def others(*args):
+        return None
+
+    lstm.layers[1].gate_probe = others  # someone else's probe on the second layer
+    with pytest.raises(RuntimeError, match="layer 1 already has a gate probe"):
+        GateGradientProbe(lstm).__enter__()
+    assert lstm.layers[0].gate_probe is None and lstm.layers[1].gate_probe is others
+    # a probe leaves alone what replaced its own hook while it was attached
+    lstm.layers[1].gate_probe = None
+    with GateGradientProbe(lstm):
+        lstm.layers[0].gate_probe = others
+    assert lstm.layers[0].gate_probe is others and lstm.layers[1].gate_probe is None

@@ -13,7 +13,7 @@ import torch
 from pyro_betalstm.infer import TrainConfig, fit
 from pyro_betalstm.infer.train import checked_device
 from pyro_betalstm.models import CaptionDecoder, SequenceClassifier, TextClassifier
-from pyro_betalstm.nn import StochasticLSTM
+from pyro_betalstm.nn import StochasticLSTM, set_recurrence
 from pyro_betalstm.nn import step as step_functions
 
 from .helpers import make_dataset, make_model
@@ -89,6 +89,20 @@ def test_fit_recurrence_keeps_each_layers_compile_cell_and_max_graphs(monkeypatc
     fit(model, make_dataset(4), None, _config(recurrence="auto"))
     assert (first.recurrence, first.compile_cell, first.graphs.max_graphs) == ("auto", True, 3)
     assert (second.recurrence, second.compile_cell, second.graphs.max_graphs) == ("auto", False, 5)
+
+
+def test_set_recurrence_changes_only_what_it_is_given(monkeypatch):
+    # a call that names the recurrence alone keeps compile_cell and max_graphs (it used to
+    # turn compile_cell off and reset max_graphs); named, they change
+    monkeypatch.setattr(step_functions, "_compile", lambda fn: fn)
+    model = make_model("classifier", "sigmoid", num_layers=1)
+    (layer,) = model.lstm.layers
+    model.lstm.set_recurrence("auto", max_graphs=3, compile_cell=True)
+    set_recurrence(model, "eager")
+    model.lstm.set_recurrence("auto")
+    assert (layer.recurrence, layer.compile_cell, layer.graphs.max_graphs) == ("auto", True, 3)
+    set_recurrence(model, "eager", compile_cell=False)
+    assert (layer.recurrence, layer.compile_cell, layer.max_graphs) == ("eager", False, 3)
 
 
 # ----- dropout with one layer ---------------------------------------------------------------------

@@ -65,7 +65,9 @@ def test_run_arguments_defaults_and_help():
         "overwrite": False,
         "no_progress": False,
         "smoke": False,
+        "imports": None,
     }
+    assert parser.parse_args(["--import", "a", "--import", "b.c"]).imports == ["a", "b.c"]
     args = parser.parse_args(
         ["--seed", "3", "--threads", "2", "--device", "cuda", "--out-dir", "x", "--resume"]
         + ["--no-progress", "--smoke"]

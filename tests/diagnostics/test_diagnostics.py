@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -467,3 +468,21 @@ def test_cli_on_saved_music_runs(tmp_path, capsys):
         ]
     )
     assert "prior_posterior.png" not in {p.name for p in alone}
+
+
+def test_importing_the_diagnostics_keeps_the_users_matplotlib_backend():
+    # a notebook's inline backend (here svg, set as a notebook sets it, by MPLBACKEND) must
+    # survive `import pyro_betalstm.diagnostics`; use_file_backend, which the command line and
+    # the scripts call, switches to Agg
+    import subprocess
+    import sys
+
+    code = (
+        "import matplotlib, pyro_betalstm.diagnostics as d; print(matplotlib.get_backend()); "
+        "d.use_file_backend(); print(matplotlib.get_backend())"
+    )
+    env = {**os.environ, "MPLBACKEND": "svg"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert [name.lower() for name in out] == ["svg", "agg"]
