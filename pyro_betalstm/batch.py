@@ -6,10 +6,11 @@ batches without importing Pyro or the models that consume them.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 
 import torch
+
+from .checks import is_integer
 
 __all__ = ["SequenceBatch", "lengths_to_mask"]
 
@@ -87,7 +88,7 @@ def lengths_tensor(lengths, device=None) -> torch.Tensor:
 def _checked_dataset_size(size, inputs) -> int:
     """``size`` as an int, or a clear error: a positive integer, at least the batch size (the
     plate's scale ``size / B`` must not shrink or flip the likelihood)."""
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+    if not is_integer(size):
         raise TypeError(
             f"dataset_size must be an integer (the number of sequences the batch was drawn "
             f"from) or None, got {size!r}"

@@ -36,7 +36,6 @@ Writing a new prior takes a few lines::
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Sequence
 
 import pyro
@@ -45,6 +44,7 @@ import torch
 from torch import nn
 from torch.distributions import constraints
 
+from .checks import is_integer
 from .gates import GateFamily
 
 #: A prior as a plain function ``fn(layer, inputs, prev_hidden) -> distribution``, called as
@@ -219,7 +219,7 @@ class ConditionalGammaPrior(GatePrior):
     def __init__(self, width: int = 16):
         super().__init__()
         # checked now: nn.Linear would only fail (or build an empty layer) at setup
-        if isinstance(width, bool) or not isinstance(width, numbers.Integral):
+        if not is_integer(width):
             raise TypeError(f"width must be an integer, got {width!r}")
         if width < 1:
             raise ValueError(f"width must be a positive integer, got {width}")

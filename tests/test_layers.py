@@ -24,7 +24,7 @@ def test_data_imports_neither_pyro_nor_the_model_stack():
 def test_batch_module_is_a_leaf():
     loaded = _modules_after_import("pyro_betalstm.batch")
     package = {m for m in loaded if m.startswith("pyro_betalstm")}
-    assert package == {"pyro_betalstm", "pyro_betalstm.batch"}
+    assert package == {"pyro_betalstm", "pyro_betalstm.batch", "pyro_betalstm.checks"}
 
 
 def test_sequence_batch_keeps_its_models_name():

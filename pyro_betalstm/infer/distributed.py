@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 import math
-import numbers
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
+
+from ..checks import is_real_number
 
 #: The variables ``torchrun`` sets for every process it starts.
 LAUNCH_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
@@ -219,13 +220,9 @@ def combine_metrics(parts: Iterable[tuple[dict | None, float]]) -> dict:
         values = [m.get(key) for m, _ in parts]
         if key in COUNT_KEYS:
             combined[key] = sum(values)
-        elif all(_is_mean(v) for v in values) and isinstance(first, float):
+        elif all(is_real_number(v) for v in values) and isinstance(first, float):
             combined[key] = math.fsum(v * w for v, (_, w) in zip(values, parts, strict=True))
             combined[key] /= total
         else:
             combined[key] = first
     return combined
-
-
-def _is_mean(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import numbers
 import random
 import time
 import warnings
@@ -20,6 +19,7 @@ import pyro.optim
 import torch
 from pyro.infer import Trace_ELBO
 
+from ..checks import is_integer, is_real_number
 from ..data import DatasetShard, SequenceDataset
 from ..io import atomic_torch_save, atomic_write_json, atomic_write_text, safe_torch_load
 from ..models.base import GateModel
@@ -158,15 +158,17 @@ class TrainConfig:
         positive_ints = ("num_epochs", "batch_size", "num_particles", "eval_batch_size")
         for name in positive_ints:
             value = getattr(self, name)
-            if not _is_int(value) or value < 1:
+            if not is_integer(value) or value < 1:
                 raise ValueError(f"{name} must be positive (an integer >= 1), got {value!r}")
         for name in ("kl_anneal_epochs", "eval_samples", "plateau_start_epoch"):
             value = getattr(self, name)
-            if not _is_int(value) or value < 0:
+            if not is_integer(value) or value < 0:
                 raise ValueError(f"{name} must be non-negative (an integer >= 0), got {value!r}")
-        if not (_is_number(self.lr) and math.isfinite(self.lr) and self.lr > 0):
+        if not (is_real_number(self.lr) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
-        if not (_is_number(self.lr_decay) and math.isfinite(self.lr_decay) and self.lr_decay > 0):
+        if not (
+            is_real_number(self.lr_decay) and math.isfinite(self.lr_decay) and self.lr_decay > 0
+        ):
             raise ValueError(
                 f"lr_decay must be a positive finite number (1: no decay), got {self.lr_decay!r}"
             )
@@ -175,10 +177,10 @@ class TrainConfig:
                 f"lr_decay divides the learning rate when the rule fires, so it must be >= 1 "
                 f"(1: no decay), got {self.lr_decay!r}"
             )
-        if not _is_int(self.seed) or self.seed < 0:
+        if not is_integer(self.seed) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         if self.target_metric is not None and not (
-            _is_number(self.target_metric) and math.isfinite(self.target_metric)
+            is_real_number(self.target_metric) and math.isfinite(self.target_metric)
         ):
             raise ValueError(
                 f"target_metric must be a finite number or None, got {self.target_metric!r}"
@@ -190,12 +192,12 @@ class TrainConfig:
         if self.elbo not in ELBOS:
             raise ValueError(f"unknown elbo {self.elbo!r}; expected one of {sorted(ELBOS)}")
         check_lr_rule(self.lr_rule)
-        if not (_is_number(self.weight_decay) and 0 <= self.weight_decay < math.inf):
+        if not (is_real_number(self.weight_decay) and 0 <= self.weight_decay < math.inf):
             raise ValueError(
                 f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}"
             )
         if self.clip_norm is not None and not (
-            _is_number(self.clip_norm) and 0 < self.clip_norm < math.inf
+            is_real_number(self.clip_norm) and 0 < self.clip_norm < math.inf
         ):
             raise ValueError(
                 f"clip_norm must be a positive finite number or None (None: no clipping), "
@@ -205,7 +207,7 @@ class TrainConfig:
             raise ValueError(f"time_limit_s must be positive or None, got {self.time_limit_s}")
         if self.distributed not in (None, True, False):
             raise ValueError(f"distributed must be None, True or False, got {self.distributed!r}")
-        if not (_is_number(self.distributed_timeout_s) and self.distributed_timeout_s > 0):
+        if not (is_real_number(self.distributed_timeout_s) and self.distributed_timeout_s > 0):
             raise ValueError(
                 f"distributed_timeout_s must be a positive number, got {self.distributed_timeout_s!r}"
             )
@@ -215,13 +217,13 @@ class TrainConfig:
         _optimizer_and_args(self)
         threshold = self.divergence_threshold
         # -inf would stop every run after its first epoch; +inf is allowed (never, as None)
-        if threshold is not None and not (_is_number(threshold) and threshold > -math.inf):
+        if threshold is not None and not (is_real_number(threshold) and threshold > -math.inf):
             raise ValueError(
                 "divergence_threshold must be a number (not NaN or -inf) or None, "
                 f"got {threshold!r}"
             )
         patience = self.early_stopping_patience
-        if patience is not None and (not _is_int(patience) or patience < 1):
+        if patience is not None and (not is_integer(patience) or patience < 1):
             raise ValueError(
                 "early_stopping_patience must be a positive integer or None, "
                 f"got {self.early_stopping_patience!r}"
@@ -894,7 +896,7 @@ def _monitored_value(
             f"monitor {monitor!r} is not among the validation metrics {sorted(metrics)} that "
             "evaluate returned"
         )
-    bad = {k: v for k, v in metrics.items() if _is_number(v) and not math.isfinite(v)}
+    bad = {k: v for k, v in metrics.items() if is_real_number(v) and not math.isfinite(v)}
     if bad:
         raise NonFiniteLossError(
             f"validation metrics {bad} after epoch {record['epoch']} are not finite; training "
@@ -1046,14 +1048,6 @@ def _is_invalid_value_error(err: ValueError) -> bool:
     # torch.distributions' argument validation (which Pyro's validation switches on)
     message = str(err)
     return "Expected parameter" in message and "invalid values" in message
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _write_metrics(out: Path, history: list[dict]) -> None:

@@ -18,6 +18,7 @@ from pyro.params import param_with_module_name
 from torch import nn
 
 from ..batch import SequenceBatch, lengths_to_mask
+from ..checks import is_integer
 from ..distributions.numerics import into_open_unit_interval
 from ..nn import (
     GivenBasis,
@@ -69,7 +70,7 @@ def site_name(layer: int) -> str:
 def check_size(name: str, value, minimum: int = 1) -> int:
     """``value`` as an int, or a TypeError/ValueError naming ``name``: an integer >= ``minimum``
     (an output layer's size, so 2.5 or True is a mistake, not a size)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if not is_integer(value):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")

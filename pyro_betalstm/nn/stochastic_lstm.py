@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from collections.abc import Callable
 
@@ -11,6 +10,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from ..batch import as_whole_numbers, lengths_tensor, lengths_to_mask
+from ..checks import is_integer
 from ..gates import GateFamily, get_gate_family
 from .gate_modes import GateMode, GateModeName, GivenBasis, as_gate_mode
 from .layer import GateLayer, LayerRun
@@ -204,7 +204,7 @@ class StochasticLSTM(nn.Module):
         super().__init__()
         sizes = {"input_size": input_size, "hidden_size": hidden_size, "num_layers": num_layers}
         for name, value in sizes.items():
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            if not is_integer(value):
                 raise TypeError(f"{name} must be an integer, got {value!r}")
         if input_size < 1 or hidden_size < 1 or num_layers < 1:
             raise ValueError(
