@@ -65,6 +65,12 @@ class SequenceBatch:
         """Number of sequences ``B``."""
         return self.inputs.shape[0]
 
+    def num_valid_steps(self) -> int:
+        """Valid (unpadded) steps of all sequences: ``B * T`` without ``lengths``."""
+        if self.lengths is None:
+            return self.inputs.shape[0] * self.inputs.shape[1]
+        return int(self.lengths.sum())
+
     def step_mask(self) -> torch.Tensor:
         """Boolean ``(B, T)`` mask of valid steps, on the CPU (all True without ``lengths``)."""
         B, T = self.inputs.shape[:2]

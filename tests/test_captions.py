@@ -337,11 +337,17 @@ def test_decoder_rejects_bad_input():
     no_images = type(batch)(batch.inputs, batch.targets, batch.lengths, 4)
     with pytest.raises(ValueError, match="extras\\['images'\\]"):
         model.run_network(no_images)
+    # ids stored as floats are read as the text model reads them: whole numbers only
     floats = type(batch)(batch.inputs.float(), batch.targets, batch.lengths, 4, batch.extras)
-    with pytest.raises(ValueError, match="integer token indices"):
-        model.run_network(floats)
+    torch.testing.assert_close(model.embed_batch(floats).inputs, model.embed_batch(batch).inputs)
+    halves = type(batch)(floats.inputs + 0.5, batch.targets, batch.lengths, 4, batch.extras)
+    with pytest.raises(ValueError, match="caption token ids must be whole numbers"):
+        model.run_network(halves)
+    flags = type(batch)(batch.inputs > 0, batch.targets, batch.lengths, 4, batch.extras)
+    with pytest.raises(ValueError, match=r"caption inputs must be token ids of shape"):
+        model.run_network(flags)
     big = type(batch)(batch.inputs + 100, batch.targets, batch.lengths, 4, batch.extras)
-    with pytest.raises(ValueError, match="token indices must lie"):
+    with pytest.raises(ValueError, match=r"caption token ids must lie in \[0, \d+\], got"):
         model.run_network(big)
     with pytest.raises(ValueError, match="grey-scale"):
         model.greedy_decode(torch.zeros(2, 3, 56, 56))

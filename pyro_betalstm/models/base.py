@@ -17,7 +17,7 @@ from pyro.distributions import Distribution
 from pyro.params import param_with_module_name
 from torch import nn
 
-from ..batch import SequenceBatch, lengths_to_mask
+from ..batch import SequenceBatch, as_whole_numbers, lengths_to_mask
 from ..checks import is_integer
 from ..distributions.numerics import into_open_unit_interval
 from ..nn import (
@@ -81,6 +81,26 @@ def any_index_outside(indices: torch.Tensor, size: int) -> bool:
     """Whether any of the integer ``indices`` lies outside ``[0, size)`` (False for none): one
     read of the device, not a min and a max (each read makes a GPU step wait)."""
     return bool(((indices < 0) | (indices >= size)).any())
+
+
+def checked_token_ids(inputs: torch.Tensor, vocab_size: int, what: str) -> torch.Tensor:
+    """``(B, T)`` int64 token ids from a batch's ``inputs``, ``(B, T)`` or ``(B, T, 1)``:
+    integers, or floats that are whole numbers (a padded data set may store ids as floats),
+    each in ``[0, vocab_size)``. A ValueError naming ``what`` (``"text"``, ``"caption"``)
+    otherwise. One read of the device (two for float ids)."""
+    ids = inputs[..., 0] if inputs.dim() == 3 and inputs.shape[-1] == 1 else inputs
+    if ids.dim() != 2 or ids.dtype == torch.bool or ids.is_complex():
+        raise ValueError(
+            f"{what} inputs must be token ids of shape (B, T, 1) or (B, T), got {ids.dtype} "
+            f"of shape {tuple(inputs.shape)}"
+        )
+    ids = as_whole_numbers(ids, f"{what} token ids must be whole numbers")
+    if any_index_outside(ids, vocab_size):
+        raise ValueError(
+            f"{what} token ids must lie in [0, {vocab_size - 1}], got values in "
+            f"[{int(ids.min())}, {int(ids.max())}]"
+        )
+    return ids
 
 
 class GateModel(nn.Module):

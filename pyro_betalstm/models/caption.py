@@ -22,7 +22,7 @@ from torch import nn
 from ..batch import SequenceBatch
 from ..nn import LayerRun, StochasticLSTM
 from ..priors import PriorSpec
-from .base import GateModel, any_index_outside
+from .base import GateModel, any_index_outside, checked_token_ids
 from .modes import evaluating
 
 
@@ -119,17 +119,7 @@ class CaptionDecoder(GateModel):
 
     # ----- inputs ------------------------------------------------------------------------------
     def _tokens(self, batch: SequenceBatch) -> torch.Tensor:
-        x = batch.inputs
-        if x.dim() == 3 and x.shape[-1] == 1:
-            x = x[..., 0]
-        if x.dim() != 2 or x.is_floating_point():
-            raise ValueError(
-                f"caption inputs must be integer token indices (B, T) or (B, T, 1), got "
-                f"{x.dtype} of shape {tuple(batch.inputs.shape)}"
-            )
-        if any_index_outside(x, self.vocab_size):
-            raise ValueError(f"token indices must lie in [0, {self.vocab_size - 1}]")
-        return x
+        return checked_token_ids(batch.inputs, self.vocab_size, "caption")
 
     def _images(self, batch: SequenceBatch) -> torch.Tensor:
         images = batch.extras.get("images")
@@ -183,9 +173,7 @@ class CaptionDecoder(GateModel):
 
     def num_predictions(self, batch: SequenceBatch) -> int:
         """Predicted tokens (words and ``<eos>``): the NLL is reported per token."""
-        if batch.lengths is None:
-            return batch.inputs.shape[0] * batch.inputs.shape[1]
-        return int(batch.lengths.sum())
+        return batch.num_valid_steps()
 
     # ----- scoring and decoding with the paper's mean gates ------------------------------------
     @torch.no_grad()

@@ -86,6 +86,4 @@ class NextStepBernoulli(GateModel):
 
     def num_predictions(self, batch: SequenceBatch) -> int:
         """Predicted frames: the NLL is reported per frame, summed over keys."""
-        if batch.lengths is None:
-            return batch.inputs.shape[0] * batch.inputs.shape[1]
-        return int(batch.lengths.sum())
+        return batch.num_valid_steps()

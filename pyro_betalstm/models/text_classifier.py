@@ -8,7 +8,7 @@ from torch import nn
 from ..batch import SequenceBatch
 from ..nn import LayerRun, StochasticLSTM
 from ..priors import PriorSpec
-from .base import any_index_outside
+from .base import checked_token_ids
 from .classifier import SequenceClassifier
 
 
@@ -70,24 +70,7 @@ class TextClassifier(SequenceClassifier):
 
     def token_ids(self, batch: SequenceBatch) -> torch.Tensor:
         """The ``(B, T)`` token ids of a batch, checked."""
-        ids = batch.inputs
-        if ids.dim() == 3 and ids.shape[-1] == 1:
-            ids = ids[..., 0]
-        if ids.dim() != 2:
-            raise ValueError(
-                f"text inputs must be token ids of shape (B, T, 1) or (B, T), got "
-                f"{tuple(batch.inputs.shape)}"
-            )
-        if ids.is_floating_point():
-            if not torch.equal(ids, ids.round()):
-                raise ValueError("token ids must be whole numbers")
-            ids = ids.long()
-        if any_index_outside(ids, self.embedding.num_embeddings):
-            raise ValueError(
-                f"token ids must lie in [0, {self.embedding.num_embeddings - 1}], got values in "
-                f"[{int(ids.min())}, {int(ids.max())}]"
-            )
-        return ids
+        return checked_token_ids(batch.inputs, self.embedding.num_embeddings, "text")
 
     def embed_batch(self, batch: SequenceBatch) -> SequenceBatch:
         """The same batch with ``inputs`` replaced by their embeddings ``(B, T, E)``."""

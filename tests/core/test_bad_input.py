@@ -317,6 +317,8 @@ def test_lengths_given_as_a_list_become_a_tensor():
     listed = SequenceBatch(batch.inputs, batch.targets, [5, 3, 4], dataset_size=10)
     assert torch.equal(listed.lengths, batch.lengths)
     assert torch.equal(listed.step_mask(), batch.step_mask())
+    assert listed.num_valid_steps() == 12 == int(batch.step_mask().sum())
+    assert SequenceBatch(batch.inputs, batch.targets).num_valid_steps() == 15  # 3 x 5, no lengths
     torch.manual_seed(0)
     expected = _loss(make_model(), batch)
     torch.manual_seed(0)
