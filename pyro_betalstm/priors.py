@@ -36,6 +36,7 @@ Writing a new prior takes a few lines::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import pyro
@@ -44,7 +45,7 @@ import torch
 from torch import nn
 from torch.distributions import constraints
 
-from .checks import is_integer
+from .checks import is_integer, is_real_number
 from .gates import GateFamily
 
 #: A prior as a plain function ``fn(layer, inputs, prev_hidden) -> distribution``, called as
@@ -252,8 +253,8 @@ class HierarchicalGammaPrior(GatePrior):
     ``kappa`` is a latent variable (site ``"prior_concentration"``) with a LogNormal variational
     distribution, so the ELBO includes its KL term; the gate KL is analytic given ``kappa``.
 
-    :param loc: the hyper-prior's ``loc`` (``log kappa ~ Normal(loc, scale)``); the variational
-        location starts there too.
+    :param loc: the hyper-prior's ``loc`` (``log kappa ~ Normal(loc, scale)``), a finite number
+        (a ValueError otherwise); the variational location starts there too.
     :param scale: the hyper-prior's ``scale``, positive and finite (a ValueError otherwise).
     """
 
@@ -261,6 +262,10 @@ class HierarchicalGammaPrior(GatePrior):
 
     def __init__(self, loc: float = -0.7, scale: float = 0.5):
         super().__init__()
+        if not (is_real_number(loc) and math.isfinite(loc)):
+            raise ValueError(
+                f"loc must be a finite number (the log of kappa's median), got {loc!r}"
+            )
         self.hyper_loc = float(loc)
         self.hyper_scale = float(_positive_tensor(scale, "scale"))
         self._kappa: torch.Tensor | None = None

@@ -9,7 +9,7 @@ from ._gate_distribution import GateDistribution
 from .bivariate_beta import BivariateBeta
 from .flexible_bivariate_beta import FlexibleBivariateBeta
 from .independent_beta import IndependentBetaGates
-from .kl import gamma_kl
+from .kl import basis_kl, gamma_kl
 from .log_gamma import LogGamma
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "GateDistribution",
     "IndependentBetaGates",
     "LogGamma",
+    "basis_kl",
     "gamma_kl",
     "kl",
 ]

@@ -16,6 +16,11 @@ from .numerics import exp_sinh_nodes, into_open_unit_interval, sample_log_gamma
 #: Concentrations for which :attr:`GateDistribution.correlation` is accurate (its quadrature
 #: breaks down outside; measured against the limits 1/3 and 1/2 of :class:`BivariateBeta`).
 CORRELATION_RANGE = (1e-4, 1e5)
+#: The largest ratio between the concentrations of one gate pair for which
+#: :attr:`GateDistribution.correlation` is accurate: at 1e5 and beyond, with large
+#: concentrations (tiny variances), its covariance loses the digits (0.990 for (1e4, 1e4, 0.1)
+#: against 0.9999 from draws; 618 for (1e4, 1e4, 0.01)).
+CORRELATION_MAX_SPREAD = 1e4
 
 
 def _validated_concentration(
@@ -124,6 +129,15 @@ class GateDistribution(TorchDistribution):
         shape = torch.Size(sample_shape) + self.concentration.shape
         return sample_log_gamma(self.concentration.expand(shape))
 
+    def basis_kl(self, other: GateDistribution) -> torch.Tensor:
+        """``KL(self(u) || other(u))`` of the two laws' Gamma bases, summed over the basis: the
+        term of the paper's ELBO, an upper bound on the KL of the gate laws (which
+        ``torch.distributions.kl_divergence`` gives where it has a closed form, see
+        :mod:`~pyro_betalstm.distributions.kl`). ``other`` must be of the same family."""
+        from .kl import basis_kl  # kl.py builds on this module
+
+        return basis_kl(self, other)
+
     @classmethod
     def gate_logits_from_log_basis(cls, log_basis: torch.Tensor) -> GatePair:
         """Logits of the input and forget gates, :math:`\\log(\\text{numerator}/\\text{rest})`,
@@ -157,13 +171,7 @@ class GateDistribution(TorchDistribution):
     @property
     def variance(self) -> torch.Tensor:
         a_i, b_i, a_f, b_f = self.marginal_concentrations()
-
-        def beta_variance(a, b):
-            # (a/t)(b/t)/(t+1) rather than ab/(t^2 (t+1)): no overflow for huge concentrations
-            total = a + b
-            return (a / total) * (b / total) / (total + 1)
-
-        return torch.stack([beta_variance(a_i, b_i), beta_variance(a_f, b_f)], dim=-1)
+        return torch.stack([_beta_variance(a_i, b_i), _beta_variance(a_f, b_f)], dim=-1)
 
     @property
     def correlation(self) -> torch.Tensor:
@@ -176,20 +184,36 @@ class GateDistribution(TorchDistribution):
         absolute error in the correlation is below 1e-6 for concentrations in [1e-2, 1e2]
         (tested against the exact zero of :class:`IndependentBetaGates`, an independent 1-D
         quadrature for :class:`BivariateBeta`, and Monte Carlo). Concentrations outside
-        ``CORRELATION_RANGE`` (1e-4 to 1e5), where the quadrature breaks down, raise a
-        ValueError.
+        ``CORRELATION_RANGE`` (1e-4 to 1e5), or a gate pair whose largest concentration is more
+        than ``CORRELATION_MAX_SPREAD`` (1e4) times its smallest, where the quadrature breaks
+        down, raise a ValueError; so does a result outside [-1, 1] (by more than 1e-6), which
+        would mean it broke down all the same. The means and variances are taken in float64
+        for every dtype (in float32 the covariance lost its digits to cancellation).
         """
-        conc = self.concentration
+        conc = self.concentration.detach()
         if conc.numel() == 0:
             return conc.new_empty(self.batch_shape)
+        name = f"{type(self).__name__}.correlation"
         low, high = CORRELATION_RANGE
         lo, hi = float(conc.min()), float(conc.max())
         if lo < low or hi > high:
             raise ValueError(
-                f"{type(self).__name__}.correlation is computed for concentrations in "
-                f"[{low:g}, {high:g}]; got values from {lo:.3g} to {hi:.3g}"
+                f"{name} is computed for concentrations in [{low:g}, {high:g}]; got values "
+                f"from {lo:.3g} to {hi:.3g}"
             )
-        return _laplace_correlation(self)
+        spread = float((conc.amax(-1) / conc.amin(-1)).max())
+        if spread > CORRELATION_MAX_SPREAD:
+            raise ValueError(
+                f"{name} is computed for gate pairs whose concentrations differ by a factor of "
+                f"at most {CORRELATION_MAX_SPREAD:g}; got a pair with a factor of {spread:.3g}"
+            )
+        corr = _laplace_correlation(self)
+        if bool((corr.abs() > 1 + 1e-6).any()):
+            raise ValueError(
+                f"{name}: the quadrature did not converge for these concentrations (a result "
+                f"of {float(corr.abs().max()):.4g} in absolute value)"
+            )
+        return corr
 
     def _log_prob_checks(self, value: torch.Tensor) -> None:
         if value.shape[-1:] != (2,):
@@ -199,6 +223,12 @@ class GateDistribution(TorchDistribution):
             )
         if self._validate_args and value.numel() > 0:  # see __init__ on empty shapes
             self._validate_sample(value)
+
+
+def _beta_variance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    # (a/t)(b/t)/(t+1) rather than ab/(t^2 (t+1)): no overflow for huge concentrations
+    total = a + b
+    return (a / total) * (b / total) / (total + 1)
 
 
 def _laplace_correlation(
@@ -252,8 +282,8 @@ def _laplace_correlation(
         exy = torch.exp(log_l + log_wrq + log_terms).sum((-1, -2))
         results.append(exy)
     exy = torch.cat(results).reshape(batch_shape)
-    mean = d.mean.detach().to(torch.float64)
-    var = d.variance.detach().to(torch.float64)  # overflow-free in float32 too
-    cov = exy - mean[..., 0] * mean[..., 1]
-    corr = cov / (var[..., 0] * var[..., 1]).sqrt()
+    # the moments in float64 too: exy - mean_i mean_f cancels, and in float32 lost its digits
+    a_i, b_i, a_f, b_f = (m.reshape(batch_shape) for m in d.algebra.marginal_concentrations(conc))
+    cov = exy - (a_i / (a_i + b_i)) * (a_f / (a_f + b_f))
+    corr = cov / (_beta_variance(a_i, b_i) * _beta_variance(a_f, b_f)).sqrt()
     return corr.to(d.concentration.dtype)

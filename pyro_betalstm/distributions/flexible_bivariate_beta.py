@@ -99,12 +99,16 @@ class FlexibleBivariateBeta(GateDistribution):
         shape = torch.broadcast_shapes(value.shape[:-1], self.batch_shape)
         conc = self.concentration.expand(shape + (5,)).reshape(-1, 5).to(torch.float64)
         val = value.expand(shape + (2,)).reshape(-1, 2).to(torch.float64)
+        # the dtype of the others' log_prob: the value's and the concentration's, promoted
+        out_dtype = self.concentration.dtype
+        if value.is_floating_point():
+            out_dtype = torch.promote_types(value.dtype, out_dtype)
         if val.shape[0] == 0:  # an empty batch: nothing to integrate
-            return value.new_empty(shape) if value.is_floating_point() else conc.new_empty(shape)
+            return conc.new_empty(shape, dtype=out_dtype)
         inside = ((val > 0) & (val < 1)).all(-1)
         # Evaluate at a safe interior point where outside, then mask.
         val = torch.where(inside[:, None], val, torch.full_like(val, 0.5))
-        a_min = float(conc.min().clamp(min=1e-3))
+        a_min = float(conc.detach().min().clamp(min=1e-3))  # the node range: no gradient
         # Endpoint terms behave like t^a in the tanh-sinh variable: extend the range until
         # exp(-a * pi * sinh(w)) < exp(-20), and at least to t in [1e-6, 1 - 1e-6].
         half_width = max(2.2, math.asinh(20.0 / (math.pi * a_min)))
@@ -120,7 +124,7 @@ class FlexibleBivariateBeta(GateDistribution):
             ]
         )
         out = torch.where(inside, out, torch.full_like(out, -float("inf")))
-        return out.reshape(shape).to(value.dtype if value.is_floating_point() else conc.dtype)
+        return out.reshape(shape).to(out_dtype)
 
 
 def _flexible_log_density(val, conc, nodes, dtype):
@@ -168,17 +172,30 @@ def _flexible_log_density(val, conc, nodes, dtype):
     P = P.to(dtype)
 
     # Piece 1: beta = b1 t in [0, b1], b1 = min(1, 1/(XY)); gamma = tau in [0, 1].
-    log_b1 = torch.clamp(-P, max=0.0)
-    log_rho = torch.clamp(P, max=0.0)  # log(b1 X Y)
-    log_1mb1 = torch.where(P > 0, log1mexp(-P.abs()), torch.full_like(P, -float("inf")))
+    # P <= 0 takes the uncut square's formulas (b1 = 1, rho = XY), P > 0 the cut one's; at P = 0
+    # both give the density, and one side's formulas throughout keep every derivative finite
+    # (a clamp's or an unselected where branch's infinite derivative times 0 made NaN there,
+    # on the line i + f = 1). Where an input is replaced, it is by a value whose log1mexp is
+    # finite and unused.
+    cut = P > 0
+    minus_inf = torch.full_like(P, -float("inf"))
+    log_b1 = torch.where(cut, -P, torch.zeros_like(P))
+    log_rho = torch.where(cut, torch.zeros_like(P), P)  # log(b1 X Y)
+    log_1mb1 = torch.where(cut, log1mexp(torch.where(cut, -P, -1.0)), minus_inf)
     lb = log_b1 + lt
     l1b = torch.logaddexp(log_1mb1, log_b1 + l1t)
     l1_t_tau = torch.logaddexp(l1t, lt + l1u)  # log(1 - t tau)
-    lD = torch.logaddexp(log1mexp(log_rho), log_rho + l1_t_tau)  # D = (1 - rho) + rho (1 - t tau)
+    below = P < 0
+    log_1mrho = torch.where(below, log1mexp(torch.where(below, P, -1.0)), minus_inf)
+    lD = torch.logaddexp(log_1mrho, log_rho + l1_t_tau)  # D = (1 - rho) + rho (1 - t tau)
+    # At P = 0, log(1 - rho) is -inf: its term's derivative, -rho / D, is added by a term that
+    # is 0 there (P times it), capped where D underflows (nodes of negligible weight)
+    at_zero = P == 0
+    lD = lD - torch.where(at_zero, P * torch.exp(-lD.clamp(min=-80.0)), torch.zeros_like(P))
     result = log_integral(params, lb, l1b, lu, l1u, lD, log_b1)
 
     # Piece 2, only where P > 0: beta in [1/(XY), 1], gamma = gmax tau, gmax = 1/(beta X Y).
-    cut = (P > 0).flatten()
+    cut = cut.flatten()
     if cut.any():
         Pc = P[cut]
         log_1mbstar = log1mexp(-Pc)

@@ -1,7 +1,8 @@
-"""Analytic KL divergences between Gamma bases, registered with ``torch.distributions.kl``.
+"""KL divergences of the Gamma bases and of the gate laws, registered with ``torch.distributions.kl``.
 
-For gate distributions of the same family, the registered
-``kl_divergence(q, p)`` is the KL divergence between their Gamma bases,
+**The basis KL.** For two gate distributions of the same family, :func:`basis_kl` (also
+:meth:`~pyro_betalstm.distributions.GateDistribution.basis_kl`) is the KL divergence between
+their Gamma bases,
 
 .. math::
 
@@ -11,9 +12,16 @@ For gate distributions of the same family, the registered
 which is an **upper bound** on the KL divergence between the gate laws themselves: the gates are a
 deterministic, many-to-one function of the basis, and KL cannot grow under such a map
 (data-processing inequality). It is the quantity the paper's ELBO uses, and it is exact for the
-latent variable of the Pyro model, which lives on the basis. Between two
-:class:`~pyro_betalstm.distributions.LogGamma` laws the KL is exact (the logarithm is a
-bijection).
+latent variable of the Pyro model, which lives on the basis (its sites are
+:class:`~pyro_betalstm.distributions.LogGamma`; between two of those the registered KL is exact,
+the logarithm being a bijection).
+
+**The gate laws' KL.** ``torch.distributions.kl_divergence(q, p)`` of two gate distributions is
+the KL of the laws of ``(i, f)``, as torch defines it, never the bound: registered (exactly) for
+:class:`~pyro_betalstm.distributions.IndependentBetaGates`, the sum of two Beta KLs, and not
+registered for the bivariate families, whose gate-law KL has no closed form. So a Pyro program
+with a gate pair as its latent site gets the right objective from ``TraceMeanField_ELBO``,
+which estimates an unregistered KL from the draws.
 """
 
 from __future__ import annotations
@@ -22,9 +30,11 @@ import math
 import numbers
 
 import torch
+from torch.distributions import Beta, kl_divergence
 from torch.distributions.kl import register_kl
 
 from ._gate_distribution import GateDistribution
+from .independent_beta import IndependentBetaGates
 from .log_gamma import LogGamma
 
 
@@ -44,6 +54,10 @@ class _UnitRateGammaKL(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         a, b, digamma_a = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            # a double backward (create_graph=True): the saved digamma(a) carries no graph, so
+            # it is taken again from a, and the second derivatives stay exact
+            digamma_a = torch.digamma(a)
         grad_a = grad_b = None
         if ctx.needs_input_grad[0]:
             grad_a = grad * (a - b) * torch.polygamma(1, a)
@@ -130,15 +144,28 @@ def _kl_loggamma_loggamma(q: LogGamma, p: LogGamma) -> torch.Tensor:
     return gamma_kl(q.concentration, p.concentration, q.rate, p.rate)
 
 
-@register_kl(GateDistribution, GateDistribution)
-def _kl_gate_bases(q: GateDistribution, p: GateDistribution) -> torch.Tensor:
-    # Registered once for the base class, so that a family a user defines (a subclass with its
-    # own gate map) has its KL too. Two laws with different gate maps have different bases:
-    # no KL between them, as torch says where none is registered.
+def basis_kl(q: GateDistribution, p: GateDistribution) -> torch.Tensor:
+    """``KL(q(u) || p(u))`` of two gate distributions' Gamma bases, summed over the basis,
+    shape of the broadcast batch: an upper bound on the KL of their gate laws (see the module
+    docstring). Any family, a user's own included; both must have the same gate map (else a
+    ValueError: different maps have different bases)."""
+    if not (isinstance(q, GateDistribution) and isinstance(p, GateDistribution)):
+        raise TypeError(
+            f"basis_kl takes two gate distributions, got {type(q).__name__} and {type(p).__name__}"
+        )
     if type(q).algebra != type(p).algebra:
-        raise NotImplementedError(
-            f"No KL(p || q) between {type(q).__name__} and {type(p).__name__}: the KL of gate "
-            "distributions is that of their Gamma bases, defined for two laws of the same "
-            "family (the same gate map)"
+        raise ValueError(
+            f"basis_kl of {type(q).__name__} and {type(p).__name__}: the two laws must be of "
+            "one family (the same gate map), since their bases are otherwise different "
+            "variables"
         )
     return gamma_kl(q.concentration, p.concentration).sum(-1)
+
+
+@register_kl(IndependentBetaGates, IndependentBetaGates)
+def _kl_independent_beta_gates(q: IndependentBetaGates, p: IndependentBetaGates) -> torch.Tensor:
+    # the gates are independent Beta variables: the exact KL is the sum of two Beta KLs
+    qc, pc = q.concentration, p.concentration
+    return kl_divergence(Beta(qc[..., 0], qc[..., 1]), Beta(pc[..., 0], pc[..., 1])) + (
+        kl_divergence(Beta(qc[..., 2], qc[..., 3]), Beta(pc[..., 2], pc[..., 3]))
+    )

@@ -72,8 +72,14 @@ def into_open_unit_interval(x: torch.Tensor) -> torch.Tensor:
 
 
 def log1mexp(x: torch.Tensor) -> torch.Tensor:
-    """``log(1 - exp(x))`` for ``x <= 0``, accurate near 0 and for large negative ``x``."""
-    return torch.where(x > -math.log(2.0), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+    """``log(1 - exp(x))`` for ``x <= 0``, accurate near 0 and for large negative ``x``.
+
+    Each of the two formulas sees only the inputs it is chosen for (the others are replaced by
+    -1, where both are finite): the formula not chosen near ``x = 0`` has an infinite
+    derivative there, and ``torch.where``'s backward would turn its ``0 * inf`` into NaN."""
+    near = x > -math.log(2.0)
+    x_near, x_far = torch.where(near, x, -1.0), torch.where(near, -1.0, x)
+    return torch.where(near, torch.log(-torch.expm1(x_near)), torch.log1p(-torch.exp(x_far)))
 
 
 def tanh_sinh_nodes(num: int, half_width: float, dtype=torch.float64, device=None):

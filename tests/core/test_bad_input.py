@@ -20,6 +20,7 @@ from pyro_betalstm.priors import (
     ConditionalGammaPrior,
     GammaPrior,
     GatePrior,
+    HierarchicalGammaPrior,
     LearnableGammaPrior,
     get_prior,
 )
@@ -178,6 +179,13 @@ def test_gamma_prior_basis_size_mismatch():
 def test_non_positive_prior_concentration(make):
     with pytest.raises(ValueError, match="must be positive and finite"):
         make()
+
+
+@pytest.mark.parametrize("loc", [float("nan"), float("inf"), "a", None])
+def test_hierarchical_prior_loc_must_be_a_finite_number(loc):
+    # NaN was accepted and failed at the first SVI step, in a Normal, naming no prior
+    with pytest.raises(ValueError, match="loc must be a finite number"):
+        HierarchicalGammaPrior(loc=loc)
 
 
 @pytest.mark.parametrize("weight", [-1.0, float("nan"), float("inf")])

@@ -164,6 +164,24 @@ def test_correlation_at_extreme_concentrations(family, conc):
     assert abs(r - corr) < 5 * se + 1e-4, (r, corr, se)
 
 
+def test_correlation_is_accurate_in_float32_and_refused_where_the_quadrature_fails():
+    # float32 concentrations: the moments were taken in float32, and exy - mean_i mean_f lost
+    # its digits (1.044 for a correlation of 0.990; 0.9561 for the exact 0.94982341, an mpmath
+    # value). A pair spread over 1e6 gave 618 in float64: refused, naming the spread.
+    for conc, exact in (((100.0, 100.0, 0.01), None), ((10.0, 100.0, 0.01), 0.94982341)):
+        single = BivariateBeta(torch.tensor(conc)).correlation.item()
+        double = BivariateBeta(torch.tensor(conc, dtype=torch.float64)).correlation.item()
+        assert abs(single - double) < 1e-6 and single <= 1
+        if exact is not None:
+            assert abs(double - exact) < 1e-7
+    for family, conc in (
+        (BivariateBeta, (1e4, 1e4, 0.01)),
+        (FlexibleBivariateBeta, (1e4, 1e4, 1e4, 1e4, 1e-3)),
+    ):
+        with pytest.raises(ValueError, match="differ by a factor of at most 10000; got a pair"):
+            _ = family(torch.tensor(conc, dtype=torch.float64)).correlation
+
+
 def test_flexible_reaches_strong_negative_correlation():
     # c3 = c4 large, others small: i ~ u3/(u3+u4) ~ 1 - f. Numerically about -0.985.
     torch.manual_seed(5)

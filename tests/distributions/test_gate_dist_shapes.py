@@ -16,7 +16,12 @@ from gate_dist_cases import (
 )
 from pyro.distributions import TorchDistribution
 
-from pyro_betalstm.distributions import LogGamma
+from pyro_betalstm.distributions import (
+    BivariateBeta,
+    FlexibleBivariateBeta,
+    IndependentBetaGates,
+    LogGamma,
+)
 
 
 def _batched(case, batch=(3,)):
@@ -196,3 +201,17 @@ def test_every_registered_gate_distribution_has_cases():
     covered = {case.family for case in CASES}
     assert set(FAMILIES) <= covered, f"no cases for {set(FAMILIES) - covered}"
     assert all(BASIS_SIZE[f] == f.basis_size for f in FAMILIES)
+
+
+@pytest.mark.parametrize(
+    "family, k", [(BivariateBeta, 3), (FlexibleBivariateBeta, 5), (IndependentBetaGates, 4)]
+)
+def test_log_prob_dtype_promotes_the_value_and_the_concentration(family, k):
+    # torch's rule (a batched float64 law scores a float32 value in float64); the flexible
+    # family returned the value's dtype, a float32 downcast of its float64 density
+    law = family(torch.full((1, k), 1.5, dtype=torch.float64))
+    value = torch.tensor([[0.3, 0.6]], dtype=torch.float32)
+    assert law.log_prob(value).dtype == torch.float64
+    assert law.log_prob(value[:0]).dtype == torch.float64  # an empty batch too
+    single = family(torch.full((1, k), 1.5, dtype=torch.float32))
+    assert single.log_prob(value).dtype == torch.float32

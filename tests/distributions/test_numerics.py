@@ -11,6 +11,7 @@ from scipy import stats
 
 from pyro_betalstm.distributions.numerics import (
     into_open_unit_interval,
+    log1mexp,
     sample_log_gamma,
     standard_exponential,
 )
@@ -80,3 +81,12 @@ def test_into_open_unit_interval_moves_only_the_ends_inside(dtype):
     assert inside.dtype == dtype
     assert inside[0] == torch.finfo(dtype).tiny and inside[3] == below_one  # nearest inside
     assert torch.equal(inside[1:3], x[1:3])  # values already inside are kept, bit for bit
+
+
+def test_log1mexp_gradient_is_finite_near_zero():
+    # the formula not chosen near 0 (log1p(-exp(x))) has an infinite derivative as x -> 0 in
+    # float32; torch.where's backward turned its 0 * inf into NaN
+    x = torch.tensor([-1e-9, -1e-6, -0.5, -0.7, -5.0], requires_grad=True)
+    log1mexp(x).sum().backward()
+    expected = -torch.exp(x.detach()) / -torch.expm1(x.detach())  # d/dx log(1 - e^x)
+    torch.testing.assert_close(x.grad, expected, rtol=1e-4, atol=0)
