@@ -62,6 +62,14 @@ def test_smoke_on_rt_polarity_files_and_resume(tmp_path, variant, capsys):
                 example.parse_args([*argv, "--out-dir", str(out), "--resume", "--folds", "5"])
             )
         assert (out / "folds.json").read_text() == kept
+        # a fold trained by another number of processes (here: 2 as the record says) is not
+        # reused in a resume by one: its global batch differed
+        done = out / "fold0" / "fold_result.json"
+        fold_record = json.loads(done.read_text())
+        assert fold_record["world_size"] == 1
+        done.write_text(json.dumps({**fold_record, "world_size": 2}))
+        with pytest.raises(SystemExit, match="trained by 2 process.es. and this run has 1"):
+            example.main(example.parse_args([*argv, "--out-dir", str(out), "--resume"]))
 
 
 def test_one_fold_with_glove_text_file(tmp_path):

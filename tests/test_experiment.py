@@ -243,6 +243,26 @@ def test_folds_to_run_and_mean_sd():
     assert all(v != v for v in mean_sd([None]))  # NaN, NaN
 
 
+def test_start_run_under_torchrun_decides_by_rank_0s_look(tmp_path, monkeypatch):
+    # rank 1 of a fresh run, slower than rank 0, which has already written folds.json there:
+    # it used to find that file and refuse the folder as holding a run (torchrun then killed
+    # rank 0). Every rank now takes what rank 0 found before anything was written
+    from pyro_betalstm.experiment import runner
+    from pyro_betalstm.infer.distributed import Workers
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "folds.json").write_text("{}")
+    monkeypatch.setattr(runner, "current_workers", lambda: Workers(world_size=2, rank=1))
+    monkeypatch.setattr(runner, "is_main_process", lambda: False)
+    args = argparse.Namespace(out_dir=str(out), resume=False, overwrite=False, smoke=False)
+    monkeypatch.setattr(runner, "from_main", lambda found: [])  # rank 0 looked first
+    assert ex.start_run(args, "text", "name", ex.Stopwatch()).out == out
+    monkeypatch.setattr(runner, "from_main", lambda found: ["results.json"])
+    with pytest.raises(SystemExit, match="already holds a run .results.json."):
+        ex.start_run(args, "text", "name", ex.Stopwatch())
+
+
 def test_start_run_keeps_smoke_runs_apart_and_refuses_a_folder_holding_a_run(tmp_path, monkeypatch):
     watch = ex.Stopwatch()
     monkeypatch.chdir(tmp_path)  # the default folder is relative: runs/<task>/<name>

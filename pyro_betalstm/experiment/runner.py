@@ -47,7 +47,7 @@ from ..data import MissingDependency, SequenceDataset
 from ..gates import get_gate_family
 from ..infer import TrainConfig, evaluate_classifier, fit, load_best, sample_gates
 from ..infer.checkpoint import RUN_FILES, has_resume_point
-from ..infer.distributed import current_workers, start_workers, stop_workers
+from ..infer.distributed import current_workers, from_main, start_workers, stop_workers
 from ..infer.train import FitResult, checked_device
 from ..io import atomic_torch_save, atomic_write_json, atomic_write_text, remove_temporaries
 from ..models.base import GateModel, SequenceBatch
@@ -290,14 +290,19 @@ def start_run(args: argparse.Namespace, task: str, name: str, watch: Stopwatch) 
     """Open the run directory (``--out-dir``, else ``runs/<task>/<name>``, with ``-smoke``
     after the name of a ``--smoke`` run, so that a smoke run never lands on a real one).
 
-    A directory that already holds a run (results, gate draws or checkpoints) is refused with
-    a ``SystemExit`` saying so, unless ``--resume`` (continue it) or ``--overwrite`` (start
+    A directory that already holds a run (results, gate draws or checkpoints; under
+    ``torchrun`` as rank 0 finds it, so that all ranks agree) is refused with a ``SystemExit``
+    saying so, unless ``--resume`` (continue it) or ``--overwrite`` (start
     over: its results, gate draws and diagnostics files are deleted here, its checkpoints
     by :func:`~pyro_betalstm.infer.fit`)."""
     if getattr(args, "smoke", False):
         name = f"{name}-smoke"
     out = Path(args.out_dir or Path("runs") / task / name)
     found = [marker for marker in RUN_MARKERS if (out / marker).exists()]
+    if current_workers().active:
+        # rank 0's look, before any rank writes (a script's rank 0 writes files right after):
+        # a slower rank would otherwise find them and refuse a fresh folder as holding a run
+        found = from_main(found)
     resume, overwrite = bool(args.resume), bool(getattr(args, "overwrite", False))
     if found and not (resume or overwrite):
         raise SystemExit(

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ..data.text import TextDataset, Vocabulary, cv_split, encode_dataset, glove_embedding_matrix
+from ..infer.distributed import current_workers
 from ..infer.predict import evaluate_classifier
 from ..io import atomic_write_json, read_json
 from ..models.text_classifier import TextClassifier
@@ -185,6 +186,13 @@ def run_fold(
                 f"{done} was made with other settings or another split (its: {made_with}; "
                 f"this run: {identity}); use another --out-dir, or --overwrite to start over"
             )
+        world = current_workers().world_size
+        if record.get("world_size", world) != world:  # records before it was kept: not known
+            raise SystemExit(
+                f"{done} was trained by {record['world_size']} process(es) and this run has "
+                f"{world}: its global batch differs, so the folds would not be one protocol; "
+                "resume with the same number of processes, or --overwrite to start over"
+            )
         print(f"fold {fold}: finished earlier, test accuracy {record['test_accuracy']:.4f}")
         return record
     fold_dir.mkdir(parents=True, exist_ok=True)
@@ -255,6 +263,7 @@ def run_fold(
         "test_accuracy": scores["test"]["accuracy_mean_gates"],
         "test_accuracy_predictive": scores["test"].get("accuracy_predictive"),
         "wall_seconds": result.earlier_seconds + watch.wall_seconds(),
+        "world_size": result.world_size,
         "settings": s,
         "split_identity": {k: v for k, v in identity.items() if k != "settings"},
     }

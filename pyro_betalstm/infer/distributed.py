@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import numbers
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -207,10 +208,11 @@ COUNT_KEYS = frozenset({"num_predictions"})
 
 
 def combine_metrics(parts: Iterable[tuple[dict | None, float]]) -> dict:
-    """One metrics dict from every rank's ``(metrics, weight)`` on its shard: each numeric
-    mean weighted by its shard's weight (the number of predictions it averages over), counts
-    in :data:`COUNT_KEYS` summed; anything else taken from the first rank with metrics. A rank
-    with an empty shard passes ``(None, 0)``."""
+    """One metrics dict from every rank's ``(metrics, weight)`` on its shard: each mean (a
+    floating-point value: a Python, numpy or one-element torch float) weighted by its shard's
+    weight (the number of predictions it averages over) and returned as a float, counts in
+    :data:`COUNT_KEYS` summed; anything else (an integer setting, a string) taken from the
+    first rank with metrics. A rank with an empty shard passes ``(None, 0)``."""
     parts = [(m, w) for m, w in parts if m is not None and w > 0]
     if not parts:
         raise ValueError("no rank evaluated any sequence: the validation set is empty")
@@ -218,11 +220,22 @@ def combine_metrics(parts: Iterable[tuple[dict | None, float]]) -> dict:
     combined = {}
     for key, first in parts[0][0].items():
         values = [m.get(key) for m, _ in parts]
+        means = [_floating_value(v) for v in values]
         if key in COUNT_KEYS:
             combined[key] = sum(values)
-        elif all(is_real_number(v) for v in values) and isinstance(first, float):
-            combined[key] = math.fsum(v * w for v, (_, w) in zip(values, parts, strict=True))
+        elif all(v is not None for v in means):
+            combined[key] = math.fsum(v * w for v, (_, w) in zip(means, parts, strict=True))
             combined[key] /= total
         else:
             combined[key] = first
     return combined
+
+
+def _floating_value(value) -> float | None:
+    """``value`` as a float if it is a floating-point number (np.float32 and a one-element
+    float tensor included: a custom evaluate may return either), else None."""
+    if isinstance(value, torch.Tensor):
+        return float(value) if value.numel() == 1 and value.is_floating_point() else None
+    if is_real_number(value) and not isinstance(value, numbers.Integral):
+        return float(value)
+    return None

@@ -470,6 +470,8 @@ def fit(
     if config.seed_globals or workers.active:
         _seed_global_generators(rank_seed(config.seed, workers.rank))
     run = _Run.start(model, config, device, out, workers, run_settings, monitor)
+    if workers.active:
+        _check_ranks_agree(run, train_data, valid_data)
     resumed_from = _resume(run, resume_override) if resume else None
     if workers.active:
         parallel.broadcast_module(model)
@@ -678,12 +680,16 @@ def _resume(run: _Run, resume_override: bool | Iterable[str]) -> Path:
         set_aside_unreadable(run.out)  # so that the next save keeps the good one as last.prev
     saved_world = ckpt.get("world_size", 1)
     if saved_world != run.workers.world_size:
+        same = (
+            "without torchrun"
+            if saved_world == 1
+            else f"under torchrun with {saved_world} processes in all (--nproc_per_node)"
+        )
         raise ValueError(
             f"cannot resume from {path}: it was written by a run of {saved_world} process(es) "
             f"and this run has {run.workers.world_size}; the minibatch order, the per-rank "
-            "random states and the steps per epoch depend on the world size, so resume with "
-            f"the same number of processes (torchrun --nproc_per_node ... totalling "
-            f"{saved_world}), or start a new run from its weights (load_best)"
+            "random states and the steps per epoch depend on the world size, so resume "
+            f"{same}, or start a new run from its weights (load_best)"
         )
     overridden = check_resume_settings(
         ckpt.get("config"),
@@ -826,23 +832,58 @@ def _checked_optimizer_step(run: _Run, norm: float, epoch: int, step: int) -> fl
     return norm
 
 
+#: TrainConfig keys that may differ between the ranks of one run: what each prints, and where
+#: it runs (``cuda`` on every rank means each rank's own device)
+RANKS_MAY_DIFFER = frozenset({"progress", "device"})
+
+
+def _check_ranks_agree(run: _Run, train_data, valid_data) -> None:
+    """A ValueError on every rank, naming what differs, unless all ranks train with the same
+    settings and data sizes. Ranks given different commands (another batch size or number of
+    epochs on one node) would otherwise wait for each other until the timeout, or (another
+    seed) silently train on other epoch orders than the one recorded."""
+    mine = {
+        f"config.{key}": value
+        for key, value in run.config.to_dict().items()
+        if key not in RANKS_MAY_DIFFER
+    }
+    mine["training sequences"] = len(train_data)
+    mine["validation sequences"] = None if valid_data is None else len(valid_data)
+    mine.update({f"run_settings.{key}": value for key, value in (run.settings or {}).items()})
+    everyone = parallel.all_gather(mine)
+    differences = [
+        f"{key}: rank 0 {everyone[0].get(key)!r}, rank {rank} {theirs.get(key)!r}"
+        for rank, theirs in enumerate(everyone[1:], start=1)
+        for key in sorted(set(everyone[0]) | set(theirs))
+        if theirs.get(key) != everyone[0].get(key)
+    ]
+    if differences:
+        raise ValueError(
+            f"the {len(everyone)} processes of this run were not given the same settings or "
+            f"data; every rank must run the same command: {'; '.join(differences)}"
+        )
+
+
 def _rank_steps(run: _Run, train_data: SequenceDataset):
     """This rank's part of each data-parallel step: ``(batch or None, share)``.
 
-    Every rank draws the same epoch order (shuffle, length bucketing) from the shared
-    ``run.generator``; step ``s`` is minibatches ``s*W .. s*W+W-1`` and rank ``r`` takes the
-    ``r``-th of them. ``share`` is its fraction of the step's sequences (the weight of its
-    gradient). A rank left without a minibatch in the epoch's last step gets None.
+    Every rank draws the same epoch order from the shared ``run.generator``: the global
+    minibatches of ``B * W`` sequences (shuffle, length bucketing) that one process with batch
+    ``B * W`` draws from the same seed; rank ``r`` takes the ``r``-th slice of ``B`` of each.
+    So the steps see the same sequences together as in that one process (before, each rank's
+    minibatch was bucketed on its own: another grouping and epoch order). ``share`` is its
+    fraction of the step's sequences (the weight of its gradient). A rank left without
+    sequences in the epoch's last step gets None.
     """
     config, world, rank = run.config, run.workers.world_size, run.workers.rank
-    chunks = train_data.batch_indices(
-        config.batch_size, shuffle=True, generator=run.generator, bucket=config.bucket_by_length
+    size = config.batch_size
+    steps = train_data.batch_indices(
+        size * world, shuffle=True, generator=run.generator, bucket=config.bucket_by_length
     )
-    for start in range(0, len(chunks), world):
-        group = chunks[start : start + world]
-        total = sum(len(chunk) for chunk in group)
-        if rank < len(group):
-            yield train_data.batch(group[rank]).to(run.device), len(group[rank]) / total
+    for step in steps:
+        mine = step[rank * size : (rank + 1) * size]
+        if len(mine):
+            yield train_data.batch(mine).to(run.device), len(mine) / len(step)
         else:
             yield None, 0.0
 

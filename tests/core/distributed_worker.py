@@ -97,8 +97,13 @@ def main(scenario: str, out: Path) -> None:
 
         model = make_model("classifier", "sigmoid", seed=0)
         fit(model, make_dataset(8), make_dataset(4), train_config(3), evaluate=evaluate)
+    elif scenario == "mismatch":  # rank 1 was given another batch size (another command)
+        config = train_config(2)
+        if rank == 1:
+            config.batch_size = 3
+        fit(make_model("classifier", "sigmoid", seed=0), make_dataset(8), None, config)
     else:
-        raise ValueError(f"unknown scenario {scenario!r}; expected 'train' or 'die'")
+        raise ValueError(f"unknown scenario {scenario!r}; expected 'train', 'die' or 'mismatch'")
 
 
 if __name__ == "__main__":

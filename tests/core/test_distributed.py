@@ -137,6 +137,55 @@ def test_when_one_rank_dies_the_other_fails_instead_of_hanging(tmp_path):
     assert seconds0 < DEADLINE_S
 
 
+@pytest.mark.parametrize("bucket", [True, False])
+def test_ranks_split_the_minibatches_of_one_process_with_the_global_batch(bucket):
+    # 2 ranks of batch 3 see, step by step, exactly the sequences of one process with batch 6
+    # drawn from the same seed, also with length bucketing (each rank's minibatch used to be
+    # bucketed on its own: other groups, another epoch order)
+    from types import SimpleNamespace
+
+    from pyro_betalstm.data import SequenceDataset
+    from pyro_betalstm.infer.distributed import Workers
+    from pyro_betalstm.infer.train import _rank_steps
+
+    lengths = [2, 9, 4, 7, 3, 8, 5, 6, 2, 9, 4, 3, 7]  # 13 ragged sequences, index in the input
+    data = SequenceDataset(
+        [torch.full((n, 1), float(i)) for i, n in enumerate(lengths)], torch.zeros(13).long()
+    )
+
+    def indices(batch):
+        return [] if batch is None else batch.inputs[:, 0, 0].long().tolist()
+
+    def steps(rank):
+        run = SimpleNamespace(
+            config=TrainConfig(batch_size=3, bucket_by_length=bucket),
+            workers=Workers(world_size=2, rank=rank),
+            generator=torch.Generator().manual_seed(7),
+            device=torch.device("cpu"),
+        )
+        return [(indices(batch), share) for batch, share in _rank_steps(run, data)]
+
+    one = data.batch_indices(6, True, torch.Generator().manual_seed(7), bucket)
+    ranks = steps(0), steps(1)
+    assert len(ranks[0]) == len(ranks[1]) == len(one) == 3
+    for k, chunk in enumerate(one):
+        assert ranks[0][k][0] + ranks[1][k][0] == chunk.tolist()
+        assert ranks[0][k][1] + ranks[1][k][1] == pytest.approx(1.0)
+    # 13 = 6 + 6 + 1: one step (the last, without bucketing) is rank 0's alone
+    alone = [k for k, (batch, share) in enumerate(ranks[1]) if batch == [] and share == 0.0]
+    assert len(alone) == 1 and ranks[0][alone[0]][1] == 1.0
+
+
+def test_ranks_given_different_settings_both_stop_with_the_difference_named(tmp_path):
+    # another batch size on one rank used to wait for the other rank until the timeout (10
+    # minutes by default) and then fail with gloo's "Timed out waiting", naming nothing
+    results = _wait(_launch("mismatch", tmp_path), DEADLINE_S)
+    for code, err, _ in results:
+        assert code != 0
+        assert "config.batch_size: rank 0 2, rank 1 3" in err
+        assert "every rank must run the same command" in err
+
+
 def test_shards_are_disjoint_and_cover_the_data():
     data = make_dataset(7)
     shards = [DatasetShard.of_rank(data, r, 3) for r in range(3)]
@@ -165,6 +214,13 @@ def test_metrics_combine_weighted_by_predictions():
     parts = [({"nll": 1.0, "num_predictions": 3}, 3.0), ({"nll": 2.0, "num_predictions": 1}, 1.0)]
     combined = combine_metrics([*parts, (None, 0.0)])
     assert combined == {"nll": 1.25, "num_predictions": 4}
+    # a custom evaluate's numpy float32 or 0-d tensor means are means too (they were taken
+    # from rank 0 alone); an integer setting is not averaged
+    import numpy as np
+
+    for one, two in ((np.float32(1.0), np.float32(2.0)), (torch.tensor(1.0), torch.tensor(2.0))):
+        parts = [({"err": one, "samples": 5}, 3.0), ({"err": two, "samples": 5}, 1.0)]
+        assert combine_metrics(parts) == {"err": 1.25, "samples": 5}
     with pytest.raises(ValueError, match="empty"):
         combine_metrics([(None, 0.0)])
 
