@@ -49,6 +49,9 @@ class LogGamma(TorchDistribution):
 
     def __init__(self, concentration, rate=1.0, validate_args=None):
         self.concentration, self.rate = broadcast_all(concentration, rate)
+        if not self.concentration.is_floating_point():  # integers: as the gate laws take them
+            dtype = torch.get_default_dtype()
+            self.concentration, self.rate = self.concentration.to(dtype), self.rate.to(dtype)
         check_dtype("LogGamma", self.concentration.dtype)
         check = validate_args if validate_args is not None else self._validate_args
         if check and not torch.jit.is_tracing():

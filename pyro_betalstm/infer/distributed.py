@@ -117,6 +117,13 @@ def _init_process_group(device: torch.device, workers: Workers, timeout_s: float
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError("device 'cuda' was requested but CUDA is not available")
+        count = torch.cuda.device_count()
+        if workers.local_rank >= count:  # CUDA's own "invalid device ordinal" names no cause
+            raise ValueError(
+                f"rank {workers.rank} has LOCAL_RANK {workers.local_rank}, but this machine has "
+                f"{count} CUDA device(s): each rank uses its own GPU, so start at most {count} "
+                "processes per machine (torchrun --nproc_per_node)"
+            )
         torch.cuda.set_device(torch.device("cuda", workers.local_rank))
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))

@@ -225,6 +225,18 @@ def test_metrics_combine_weighted_by_predictions():
         combine_metrics([(None, 0.0)])
 
 
+def test_more_ranks_than_gpus_on_a_machine_is_a_clear_error(monkeypatch):
+    # checked before CUDA is asked for the device (its error names no cause); stands in for
+    # a 2-GPU machine on the CPU
+    from pyro_betalstm.infer import distributed
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    workers = distributed.Workers(world_size=3, rank=2, local_rank=2)
+    with pytest.raises(ValueError, match="LOCAL_RANK 2, but this machine has 2 CUDA device"):
+        distributed._init_process_group(torch.device("cuda"), workers, 5.0)
+
+
 def test_distributed_true_without_a_launch_is_refused(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     config = TrainConfig(num_epochs=1, progress=False, distributed=True)

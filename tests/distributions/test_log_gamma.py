@@ -102,3 +102,12 @@ def test_log_prob_at_plus_infinity_is_minus_infinity():
     a, b = d.concentration, d.rate
     expected = a * b.log() + a * y - b * y.exp() - torch.lgamma(a)
     assert torch.equal(d.log_prob(y), expected)
+
+
+def test_integer_concentrations_are_taken_as_the_gate_laws_take_them():
+    # the gate distributions convert integer concentrations to the default dtype; LogGamma
+    # raised a TypeError for the same tensor
+    d = LogGamma(torch.tensor([1, 3]), torch.tensor([2, 1]))
+    assert d.concentration.dtype == d.rate.dtype == torch.get_default_dtype()
+    torch.testing.assert_close(d.mean, torch.digamma(torch.tensor([1.0, 3.0])) - d.rate.log())
+    assert torch.isfinite(d.log_prob(d.sample((5,)))).all()
