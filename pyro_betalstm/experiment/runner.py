@@ -47,8 +47,9 @@ from ..data import MissingDependency, SequenceDataset
 from ..gates import get_gate_family
 from ..infer import TrainConfig, evaluate_classifier, fit, load_best, sample_gates
 from ..infer.checkpoint import RUN_FILES, has_resume_point
+from ..infer.config import checked_device
 from ..infer.distributed import current_workers, from_main, start_workers, stop_workers
-from ..infer.train import FitResult, checked_device
+from ..infer.train import FitResult
 from ..io import atomic_torch_save, atomic_write_json, atomic_write_text, remove_temporaries
 from ..models.base import GateModel, SequenceBatch
 from ..priors import get_prior
@@ -171,9 +172,9 @@ class Run:
 def begin(args: argparse.Namespace) -> Stopwatch:
     """Start a script: import the user's modules (``--import``,
     :mod:`~pyro_betalstm.experiment.user_modules`), set torch's CPU threads (``--threads``;
-    unset or 0 keeps torch's choice), join the process group of a ``torchrun`` launch (gloo on the CPU, NCCL for
-    ``--device cuda``; ranks other than 0 print nothing from here on) and start its
-    stopwatch. A negative ``--threads``, a ``--device`` this machine lacks, or
+    unset or 0 keeps torch's choice), join the process group of a ``torchrun`` launch (gloo
+    on the CPU, NCCL for ``--device cuda``; ranks other than 0 print nothing from here on)
+    and start its stopwatch. A negative ``--threads``, a ``--device`` this machine lacks, or
     ``--recurrence cuda_graph`` off CUDA, is refused here (``SystemExit``), before any data is
     read or folder made."""
     _check_threads(args)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pyro_betalstm.infer import TrainConfig, fit
-from pyro_betalstm.infer.train import checked_device
+from pyro_betalstm.infer.config import checked_device
 from pyro_betalstm.models import CaptionDecoder, SequenceClassifier, TextClassifier
 from pyro_betalstm.nn import StochasticLSTM, set_recurrence
 from pyro_betalstm.nn import step as step_functions
