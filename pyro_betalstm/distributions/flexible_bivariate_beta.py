@@ -94,7 +94,10 @@ class FlexibleBivariateBeta(GateDistribution):
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """Log density at gate pairs ``value`` ``(..., 2)`` (``-inf`` outside ``(0, 1)^2``), by
-        the quadrature of the class docstring."""
+        the quadrature of the class docstring. Differentiable in the value and the
+        concentrations, with finite gradients on the line ``i + f = 1`` too. Not for
+        ``torch.jit.trace``: the quadrature's range and its second piece depend on the values
+        (a trace would fix them to those of the traced points)."""
         self._log_prob_checks(value)
         shape = torch.broadcast_shapes(value.shape[:-1], self.batch_shape)
         conc = self.concentration.expand(shape + (5,)).reshape(-1, 5).to(torch.float64)
