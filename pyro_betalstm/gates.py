@@ -82,6 +82,16 @@ class LatentGateFamily(GateFamily):
     distribution: type[GateDistribution]
     is_latent: ClassVar[bool] = True
 
+    def __post_init__(self) -> None:
+        # one pre-activation per basis variable: any other count only fails at the first
+        # forward pass, in a message about the basis layout
+        if self.num_gate_preactivations != self.distribution.algebra.basis_size:
+            raise ValueError(
+                f"gate family {self.name!r}: num_gate_preactivations must be the basis size of "
+                f"{self.distribution.__name__} ({self.distribution.algebra.basis_size}: one "
+                f"pre-activation per Gamma variable), got {self.num_gate_preactivations}"
+            )
+
     @property
     def algebra(self) -> GammaRatioGates:
         """The family's gate map (the distribution's): log-basis or concentrations -> gates."""
@@ -207,6 +217,9 @@ class PriorNoiseGates(DeterministicGateFamily):
 #: Every registered gate family by its name (see :func:`register_gate_family` and
 #: :func:`get_gate_family`).
 GATE_FAMILIES: dict[str, GateFamily] = {}
+#: The names of the package's own families, which no registration may replace (set below,
+#: once they are registered).
+BUILT_IN_FAMILIES: frozenset[str] = frozenset()
 
 
 def register_gate_family(family: GateFamily, replace: bool = False) -> GateFamily:
@@ -214,7 +227,8 @@ def register_gate_family(family: GateFamily, replace: bool = False) -> GateFamil
 
     A name already registered is refused (``ValueError``) unless ``replace=True``, which puts
     ``family`` in its place: for a notebook cell that defines and registers a family and is
-    run again. Models already built keep the family they were built with.
+    run again. Models already built keep the family they were built with. A built-in name
+    (:data:`BUILT_IN_FAMILIES`) is never replaced.
 
     Every registered family is picked up by the test battery of :mod:`pyro_betalstm.testing`,
     which fails until the family has a test case there."""
@@ -222,6 +236,11 @@ def register_gate_family(family: GateFamily, replace: bool = False) -> GateFamil
         raise TypeError(
             "a gate family is a LatentGateFamily or a DeterministicGateFamily, got "
             f"{type(family).__name__}"
+        )
+    if family.name in BUILT_IN_FAMILIES:
+        raise ValueError(
+            f"gate family {family.name!r} is built in and cannot be replaced; register yours "
+            "under another name"
         )
     if family.name in GATE_FAMILIES and not replace:
         raise ValueError(
@@ -247,6 +266,7 @@ for _family in (
 ):
     register_gate_family(_family)
 del _family
+BUILT_IN_FAMILIES = frozenset(GATE_FAMILIES)
 
 
 def get_gate_family(name: str | GateFamily) -> GateFamily:

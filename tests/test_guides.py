@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
 GUIDES = sorted((Path(__file__).resolve().parents[1] / "guides").glob("*.md"))
 CODE_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
+#: A python block after ``<!-- file: NAME -->`` is a file the reader saves (a module of
+#: theirs, a test file): the test writes it into the guide's folder instead of running it.
+GUIDE_BLOCK = re.compile(r"(?:<!-- file: (\S+) -->\n)?```python\n(.*?)```", re.DOTALL)
 
 
 def test_there_are_guides():
@@ -35,14 +39,24 @@ def own_registries():
 @pytest.mark.usefixtures("own_registries")
 def test_guide_code_runs(guide, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # guides that write files write them here
-    blocks = CODE_BLOCK.findall(guide.read_text())
+    monkeypatch.syspath_prepend(str(tmp_path))  # and import the modules they save there
+    before = set(sys.modules)
+    blocks = GUIDE_BLOCK.findall(guide.read_text())
     assert blocks, f"{guide.name} has no python code blocks"
     namespace: dict = {"__name__": f"guide_{guide.stem}"}
-    for number, block in enumerate(blocks, start=1):
-        try:
-            exec(compile(block, f"{guide.name}[block {number}]", "exec"), namespace)
-        except Exception as err:  # pragma: no cover - the message says which block failed
-            raise AssertionError(f"{guide.name}, code block {number} failed: {err!r}") from err
+    try:
+        for number, (file_name, block) in enumerate(blocks, start=1):
+            if file_name:
+                (tmp_path / file_name).write_text(block)
+                continue
+            try:
+                exec(compile(block, f"{guide.name}[block {number}]", "exec"), namespace)
+            except Exception as err:  # pragma: no cover - the message says which block failed
+                raise AssertionError(f"{guide.name}, code block {number} failed: {err!r}") from err
+    finally:
+        for name in set(sys.modules) - before:  # the guide's own modules go with its folder
+            if str(getattr(sys.modules[name], "__file__", "") or "").startswith(str(tmp_path)):
+                del sys.modules[name]
 
 
 def test_readme_library_example_runs(monkeypatch, tmp_path, capsys):

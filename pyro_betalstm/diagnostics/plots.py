@@ -122,7 +122,10 @@ def run_title(data) -> str:
     n = arrays["input_gate"].shape[0]
     name = attrs.get("variant") or attrs.get("paper_name") or "gate model"
     family = attrs.get("gate_family")
-    parts = [str(name)] + ([f"{family} gates"] if family else [])
+    # a name that says its gates already ("... with chained gates", a --gate override) is
+    # not followed by them again
+    said = family and f"with {family} gates" in str(name)
+    parts = [str(name)] + ([f"{family} gates"] if family and not said else [])
     if attrs.get("seed") is not None:
         parts.append(f"seed {attrs['seed']}")
     if _deterministic(data):

@@ -154,6 +154,12 @@ class GateDistribution(TorchDistribution):
         """Map the Gamma basis :math:`u > 0` ``(..., basis_size)`` to a value ``(..., 2)``."""
         return cls.gates_from_log_basis(basis.log())
 
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(
+            f"{type(self).__name__} has no log_prob: a subclass writes its gate pair's density "
+            "where it wants one (training, sampling, moments and the basis KL need none)"
+        )
+
     def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
         gates = self.gates_from_log_basis(self.sample_log_basis(sample_shape))
         # inside the open interval (see the class docstring); no gradient through a moved value

@@ -84,8 +84,22 @@ class GammaRatioGates:
                     f"{self.name}: each gate needs a non-empty numerator and rest that share no "
                     f"index, got {numerator} and {rest}"
                 )
+            if len(set(numerator + rest)) != len(numerator + rest):
+                # a sum counts each basis variable once: the Beta marginals (mean gates) would
+                # be wrong for a repeated one
+                raise ValueError(
+                    f"{self.name}: an index is repeated within one gate's sets, got {numerator} "
+                    f"and {rest}; each basis variable enters a sum once"
+                )
             if not all(0 <= k < self.basis_size for k in numerator + rest):
                 raise ValueError(f"{self.name}: indices must lie in [0, {self.basis_size})")
+        used = set(self.input_numerator + self.input_rest + self.forget_numerator)
+        unused = sorted(set(range(self.basis_size)) - used - set(self.forget_rest))
+        if unused:  # drawn, and in the KL, for nothing
+            raise ValueError(
+                f"{self.name}: basis variable(s) {unused} of {self.basis_size} enter neither "
+                "gate; leave them out of the basis"
+            )
 
     # ----- layout ------------------------------------------------------------------------------
     def check(self, basis: torch.Tensor, basis_dim: int = BASIS_DIM, what: str = "basis") -> None:

@@ -32,7 +32,17 @@ its :class:`GateFamilyCase` to :data:`GATE_FAMILY_CASES`. To add a prior: add it
 :data:`pyro_betalstm.priors.PRIORS`, then its :class:`PriorCase` to :data:`PRIOR_CASES`.
 """
 
-from .gate_families import (
+import pytest
+
+# the batteries' asserts say what differed (values, not a bare AssertionError) also when they
+# run from a user's own test file; registered before the modules are imported
+pytest.register_assert_rewrite(
+    "pyro_betalstm.testing.gate_families",
+    "pyro_betalstm.testing.priors",
+    "pyro_betalstm.testing.tasks",
+)
+
+from .gate_families import (  # noqa: E402 (after the rewrite registration)
     GATE_FAMILY_CASES,
     GateFamilyBattery,
     GateFamilyCase,
@@ -40,8 +50,8 @@ from .gate_families import (
     gate_family_names,
     ratio_gates,
 )
-from .priors import PRIOR_CASES, PriorBattery, PriorCase, prior_case, prior_names
-from .registry import missing_cases
+from .priors import PRIOR_CASES, PriorBattery, PriorCase, prior_case, prior_names  # noqa: E402
+from .registry import missing_cases  # noqa: E402
 
 __all__ = [
     "GATE_FAMILY_CASES",

@@ -486,3 +486,16 @@ def test_importing_the_diagnostics_keeps_the_users_matplotlib_backend():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout.split()
     assert [name.lower() for name in out] == ["svg", "agg"]
+
+
+def test_run_title_names_an_overridden_family_once(trained):
+    from pyro_betalstm.diagnostics.plots import run_title
+
+    # a --gate override's paper name already says its gates ("... with chained gates"): the
+    # title used to repeat them ("..., chained gates, chained gates, seed 0")
+    run = trained["bivariate"]
+    named = {"paper_name": "bBLSTM(5G+p) with bivariate gates", "seed": 0}
+    idata = diag.gate_inference_data(run["model"], run["batch"], DRAWS, attrs=named)
+    title = run_title(idata)
+    assert title.startswith("bBLSTM(5G+p) with bivariate gates, seed 0: ")
+    assert title.count("bivariate gates") == 1

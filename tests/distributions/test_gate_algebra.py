@@ -58,3 +58,9 @@ def test_the_index_sets_are_checked():
         GammaRatioGates("bad", 3, (), (1,), (1,), (2,))
     with pytest.raises(ValueError, match=r"indices must lie in \[0, 3\)"):
         GammaRatioGates("bad", 3, (0,), (3,), (1,), (2,))
+    # a repeated index was summed twice while the mean gates count it once (wrong means); an
+    # index in no set was drawn and charged in the KL for nothing
+    with pytest.raises(ValueError, match="an index is repeated within one gate's sets"):
+        GammaRatioGates("bad", 2, (0, 0), (1,), (1,), (0,))
+    with pytest.raises(ValueError, match=r"basis variable\(s\) \[3\] of 4 enter neither gate"):
+        GammaRatioGates("bad", 4, (0,), (1,), (1,), (2,))
