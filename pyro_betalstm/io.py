@@ -13,10 +13,10 @@ and says what was expected.
 from __future__ import annotations
 
 import glob
+import itertools
 import json
 import os
 import pickle
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -60,14 +60,24 @@ def _file_mode(path: Path) -> int:
         return 0o666 & ~umask
 
 
-def _temp_path(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
-    # mkstemp makes the file private (0600); give it the permissions a plain write would
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    try:
+#: Numbers the temporary files of this process (their names hold the pid too).
+_TEMP_NUMBERS = itertools.count()
+
+
+def _temp_name(path: Path) -> str:
+    """``.<name>.<pid>-<n>.tmp`` beside ``path``: a name known before the file exists, so that
+    an interruption (Ctrl-C) at any point of the write can remove it; mkstemp's name came back
+    only after the file was made."""
+    return str(path.parent / f".{path.name}.{os.getpid()}-{next(_TEMP_NUMBERS)}.tmp")
+
+
+def _open_temp(tmp: str, path: Path) -> int:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:  # the permissions a plain write would give
         os.chmod(tmp, _file_mode(path))
     except OSError:
         pass
-    return fd, tmp
+    return fd
 
 
 def _os_error_in(err: BaseException) -> OSError | None:
@@ -93,9 +103,18 @@ def _write_failed(path: Path, err: BaseException) -> OSError:
     )
 
 
-def _replace_or_clean(path: Path, tmp: str, fill: Callable[[], None]) -> Path:
+def _write_via_temp(path: Path, fill: Callable[[int, str], None]) -> Path:
+    """Make the temporary file, ``fill(fd, tmp)`` it, rename it to ``path``; on any error or
+    interruption (``BaseException``: Ctrl-C too) the temporary file is removed."""
+    tmp = _temp_name(path)
     try:
-        fill()
+        while True:
+            try:
+                fd = _open_temp(tmp, path)
+                break
+            except FileExistsError:  # left by a killed process that had this pid: not ours
+                tmp = _temp_name(path)
+        fill(fd, tmp)
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
@@ -112,41 +131,37 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     A write that fails for lack of space or any other OS error raises an :class:`OSError`
     naming ``path``; the file at ``path`` is then untouched.
     """
-    path = Path(path)
-    fd, tmp = _temp_path(path)
 
-    def fill() -> None:
+    def fill(fd: int, tmp: str) -> None:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
 
-    return _replace_or_clean(path, tmp, fill)
+    return _write_via_temp(Path(path), fill)
 
 
 def atomic_write_path(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Atomic write for writers that need a file name, not a handle (netCDF, figures).
 
-    ``write(tmp)`` writes a temporary file in the same folder, ``.<name>.<random>.tmp``, which
+    ``write(tmp)`` writes a temporary file in the same folder, ``.<name>.<pid>-<n>.tmp``, which
     is fsynced and renamed to ``path``. The temporary name ends in ``.tmp``, not in the
     target's suffix, so that a file left by a killed write is never taken for a real one (a
     ``*.csv`` glob would match it) and :func:`remove_temporaries` finds it: a writer that picks
     its format from the suffix must be told the format (``savefig(..., format="png")``).
     """
-    path = Path(path)
-    fd, tmp = _temp_path(path)
-    os.close(fd)
 
-    def fill() -> None:
+    def fill(fd: int, tmp: str) -> None:
+        os.close(fd)
         write(Path(tmp))
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
 
-    return _replace_or_clean(path, tmp, fill)
+    return _write_via_temp(Path(path), fill)
 
 
 def remove_temporaries(folder: str | Path, names: Iterable[str] | None = None) -> list[Path]:
-    """Delete the temporary files (``.<name>.<random>.tmp``) that writes of ``names`` in
+    """Delete the temporary files (``.<name>.<pid>-<n>.tmp``) that writes of ``names`` in
     ``folder`` killed half-way left behind (``None``: of any name, for a folder that holds
     one writer's files only); returns what was deleted."""
     folder = Path(folder)
