@@ -185,6 +185,13 @@ _MARKERS = (
 )
 
 
+def processes_note(record: dict[str, Any]) -> str:
+    """``", N processes"`` for a run trained by ``N > 1`` data-parallel processes (its global
+    batch is N times the recorded per-rank one), else ``""``: appended to a row's protocol."""
+    world = record.get("world_size", 1)
+    return f", {world} processes" if world > 1 else ""
+
+
 def record_kind(record: dict[str, Any]) -> str:
     """Which example wrote ``record``: ``music``, ``sentence``, ``mnist`` or ``captioning``.
 

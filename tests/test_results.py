@@ -144,3 +144,17 @@ def test_join_tables_puts_each_tasks_rows_under_its_own_header(tmp_path, capsys)
     # a row-only file before the first header keeps its place among its task's rows
     joined = schema.join_tables([tmp_path / "old.md", files[1]])
     assert [line.split("|")[1].strip() for line in joined.splitlines()[2:]] == ["n0", "n1"]
+
+
+def test_a_row_names_the_processes_of_a_data_parallel_run():
+    # results.json recorded world_size, but the row did not: a 2-process run of the authors'
+    # protocol (batch 1 per rank, 2 in all) looked like the authors' own
+    from pyro_betalstm.experiment.music import music_row
+
+    assert schema.processes_note({"world_size": 2}) == ", 2 processes"
+    assert schema.processes_note({}) == "" == schema.processes_note({"world_size": 1})
+    record = {"dataset": "jsb", "paper_name": "LSTM", "seed": 0, "protocol": "authors"}
+    record |= {"valid": {"nll_mean_gates": 8.0}, "test": {"nll_mean_gates": 8.5}}
+    record |= {"best_epoch": 3, "wall_seconds": 60.0, "world_size": 2}
+    assert "| authors, 2 processes | 8.000 |" in music_row(record)
+    assert "| authors | 8.000 |" in music_row({**record, "world_size": 1})

@@ -28,6 +28,7 @@ from ..data.captions import (
 from ..data.mnist import load_mnist
 from ..models.caption import CaptionDecoder
 from ..nn import layer_parameters, matched_hidden_size
+from ..results import processes_note
 from ..variants import get_variant
 from .runner import resolve_settings
 
@@ -268,7 +269,7 @@ def captioning_row(record: dict[str, Any]) -> str:
     test = record["test"]
     return (
         f"| {record['dataset']} | {record['paper_name']} | {record['seed']} | "
-        f"{record['protocol']} | {_fmt(record['valid']['nll_mean_gates'])} | "
+        f"{record['protocol']}{processes_note(record)} | {_fmt(record['valid']['nll_mean_gates'])} | "
         f"{_fmt(test['nll_mean_gates'])} | {_fmt(test.get('nll_predictive'))} | "
         f"{_fmt(g.get('BLEU-4'))} | {_fmt(g.get('CIDEr'))} | {_fmt(g['cell_accuracy'])} | "
         f"{_fmt(g['layout_accuracy'])} | "

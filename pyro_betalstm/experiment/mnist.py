@@ -8,6 +8,7 @@ from typing import Any
 from ..data import FixedLengthSequences
 from ..infer import evaluate_classifier
 from ..models.base import GateModel
+from ..results import processes_note
 from ..variants import get_variant
 from .runner import resolve_settings
 
@@ -95,7 +96,7 @@ def mnist_row(record: dict[str, Any]) -> str:
         predictive_cell = "-" if predictive is None else f"{predictive:.4f}"
     return (
         f"| {record['task']} | {record['paper_name']} | {record['seed']} | "
-        f"{record['protocol']} | {record['split']} | "
+        f"{record['protocol']}{processes_note(record)} | {record['split']} | "
         f"{record['valid']['accuracy_mean_gates']:.4f} | {test['accuracy_mean_gates']:.4f} | "
         f"{predictive_cell} | {record['epochs_run']} ({record['best_epoch']}) | "
         f"{record['parameters']} | {record['wall_seconds'] / 60:.1f} min | "

@@ -31,6 +31,7 @@ from ..data.music import NUM_KEYS, PianoRolls
 from ..infer import TrainConfig
 from ..models import NextStepBernoulli
 from ..nn import StochasticLSTM
+from ..results import processes_note
 from ..variants import get_variant
 from .runner import model_prior, resolve_settings, train_config
 
@@ -191,7 +192,7 @@ def music_row(record: dict[str, Any]) -> str:
     predictive_cell = "-" if predictive is None else f"{predictive:.3f}"
     return (
         f"| {record['dataset']} | {record['paper_name']} | {record['seed']} | "
-        f"{record['protocol']} | {valid['nll_mean_gates']:.3f} | {test['nll_mean_gates']:.3f} | "
+        f"{record['protocol']}{processes_note(record)} | {valid['nll_mean_gates']:.3f} | {test['nll_mean_gates']:.3f} | "
         f"{predictive_cell} | {record['best_epoch']} | "
         f"{record['wall_seconds'] / 60:.1f} |\n"
     )

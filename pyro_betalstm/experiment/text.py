@@ -22,6 +22,7 @@ from ..infer.predict import evaluate_classifier
 from ..io import atomic_write_json, read_json
 from ..models.text_classifier import TextClassifier
 from ..nn import StochasticLSTM, layer_parameters, matched_hidden_size
+from ..results import processes_note
 from ..variants import get_variant
 from .runner import (
     Run,
@@ -291,7 +292,7 @@ def sentence_row(record: dict[str, Any], num_folds: int) -> str:
     )
     return (
         f"| {record['dataset']} | {record['paper_name']} | {s['hidden']} | "
-        f"{record['recurrent_parameters']} | {len(record['folds_run'])}/{num_folds} | "
+        f"{record['recurrent_parameters']} | {len(record['folds_run'])}/{num_folds}{processes_note(record)} | "
         f"{s['num_epochs']} | {accuracy} | {predictive} | {record['seed']} | "
         f"{record['fold_wall_seconds'] / 60:.1f} |\n"
     )
