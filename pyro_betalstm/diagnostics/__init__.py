@@ -82,8 +82,8 @@ __all__ = [
     "render_run",
     "run_inference_data",
     "save_figure",
-    "use_file_backend",
     "summarize_gates",
     "to_inference_data",
     "to_netcdf",
+    "use_file_backend",
 ]

@@ -193,8 +193,10 @@ def _flexible_log_density(val, conc, nodes, dtype):
     lD = torch.logaddexp(log_1mrho, log_rho + l1_t_tau)  # D = (1 - rho) + rho (1 - t tau)
     # At P = 0, log(1 - rho) is -inf: its term's derivative, -rho / D, is added by a term that
     # is 0 there (P times it), capped where D underflows (nodes of negligible weight)
+    # (only where some point lies on the line: the term is a full pass over the grid)
     at_zero = P == 0
-    lD = lD - torch.where(at_zero, P * torch.exp(-lD.clamp(min=-80.0)), torch.zeros_like(P))
+    if at_zero.any():
+        lD = lD - torch.where(at_zero, P * torch.exp(-lD.clamp(min=-80.0)), torch.zeros_like(P))
     result = log_integral(params, lb, l1b, lu, l1u, lD, log_b1)
 
     # Piece 2, only where P > 0: beta in [1/(XY), 1], gamma = gmax tau, gmax = 1/(beta X Y).

@@ -93,8 +93,8 @@ class GammaRatioGates:
                 )
             if not all(0 <= k < self.basis_size for k in numerator + rest):
                 raise ValueError(f"{self.name}: indices must lie in [0, {self.basis_size})")
-        used = set(self.input_numerator + self.input_rest + self.forget_numerator)
-        unused = sorted(set(range(self.basis_size)) - used - set(self.forget_rest))
+        used = self.input_numerator + self.input_rest + self.forget_numerator + self.forget_rest
+        unused = sorted(set(range(self.basis_size)) - set(used))
         if unused:  # drawn, and in the KL, for nothing
             raise ValueError(
                 f"{self.name}: basis variable(s) {unused} of {self.basis_size} enter neither "

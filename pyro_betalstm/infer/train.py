@@ -456,7 +456,8 @@ def _train_epoch(run: _Run, train_data: SequenceDataset, epoch: int) -> dict:
     started, total_loss, total_norm = time.perf_counter(), 0.0, 0.0
     if run.workers.active:
         steps = _rank_steps(run, train_data)
-        num_batches = -(-train_data.num_batches(config.batch_size) // run.workers.world_size)
+        # one step per global minibatch of batch_size x world_size (see _rank_steps)
+        num_batches = train_data.num_batches(config.batch_size * run.workers.world_size)
     else:
         num_batches = train_data.num_batches(config.batch_size)
         steps = train_data.batches(
