@@ -79,3 +79,21 @@ def test_import_user_modules_imports_from_the_current_folder(tmp_path, monkeypat
     with pytest.raises(ModuleNotFoundError, match="not_installed_anywhere_123"):
         import_user_modules(["guide_mod_broken"])
     monkeypatch.delitem(sys.modules, "guide_mod_ok")
+
+
+def test_a_file_named_like_a_module_python_already_has_is_refused(tmp_path, monkeypatch):
+    # ``import calendar`` gives the standard library's module (already imported, or built in as
+    # ``time`` is), never the user's calendar.py: the family it registers would silently be
+    # missing, so the name is refused and the message says to rename the file
+    import calendar  # noqa: F401  (imported before, as it is in a script)
+
+    for name in ("calendar", "time"):
+        (tmp_path / f"{name}.py").write_text("raise AssertionError('the user file ran')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    for name in ("calendar", "time"):
+        with pytest.raises(SystemExit, match=f"--import {name}: .*{name}.py was not imported"):
+            import_user_modules([name])
+    # a module of that name with no file in the current folder is what the user asked for
+    (tmp_path / "calendar.py").unlink()
+    import_user_modules(["calendar"])

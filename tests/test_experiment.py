@@ -131,6 +131,13 @@ def test_run_label_names_what_the_flags_changed_in_the_variant():
     assert ex.run_label("bblstm5gp", {"gate": "bivariate5", "kl_weight": 0}) == (
         "bBLSTM(5G+p) without prior term"
     )
+    # a prior of another name is in the label, so that a table of runs tells them apart
+    hierarchical = {"gate": "bivariate5", "kl_weight": 1.0, "prior": "hierarchical"}
+    assert ex.run_label("bblstm5gp", hierarchical) == "bBLSTM(5G+p) with the hierarchical prior"
+    assert ex.run_label("bblstm5g", {**hierarchical, "kl_weight": 0.01}) == (
+        "bBLSTM(5G) with prior term (hierarchical prior, kl_weight 0.01)"
+    )
+    assert ex.run_label("bblstm5gp", {**hierarchical, "prior": "gamma"}) == "bBLSTM(5G+p)"
 
 
 def test_music_records_the_seed_that_ran():

@@ -17,10 +17,15 @@ ORDER = ["lstm", "cifg", "g2lstm", "blstm", "bblstm", "bblstm5g", "bblstm5gp"]
 
 
 def protocol(r: dict) -> str:
-    """``paper``, or the shorter protocol's hidden size, epochs and batch size."""
+    """``paper``; ``fast`` (or ``authors``) with its epochs where they were cut; or the shorter
+    protocol's hidden size, epochs and batch size."""
+    s = r["settings"]
     if r["protocol"] == "paper":
         return "paper"
-    s = r["settings"]
+    if r["protocol"] in ("fast", "authors"):
+        full = 60 if r["protocol"] == "fast" else 100
+        cut = "" if s["num_epochs"] == full else f", {s['num_epochs']} ep"
+        return f"{r['protocol']}{cut}"
     chunk = f", windows {s['train_chunk']}" if s.get("train_chunk") else ""
     return f"short: h{s['hidden']}, {s['num_epochs']} ep, batch {s['batch_size']}{chunk}"
 

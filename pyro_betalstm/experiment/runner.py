@@ -433,17 +433,21 @@ def training_summary(result: FitResult) -> dict[str, int]:
 
 def run_label(variant_key: str, settings: Mapping[str, Any]) -> str:
     """The paper's name of the variant, with what the flags changed in it: another gate
-    family (``--gate``), or the prior term added or removed (``--kl-weight``)."""
+    family (``--gate``), the prior term added or removed (``--kl-weight``), or a prior other
+    than the paper's Gamma(0.5, 1) in it (``--prior``)."""
     variant = get_variant(variant_key)
     label, gate = variant.paper_name, settings.get("gate", variant.gate)
     if gate != variant.gate:
         label += f" with {gate} gates"
-    kl_weight = settings.get("kl_weight")
+    kl_weight, prior = settings.get("kl_weight"), settings.get("prior", "gamma")
     if kl_weight is not None and get_gate_family(gate).is_latent:
+        named_prior = "" if prior == "gamma" else f"{prior} prior, "
         if variant.prior_term and kl_weight == 0:
             label += " without prior term"
         elif not variant.prior_term and kl_weight > 0:
-            label += f" with prior term (kl_weight {kl_weight:g})"
+            label += f" with prior term ({named_prior}kl_weight {kl_weight:g})"
+        elif named_prior:
+            label += f" with the {prior} prior"
     return label
 
 

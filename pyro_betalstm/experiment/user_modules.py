@@ -19,6 +19,7 @@ import importlib
 import os
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 
 
 def import_user_modules(names: Iterable[str]) -> None:
@@ -41,7 +42,7 @@ def import_user_modules(names: Iterable[str]) -> None:
                 f"the current folder, or a package's dotted name), got {name!r}"
             )
         try:
-            importlib.import_module(name)
+            module = importlib.import_module(name)
         except ModuleNotFoundError as err:
             if err.name is None or not (name == err.name or name.startswith(err.name + ".")):
                 raise  # the module was found; something it imports is missing
@@ -49,3 +50,21 @@ def import_user_modules(names: Iterable[str]) -> None:
                 f"--import {name}: no module named {err.name!r} in the current folder "
                 f"({cwd}) or on the Python path"
             ) from None
+        _check_not_shadowed(module, name, Path(cwd))
+
+
+def _check_not_shadowed(module, name: str, cwd: Path) -> None:
+    """Refuse a file in the current folder that ``name`` did not import: a module of that name
+    was already imported, or is built in (``calendar``, ``time``), and Python gave that one."""
+    stem = cwd.joinpath(*name.split("."))
+    local = next((p for p in (stem.with_suffix(".py"), stem / "__init__.py") if p.is_file()), None)
+    if local is None:
+        return
+    found = getattr(module, "__file__", None)
+    if found is None or Path(found).resolve() != local.resolve():
+        where = found or "built into Python"
+        raise SystemExit(
+            f"--import {name}: {local} was not imported, because the name {name!r} is already "
+            f"taken by the module {where}; rename your file (my_{name.split('.')[-1]}.py, say) "
+            f"and pass that name"
+        )
