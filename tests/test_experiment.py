@@ -217,6 +217,22 @@ def test_run_directory_record_and_files(tmp_path):
     monkey.out.rmdir()
 
 
+def test_a_run_records_the_commit_it_started_with(tmp_path, monkeypatch):
+    # a run that a commit overtook records the code it ran, read when the script began (it
+    # was read when the run ended, so hours of training could name a later commit)
+    from pyro_betalstm.provenance import git_commit
+
+    args = parser().parse_args(["--smoke", "--variant", "lstm", "--out-dir", str(tmp_path / "r")])
+    watch = ex.begin(args)
+    assert watch.commit == git_commit()
+    run = ex.start_run(args, "music", "name", ex.Stopwatch(commit="0123abc"))
+    monkeypatch.setattr(
+        "pyro_betalstm.provenance.git_state",
+        lambda root: {"commit": "later", "package_dirty": False},
+    )
+    assert ex.run_footer(run, args)["git_commit"] == "0123abc"
+
+
 def test_run_name_names_a_protocol_only_where_it_is_not_the_default():
     assert ex.run_name("jsb", "lstm", "sigmoid", 7) == "jsb-lstm-sigmoid-seed7"
     assert ex.run_name("jsb", "lstm", "sigmoid", 7, "authors") == "jsb-lstm-sigmoid-authors-seed7"

@@ -140,10 +140,13 @@ def _check_gate_settings(settings: dict[str, Any], args: argparse.Namespace) -> 
 
 @dataclass
 class Stopwatch:
-    """Wall-clock and CPU seconds since it was made."""
+    """Wall-clock and CPU seconds since it was made, and the code's commit then
+    (:func:`~pyro_betalstm.provenance.git_commit`): a run records the code it started with,
+    not what the checkout holds when it ends hours later."""
 
     wall_started: float = field(default_factory=time.perf_counter)
     cpu_started: float = field(default_factory=time.process_time)
+    commit: str | None = field(default_factory=git_commit)
 
     def wall_seconds(self) -> float:
         return time.perf_counter() - self.wall_started
@@ -475,8 +478,9 @@ def run_footer(
 ) -> dict:
     """The keys of how it ran: wall seconds (and CPU seconds of this process with ``cpu``),
     hardware, how the recurrence ran (``--recurrence``), torch version, the package's git
-    commit (``git_commit``, see :func:`~pyro_betalstm.provenance.git_commit`) and
-    ``world_size`` (the processes that trained it, 1 without ``torchrun``).
+    commit when this process started (``git_commit``, see
+    :func:`~pyro_betalstm.provenance.git_commit`; a resumed run's is that of the process that
+    finished it) and ``world_size`` (the processes that trained it, 1 without ``torchrun``).
 
     With ``fit_result``, ``wall_seconds`` and ``cpu_seconds`` count the whole run: a resumed run
     adds the training seconds of the processes before this one, also kept as ``resumed_after_s``.
@@ -489,7 +493,7 @@ def run_footer(
         earlier_cpu = fit_result.earlier_cpu_seconds if fit_result is not None else 0.0
         footer["cpu_seconds"] = earlier_cpu + run.cpu_seconds()
     footer.update(hardware=run_hardware(args.device), torch=torch.__version__)
-    footer["git_commit"] = git_commit()
+    footer["git_commit"] = run.watch.commit
     footer["recurrence"] = getattr(args, "recurrence", "eager")
     footer["world_size"] = current_workers().world_size
     return footer
