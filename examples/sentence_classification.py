@@ -45,6 +45,7 @@ from pyro_betalstm.data.text import (
     tokenize,
 )
 from pyro_betalstm.experiment.text import (
+    earlier_seconds,
     fit_glove_size,
     folds_to_run,
     mean_sd,
@@ -130,7 +131,8 @@ def main(args) -> dict | None:
         "parameters": records[0]["parameters"],
         "recurrent_parameters": records[0]["recurrent_parameters"],
         "fold_wall_seconds": sum(r["wall_seconds"] for r in records),
-        **ex.run_footer(run, args),
+        "fold_epochs_run": [r.get("epochs_run") for r in records],
+        **ex.run_footer(run, args, earlier_seconds=earlier_seconds(records)),
     }
     ex.write_results(run, record, sentence_row(record, args.folds))
     print(

@@ -8,6 +8,8 @@ A run directory written by an example holds:
 - ``gate_draws.pt``: posterior gate draws on a few test sequences (the layout of
   :func:`pyro_betalstm.infer.sample_gates`), with ``prior`` (prior draws, latent gate families)
   and ``tokens`` (the words of each sequence, text tasks) when the run saved them;
+- ``invocations.json``: each process that ran the run, when it started, with its commit,
+  hardware and torch version (also in ``results.json`` as ``invocations``);
 - ``metrics.json``, ``best.pt``, ``last.pt``: what :func:`pyro_betalstm.infer.fit` writes
   (sentence classification: one set per fold, under ``fold<k>/``).
 
@@ -33,6 +35,8 @@ RESULTS_ROW_FILE = "results.md"
 GATE_DRAWS_FILE = "gate_draws.pt"
 #: the k-fold assignment of a cross-validated run (sentence classification)
 FOLDS_FILE = "folds.json"
+#: every process that ran in a run's folder, in order (a resumed run names all of them)
+INVOCATIONS_FILE = "invocations.json"
 HISTORY_FILE = "metrics.json"
 #: where a run's gate diagnostics go, inside its folder
 DIAGNOSTICS_DIR = "diagnostics"

@@ -55,6 +55,17 @@ def test_smoke_on_rt_polarity_files_and_resume(tmp_path, variant, capsys):
     again = example.main(example.parse_args([*argv, "--out-dir", str(out), "--resume"]))
     assert "fold 0: finished earlier" in capsys.readouterr().out
     assert again["fold_test_accuracy"] == record["fold_test_accuracy"]
+    # the resumed run's time counts the folds trained before (it used to count this process's
+    # seconds only), and both processes are listed with their commit
+    assert again["wall_seconds"] >= record["fold_wall_seconds"]
+    assert (
+        len(again["invocations"]) == 2
+        and again["invocations"][1]["git_commit"] == (record["git_commit"])
+    )
+    fold0 = json.loads((out / "fold0" / "fold_result.json").read_text())
+    assert fold0["git_commit"] == record["git_commit"] and fold0["resumed_after_s"] == 0
+    # the epochs cell says what the folds ran (it showed num_epochs, whatever ran)
+    assert record["fold_epochs_run"] == [fold0["epochs_run"]] * 2
     if variant == "lstm":  # (once) a resume with another split reuses nothing and keeps it
         kept = (out / "folds.json").read_text()
         with pytest.raises(SystemExit, match="another fold assignment"):
@@ -98,6 +109,7 @@ def test_one_fold_with_glove_text_file(tmp_path):
     )
     record = example.main(args)
     assert record["settings"]["embed_dim"] == 4  # taken from the GloVe file
+    assert record["settings"]["glove_path"] == str(glove.resolve())  # which vectors it used
     fold = json.loads((out / "fold3" / "fold_result.json").read_text())
     assert fold["glove_coverage"] > 0
     check_run(record, out, [3])

@@ -185,7 +185,7 @@ def test_run_directory_record_and_files(tmp_path):
     footer = ex.run_footer(run, args, cpu=True)
     assert list(footer) == [
         "wall_seconds", "cpu_seconds", "hardware", "torch", "git_commit", "recurrence",
-        "world_size",
+        "world_size", "invocations",
     ]  # fmt: skip
     assert footer["recurrence"] == "eager"
     assert footer["world_size"] == 1  # no torchrun: one process
@@ -214,6 +214,7 @@ def test_run_directory_record_and_files(tmp_path):
     default = parser().parse_args([])
     monkey = ex.start_run(default, "music", "x", watch)
     assert monkey.out.as_posix().endswith("runs/music/x")
+    (monkey.out / "invocations.json").unlink()  # what start_run writes there, and nothing else
     monkey.out.rmdir()
 
 
@@ -231,6 +232,32 @@ def test_a_run_records_the_commit_it_started_with(tmp_path, monkeypatch):
         lambda root: {"commit": "later", "package_dirty": False},
     )
     assert ex.run_footer(run, args)["git_commit"] == "0123abc"
+
+
+def test_a_resumed_run_lists_every_process_that_ran_it(tmp_path):
+    # results.json's git_commit and hardware are the last process's; invocations names each
+    # process that ran in the folder, so a run resumed on other code or hardware says so
+    out = tmp_path / "r"
+    args = parser().parse_args(["--smoke", "--variant", "lstm", "--out-dir", str(out)])
+    first = ex.start_run(args, "music", "n", ex.Stopwatch(commit="aaa"))
+    (out / "last.pt").write_bytes(b"a checkpoint")  # what a resume finds
+    resumed = parser().parse_args([*map(str, ["--smoke", "--out-dir", out, "--resume"])])
+    second = ex.start_run(resumed, "music", "n", ex.Stopwatch(commit="bbb"))
+    listed = ex.run_footer(second, resumed)["invocations"]
+    assert [p["git_commit"] for p in listed] == ["aaa", "bbb"]
+    assert listed[0]["started_utc"] == first.watch.started_utc
+    assert all("device cpu" in p["hardware"] and p["torch"] for p in listed)
+    # a run started over is a new list
+    again = parser().parse_args([*map(str, ["--smoke", "--out-dir", out, "--overwrite"])])
+    third = ex.start_run(again, "music", "n", ex.Stopwatch(commit="ccc"))
+    assert [p["git_commit"] for p in ex.run_footer(third, again)["invocations"]] == ["ccc"]
+    # a damaged list does not stop a resume: it warns, and the list says what is not known
+    (out / "last.pt").write_bytes(b"a checkpoint")
+    (out / "invocations.json").write_text("[{")
+    with pytest.warns(RuntimeWarning, match="invocations.json"):
+        fourth = ex.start_run(resumed, "music", "n", ex.Stopwatch(commit="ddd"))
+    listed = ex.run_footer(fourth, resumed)["invocations"]
+    assert "unreadable" in listed[0]["unknown"] and listed[1]["git_commit"] == "ddd"
 
 
 def test_run_name_names_a_protocol_only_where_it_is_not_the_default():
@@ -483,3 +510,19 @@ def test_example_with_negative_threads_ends_with_one_line(tmp_path, capsys, monk
 def test_help_text_shows_no_sphinx_markup():
     doc = "Protocols in :mod:`pyro_betalstm.experiment.music`; ``--smoke`` and :func:`~a.b`."
     assert ex.plain_text(doc) == "Protocols in pyro_betalstm.experiment.music; --smoke and a.b."
+
+
+def test_the_epochs_cell_of_a_cross_validated_run_says_what_the_folds_ran():
+    from pyro_betalstm.experiment.text import earlier_seconds, epochs_cell
+
+    settings = {"settings": {"num_epochs": 10}}
+    assert epochs_cell({**settings, "fold_epochs_run": [4, 10, 7]}) == "4-10"
+    assert epochs_cell({**settings, "fold_epochs_run": [6, 6]}) == "6"
+    assert epochs_cell(settings) == "10"  # a record made before the folds' epochs were kept
+    # the seconds of earlier processes: a fold they finished, and the part of one resumed now
+    folds = [
+        {"wall_seconds": 50.0, "finished_earlier": True},
+        {"wall_seconds": 30.0, "resumed_after_s": 12.0},
+        {"wall_seconds": 20.0, "resumed_after_s": 0.0},
+    ]
+    assert earlier_seconds(folds) == 62.0

@@ -36,8 +36,10 @@ import re
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +52,13 @@ from ..infer.checkpoint import RUN_FILES, has_resume_point
 from ..infer.config import checked_device
 from ..infer.distributed import current_workers, from_main, start_workers, stop_workers
 from ..infer.train import FitResult
-from ..io import atomic_torch_save, atomic_write_json, atomic_write_text, remove_temporaries
+from ..io import (
+    atomic_torch_save,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+    remove_temporaries,
+)
 from ..models.base import GateModel, SequenceBatch
 from ..priors import get_prior
 from ..provenance import git_commit, run_hardware
@@ -58,6 +66,7 @@ from ..results import (
     DIAGNOSTICS_DIR,
     FOLDS_FILE,
     GATE_DRAWS_FILE,
+    INVOCATIONS_FILE,
     RESULTS_FILE,
     RESULTS_ROW_FILE,
     remove_render_files,
@@ -147,6 +156,9 @@ class Stopwatch:
     wall_started: float = field(default_factory=time.perf_counter)
     cpu_started: float = field(default_factory=time.process_time)
     commit: str | None = field(default_factory=git_commit)
+    started_utc: str = field(
+        default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds")
+    )
 
     def wall_seconds(self) -> float:
         return time.perf_counter() - self.wall_started
@@ -271,7 +283,7 @@ def is_main_process() -> bool:
 #: the files whose presence means a run directory already holds a run
 RUN_MARKERS = (RESULTS_FILE, RESULTS_ROW_FILE, GATE_DRAWS_FILE, *RUN_FILES, FOLDS_FILE)
 #: the files of a run that ``--overwrite`` deletes here (fit deletes its own checkpoints)
-RUN_OUTPUTS = (RESULTS_FILE, RESULTS_ROW_FILE, GATE_DRAWS_FILE, FOLDS_FILE)
+RUN_OUTPUTS = (RESULTS_FILE, RESULTS_ROW_FILE, GATE_DRAWS_FILE, FOLDS_FILE, INVOCATIONS_FILE)
 
 
 def run_name(
@@ -318,9 +330,34 @@ def start_run(args: argparse.Namespace, task: str, name: str, watch: Stopwatch) 
             (out / marker).unlink(missing_ok=True)
         remove_render_files(out / DIAGNOSTICS_DIR)  # a --no-plots run would leave them
     out.mkdir(parents=True, exist_ok=True)
+    run = Run(name, out, watch)
     if is_main_process():
         remove_temporaries(out, RUN_OUTPUTS)  # left by a run killed while writing them
-    return Run(name, out, watch)
+        record_invocation(run, args, keep_earlier=bool(found) and resume)
+    return run
+
+
+def record_invocation(run: Run, args: argparse.Namespace, keep_earlier: bool) -> None:
+    """Add this process to the run's ``invocations.json`` (a new list for a new run): when it
+    started, its commit, hardware and torch. A resumed run's ``results.json`` lists them all
+    (``invocations``), where its ``git_commit`` and ``hardware`` are the last process's."""
+    path = run.out / INVOCATIONS_FILE
+    earlier: list = []
+    if keep_earlier and path.exists():
+        try:
+            earlier = list(read_json(path, "list of the run's processes"))
+        except (ValueError, TypeError) as err:
+            warnings.warn(
+                f"{err}; the earlier processes are not known", RuntimeWarning, stacklevel=2
+            )
+            earlier = [{"unknown": f"{path.name} was unreadable when this process started"}]
+    this = {
+        "started_utc": run.watch.started_utc,
+        "git_commit": run.watch.commit,
+        "hardware": run_hardware(args.device),
+        "torch": torch.__version__,
+    }
+    atomic_write_json(path, [*earlier, this])
 
 
 def train_config(
@@ -474,18 +511,24 @@ def run_header(args: argparse.Namespace, protocol: str, settings: dict, seed: in
 
 
 def run_footer(
-    run: Run, args: argparse.Namespace, cpu: bool = False, fit_result: FitResult | None = None
+    run: Run,
+    args: argparse.Namespace,
+    cpu: bool = False,
+    fit_result: FitResult | None = None,
+    earlier_seconds: float = 0.0,
 ) -> dict:
     """The keys of how it ran: wall seconds (and CPU seconds of this process with ``cpu``),
     hardware, how the recurrence ran (``--recurrence``), torch version, the package's git
     commit when this process started (``git_commit``, see
     :func:`~pyro_betalstm.provenance.git_commit`; a resumed run's is that of the process that
-    finished it) and ``world_size`` (the processes that trained it, 1 without ``torchrun``).
+    finished it), ``world_size`` (the processes that trained it, 1 without ``torchrun``) and
+    ``invocations``, every process that ran in the run's folder (:func:`record_invocation`).
 
     With ``fit_result``, ``wall_seconds`` and ``cpu_seconds`` count the whole run: a resumed run
-    adds the training seconds of the processes before this one, also kept as ``resumed_after_s``.
+    adds the training seconds of the processes before this one, also kept as ``resumed_after_s``
+    (``earlier_seconds`` gives them where several fits made the run: cross-validation folds).
     """
-    earlier = fit_result.earlier_seconds if fit_result is not None else 0.0
+    earlier = fit_result.earlier_seconds if fit_result is not None else earlier_seconds
     footer: dict[str, Any] = {"wall_seconds": earlier + run.wall_seconds()}
     if earlier:
         footer["resumed_after_s"] = earlier
@@ -496,6 +539,16 @@ def run_footer(
     footer["git_commit"] = run.watch.commit
     footer["recurrence"] = getattr(args, "recurrence", "eager")
     footer["world_size"] = current_workers().world_size
+    invocations = run.out / INVOCATIONS_FILE
+    if invocations.exists():
+        try:
+            footer["invocations"] = read_json(invocations, "list of the run's processes")
+        except ValueError as err:  # the run's results matter more than this list
+            warnings.warn(
+                f"{err}; results.json will not list the run's processes",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     return footer
 
 

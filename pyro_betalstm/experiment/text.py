@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -97,6 +98,8 @@ def text_settings(args: argparse.Namespace) -> dict[str, Any]:
         "freeze_embeddings": args.freeze_embeddings,
     }
     s = resolve_settings(defaults, args, OVERRIDABLE, SMOKE)
+    if args.glove_path:  # which vectors: recorded, and a resume with others is refused
+        s["glove_path"] = str(Path(args.glove_path).resolve())
     if s["glove"] and args.embed_dim is None:
         s["embed_dim"] = GLOVE_DIM
     if args.hidden is None:
@@ -195,7 +198,7 @@ def run_fold(
                 "resume with the same number of processes, or --overwrite to start over"
             )
         print(f"fold {fold}: finished earlier, test accuracy {record['test_accuracy']:.4f}")
-        return record
+        return {**record, "finished_earlier": True}  # marked for the run's record only
     fold_dir.mkdir(parents=True, exist_ok=True)
     watch = Stopwatch()
     parts = cv_split(folds, fold, data.labels, s["valid_fraction"], seed=args.split_seed)
@@ -264,7 +267,9 @@ def run_fold(
         "test_accuracy": scores["test"]["accuracy_mean_gates"],
         "test_accuracy_predictive": scores["test"].get("accuracy_predictive"),
         "wall_seconds": result.earlier_seconds + watch.wall_seconds(),
+        "resumed_after_s": result.earlier_seconds,
         "world_size": result.world_size,
+        "git_commit": run.watch.commit,
         "settings": s,
         "split_identity": {k: v for k, v in identity.items() if k != "settings"},
     }
@@ -276,6 +281,25 @@ def run_fold(
         + f"; best epoch {result.best_epoch}, {record['wall_seconds']:.0f} s"
     )
     return record
+
+
+def earlier_seconds(records: list[dict[str, Any]]) -> float:
+    """The training seconds of the processes before this one: the folds they finished and the
+    part of a fold they began that this process resumed."""
+    return sum(
+        r["wall_seconds"] if r.get("finished_earlier") else r.get("resumed_after_s", 0.0)
+        for r in records
+    )
+
+
+def epochs_cell(record: dict[str, Any]) -> str:
+    """The epochs a run's folds ran: ``10``, or ``4-10`` where early stopping ended some sooner
+    (the settings' ``num_epochs`` for records made before the folds' epochs were kept)."""
+    ran = [n for n in record.get("fold_epochs_run") or () if n is not None]
+    if not ran:
+        return str(record["settings"]["num_epochs"])
+    low, high = min(ran), max(ran)
+    return f"{low}" if low == high else f"{low}-{high}"
 
 
 def percent(mean: float, sd: float) -> str:
@@ -293,6 +317,6 @@ def sentence_row(record: dict[str, Any], num_folds: int) -> str:
     return (
         f"| {record['dataset']} | {record['paper_name']} | {s['hidden']} | "
         f"{record['recurrent_parameters']} | {len(record['folds_run'])}/{num_folds}{processes_note(record)} | "
-        f"{s['num_epochs']} | {accuracy} | {predictive} | {record['seed']} | "
+        f"{epochs_cell(record)} | {accuracy} | {predictive} | {record['seed']} | "
         f"{record['fold_wall_seconds'] / 60:.1f} |\n"
     )

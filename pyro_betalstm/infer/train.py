@@ -410,6 +410,12 @@ def _resume(run: _Run, resume_override: bool | Iterable[str]) -> Path:
             "random states and the steps per epoch depend on the world size, so resume "
             f"{same}, or start a new run from its weights (load_best)"
         )
+    if run.config.num_epochs < ckpt["epoch"]:
+        raise ValueError(
+            f"cannot resume from {path} with num_epochs {run.config.num_epochs}: it has "
+            f"trained {ckpt['epoch']} epochs already, and a record of this run would name "
+            f"fewer epochs than were run; resume with num_epochs of at least {ckpt['epoch']}"
+        )
     overridden = check_resume_settings(
         ckpt.get("config"),
         run.config.to_dict(),

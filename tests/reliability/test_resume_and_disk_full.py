@@ -99,6 +99,14 @@ def test_resume_refuses_changed_settings_and_lists_every_key(tmp_path, reference
     )
 
 
+def test_resume_refuses_fewer_epochs_than_were_run(tmp_path, reference):
+    # it used to finish at once with the settings saying 1 epoch and the history holding 2
+    _partial_run(tmp_path, epochs=2)
+    with pytest.raises(ValueError, match="num_epochs 1: it has trained 2 epochs already"):
+        _resume(tmp_path, num_epochs=1)
+    assert _losses(_resume(tmp_path, num_epochs=2)) == reference[:2]  # as many: nothing to do
+
+
 @pytest.mark.parametrize("override", [True, ["batch_size", "lr"]])
 def test_resume_override(tmp_path, override):
     """An override continues with a warning; the optimizer state (lr) is the checkpoint's,
