@@ -28,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from step_time import emit  # noqa: E402
 
+from pyro_betalstm.provenance import git_state  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -74,6 +76,8 @@ def main(argv=None) -> dict:
     if args.rounds < 1:
         raise SystemExit("--rounds must be at least 1")
     base, head = rev_parse(args.base), rev_parse("HEAD")
+    # the head side runs the working tree: whether it held uncommitted code, read before it ran
+    head_dirty = git_state(ROOT)["package_dirty"]
     step_args = ["--threads", str(args.threads), "--repeats", str(args.repeats)]
     runs: dict[str, list[dict]] = {"base": [], "head": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,7 +94,13 @@ def main(argv=None) -> dict:
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT)
     result = {
-        "config": {**vars(args), "out": None, "base_commit": base, "head_commit": head},
+        "config": {
+            **vars(args),
+            "out": None,
+            "base_commit": base,
+            "head_commit": head,
+            "head_package_dirty": head_dirty,
+        },
         **summarise(runs),
         "runs": {
             side: [

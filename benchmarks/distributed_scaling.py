@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from pyro_betalstm.io import atomic_write_text
+from pyro_betalstm.provenance import git_state
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
                 f"every world size must divide --global-batch {args.global_batch}, got {n}"
             )
     load_before = os.getloadavg()[0]  # other jobs on the machine: the numbers' noise
+    git = git_state()  # the code that runs, read before it runs
     timed: dict[int, list[float]] = {n: [] for n in args.world_sizes}
     for _ in range(args.repeats):
         for world_size in args.world_sizes:  # alternating, so machine noise hits both alike
@@ -150,6 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs",
         "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
         "torch": torch.__version__,
+        "git": git,
     }
     print(json.dumps(record, indent=1))
     if args.out:

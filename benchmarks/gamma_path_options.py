@@ -111,6 +111,7 @@ def _gates_and_cell(log_u, g, o, c):
 
 
 def main(argv=None) -> dict:
+    git = git_state()  # the code that runs, read before it runs
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--hidden", type=int, default=128)
@@ -137,7 +138,7 @@ def main(argv=None) -> dict:
         "torch": torch.__version__,
         "device_name": device_name(device),
         "threads": torch.get_num_threads(),
-        "git": git_state(),
+        "git": git,
     }
     return emit(result, args.out)
 

@@ -231,6 +231,7 @@ def render(record: dict, samples: dict, args) -> None:
 
 
 def main(args) -> dict:
+    commit = git_commit()  # the code that runs, read before it runs
     out, run_dir = Path(args.out), Path(args.run_dir)
     samples_path = run_dir / "gradient_samples.json"  # large: beside the runs, not in the docs
     if args.render_only:
@@ -258,7 +259,7 @@ def main(args) -> dict:
             "hidden": args.hidden,
         },
         "hardware": run_hardware("cpu"),
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "torch": torch.__version__,
         "results": results,
     }

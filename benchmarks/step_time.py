@@ -335,6 +335,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     """Run the benchmark; print and return the result dict (``argv`` as for argparse)."""
+    git = git_state()  # the code that runs, read before it runs
     args = parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -408,7 +409,7 @@ def main(argv=None) -> dict:
             # products follow the matmul flag: the baseline's precision, written down
             "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
             "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-            "git": git_state(),
+            "git": git,
         },
         "ms": median,
         "ratios": ratios,

@@ -204,9 +204,7 @@ def load_run(path: Path, threshold: float) -> dict | None:
         "target_epoch": None if reached is None else reached["epoch"],
         "best_valid_nll": min(r["valid_nll_mean_gates"] for r in history),
         "test_nll": None if record is None else record["test"]["nll_mean_gates"],
-        "stopped_at_target": bool(
-            record and record["settings"].get("num_epochs", 0) > len(history)
-        ),
+        "stopped_at_target": _stopped_at_target(record, len(history)),
         "settings": None if record is None else record["settings"],
         "seed": None if record is None else record["seed"],
         # which code on which processor (records written before these fields have neither)
@@ -214,6 +212,17 @@ def load_run(path: Path, threshold: float) -> dict | None:
         "hardware": None if record is None else record.get("hardware"),
         "curve": ([r["elapsed_s"] for r in history], [r["valid_nll_mean_gates"] for r in history]),
     }
+
+
+def _stopped_at_target(record: dict | None, epochs: int) -> bool:
+    """Whether the run stopped at the threshold: its record says so (``stopped_by``); a record
+    made before that key is judged by fewer epochs than its settings, which the recipes here,
+    without early stopping, only show after a stop at the target."""
+    if record is None:
+        return False
+    if "stopped_by" in record:
+        return record["stopped_by"] == "target"
+    return record["settings"].get("num_epochs", 0) > epochs
 
 
 def summarise(args) -> dict:

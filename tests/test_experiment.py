@@ -526,3 +526,10 @@ def test_the_epochs_cell_of_a_cross_validated_run_says_what_the_folds_ran():
         {"wall_seconds": 20.0, "resumed_after_s": 0.0},
     ]
     assert earlier_seconds(folds) == 62.0
+
+
+def test_training_summary_says_what_ended_training():
+    assert ex.training_summary(FitResult())["stopped_by"] is None
+    assert ex.training_summary(FitResult(stopped_early=True))["stopped_by"] == "early_stopping"
+    assert ex.training_summary(FitResult(stopped_on_target=True))["stopped_by"] == "target"
+    assert ex.training_summary(FitResult(stopped_on_time=True))["stopped_by"] == "time_limit"

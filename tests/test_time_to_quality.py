@@ -168,3 +168,14 @@ def _two_fake_runs(folder: Path, lstm_test: float) -> Path:
     fake_run(folder / "5gp", [8.4, 8.3], 10.0, 8.30)
     fake_run(folder / "lstm", [8.8], 1.0, lstm_test, variant="lstm", kl=None)
     return folder
+
+
+def test_a_stop_at_the_target_is_read_from_the_record():
+    # an early-stopped run also ran fewer epochs than its settings: the record's stopped_by
+    # tells the two apart; a record made before that key falls back to the epoch count
+    settings = {"settings": {"num_epochs": 60}}
+    assert ttq._stopped_at_target({**settings, "stopped_by": "target"}, 23)
+    assert not ttq._stopped_at_target({**settings, "stopped_by": "early_stopping"}, 23)
+    assert not ttq._stopped_at_target({**settings, "stopped_by": None}, 60)
+    assert ttq._stopped_at_target(settings, 23) and not ttq._stopped_at_target(settings, 60)
+    assert not ttq._stopped_at_target(None, 5)

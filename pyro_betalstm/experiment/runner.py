@@ -466,9 +466,23 @@ def save_gate_draws(
     return draws
 
 
-def training_summary(result: FitResult) -> dict[str, int]:
-    """``best_epoch`` and ``epochs_run`` of a fit."""
-    return {"best_epoch": result.best_epoch, "epochs_run": len(result.history)}
+def training_summary(result: FitResult) -> dict[str, Any]:
+    """``best_epoch``, ``epochs_run`` and ``stopped_by`` of a fit: what ended training before
+    its last epoch (``early_stopping``, ``target``, ``time_limit``), or None."""
+    stopped_by = (
+        "early_stopping"
+        if result.stopped_early
+        else "target"
+        if result.stopped_on_target
+        else "time_limit"
+        if result.stopped_on_time
+        else None
+    )
+    return {
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "stopped_by": stopped_by,
+    }
 
 
 def run_label(variant_key: str, settings: Mapping[str, Any]) -> str:

@@ -81,6 +81,8 @@ class FitResult:
     #: the seed of each rank's global generators, when fit seeded them (``seed_globals`` or
     #: data-parallel; empty otherwise)
     rank_seeds: list[int] = field(default_factory=list)
+    #: the checkpoint this process resumed from (None: it started the run)
+    resumed_from: Path | None = None
     #: training seconds of the processes before this one (a resumed run; 0 for a fresh one)
     earlier_seconds: float = 0.0
     #: CPU seconds those processes spent in their epochs (this process's on rank 0 of torchrun)
@@ -222,7 +224,7 @@ def fit(
     run = _Run.start(model, config, device, out, workers, run_settings, monitor)
     if workers.active:
         _check_ranks_agree(run, train_data, valid_data)
-    resumed_from = _resume(run, resume_override) if resume else None
+    resumed_from = run.result.resumed_from = _resume(run, resume_override) if resume else None
     if workers.active:
         parallel.broadcast_module(model)
 
