@@ -128,7 +128,8 @@ def main(args) -> dict | None:
         "test_accuracy_predictive_mean": pred_mean,
         "test_accuracy_predictive_sd": pred_sd,
         "best_epochs": [r["best_epoch"] for r in records],
-        "parameters": records[0]["parameters"],
+        "parameters": records[0]["parameters"],  # the first fold's; each fold's vocabulary
+        "fold_parameters": [r["parameters"] for r in records],  # differs, and so its count
         "recurrent_parameters": records[0]["recurrent_parameters"],
         "fold_wall_seconds": sum(r["wall_seconds"] for r in records),
         "fold_epochs_run": [r.get("epochs_run") for r in records],

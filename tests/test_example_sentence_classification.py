@@ -66,6 +66,7 @@ def test_smoke_on_rt_polarity_files_and_resume(tmp_path, variant, capsys):
     assert fold0["git_commit"] == record["git_commit"] and fold0["resumed_after_s"] == 0
     # the epochs cell says what the folds ran (it showed num_epochs, whatever ran)
     assert record["fold_epochs_run"] == [fold0["epochs_run"]] * 2
+    assert record["fold_parameters"][0] == record["parameters"] == fold0["parameters"]
     if variant == "lstm":  # (once) a resume with another split reuses nothing and keeps it
         kept = (out / "folds.json").read_text()
         with pytest.raises(SystemExit, match="another fold assignment"):
