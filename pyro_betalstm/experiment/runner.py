@@ -536,7 +536,7 @@ def run_footer(
     commit when this process started (``git_commit``, see
     :func:`~pyro_betalstm.provenance.git_commit`; a resumed run's is that of the process that
     finished it), ``world_size`` (the processes that trained it, 1 without ``torchrun``) and
-    ``invocations``, every process that ran in the run's folder (:func:`record_invocation`).
+    ``invocations``, every process that ran in the run's folder (its ``invocations.json``).
 
     With ``fit_result``, ``wall_seconds`` and ``cpu_seconds`` count the whole run: a resumed run
     adds the training seconds of the processes before this one, also kept as ``resumed_after_s``
