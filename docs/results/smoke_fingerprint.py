@@ -53,6 +53,8 @@ VOLATILE = {
     "created",
     "timestamp",
     "git_commit",
+    "invocations",  # each process's start time, commit and machine
+    "resumed_after_s",
 }
 
 
