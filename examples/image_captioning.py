@@ -29,7 +29,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 
@@ -106,7 +105,7 @@ def main(args) -> dict | None:
         s, split=summary, training_captions=len(train), vocabulary=len(vocab), seed=seed
     )
     if args.mnist_path:  # which files: a resume on other digits is refused
-        identity["mnist_path"] = str(Path(args.mnist_path).resolve())
+        identity["mnist_path"] = mnist_source(args.mnist_path)
     result = ex.train(model, train, valid, config, run.out, args.resume,
                       run_settings=identity, overwrite=args.overwrite)  # fmt: skip
     if not ex.is_main_process():

@@ -171,11 +171,14 @@ class Stopwatch:
 
 @dataclass
 class Run:
-    """A run in progress: its name, directory and stopwatch (started with the script)."""
+    """A run in progress: its name, directory and stopwatch (started with the script), and the
+    processes that ran it so far, this one last (:func:`record_invocation`; empty on ranks
+    other than 0, which write no record)."""
 
     name: str
     out: Path
     watch: Stopwatch = field(default_factory=Stopwatch)
+    invocations: list[dict[str, Any]] = field(default_factory=list)
 
     def wall_seconds(self) -> float:
         return self.watch.wall_seconds()
@@ -338,9 +341,10 @@ def start_run(args: argparse.Namespace, task: str, name: str, watch: Stopwatch) 
 
 
 def record_invocation(run: Run, args: argparse.Namespace, keep_earlier: bool) -> None:
-    """Add this process to the run's ``invocations.json`` (a new list for a new run): when it
-    started, its commit, hardware and torch. A resumed run's ``results.json`` lists them all
-    (``invocations``), where its ``git_commit`` and ``hardware`` are the last process's."""
+    """Add this process to the run's ``invocations.json`` (a new list for a new run) and to
+    ``run.invocations``: when it started, its commit, hardware and torch. A resumed run's
+    ``results.json`` lists them all (``invocations``), where its ``git_commit`` and
+    ``hardware`` are the last process's."""
     path = run.out / INVOCATIONS_FILE
     earlier: list = []
     if keep_earlier and path.exists():
@@ -357,7 +361,8 @@ def record_invocation(run: Run, args: argparse.Namespace, keep_earlier: bool) ->
         "hardware": run_hardware(args.device),
         "torch": torch.__version__,
     }
-    atomic_write_json(path, [*earlier, this])
+    run.invocations = [*earlier, this]
+    atomic_write_json(path, run.invocations)
 
 
 def train_config(
@@ -469,15 +474,12 @@ def save_gate_draws(
 def training_summary(result: FitResult) -> dict[str, Any]:
     """``best_epoch``, ``epochs_run`` and ``stopped_by`` of a fit: what ended training before
     its last epoch (``early_stopping``, ``target``, ``time_limit``), or None."""
-    stopped_by = (
-        "early_stopping"
-        if result.stopped_early
-        else "target"
-        if result.stopped_on_target
-        else "time_limit"
-        if result.stopped_on_time
-        else None
-    )
+    stops = {
+        "early_stopping": result.stopped_early,
+        "target": result.stopped_on_target,
+        "time_limit": result.stopped_on_time,
+    }
+    stopped_by = next((name for name, stopped in stops.items() if stopped), None)
     return {
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
@@ -553,16 +555,8 @@ def run_footer(
     footer["git_commit"] = run.watch.commit
     footer["recurrence"] = getattr(args, "recurrence", "eager")
     footer["world_size"] = current_workers().world_size
-    invocations = run.out / INVOCATIONS_FILE
-    if invocations.exists():
-        try:
-            footer["invocations"] = read_json(invocations, "list of the run's processes")
-        except ValueError as err:  # the run's results matter more than this list
-            warnings.warn(
-                f"{err}; results.json will not list the run's processes",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+    if run.invocations:  # as start_run recorded them (a Run made by hand has none)
+        footer["invocations"] = run.invocations
     return footer
 
 
