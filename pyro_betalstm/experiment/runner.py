@@ -172,7 +172,7 @@ class Stopwatch:
 @dataclass
 class Run:
     """A run in progress: its name, directory and stopwatch (started with the script), and the
-    processes that ran it so far, this one last (:func:`record_invocation`; empty on ranks
+    processes that ran it so far, this one last (``record_invocation``; empty on ranks
     other than 0, which write no record)."""
 
     name: str
