@@ -114,7 +114,7 @@ def main(args) -> dict | None:
     model.eval()
     samples = ex.predictive_draws(model, s)
     scores = {
-        split: evaluate_nll(model, data, 64, samples, args.device)
+        split: evaluate_nll(model, data, config.eval_batch_size, samples, args.device)
         for split, data in (("valid", valid), ("test", test))
     }
 

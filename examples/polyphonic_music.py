@@ -103,7 +103,7 @@ def main(args) -> dict | None:
     # Score the best checkpoint: mean gates, and the predictive over S gate draws.
     samples = ex.predictive_draws(model, s)
     scores = {
-        split: evaluate_nll(model, data, 64, samples, args.device)
+        split: evaluate_nll(model, data, config.eval_batch_size, samples, args.device)
         for split, data in (("valid", valid), ("test", test))
     }
     ex.save_gate_draws(model, test.batch(range(min(4, len(test)))).to(args.device), 20, run)
@@ -111,7 +111,7 @@ def main(args) -> dict | None:
     gate_kl = None
     if model.family.is_latent:
         try:
-            gate_kl = gate_kl_summary(model, valid, 64, args.device)
+            gate_kl = gate_kl_summary(model, valid, config.eval_batch_size, args.device)
         except ValueError as err:
             print(f"no gate KL summary: {err}")
     record = {

@@ -240,6 +240,12 @@ def test_gpu_graphs_summary_reads_a_session_folder(tmp_path, capsys):
     (tmp_path / "validation_cost_cuda.json").write_text(json.dumps(validation))
     text = summary.main([str(tmp_path)])
     assert "off / on: library_bivariate_svi 0.750" in text
+    assert "evaluation order: missing" in text
+    order = {"datasets": {"jsb": {"best_seconds": {"file order, 64": 3.0, "shortest first, 32": 4.0},
+                                  "speedup_now_over_before": 0.75}}}  # fmt: skip
+    (tmp_path / "eval_order_cuda.json").write_text(json.dumps(order))
+    text = summary.main([str(tmp_path)])
+    assert "jsb: file order, 64 3.0 s, shortest first, 32 4.0 s; before / now 0.75x" in text
     assert "| library_bivariate_svi_cuda_graph/torch_lstm | 3.00 | 4.0 | True |" in text
     # medians 32 s and 9 s per epoch: 60/9 over 60/32 epochs per minute
     assert f"cuda_graph / eager: {32 / 9:.2f}x" in text
@@ -286,3 +292,23 @@ def test_validation_cost_smoke(tmp_path):
         )
         assert result["off_over_on"][name] == pytest.approx(ratio)
     assert result["config"]["hidden"] == 4 and result["environment"]["device_name"]
+
+
+@pytest.mark.timeout(120)
+def test_eval_order_smoke(tmp_path):
+    # shortest first pads less than file order and scores the same split to float32 round-off
+    eval_order = _load("eval_order")
+    out = tmp_path / "eval_order.json"
+    result = eval_order.main(["--smoke", "--threads", "1", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    smoke = result["datasets"]["smoke"]
+    work = smoke["work"]
+    before, now = "file order, 64", "shortest first, 32"
+    assert work[now]["padded_rows"] < work["shortest first, 64"]["padded_rows"]
+    assert work["shortest first, 64"]["padded_rows"] < work[before]["padded_rows"]
+    frames = sum(x.shape[0] for x in eval_order.smoke_split(0).inputs)
+    assert work[before]["frames"] == work[now]["frames"] == frames
+    # relative 1e-6: the sums run in another order in float32 (about 1e-7 apart measured)
+    assert smoke["nll_max_relative_difference"] < 1e-6
+    assert all(len(t) == 1 and t[0] > 0 for t in smoke["seconds"].values())
+    assert smoke["speedup_now_over_before"] > 0

@@ -126,6 +126,19 @@ def validation_lines(out: Path) -> list[str]:
     return lines or ["", "validation cost: missing"]
 
 
+def eval_order_lines(out: Path) -> list[str]:
+    lines = []
+    for path in sorted(out.glob("eval_order_*.json")):
+        r = _load(path)
+        if r is None:
+            continue
+        lines += ["", f"### Evaluation order ({path.name})", ""]
+        for name, d in r["datasets"].items():
+            shown = ", ".join(f"{scheme} {s:.1f} s" for scheme, s in d["best_seconds"].items())
+            lines.append(f"{name}: {shown}; before / now {d['speedup_now_over_before']:.2f}x")
+    return lines or ["", "evaluation order: missing"]
+
+
 def tests_line(out: Path) -> list[str]:
     try:
         last = (out / "pytest_gpu.log").read_text().strip().splitlines()[-1]
@@ -139,7 +152,7 @@ def main(argv: list[str]) -> str:
         raise SystemExit("usage: gpu_graphs_summary.py OUT (a run_gpu_graphs.sh output folder)")
     out = Path(argv[0])
     parts = step_time_lines(out) + profile_lines(out) + mnist_lines(out) + compile_lines(out)
-    parts += validation_lines(out)
+    parts += validation_lines(out) + eval_order_lines(out)
     text = "\n".join(parts + tests_line(out))
     print(text)
     return text

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 11 on a GPU: the recurrence replayed from CUDA graphs (pyro_betalstm.nn.cuda_graphs)
-# against the eager loop and cuDNN, in seven parts in one device call. Results go to OUT as
+# against the eager loop and cuDNN, in eight parts in one device call. Results go to OUT as
 # each part ends, so a part cut short does not cost the others.
 #   1. the step-time benchmark on CUDA, the eager variants and their *_cuda_graph ones (graphs
 #      of the eager step), alone on the GPU (B=64, H=256, T=100): step_time_cuda.json, whose
@@ -16,7 +16,9 @@
 #      graphs, in its own run and file (step_time_cuda_compiled.json), so that a compilation
 #      failure cannot cost part 1's numbers;
 #   7. what Pyro's validation costs a step in waits for the device (benchmarks/validation_cost.py:
-#      the eager SVI step with validation on and off, interleaved).
+#      the eager SVI step with validation on and off, interleaved);
+#   8. evaluation read shortest first against file order (benchmarks/eval_order.py) on MuseData
+#      and JSB: whether 32 sequences per minibatch, chosen on the CPU, costs the GPU time.
 # Parts 5 and 6 run on CUDA only; on another DEVICE part 1 times the eager variants only and
 # part 3 profiles the eager step only.
 #
@@ -25,7 +27,7 @@
 # then ONE device call (15 minutes of device time per session, the machine's start included;
 # a command may run 10 minutes) with carry [".device"], timeout_s 570 and
 #   BUDGET_S=480 LIMIT_MIN=0.5 bash .device/env.sh bash docs/results/run_gpu_graphs.sh
-# PARTS picks the parts, in the order given (default "1 2 4 6 3 7 5": what the issue's "done
+# PARTS picks the parts, in the order given (default "1 2 4 6 3 7 5 8": what the issue's "done
 # when" needs first). Every part's timeout is cut to what is left of BUDGET_S seconds (default
 # 480), so the summary and the archive are always written before the tool's limit.
 # At most 8 files come back from the device's $OUT: at the end everything is packed into
@@ -156,11 +158,19 @@ part_7() {
   ran "validation cost" $? "$out/logs/validation_cost.log"
 }
 
-read -r -a parts <<< "${PARTS:-1 2 4 6 3 7 5}"
+part_8() {
+  echo "== 8. evaluation: shortest first against file order"
+  timeout "$(cap 150)" python benchmarks/eval_order.py --data-dir .device/data/music \
+    --datasets musedata jsb --device "$device" --out "$out/eval_order_$device.json" \
+    > "$out/logs/eval_order.log" 2>&1
+  ran "evaluation order" $? "$out/logs/eval_order.log"
+}
+
+read -r -a parts <<< "${PARTS:-1 2 4 6 3 7 5 8}"
 for n in "${parts[@]}"; do
   case "$n" in
-    [1-7]) "part_$n" ;;
-    *) echo "unknown part $n (expected 1 to 7)" ;;
+    [1-8]) "part_$n" ;;
+    *) echo "unknown part $n (expected 1 to 8)" ;;
   esac
 done
 python docs/results/gpu_graphs_summary.py "$out" | tee "$out/summary.md"

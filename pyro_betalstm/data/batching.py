@@ -129,16 +129,29 @@ class SequenceDataset:
         """The sequence indices of each minibatch :meth:`batches` yields, in its order (the
         same draws from ``generator``): what a data-parallel run shares out among its ranks."""
         order = _index_order(len(self), batch_size, shuffle, generator)
-        if bucket:
-            lengths = torch.tensor([self.inputs[int(i)].shape[0] for i in order])
-            order = order[torch.argsort(lengths, stable=True)]
-        chunks = list(order.split(batch_size))
-        if bucket and shuffle:
-            chunks = [chunks[int(i)] for i in torch.randperm(len(chunks), generator=generator)]
-        return chunks
+        return _chunks(order, self.inputs if bucket else None, batch_size, shuffle, generator)
 
     def num_batches(self, batch_size: int) -> int:
         return -(-len(self) // batch_size)
+
+
+def _chunks(
+    order: torch.Tensor,
+    sequences: Sequence[torch.Tensor] | None,
+    batch_size: int,
+    shuffle: bool,
+    generator: torch.Generator | None,
+) -> list[torch.Tensor]:
+    """``order`` cut into minibatches of ``batch_size``. With ``sequences`` (bucketing) the
+    order is first sorted by their lengths (stable: ties keep ``order``), shortest first, and
+    the minibatches are shuffled with ``generator`` when ``shuffle``."""
+    if sequences is not None:
+        lengths = torch.tensor([sequences[int(i)].shape[0] for i in order], dtype=torch.long)
+        order = order[torch.argsort(lengths, stable=True)]
+    chunks = list(order.split(batch_size))
+    if sequences is not None and shuffle:
+        chunks = [chunks[int(i)] for i in torch.randperm(len(chunks), generator=generator)]
+    return chunks
 
 
 def _index_order(
@@ -266,15 +279,16 @@ class DatasetShard:
         generator: torch.Generator | None = None,
         bucket: bool = False,
     ) -> Iterator[SequenceBatch]:
-        """Minibatches of the shard's sequences (in shard order, or shuffled with
-        ``generator``; ``bucket`` is ignored)."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        n = len(self)
-        if n == 0:  # a rank with no sequence (fewer than ranks): no batch, not an empty one
+        """Minibatches of the shard's sequences, in shard order or shuffled with
+        ``generator``; ``bucket`` sorts them by length first, as
+        :meth:`SequenceDataset.batches` does (a no-op over equal-length sequences)."""
+        order = _index_order(len(self), batch_size, shuffle, generator)
+        if len(order) == 0:  # a rank with no sequence (fewer than ranks): no batch at all
             return
-        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-        for chunk in order.split(batch_size):
+        sequences = None
+        if bucket and isinstance(self.data, SequenceDataset):
+            sequences = [self.data.inputs[int(i)] for i in self.indices]
+        for chunk in _chunks(order, sequences, batch_size, shuffle, generator):
             yield self.batch(chunk)
 
     def num_batches(self, batch_size: int) -> int:

@@ -15,6 +15,7 @@ from ..checks import is_integer, is_real_number
 from ..nn.cuda_graphs import check_recurrence
 from .elbo import GateMeanFieldELBO
 from .lr_rules import check_lr_rule
+from .predict import EVAL_BATCH_SIZE
 
 #: The ELBOs ``TrainConfig.elbo`` names.
 ELBOS = {"meanfield": GateMeanFieldELBO, "trace": Trace_ELBO}
@@ -29,7 +30,7 @@ class TrainConfig:
     the optimizer's learning rate (2e-3). ``weight_decay``: passed to the optimizer when
     non-zero (0). ``num_particles``: the ELBO's particles, draws of the latent variables
     averaged in each loss estimate (1). ``eval_batch_size``: sequences per minibatch of the
-    default validation (64). ``progress``: a line printed after each epoch and, where a terminal
+    default validation, which reads them shortest first (32). ``progress``: a line printed after each epoch and, where a terminal
     or notebook shows it, a progress bar per epoch (True; rank 0 only; see
     :mod:`~pyro_betalstm.progress`). These counts are integers >= 1 (``kl_anneal_epochs``,
     ``eval_samples`` and ``plateau_start_epoch``: >= 0). A setting out of range is refused
@@ -89,7 +90,7 @@ class TrainConfig:
     time_limit_s: float | None = None
     kl_anneal_epochs: int = 0
     eval_samples: int = 0
-    eval_batch_size: int = 64
+    eval_batch_size: int = EVAL_BATCH_SIZE
     bucket_by_length: bool = True
     device: str = "cpu"
     seed: int = 0

@@ -16,12 +16,20 @@ from ..nn import GateMode, stack_layers
 #: Dimension names of the arrays returned by :func:`sample_gates`.
 GATE_DIMS = ("draw", "sequence", "time", "layer", "unit")
 
+#: Sequences per evaluation minibatch by default. Evaluation reads the sequences shortest
+#: first, so a minibatch pads to a length near its own; on the CPU a step costs in proportion
+#: to the rows it carries, padded ones included, so smaller minibatches waste less, while every
+#: minibatch adds a pass over its longest sequence's steps (what a launch-bound GPU pays). 32
+#: takes no more steps than 64 in file order on MuseData and Piano-midi.de, and at most 15%
+#: more on JSB and Nottingham (docs/results/benchmarks.md, "Evaluation").
+EVAL_BATCH_SIZE = 32
+
 
 @torch.no_grad()
 def evaluate_nll(
     model: GateModel,
     data: SequenceDataset,
-    batch_size: int = 64,
+    batch_size: int = EVAL_BATCH_SIZE,
     num_samples: int = 0,
     device: str | torch.device = "cpu",
 ) -> dict[str, float]:
@@ -37,8 +45,9 @@ def evaluate_nll(
     The model runs in evaluation mode (no dropout); its mode is restored afterwards.
 
     :param model: the trained model.
-    :param data: the sequences to evaluate, read in order; empty: a ValueError.
-    :param batch_size: sequences per minibatch.
+    :param data: the sequences to evaluate, read shortest first (less padding); empty: a
+        ValueError.
+    :param batch_size: sequences per minibatch (``EVAL_BATCH_SIZE``, 32).
     :param num_samples: gate draws from the guide per sequence for ``nll_predictive`` (0:
         mean gates only).
     :param device: where each minibatch is moved; the model is not moved: it must already be
@@ -47,7 +56,7 @@ def evaluate_nll(
     _check_not_empty(data)
     total_mean, total_pred, count = 0.0, 0.0, 0
     with evaluating(model):
-        for batch in data.batches(batch_size):
+        for batch in data.batches(batch_size, bucket=True):
             batch = batch.to(device)
             run = model.run_network(batch, gate_mode="mean")[-1]
             total_mean += float(model.log_likelihood(run, batch).sum())
@@ -65,7 +74,7 @@ def evaluate_nll(
 def gate_kl_summary(
     model: GateModel,
     data: SequenceDataset,
-    batch_size: int = 64,
+    batch_size: int = EVAL_BATCH_SIZE,
     device: str | torch.device = "cpu",
 ) -> dict[str, float]:
     """How far the gate posterior is from the prior, on ``data`` with the mean-gate network.
@@ -80,8 +89,9 @@ def gate_kl_summary(
     prior has a KL near 0, concentrations near 0.5 and mean gates near 1/2 with a small spread.
 
     :param model: a model with a latent gate family (a ValueError otherwise).
-    :param data: the sequences to evaluate, read in order; empty: a ValueError.
-    :param batch_size: sequences per minibatch.
+    :param data: the sequences to evaluate, read shortest first (less padding); empty: a
+        ValueError.
+    :param batch_size: sequences per minibatch (``EVAL_BATCH_SIZE``, 32).
     :param device: where each minibatch is moved; the model is not moved: it must already be
         on that device.
     """
@@ -101,7 +111,7 @@ def gate_kl_summary(
     _check_not_empty(data)
     kl_total, count, alphas, i_all, f_all = 0.0, 0, [], [], []
     with evaluating(model):
-        for batch in data.batches(batch_size):
+        for batch in data.batches(batch_size, bucket=True):
             batch = batch.to(device)
             valid = batch.step_mask().to(batch.inputs.device)
             for k, run in enumerate(model.run_network(batch, gate_mode="mean")):
@@ -137,7 +147,7 @@ def gate_kl_summary(
 def evaluate_classifier(
     model: GateModel,
     data: SequenceDataset,
-    batch_size: int = 64,
+    batch_size: int = EVAL_BATCH_SIZE,
     num_samples: int = 0,
     device: str | torch.device = "cpu",
 ) -> dict[str, float]:
@@ -151,8 +161,9 @@ def evaluate_classifier(
     ``(B, T, K)`` targets of a next-step model).
 
     :param model: a classifier (e.g. :class:`~pyro_betalstm.models.SequenceClassifier`).
-    :param data: the sequences to evaluate, read in order; empty: a ValueError.
-    :param batch_size: sequences per minibatch.
+    :param data: the sequences to evaluate, read shortest first (less padding); empty: a
+        ValueError.
+    :param batch_size: sequences per minibatch (``EVAL_BATCH_SIZE``, 32).
     :param num_samples: gate draws per sequence for the ``*_predictive`` metrics (0: mean
         gates only).
     :param device: where each minibatch is moved; the model is not moved: it must already be
@@ -162,7 +173,7 @@ def evaluate_classifier(
     sampled = bool(num_samples) and model.family.is_latent
     correct_mean, correct_pred, nll_mean, nll_pred, count = 0, 0, 0.0, 0.0, 0
     with evaluating(model):
-        for batch in data.batches(batch_size):
+        for batch in data.batches(batch_size, bucket=True):
             batch = batch.to(device)
             run = model.run_network(batch, "mean")[-1]
             targets = _class_indices(model, run, batch)

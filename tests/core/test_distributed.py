@@ -197,6 +197,17 @@ def test_shards_are_disjoint_and_cover_the_data():
         DatasetShard.of_rank(data, 3, 3)
 
 
+def test_a_shard_buckets_its_sequences_by_length():
+    # evaluation reads a rank's shard shortest first, as it reads a whole data set
+    data = make_dataset(12)
+    shard = DatasetShard.of_rank(data, 1, 2)
+    lengths = [data.inputs[int(i)].shape[0] for i in shard.indices]
+    read = [n for b in shard.batches(2, bucket=True) for n in b.step_mask().sum(1).tolist()]
+    assert read == sorted(lengths) and lengths != sorted(lengths)
+    plain = [n for b in shard.batches(2) for n in b.step_mask().sum(1).tolist()]
+    assert plain == lengths  # without bucketing: shard order
+
+
 def test_an_empty_shard_has_no_batch_and_evaluating_it_is_a_clear_error():
     # 2 sequences on 3 ranks: rank 2 holds none. It yields no minibatch (not one empty batch,
     # which padding cannot build), and each evaluation says the data are empty
