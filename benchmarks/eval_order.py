@@ -35,8 +35,7 @@ from step_time import emit  # noqa: E402
 
 from pyro_betalstm.data import SequenceDataset  # noqa: E402
 from pyro_betalstm.data.music import load_benchmark  # noqa: E402
-from pyro_betalstm.infer import evaluate_nll  # noqa: E402
-from pyro_betalstm.infer.predict import EVAL_BATCH_SIZE  # noqa: E402
+from pyro_betalstm.infer import EVAL_BATCH_SIZE, evaluate_nll  # noqa: E402
 from pyro_betalstm.models import NextStepBernoulli  # noqa: E402
 from pyro_betalstm.nn import StochasticLSTM  # noqa: E402
 from pyro_betalstm.provenance import git_state, run_hardware  # noqa: E402

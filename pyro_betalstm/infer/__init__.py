@@ -3,6 +3,7 @@
 from .elbo import GateMeanFieldELBO
 from .loss_units import loss_per_sequence
 from .predict import (
+    EVAL_BATCH_SIZE,
     GATE_DIMS,
     evaluate_classifier,
     evaluate_nll,
@@ -14,6 +15,7 @@ from .predict import (
 from .train import DivergenceError, FitResult, NonFiniteLossError, TrainConfig, fit, load_best
 
 __all__ = [
+    "EVAL_BATCH_SIZE",
     "GATE_DIMS",
     "DivergenceError",
     "FitResult",

@@ -47,7 +47,7 @@ def evaluate_nll(
     :param model: the trained model.
     :param data: the sequences to evaluate, read shortest first (less padding); empty: a
         ValueError.
-    :param batch_size: sequences per minibatch (``EVAL_BATCH_SIZE``, 32).
+    :param batch_size: sequences per minibatch (:data:`~pyro_betalstm.infer.EVAL_BATCH_SIZE`, 32).
     :param num_samples: gate draws from the guide per sequence for ``nll_predictive`` (0:
         mean gates only).
     :param device: where each minibatch is moved; the model is not moved: it must already be
@@ -91,7 +91,7 @@ def gate_kl_summary(
     :param model: a model with a latent gate family (a ValueError otherwise).
     :param data: the sequences to evaluate, read shortest first (less padding); empty: a
         ValueError.
-    :param batch_size: sequences per minibatch (``EVAL_BATCH_SIZE``, 32).
+    :param batch_size: sequences per minibatch (:data:`~pyro_betalstm.infer.EVAL_BATCH_SIZE`, 32).
     :param device: where each minibatch is moved; the model is not moved: it must already be
         on that device.
     """
@@ -163,7 +163,7 @@ def evaluate_classifier(
     :param model: a classifier (e.g. :class:`~pyro_betalstm.models.SequenceClassifier`).
     :param data: the sequences to evaluate, read shortest first (less padding); empty: a
         ValueError.
-    :param batch_size: sequences per minibatch (``EVAL_BATCH_SIZE``, 32).
+    :param batch_size: sequences per minibatch (:data:`~pyro_betalstm.infer.EVAL_BATCH_SIZE`, 32).
     :param num_samples: gate draws per sequence for the ``*_predictive`` metrics (0: mean
         gates only).
     :param device: where each minibatch is moved; the model is not moved: it must already be
