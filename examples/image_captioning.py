@@ -113,8 +113,11 @@ def main(args) -> dict | None:
     train_seconds = result.earlier_seconds + watch.wall_seconds()
     model.eval()
     samples = ex.predictive_draws(model, s)
+    ex.announce_scoring(samples)
     scores = {
-        split: evaluate_nll(model, data, config.eval_batch_size, samples, args.device)
+        split: evaluate_nll(
+            model, data, config.eval_batch_size, samples, args.device, not args.no_progress
+        )
         for split, data in (("valid", valid), ("test", test))
     }
 

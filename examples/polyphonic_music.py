@@ -102,8 +102,11 @@ def main(args) -> dict | None:
 
     # Score the best checkpoint: mean gates, and the predictive over S gate draws.
     samples = ex.predictive_draws(model, s)
+    ex.announce_scoring(samples)
     scores = {
-        split: evaluate_nll(model, data, config.eval_batch_size, samples, args.device)
+        split: evaluate_nll(
+            model, data, config.eval_batch_size, samples, args.device, not args.no_progress
+        )
         for split, data in (("valid", valid), ("test", test))
     }
     ex.save_gate_draws(model, test.batch(range(min(4, len(test)))).to(args.device), 20, run)

@@ -442,6 +442,13 @@ def predictive_draws(model: GateModel, settings: Mapping[str, Any]) -> int:
     return settings["eval_samples"] if model.family.is_latent else 0
 
 
+def announce_scoring(samples: int) -> None:
+    """One line before a script scores its best checkpoint, which on long sequences takes as
+    long as several epochs (a log shows no progress bar)."""
+    draws = f" and the posterior predictive over {samples} gate draws" if samples else ""
+    print(f"scoring the best checkpoint on valid and test: mean gates{draws}", flush=True)
+
+
 def model_prior(settings: Mapping[str, Any], lstm) -> Any:
     """The gate prior to build a model with: the settings' ``prior`` for latent gates, None for
     a deterministic family (which has no latent gates; the model warns about a prior)."""

@@ -241,7 +241,9 @@ def run_fold(
         return None  # rank 0 alone tests the fold and writes its files (torchrun)
     samples = predictive_draws(model, s)
     scores = {
-        split: evaluate_classifier(model, part, config.eval_batch_size, samples, args.device)
+        split: evaluate_classifier(
+            model, part, config.eval_batch_size, samples, args.device, not args.no_progress
+        )
         for split, part in (("valid", valid), ("test", test))
     }
     if draw_gates:

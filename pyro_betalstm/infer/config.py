@@ -30,8 +30,9 @@ class TrainConfig:
     the optimizer's learning rate (2e-3). ``weight_decay``: passed to the optimizer when
     non-zero (0). ``num_particles``: the ELBO's particles, draws of the latent variables
     averaged in each loss estimate (1). ``eval_batch_size``: sequences per minibatch of the
-    default validation, which reads them shortest first (32). ``progress``: a line printed after each epoch and, where a terminal
-    or notebook shows it, a progress bar per epoch (True; rank 0 only; see
+    default validation, which reads them shortest first (32). ``progress``: a line printed
+    after each epoch and, where a terminal or notebook shows it, a progress bar per epoch
+    (True; rank 0 only; see
     :mod:`~pyro_betalstm.progress`). These counts are integers >= 1 (``kl_anneal_epochs``,
     ``eval_samples`` and ``plateau_start_epoch``: >= 0). A setting out of range is refused
     when the config is made (a ValueError from :meth:`check`, which names it); one changed

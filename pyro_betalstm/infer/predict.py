@@ -12,6 +12,7 @@ from ..models.base import GateModel
 from ..models.classifier import class_index_targets
 from ..models.modes import evaluating
 from ..nn import GateMode, stack_layers
+from ..progress import progress_bar
 
 #: Dimension names of the arrays returned by :func:`sample_gates`.
 GATE_DIMS = ("draw", "sequence", "time", "layer", "unit")
@@ -32,6 +33,7 @@ def evaluate_nll(
     batch_size: int = EVAL_BATCH_SIZE,
     num_samples: int = 0,
     device: str | torch.device = "cpu",
+    progress: bool = False,
 ) -> dict[str, float]:
     """Negative log-likelihood per prediction, the unit of ``model.num_predictions`` (per
     predicted frame for music, per token for captions, per sequence for classifiers).
@@ -52,11 +54,13 @@ def evaluate_nll(
         mean gates only).
     :param device: where each minibatch is moved; the model is not moved: it must already be
         on that device.
+    :param progress: a bar over the minibatches where one would be watched
+        (:func:`~pyro_betalstm.progress.progress_bar`).
     """
     _check_not_empty(data)
     total_mean, total_pred, count = 0.0, 0.0, 0
     with evaluating(model):
-        for batch in data.batches(batch_size, bucket=True):
+        for batch in _minibatches(data, batch_size, progress):
             batch = batch.to(device)
             run = model.run_network(batch, gate_mode="mean")[-1]
             total_mean += float(model.log_likelihood(run, batch).sum())
@@ -111,7 +115,7 @@ def gate_kl_summary(
     _check_not_empty(data)
     kl_total, count, alphas, i_all, f_all = 0.0, 0, [], [], []
     with evaluating(model):
-        for batch in data.batches(batch_size, bucket=True):
+        for batch in _minibatches(data, batch_size):
             batch = batch.to(device)
             valid = batch.step_mask().to(batch.inputs.device)
             for k, run in enumerate(model.run_network(batch, gate_mode="mean")):
@@ -150,6 +154,7 @@ def evaluate_classifier(
     batch_size: int = EVAL_BATCH_SIZE,
     num_samples: int = 0,
     device: str | torch.device = "cpu",
+    progress: bool = False,
 ) -> dict[str, float]:
     """Accuracy and NLL per sequence of a classifier whose ``predict_from_run`` gives logits.
 
@@ -168,12 +173,13 @@ def evaluate_classifier(
         gates only).
     :param device: where each minibatch is moved; the model is not moved: it must already be
         on that device.
+    :param progress: as for :func:`evaluate_nll`.
     """
     _check_not_empty(data)
     sampled = bool(num_samples) and model.family.is_latent
     correct_mean, correct_pred, nll_mean, nll_pred, count = 0, 0, 0.0, 0.0, 0
     with evaluating(model):
-        for batch in data.batches(batch_size, bucket=True):
+        for batch in _minibatches(data, batch_size, progress):
             batch = batch.to(device)
             run = model.run_network(batch, "mean")[-1]
             targets = _class_indices(model, run, batch)
@@ -206,6 +212,15 @@ def evaluate_classifier(
             num_samples=num_samples,
         )
     return result
+
+
+def _minibatches(data: SequenceDataset, batch_size: int, progress: bool = False):
+    """The evaluators' minibatches: shortest sequences first (each pads to a length near its
+    own), with a bar where ``progress`` and one would be watched."""
+    batches = data.batches(batch_size, bucket=True)
+    if not progress:
+        return batches
+    return progress_bar(batches, data.num_batches(batch_size), "evaluate", leave=False)
 
 
 def _check_not_empty(data) -> None:

@@ -82,6 +82,21 @@ def test_evaluation_reads_sequences_shortest_first(monkeypatch, evaluate):
     assert lengths != sorted(lengths)  # the data's own order is not already sorted
 
 
+def test_evaluation_shows_a_bar_only_when_asked(monkeypatch, capsys):
+    # a long evaluation (MuseData: minutes) shows its minibatches where a bar would be watched
+    import pyro_betalstm.progress as progress
+
+    monkeypatch.setattr(progress, "bars_wanted", lambda: True)
+    m = make_model("classifier", "bivariate", num_layers=1)
+    data = make_dataset(7)
+    quiet = evaluate_nll(m, data, 3)
+    assert "evaluate" not in capsys.readouterr().err
+    shown = evaluate_nll(m, data, 3, progress=True)
+    assert "evaluate" in capsys.readouterr().err and shown == quiet
+    evaluate_classifier(m, data, 3, progress=True)
+    assert "0/3" in capsys.readouterr().err  # 7 sequences: 3 minibatches of at most 3
+
+
 def test_deterministic_family_has_no_predictive():
     m = make_model("classifier", "sigmoid", num_layers=1)
     result = evaluate_nll(m, make_dataset(5), num_samples=4)
