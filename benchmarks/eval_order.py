@@ -66,7 +66,8 @@ SCHEMES = {  # name: (batch size, shortest first)
 
 
 def padded_work(data: SequenceDataset, batch_size: int, sort: bool) -> dict[str, int]:
-    """Time steps run and rows times steps of one pass over ``data`` (padding included)."""
+    """Time steps run and rows times steps of one pass over ``data`` (padding included), and
+    ``frames``, the rows that hold data (the predicted frames: one fewer than a roll's)."""
     lengths = [x.shape[0] for x in data.inputs]
     if sort:
         lengths = sorted(lengths)
