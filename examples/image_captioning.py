@@ -29,6 +29,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import time
 
 import torch
 
@@ -114,6 +115,7 @@ def main(args) -> dict | None:
     model.eval()
     samples = ex.predictive_draws(model, s)
     ex.announce_scoring(samples)
+    scoring_started = time.perf_counter()
     scores = {
         split: evaluate_nll(
             model, data, config.eval_batch_size, samples, args.device, not args.no_progress
@@ -124,6 +126,7 @@ def main(args) -> dict | None:
     # Caption every test image, greedy and by beam search, with the paper's mean gates.
     decoded = decode_captions(model, splits["test"], vocab, s, args.device)
     metrics = caption_scores(decoded, splits["test"], meteor=not args.no_meteor)
+    scoring_seconds = time.perf_counter() - scoring_started  # NLLs, captions and their scores
     ex.save_gate_draws(model, test.batch(range(min(4, len(test)))).to(args.device), 20, run)
     atomic_write_json(
         run.out / "test_captions.json", decoded_captions(decoded, splits["test"]), indent=None
@@ -144,6 +147,7 @@ def main(args) -> dict | None:
         "captions": metrics,
         "examples": examples,
         "train_seconds": train_seconds,
+        "scoring_seconds": scoring_seconds,
         # per-epoch training time as fit recorded it (also right after --resume)
         "epoch_seconds_total": sum(h["seconds"] for h in result.history),
         "resumed": result.resumed_from is not None,  # a checkpoint was found and resumed

@@ -27,6 +27,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import time
 
 import torch
 
@@ -103,6 +104,7 @@ def main(args) -> dict | None:
     # Score the best checkpoint: mean gates, and the predictive over S gate draws.
     samples = ex.predictive_draws(model, s)
     ex.announce_scoring(samples)
+    scoring_started = time.perf_counter()
     scores = {
         split: evaluate_nll(
             model, data, config.eval_batch_size, samples, args.device, not args.no_progress
@@ -117,6 +119,7 @@ def main(args) -> dict | None:
             gate_kl = gate_kl_summary(model, valid, config.eval_batch_size, args.device)
         except ValueError as err:
             print(f"no gate KL summary: {err}")
+    scoring_seconds = time.perf_counter() - scoring_started  # the NLLs and the gate KL summary
     record = {
         "dataset": rolls.name,
         "data_source": rolls.source,
@@ -125,6 +128,7 @@ def main(args) -> dict | None:
         "parameters": ex.count_parameters(model),
         **ex.training_summary(result),
         "train_elapsed_s": result.history[-1]["elapsed_s"],
+        "scoring_seconds": scoring_seconds,
         "target_nll": args.target_nll,
         "target_epoch": target_epoch(result.history, args.target_nll),
         "gate_kl_valid": gate_kl,

