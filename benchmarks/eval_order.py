@@ -12,8 +12,8 @@ NLL of each, which must agree to float32 round-off (the order of the sums differ
     python benchmarks/eval_order.py --data-dir ../shared/data/music --datasets musedata \\
         --threads 1 --out docs/results/eval_order_cpu.json
     python benchmarks/eval_order.py --smoke --out /tmp/eval_order.json    # seconds, for CI
-    python benchmarks/eval_order.py --data-dir .device/data/music --datasets musedata jsb \
-        --device cuda --out $OUT/eval_order_cuda.json    # docs/results/run_gpu_graphs.sh, part 8
+    python benchmarks/eval_order.py --data-dir .device/data/music --datasets jsb \\
+        --device cuda --out $OUT/eval_order_jsb_cuda.json    # run_gpu_graphs.sh, part 8
 
 On a GPU a step costs about the same whatever its rows (the launches dominate), so there the
 count of ``steps`` is what matters, and 32 sequences per minibatch may be slower than 64.

@@ -243,7 +243,7 @@ def test_gpu_graphs_summary_reads_a_session_folder(tmp_path, capsys):
     assert "evaluation order: missing" in text
     order = {"datasets": {"jsb": {"best_seconds": {"file order, 64": 3.0, "shortest first, 32": 4.0},
                                   "speedup_now_over_before": 0.75}}}  # fmt: skip
-    (tmp_path / "eval_order_cuda.json").write_text(json.dumps(order))
+    (tmp_path / "eval_order_jsb_cuda.json").write_text(json.dumps(order))
     text = summary.main([str(tmp_path)])
     assert "jsb: file order, 64 3.0 s, shortest first, 32 4.0 s; before / now 0.75x" in text
     assert "| library_bivariate_svi_cuda_graph/torch_lstm | 3.00 | 4.0 | True |" in text

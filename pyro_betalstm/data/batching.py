@@ -113,8 +113,9 @@ class SequenceDataset:
     ) -> Iterator[SequenceBatch]:
         """Minibatches in order, or shuffled with ``generator`` (for reproducible epochs).
 
-        ``bucket=True`` groups sequences of similar length into the same minibatch (random
-        tie-breaks, minibatch order shuffled when ``shuffle``), which cuts padding.
+        ``bucket=True`` groups sequences of similar length into the same minibatch, which cuts
+        padding: with ``shuffle``, ties are broken at random and the minibatches come in random
+        order; without it (evaluation), shortest first, ties in file order.
         """
         for chunk in self.batch_indices(batch_size, shuffle, generator, bucket):
             yield self.batch(chunk)

@@ -40,7 +40,8 @@ RESUME_KEYS = (
 # TrainConfig keys that may change on resume: how long to train (num_epochs, time_limit_s,
 # target_metric, early_stopping_patience), what is shown (progress), and where and in what
 # chunks evaluation runs (device, eval_batch_size), none of which changes the updates already
-# made or to come
+# made or, with eval_samples 0, to come (with eval_samples > 0, validation's predictive draws
+# take from the training run's random stream in amounts set by the minibatches' padded shapes)
 RESUME_MAY_CHANGE = frozenset(
     {
         "num_epochs",

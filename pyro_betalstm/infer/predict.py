@@ -21,8 +21,8 @@ GATE_DIMS = ("draw", "sequence", "time", "layer", "unit")
 #: first, so a minibatch pads to a length near its own; on the CPU a step costs in proportion
 #: to the rows it carries, padded ones included, so smaller minibatches waste less, while every
 #: minibatch adds a pass over its longest sequence's steps (what a launch-bound GPU pays). 32
-#: takes no more steps than 64 in file order on MuseData and Piano-midi.de, and at most 15%
-#: more on JSB and Nottingham (docs/results/benchmarks.md, "Evaluation").
+#: takes fewer steps than 64 in file order on MuseData, Nottingham and Piano-midi.de, and 6%
+#: (test) to 14% (valid) more on JSB (docs/results/benchmarks.md, "Evaluation").
 EVAL_BATCH_SIZE = 32
 
 

@@ -206,6 +206,18 @@ def test_a_shard_buckets_its_sequences_by_length():
     assert read == sorted(lengths) and lengths != sorted(lengths)
     plain = [n for b in shard.batches(2) for n in b.step_mask().sum(1).tolist()]
     assert plain == lengths  # without bucketing: shard order
+    # the two ranks' bucketed reads together take every sequence once
+    taken: list[int] = []
+    whole_batch = data.batch
+
+    def recording(index):
+        taken.extend(torch.as_tensor(index).tolist())
+        return whole_batch(index)
+
+    data.batch = recording
+    for rank in (0, 1):
+        list(DatasetShard.of_rank(data, rank, 2).batches(2, bucket=True))
+    assert sorted(taken) == list(range(12))
 
 
 def test_an_empty_shard_has_no_batch_and_evaluating_it_is_a_clear_error():
