@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -131,10 +132,7 @@ def gate_kl_summary(
                 i_all.append(i[valid].flatten())
                 f_all.append(f[valid].flatten())
     alpha, i, f = torch.cat(alphas), torch.cat(i_all), torch.cat(f_all)
-    # a bounded random subset for the quantiles: torch.quantile takes at most 2**24 elements
-    order = torch.randperm(alpha.numel(), generator=torch.Generator().manual_seed(0))
-    subset = alpha.cpu()[order[: 2**24]].double()
-    q = torch.quantile(subset, torch.tensor([0.01, 0.5, 0.99], dtype=torch.float64))
+    q = exact_quantiles(alpha, (0.01, 0.5, 0.99))
     return {
         "kl_per_gate": kl_total / count,
         "alpha_p01": float(q[0]),
@@ -145,6 +143,26 @@ def gate_kl_summary(
         "mean_forget_gate": float(f.mean()),
         "sd_forget_gate": float(f.std()),
     }
+
+
+def exact_quantiles(values: torch.Tensor, probabilities: Sequence[float]) -> list[float]:
+    """The ``probabilities`` quantiles of all of ``values``, interpolated linearly between order
+    statistics as :func:`torch.quantile` does, but for any number of elements (torch.quantile
+    takes at most 2**24; a MuseData gate KL summary has more) and whatever their order."""
+    flat = values.detach().flatten()
+    if flat.numel() == 0:
+        raise ValueError("exact_quantiles needs at least one value")
+    last = flat.numel() - 1
+    result = []
+    for p in probabilities:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"quantile probabilities lie in [0, 1], got {p}")
+        position = last * p
+        below, above = math.floor(position), math.ceil(position)
+        low = float(torch.kthvalue(flat, below + 1).values)
+        high = low if above == below else float(torch.kthvalue(flat, above + 1).values)
+        result.append(low + (position - below) * (high - low))
+    return result
 
 
 @torch.no_grad()

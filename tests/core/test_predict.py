@@ -250,3 +250,24 @@ def test_gate_kl_summary_refuses_a_prior_with_global_latent_variables():
     m = make_model("next_step", "bivariate", prior="hierarchical")
     with pytest.raises(ValueError, match="prior without global latent variables"):
         gate_kl_summary(m, make_dataset(4, head="next_step"))
+
+
+def test_exact_quantiles_agree_with_torch_quantile_for_any_order_and_size():
+    from pyro_betalstm.infer.predict import exact_quantiles
+
+    g = torch.Generator().manual_seed(0)
+    values = torch.rand(1001, generator=g) ** 3  # skewed, like concentrations
+    probabilities = (0.0, 0.01, 0.5, 0.99, 1.0)
+    reference = torch.quantile(values.double(), torch.tensor(probabilities, dtype=torch.float64))
+    # float64 interpolation between the same order statistics: equal to a few ulps
+    assert exact_quantiles(values, probabilities) == pytest.approx(reference.tolist(), rel=1e-12)
+    shuffled = values[torch.randperm(values.numel(), generator=g)]
+    assert exact_quantiles(shuffled, probabilities) == exact_quantiles(values, probabilities)
+    # past torch.quantile's 2**24 elements: still every element, no subset
+    many = torch.zeros(2**24 + 3)
+    many[-3:] = 1.0
+    assert exact_quantiles(many, (0.5, 1.0)) == [0.0, 1.0]
+    with pytest.raises(ValueError, match="at least one value"):
+        exact_quantiles(torch.empty(0), (0.5,))
+    with pytest.raises(ValueError, match=r"lie in \[0, 1\]"):
+        exact_quantiles(values, (1.5,))
