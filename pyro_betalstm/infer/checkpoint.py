@@ -40,8 +40,7 @@ RESUME_KEYS = (
 # TrainConfig keys that may change on resume: how long to train (num_epochs, time_limit_s,
 # target_metric, early_stopping_patience), what is shown (progress), and where and in what
 # chunks evaluation runs (device, eval_batch_size), none of which changes the updates already
-# made or, with eval_samples 0, to come (with eval_samples > 0, validation's predictive draws
-# take from the training run's random stream in amounts set by the minibatches' padded shapes)
+# made or to come (validation draws from a random stream of its own: see fit)
 RESUME_MAY_CHANGE = frozenset(
     {
         "num_epochs",

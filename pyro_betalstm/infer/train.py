@@ -8,7 +8,8 @@ import math
 import random
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,10 @@ def fit(
     is kept as ``last.prev.pt``.
 
     The minibatch order comes from a private generator seeded with ``config.seed``; the global
-    generators (gate draws, dropout) are seeded only with ``config.seed_globals``.
+    generators (gate draws, dropout) are seeded only with ``config.seed_globals``. Validation
+    draws (``eval_samples``, or an ``evaluate`` that samples) from those generators seeded
+    afresh from ``config.seed``, the epoch and the rank, and gives their states back after, so
+    how validation runs cannot change training's draws.
 
     Loss units: ``train_loss`` is the negative ELBO **per training sequence**, the Pyro loss of
     a minibatch (``svi.step``'s unit: the whole data set, as the sequence plate scales the
@@ -656,10 +660,11 @@ def _monitored_value(
     metrics, checked finite, join ``record`` as ``valid_*``), or the training loss."""
     if valid_data is None:
         return record["train_loss"]
-    if run.workers.active:
-        metrics = _evaluate_shards(run, evaluate, valid_data)
-    else:
-        metrics = evaluate(run.model, valid_data, run.config)
+    with _validation_random_stream(run, record["epoch"]):
+        if run.workers.active:
+            metrics = _evaluate_shards(run, evaluate, valid_data)
+        else:
+            metrics = evaluate(run.model, valid_data, run.config)
     if monitor not in metrics:
         raise ValueError(
             f"monitor {monitor!r} is not among the validation metrics {sorted(metrics)} that "
@@ -673,6 +678,38 @@ def _monitored_value(
         )
     record.update({f"valid_{k}": v for k, v in metrics.items()})
     return metrics[monitor]
+
+
+#: tells the validation streams' seeds apart from any other seed derived from (seed, rank)
+_VALIDATION_STREAM = 0x56414C49
+
+
+def _validation_seed(seed: int, epoch: int, rank: int) -> int:
+    """The seed of the validation draws after ``epoch`` on rank ``rank`` of a run seeded with
+    ``seed``: a 63-bit number mixed from all three and a tag, unrelated to the training streams'
+    seeds (:func:`~.distributed.rank_seed`)."""
+    return int(
+        np.random.SeedSequence([seed, rank, epoch, _VALIDATION_STREAM]).generate_state(
+            1, np.uint64
+        )[0]
+        >> 1
+    )
+
+
+@contextmanager
+def _validation_random_stream(run: _Run, epoch: int) -> Iterator[None]:
+    """Validation draws (``eval_samples > 0``, or an ``evaluate`` that samples) from torch's
+    global generators seeded with ``_validation_seed``, whose states are restored after: how
+    validation is run (``eval_samples``, ``eval_batch_size``, ``evaluate``) cannot change the
+    training updates that follow, and a run's validation draws depend on its seed and epoch."""
+    cuda = [run.device] if run.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        seed = _validation_seed(run.config.seed, epoch, run.workers.rank)
+        torch.random.default_generator.manual_seed(seed)
+        for device in cuda:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        yield
 
 
 def _evaluate_shards(run: _Run, evaluate, valid_data: SequenceDataset) -> dict:

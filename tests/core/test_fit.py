@@ -16,7 +16,8 @@ import pyro.optim
 import pytest
 import torch
 
-from pyro_betalstm.infer import NonFiniteLossError, TrainConfig, fit, load_best
+from pyro_betalstm.infer import NonFiniteLossError, TrainConfig, evaluate_nll, fit, load_best
+from pyro_betalstm.infer.train import _validation_seed
 from pyro_betalstm.models import SequenceClassifier
 
 from .helpers import make_dataset, make_model
@@ -163,6 +164,31 @@ def test_default_validation_metrics_and_no_valid_data():
     assert {"valid_nll_mean_gates", "valid_nll_predictive", "valid_num_predictions"} <= set(rec)
     result = fit(m, data, None, _config(num_epochs=1))
     assert result.best_epoch == 1 and result.best_metric == result.history[0]["train_loss"]
+
+
+def test_validation_settings_do_not_change_training():
+    """Validation's predictive draws come from a stream of their own: the same run with other
+    eval_samples or eval_batch_size ends with exactly the same weights, and the draws after an
+    epoch are those of the run's seed and that epoch, whatever training drew before."""
+    data = make_dataset(8, head="next_step")
+    weights, models, results = {}, {}, {}
+    for eval_samples, eval_batch_size in ((0, 32), (3, 32), (3, 2)):
+        torch.manual_seed(0)
+        m = make_model("next_step", "bivariate", num_layers=1)
+        config = _config(num_epochs=2, eval_samples=eval_samples, eval_batch_size=eval_batch_size)
+        results[eval_samples, eval_batch_size] = fit(m, data, data, config)
+        weights[eval_samples, eval_batch_size] = _flat(m)
+        models[eval_samples, eval_batch_size] = m
+    # without the stream of its own, validation's draws shift every later training draw
+    torch.testing.assert_close(weights[3, 32], weights[0, 32], rtol=0, atol=0)
+    torch.testing.assert_close(weights[3, 2], weights[0, 32], rtol=0, atol=0)
+    # epoch 2's validation, repeated by hand from the model as it ended epoch 2
+    with torch.random.fork_rng():
+        torch.manual_seed(_validation_seed(0, 2, 0))
+        again = evaluate_nll(models[3, 32], data, 32, num_samples=3)
+    history = results[3, 32].history
+    assert again["nll_predictive"] == history[1]["valid_nll_predictive"]
+    assert history[0]["valid_nll_predictive"] != history[1]["valid_nll_predictive"]
 
 
 def test_fit_trains_untraced_and_gives_the_tracing_flags_back():
