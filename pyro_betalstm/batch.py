@@ -60,6 +60,21 @@ class SequenceBatch:
             {k: move(v) for k, v in self.extras.items()},
         )
 
+    def repeat(self, times: int) -> SequenceBatch:
+        """The batch ``times`` over, stacked along the batch (``(times * B, ...)``, copy-major:
+        row ``k * B + b`` is sequence ``b``): every per-sequence tensor, extras included, is
+        repeated, so that ``times`` gate draws run as one batch. ``dataset_size`` is dropped."""
+
+        def repeat(t):
+            if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape[0] == self.batch_size:
+                return t.repeat(times, *[1] * (t.dim() - 1))
+            return t
+
+        extras = {k: repeat(v) for k, v in self.extras.items()}
+        return SequenceBatch(
+            repeat(self.inputs), repeat(self.targets), repeat(self.lengths), None, extras
+        )
+
     @property
     def batch_size(self) -> int:
         """Number of sequences ``B``."""

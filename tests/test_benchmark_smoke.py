@@ -246,6 +246,16 @@ def test_gpu_graphs_summary_reads_a_session_folder(tmp_path, capsys):
     (tmp_path / "eval_order_jsb_cuda.json").write_text(json.dumps(order))
     text = summary.main([str(tmp_path)])
     assert "jsb: file order, 64 3.0 s, shortest first, 32 4.0 s; before / now 0.75x" in text
+    assert "predictive fold: missing" in text
+    fold = {"datasets": {"jsb": {"best_seconds": {"one draw a pass": 2.0, "folded": 0.5},
+                                 "passes": {"one draw a pass": 40, "folded": 4},
+                                 "speedup_folded_over_one_draw": 4.0}}}  # fmt: skip
+    (tmp_path / "predictive_fold_jsb_cuda.json").write_text(json.dumps(fold))
+    text = summary.main([str(tmp_path)])
+    assert (
+        "jsb: one draw a pass 2.00 s, folded 0.50 s (passes: one draw a pass 40, folded 4); "
+        "folded 4.00x faster" in text
+    )
     assert "| library_bivariate_svi_cuda_graph/torch_lstm | 3.00 | 4.0 | True |" in text
     # medians 32 s and 9 s per epoch: 60/9 over 60/32 epochs per minute
     assert f"cuda_graph / eager: {32 / 9:.2f}x" in text
@@ -312,3 +322,23 @@ def test_eval_order_smoke(tmp_path):
     assert smoke["nll_max_relative_difference"] < 1e-6
     assert all(len(t) == 1 and t[0] > 0 for t in smoke["seconds"].values())
     assert smoke["speedup_now_over_before"] > 0
+
+
+@pytest.mark.timeout(120)
+def test_predictive_fold_smoke(tmp_path):
+    # folded draws run once per minibatch where the budget allows (S passes one at a time), and
+    # both schemes estimate the same predictive NLL (other draws: Monte Carlo noise)
+    predictive_fold = _load("predictive_fold")
+    out = tmp_path / "predictive_fold.json"
+    result = predictive_fold.main(
+        ["--smoke", "--threads", "1", "--samples", "3", "--repeats", "1", "--out", str(out)]
+    )
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    smoke = result["datasets"]["smoke"]
+    batches = smoke["minibatches"]
+    assert smoke["passes"] == {"one draw a pass": 3 * batches, "folded": batches}
+    nll = smoke["nll_predictive"]
+    # about 63 nats per frame for the untrained tiny model; three draws' estimates of it,
+    # measured 0.002 apart: 1% leaves room for other draws without hiding a wrong average
+    assert nll["folded"] == pytest.approx(nll["one draw a pass"], rel=0.01)
+    assert all(len(t) == 1 and t[0] > 0 for t in smoke["seconds"].values())

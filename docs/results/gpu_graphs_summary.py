@@ -139,6 +139,21 @@ def eval_order_lines(out: Path) -> list[str]:
     return lines or ["", "evaluation order: missing"]
 
 
+def predictive_fold_lines(out: Path) -> list[str]:
+    lines = []
+    for path in sorted(out.glob("predictive_fold_*.json")):
+        r = _load(path)
+        if r is None:
+            continue
+        lines += ["", f"### Posterior-predictive draws folded ({path.name})", ""]
+        for name, d in r["datasets"].items():
+            shown = ", ".join(f"{scheme} {s:.2f} s" for scheme, s in d["best_seconds"].items())
+            passes = ", ".join(f"{scheme} {n}" for scheme, n in d["passes"].items())
+            speedup = d["speedup_folded_over_one_draw"]
+            lines.append(f"{name}: {shown} (passes: {passes}); folded {speedup:.2f}x faster")
+    return lines or ["", "predictive fold: missing"]
+
+
 def tests_line(out: Path) -> list[str]:
     try:
         last = (out / "pytest_gpu.log").read_text().strip().splitlines()[-1]
@@ -152,7 +167,7 @@ def main(argv: list[str]) -> str:
         raise SystemExit("usage: gpu_graphs_summary.py OUT (a run_gpu_graphs.sh output folder)")
     out = Path(argv[0])
     parts = step_time_lines(out) + profile_lines(out) + mnist_lines(out) + compile_lines(out)
-    parts += validation_lines(out) + eval_order_lines(out)
+    parts += validation_lines(out) + eval_order_lines(out) + predictive_fold_lines(out)
     text = "\n".join(parts + tests_line(out))
     print(text)
     return text

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 11 on a GPU: the recurrence replayed from CUDA graphs (pyro_betalstm.nn.cuda_graphs)
-# against the eager loop and cuDNN, in eight parts in one device call. Results go to OUT as
+# against the eager loop and cuDNN, in nine parts in one device call. Results go to OUT as
 # each part ends, so a part cut short does not cost the others.
 #   1. the step-time benchmark on CUDA, the eager variants and their *_cuda_graph ones (graphs
 #      of the eager step), alone on the GPU (B=64, H=256, T=100): step_time_cuda.json, whose
@@ -19,6 +19,8 @@
 #      the eager SVI step with validation on and off, interleaved);
 #   8. evaluation read shortest first against file order (benchmarks/eval_order.py) on MuseData
 #      and JSB: whether 32 sequences per minibatch, chosen on the CPU, costs the GPU time.
+#   9. posterior-predictive draws folded into the batch against one draw a pass
+#      (benchmarks/predictive_fold.py) on JSB: what S = 10 draws in one pass save the GPU.
 # Parts 5 and 6 run on CUDA only; on another DEVICE part 1 times the eager variants only and
 # part 3 profiles the eager step only.
 #
@@ -27,7 +29,7 @@
 # then ONE device call (15 minutes of device time per session, the machine's start included;
 # a command may run 10 minutes) with carry [".device"], timeout_s 570 and
 #   BUDGET_S=480 LIMIT_MIN=0.5 bash .device/env.sh bash docs/results/run_gpu_graphs.sh
-# PARTS picks the parts, in the order given (default "1 2 4 6 3 7 5 8": what the issue's "done
+# PARTS picks the parts, in the order given (default "1 2 4 6 3 7 5 8 9": what the issue's "done
 # when" needs first). Every part's timeout is cut to what is left of BUDGET_S seconds (default
 # 480), so the summary and the archive are always written before the tool's limit.
 # At most 8 files come back from the device's $OUT: at the end everything is packed into
@@ -172,11 +174,19 @@ part_8() {
   done
 }
 
-read -r -a parts <<< "${PARTS:-1 2 4 6 3 7 5 8}"
+part_9() {
+  echo "== 9. posterior-predictive draws: folded into the batch against one draw a pass"
+  timeout "$(cap 60)" python benchmarks/predictive_fold.py --data-dir .device/data/music \
+    --datasets jsb --device "$device" --repeats 3 --time-cap 30 \
+    --out "$out/predictive_fold_jsb_$device.json" > "$out/logs/predictive_fold.log" 2>&1
+  ran "predictive fold" $? "$out/logs/predictive_fold.log"
+}
+
+read -r -a parts <<< "${PARTS:-1 2 4 6 3 7 5 8 9}"
 for n in "${parts[@]}"; do
   case "$n" in
-    [1-8]) "part_$n" ;;
-    *) echo "unknown part $n (expected 1 to 8)" ;;
+    [1-9]) "part_$n" ;;
+    *) echo "unknown part $n (expected 1 to 9)" ;;
   esac
 done
 python docs/results/gpu_graphs_summary.py "$out" | tee "$out/summary.md"

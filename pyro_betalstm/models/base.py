@@ -378,7 +378,7 @@ class GateModel(nn.Module):
             if not draw_shape:
                 self.likelihood(runs[-1], batch)
             else:  # the runs hold N draws folded into their batch
-                folded = _repeat_batch(batch, math.prod(draw_shape))
+                folded = batch.repeat(math.prod(draw_shape))
                 distribution, observed = self.observation(runs[-1], folded)
                 observed = unfold_draws(observed, draw_shape)
                 pyro.sample(OBSERVED_SITE, FoldedDraws(distribution, draw_shape), obs=observed)
@@ -520,18 +520,3 @@ def _run_layer(call: LayerCall, mode, num_draws: int, batch_size: int) -> LayerR
         x = x.repeat(num_draws, *[1] * (x.dim() - 1))
     mask = None if call.mask is None else call.mask.repeat(num_draws, 1)
     return call.layer(x, mask, None, mode, call.record_gates)
-
-
-def _repeat_batch(batch: SequenceBatch, num_draws: int) -> SequenceBatch:
-    """``batch`` with every per-sequence tensor repeated for ``num_draws`` folded draws."""
-    B = batch.batch_size
-
-    def repeat(t):
-        if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape[0] == B:
-            return t.repeat(num_draws, *[1] * (t.dim() - 1))
-        return t
-
-    extras = {k: repeat(v) for k, v in batch.extras.items()}
-    return SequenceBatch(
-        repeat(batch.inputs), repeat(batch.targets), repeat(batch.lengths), None, extras
-    )

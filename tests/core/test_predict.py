@@ -10,6 +10,8 @@ import torch
 from pyro_betalstm.data import SequenceDataset
 from pyro_betalstm.infer import (
     GATE_DIMS,
+    PREDICTIVE_ROW_STEPS,
+    draws_per_pass,
     evaluate_classifier,
     evaluate_nll,
     gate_kl_summary,
@@ -57,6 +59,26 @@ def test_evaluate_classifier_matches_direct_computation(float64, family):
     assert result["nll_mean_gates"] == pytest.approx(nll, rel=1e-10)
     assert ("accuracy_predictive" in result) == (family in ref.LATENT)
     assert m.training
+
+
+def test_classifier_predictive_averages_class_probabilities_of_folded_draws(float64):
+    """accuracy_predictive and nll_predictive from log (1/S) sum_s p(c | u_s), the S draws of a
+    minibatch run folded into one batch (row k * B + b: draw k of sequence b)."""
+    m = make_model("classifier", "bivariate", num_layers=2)
+    data = make_dataset(9)
+    torch.manual_seed(5)
+    result = evaluate_classifier(m, data, batch_size=4, num_samples=3)
+    torch.manual_seed(5)
+    correct, nll = 0, 0.0
+    with torch.no_grad(), evaluating(m):
+        for batch in data.batches(4, bucket=True):  # the evaluator's order, shortest first
+            folded = batch.repeat(3)
+            logits = m.predict_from_run(ref.run_network(m, folded, "sample")[-1], folded)
+            log_p = ref.log_mean_exp(logits.log_softmax(-1).reshape(3, batch.batch_size, -1))
+            correct += int((log_p.argmax(-1) == batch.targets).sum())
+            nll -= float(log_p.gather(-1, batch.targets[:, None]).sum())
+    assert result["accuracy_predictive"] == pytest.approx(correct / 9, abs=1e-12)
+    assert result["nll_predictive"] == pytest.approx(nll / 9, rel=1e-10)
 
 
 @pytest.mark.parametrize("evaluate", [evaluate_nll, evaluate_classifier, gate_kl_summary])
@@ -119,25 +141,57 @@ def test_predictive_with_one_draw_equals_direct_computation(float64, head):
 
 
 def test_predictive_averages_likelihoods_of_draws(float64):
-    """S draws: log (1/S) sum_s p(y | u_s) with the draws taken in sequence."""
+    """S draws: log (1/S) sum_s p(y | u_s), the draws folded into one batch (row k * B + b is
+    draw k of sequence b) or, with row_steps 0, taken in sequence: exact either way."""
     m = make_model("classifier", "beta", num_layers=2)
     batch = make_batch("classifier")
-    torch.manual_seed(2)
-    ours = predictive_log_likelihood(m, batch, 5)
-    torch.manual_seed(2)
-    with torch.no_grad():
-        draws = torch.stack(
-            [
-                ref.head_log_likelihood(m, ref.run_network(m, batch, "sample")[-1], batch)
-                for _ in range(5)
-            ]
-        )
-    torch.testing.assert_close(ours, ref.log_mean_exp(draws), rtol=1e-10, atol=1e-12)
-    assert ours.shape == (3,)
-    # Jensen: the predictive is at least the mean of the draws' log-likelihoods
-    assert torch.all(ours >= draws.mean(0) - 1e-12)
+    B = batch.batch_size
+    for row_steps, passes in ((PREDICTIVE_ROW_STEPS, 1), (0, 5)):
+        torch.manual_seed(2)
+        ours = predictive_log_likelihood(m, batch, 5, row_steps=row_steps)
+        torch.manual_seed(2)
+        with torch.no_grad():
+            if passes == 1:
+                folded = batch.repeat(5)
+                run = ref.run_network(m, folded, "sample")[-1]
+                draws = ref.head_log_likelihood(m, run, folded).reshape(5, B)
+            else:
+                draws = torch.stack(
+                    [
+                        ref.head_log_likelihood(m, ref.run_network(m, batch, "sample")[-1], batch)
+                        for _ in range(5)
+                    ]
+                )
+        torch.testing.assert_close(ours, ref.log_mean_exp(draws), rtol=1e-10, atol=1e-12)
+        assert ours.shape == (3,)
+        # Jensen: the predictive is at least the mean of the draws' log-likelihoods
+        assert torch.all(ours >= draws.mean(0) - 1e-12)
+        # five different draws per sequence, not one draw five times
+        assert len(set(draws[:, 0].tolist())) == 5
     with pytest.raises(ValueError, match="num_samples must be positive"):
         predictive_log_likelihood(m, batch, 0)
+    with pytest.raises(ValueError, match="row_steps must be a non-negative integer"):
+        predictive_log_likelihood(m, batch, 2, row_steps=-1)
+
+
+def test_draws_per_pass_keeps_rows_times_steps_within_the_budget():
+    batch = make_batch("next_step", lengths=(5, 3, 4))  # B = 3, T = 5: 15 row-steps a draw
+    assert [draws_per_pass(batch, 10, r) for r in (0, 14, 15, 44, 45, 150, 10**6)] == [
+        1,
+        1,
+        1,
+        2,
+        3,
+        10,
+        10,
+    ]
+    assert draws_per_pass(batch, 4, 10**6) == 4  # never more than asked for
+    calls = []
+    m = make_model("next_step", "bivariate", num_layers=1)
+    run_network = m.run_network
+    m.run_network = lambda b, gate_mode: calls.append(b.batch_size) or run_network(b, gate_mode)
+    predictive_log_likelihood(m, batch, 7, row_steps=45)  # 3 draws a pass: 3 + 3 + 1
+    assert calls == [9, 9, 3]
 
 
 @pytest.mark.parametrize("family", ref.LATENT + ref.DETERMINISTIC)

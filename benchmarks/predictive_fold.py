@@ -1,0 +1,149 @@
+"""What folding the posterior-predictive draws into the batch saves: the S gate draws of each
+evaluation minibatch run one at a time (``row_steps=0``, how they ran before) against folded
+into its batch, as many at a time as ``PREDICTIVE_ROW_STEPS`` allows (how they run now), in one
+process, alternately.
+
+Both schemes score the same split with the same model (the bBLSTM(5G+p) of the authors' sizes,
+freshly initialised: a pass's time does not depend on the weights' values) through
+``predictive_log_likelihood``, over the evaluators' minibatches (``EVAL_BATCH_SIZE`` sequences,
+shortest first). Besides seconds the JSON has each scheme's ``passes`` (network runs: on a GPU
+what launches cost in proportion to) and its predictive NLL per frame. The two NLLs are Monte
+Carlo estimates from other draws, so they differ by Monte Carlo noise, not by round-off.
+
+    python benchmarks/predictive_fold.py --data-dir ../shared/data/music --datasets jsb \\
+        --threads 1 --out docs/results/predictive_fold_cpu.json
+    python benchmarks/predictive_fold.py --smoke --out /tmp/predictive_fold.json   # CI
+    python benchmarks/predictive_fold.py --data-dir .device/data/music --datasets jsb \\
+        --device cuda --out $OUT/predictive_fold_jsb_cuda.json   # run_gpu_graphs.sh, part 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import pyro
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from eval_order import music_model, smoke_split  # noqa: E402
+from step_time import emit  # noqa: E402
+
+from pyro_betalstm.data.music import load_benchmark  # noqa: E402
+from pyro_betalstm.infer import (  # noqa: E402
+    EVAL_BATCH_SIZE,
+    PREDICTIVE_ROW_STEPS,
+    draws_per_pass,
+    predictive_log_likelihood,
+)
+from pyro_betalstm.models import evaluating  # noqa: E402
+from pyro_betalstm.provenance import git_state, run_hardware  # noqa: E402
+from pyro_betalstm.variants import VARIANTS  # noqa: E402
+
+SCHEMES = {"one draw a pass": 0, "folded": PREDICTIVE_ROW_STEPS}  # name: row_steps
+
+
+def main(argv: list[str] | None = None) -> dict:
+    git = git_state()  # the code that runs, read before it runs
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", type=Path, default=None, help="the music .mat files")
+    p.add_argument("--datasets", nargs="+", default=["jsb"])
+    p.add_argument("--split", default="test", choices=["valid", "test"])
+    p.add_argument("--samples", type=int, default=10, help="S, predictive draws")
+    p.add_argument("--repeats", type=int, default=3, help="rounds over the schemes")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--time-cap", type=float, default=None, help="stop a data set's rounds after")
+    p.add_argument("--smoke", action="store_true", help="tiny model on random rolls")
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    args = p.parse_args(argv)
+    if not args.smoke and args.data_dir is None:
+        p.error("--data-dir is needed (or --smoke)")
+    threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        names = ["smoke"] if args.smoke else args.datasets
+        results = {name: _measure(name, args) for name in names}
+        hardware, used_threads = run_hardware(args.device), torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads)
+    variant = VARIANTS["bblstm5gp"]
+    return emit(
+        {
+            "what": "seconds of predictive_log_likelihood over a split's evaluation minibatches, "
+            "S draws one at a time against folded into the batch",
+            "config": {
+                "variant": "bblstm5gp",
+                "hidden": 4 if args.smoke else variant.music_hidden,
+                "split": args.split,
+                "device": args.device,
+                "samples": args.samples,
+                "batch_size": EVAL_BATCH_SIZE,
+                "row_steps": PREDICTIVE_ROW_STEPS,
+                "repeats": args.repeats,
+                "threads": used_threads,
+                "seed": args.seed,
+            },
+            "datasets": results,
+            "environment": {
+                "hardware": hardware,
+                "torch": torch.__version__,
+                "pyro": pyro.__version__,
+                **git,
+            },
+        },
+        args.out,
+    )
+
+
+def _measure(name: str, args: argparse.Namespace) -> dict:
+    if args.smoke:
+        data, model = smoke_split(args.seed), music_model(4, 0.2, args.seed)
+    else:
+        data = load_benchmark(name, args.data_dir).next_step(args.split)
+        variant = VARIANTS["bblstm5gp"]
+        model = music_model(variant.music_hidden, variant.music_dropout, args.seed)
+    model.to(args.device)
+    batches = [b.to(args.device) for b in data.batches(EVAL_BATCH_SIZE, bucket=True)]
+    frames = sum(b.num_valid_steps() for b in batches)
+    sync = torch.cuda.synchronize if torch.device(args.device).type == "cuda" else lambda: None
+    seconds: dict[str, list[float]] = {s: [] for s in SCHEMES}
+    nll: dict[str, float] = {}
+    started = time.perf_counter()
+    for _ in range(args.repeats):
+        for scheme, row_steps in SCHEMES.items():
+            sync()
+            start = time.perf_counter()
+            with torch.no_grad(), evaluating(model):
+                total = sum(
+                    float(predictive_log_likelihood(model, b, args.samples, row_steps).sum())
+                    for b in batches
+                )
+            sync()
+            seconds[scheme].append(time.perf_counter() - start)
+            nll[scheme] = -total / frames
+            print(f"{name} {scheme}: {seconds[scheme][-1]:.1f} s", file=sys.stderr, flush=True)
+        if args.time_cap is not None and time.perf_counter() - started > args.time_cap:
+            break
+    best = {s: min(t) for s, t in seconds.items()}
+    return {
+        "sequences": len(data),
+        "minibatches": len(batches),
+        "seconds": seconds,
+        "best_seconds": best,
+        "speedup_folded_over_one_draw": best["one draw a pass"] / best["folded"],
+        "passes": {
+            s: sum(-(-args.samples // draws_per_pass(b, args.samples, r)) for b in batches)
+            for s, r in SCHEMES.items()
+        },
+        "nll_predictive": nll,
+    }
+
+
+if __name__ == "__main__":
+    main()
