@@ -29,7 +29,7 @@ EVAL_BATCH_SIZE = 32
 
 #: The most rows times padded steps that one pass of posterior-predictive draws carries: the
 #: S draws of a minibatch run folded into its batch (``n * B`` rows, ``n`` draws at a time), so
-#: each step's fixed cost is paid once per ``n`` draws; 1.3x faster on JSB on the CPU, and
+#: each step's fixed cost is paid once per ``n`` draws; 1.2 to 1.4x faster on JSB on the CPU, and
 #: launches ``n`` times fewer on a GPU (docs/results/benchmarks.md, "Posterior-predictive
 #: draws folded"). The budget caps the memory of a pass at what mean gates over a minibatch of
 #: 32 sequences of 2,048 steps already take; longer minibatches run one draw at a time.
