@@ -79,9 +79,15 @@ def padded_work(data: SequenceDataset, batch_size: int, sort: bool) -> dict[str,
     }
 
 
-def music_model(hidden: int, dropout: float, seed: int) -> NextStepBernoulli:
+def music_model(
+    hidden: int, dropout: float, seed: int, recurrence: str = "eager"
+) -> NextStepBernoulli:
+    """The bBLSTM(5G+p) of the authors' music code at ``hidden``, with the eager loop unless
+    ``recurrence`` says otherwise (the library's default, ``"auto"``, replays graphs on a GPU)."""
     torch.manual_seed(seed)
-    lstm = StochasticLSTM(KEYS, hidden, 2, gate="bivariate5", batch_first=True, dropout=dropout)
+    lstm = StochasticLSTM(
+        KEYS, hidden, 2, gate="bivariate5", batch_first=True, dropout=dropout, recurrence=recurrence
+    )
     return NextStepBernoulli(lstm, KEYS, kl_weight=1e-3)
 
 

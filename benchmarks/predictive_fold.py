@@ -57,6 +57,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--recurrence",
+        default="eager",
+        choices=["eager", "auto"],
+        help="the layers' loop (auto replays CUDA graphs on a GPU, where draws are not folded)",
+    )
     p.add_argument("--time-cap", type=float, default=None, help="stop a data set's rounds after")
     p.add_argument("--smoke", action="store_true", help="tiny model on random rolls")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
@@ -82,6 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "hidden": 4 if args.smoke else variant.music_hidden,
                 "split": args.split,
                 "device": args.device,
+                "recurrence": args.recurrence,
                 "samples": args.samples,
                 "batch_size": EVAL_BATCH_SIZE,
                 "row_steps": PREDICTIVE_ROW_STEPS,
@@ -103,11 +110,11 @@ def main(argv: list[str] | None = None) -> dict:
 
 def _measure(name: str, args: argparse.Namespace) -> dict:
     if args.smoke:
-        data, model = smoke_split(args.seed), music_model(4, 0.2, args.seed)
+        data, model = smoke_split(args.seed), music_model(4, 0.2, args.seed, args.recurrence)
     else:
         data = load_benchmark(name, args.data_dir).next_step(args.split)
         variant = VARIANTS["bblstm5gp"]
-        model = music_model(variant.music_hidden, variant.music_dropout, args.seed)
+        model = music_model(variant.music_hidden, variant.music_dropout, args.seed, args.recurrence)
     model.to(args.device)
     batches = [b.to(args.device) for b in data.batches(EVAL_BATCH_SIZE, bucket=True)]
     frames = sum(b.num_valid_steps() for b in batches)

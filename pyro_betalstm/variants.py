@@ -128,9 +128,9 @@ def add_run_arguments(
     parser.add_argument(
         "--recurrence",
         choices=RECURRENCE_CHOICES,
-        default="eager",
-        help="how the LSTM layers run their time loop: eager (Python loop; the default), "
-        "auto (CUDA graphs on a GPU, the loop elsewhere) or cuda_graph (graphs, GPU only)",
+        default="auto",
+        help="how the LSTM layers run their time loop: auto (CUDA graphs on a GPU, the Python "
+        "loop elsewhere; the default), eager (the loop always) or cuda_graph (graphs, GPU only)",
     )
     parser.add_argument("--out-dir", default=None)
     # one or the other: continuing a run and deleting it are opposite requests

@@ -29,10 +29,12 @@ EVAL_BATCH_SIZE = 32
 
 #: The most rows times padded steps that one pass of posterior-predictive draws carries: the
 #: S draws of a minibatch run folded into its batch (``n * B`` rows, ``n`` draws at a time), so
-#: each step's fixed cost is paid once per ``n`` draws; 1.2 to 1.4x faster on JSB on the CPU, and
-#: launches ``n`` times fewer on a GPU (docs/results/benchmarks.md, "Posterior-predictive
-#: draws folded"). The budget caps the memory of a pass at what mean gates over a minibatch of
-#: 32 sequences of 2,048 steps already take; longer minibatches run one draw at a time.
+#: each step's fixed cost is paid once per ``n`` draws: 1.2 to 1.4x faster on JSB on the CPU,
+#: 9.6x on an H200 with the eager loop (docs/results/benchmarks.md, "Posterior-predictive draws
+#: folded"). It caps a pass at the rows times steps of mean gates over 32 sequences of 2,048
+#: steps (a sampled pass also keeps the log-bases: up to about twice that pass's memory);
+#: longer minibatches run one draw at a time. Layers that replay CUDA graphs run one draw at a
+#: time too: each folded shape would be one more graph held in their caches.
 PREDICTIVE_ROW_STEPS = 2**16
 
 
@@ -218,9 +220,7 @@ def evaluate_classifier(
             correct_mean += int((log_p.argmax(-1) == targets).sum())
             nll_mean -= float(log_p.gather(-1, targets[:, None]).sum())
             if sampled:
-                draws = _folded_draws(
-                    model, batch, num_samples, class_log_probs, PREDICTIVE_ROW_STEPS
-                )
+                draws = _folded_draws(model, batch, num_samples, class_log_probs, None)
                 log_p = torch.logsumexp(draws, dim=0) - math.log(num_samples)
                 correct_pred += int((log_p.argmax(-1) == targets).sum())
                 nll_pred -= float(log_p.gather(-1, targets[:, None]).sum())
@@ -271,7 +271,7 @@ def predictive_log_likelihood(
     model: GateModel,
     batch: SequenceBatch,
     num_samples: int,
-    row_steps: int = PREDICTIVE_ROW_STEPS,
+    row_steps: int | None = None,
 ) -> torch.Tensor:
     """``log (1/S) sum_s p(y | u_s)`` per sequence with ``S`` gate draws from the guide, in
     evaluation mode (no dropout) as :func:`evaluate_nll`; the model's mode is restored.
@@ -280,7 +280,7 @@ def predictive_log_likelihood(
     :param batch: a batch on the model's device (it is not moved).
     :param num_samples: ``S``, a positive integer (a ValueError otherwise).
     :param row_steps: the draws run folded into the batch, as many at a time as keep rows
-        times padded steps within this (:data:`PREDICTIVE_ROW_STEPS`; 0: one at a time).
+        times padded steps within this (None: :data:`PREDICTIVE_ROW_STEPS`; 0: one at a time).
     :returns: ``(B,)``, one value per sequence, in the units of
         :meth:`~pyro_betalstm.models.GateModel.log_likelihood`.
     """
@@ -290,13 +290,15 @@ def predictive_log_likelihood(
     return torch.logsumexp(draws, dim=0) - math.log(num_samples)
 
 
-def draws_per_pass(batch: SequenceBatch, num_samples: int, row_steps: int) -> int:
+def draws_per_pass(batch: SequenceBatch, num_samples: int, row_steps: int | None = None) -> int:
     """How many of ``num_samples`` gate draws of ``batch`` run at once, folded into its batch:
-    as many as keep ``draws * B * T`` (T: the padded steps) within ``row_steps``, at least 1."""
+    as many as keep ``draws * B * T`` (T: the padded steps) within ``row_steps`` (None:
+    :data:`PREDICTIVE_ROW_STEPS`), at least 1."""
+    row_steps = PREDICTIVE_ROW_STEPS if row_steps is None else row_steps
     if not is_integer(row_steps) or row_steps < 0:
         raise ValueError(f"row_steps must be a non-negative integer, got {row_steps!r}")
     steps = batch.inputs.shape[1] if batch.inputs.dim() > 1 else 1
-    return max(1, min(num_samples, row_steps // (batch.batch_size * steps)))
+    return max(1, min(num_samples, row_steps // max(1, batch.batch_size * steps)))
 
 
 def _folded_draws(
@@ -304,14 +306,16 @@ def _folded_draws(
     batch: SequenceBatch,
     num_samples: int,
     per_draw: Callable[[LayerRun, SequenceBatch], torch.Tensor],
-    row_steps: int,
+    row_steps: int | None,
 ) -> torch.Tensor:
     """``per_draw(run, batch)`` under ``num_samples`` gate draws from the guide, ``(S, B, ...)``:
     the draws run :func:`draws_per_pass` at a time, folded into the batch
     (:meth:`~pyro_betalstm.batch.SequenceBatch.repeat`), which costs each step's fixed work once
-    per pass instead of once per draw."""
+    per pass instead of once per draw; one at a time where the layers replay CUDA graphs."""
     B = batch.batch_size
     per_pass = draws_per_pass(batch, num_samples, row_steps)
+    if _replays_graphs(model, batch):
+        per_pass = 1
     values = []
     for start in range(0, num_samples, per_pass):
         n = min(per_pass, num_samples - start)
@@ -319,6 +323,12 @@ def _folded_draws(
         value = per_draw(model.run_network(folded, gate_mode="sample")[-1], folded)
         values.append(value.reshape(n, B, *value.shape[1:]))
     return torch.cat(values)
+
+
+def _replays_graphs(model: GateModel, batch: SequenceBatch) -> bool:
+    """Whether ``model``'s layers would run ``batch`` from CUDA graphs (its recurrence is not
+    eager and the batch is on a GPU)."""
+    return model.lstm.recurrence != "eager" and batch.inputs.is_cuda
 
 
 @torch.no_grad()

@@ -81,8 +81,9 @@ class GateLayer(nn.Module):
     for the ``sigmoid`` family that is ``[i, f, g, o]``, the order of ``torch.nn.LSTM``.
 
     ``recurrence`` (:meth:`set_recurrence`): ``"eager"`` runs the Python loop of
-    :meth:`run_eager`; ``"cuda_graph"`` and ``"auto"`` replay CUDA graphs of that loop
-    (:mod:`~pyro_betalstm.nn.cuda_graphs`), ``"auto"`` only for CUDA inputs. ``compile_cell``:
+    :meth:`run_eager`; ``"cuda_graph"`` and ``"auto"`` (the default) replay CUDA graphs of that
+    loop (:mod:`~pyro_betalstm.nn.cuda_graphs`), ``"auto"`` only for CUDA inputs (the loop runs
+    for any other). ``compile_cell``:
     each step's elementwise work through ``torch.compile`` (:mod:`~pyro_betalstm.nn.step`),
     with either recurrence.
     """
@@ -94,7 +95,7 @@ class GateLayer(nn.Module):
         family: GateFamily,
         bias: bool = True,
         basis_offset: float = 0.0,
-        recurrence: str = "eager",
+        recurrence: str = "auto",
         compile_cell: bool = False,
     ):
         super().__init__()
@@ -142,7 +143,7 @@ class GateLayer(nn.Module):
         return self.step_functions.compiled
 
     def extra_repr(self) -> str:
-        parts = [f"recurrence={self.recurrence!r}"] if self.recurrence != "eager" else []
+        parts = [f"recurrence={self.recurrence!r}"] if self.recurrence != "auto" else []
         return ", ".join(parts + (["compile_cell=True"] if self.compile_cell else []))
 
     def forward(

@@ -180,8 +180,9 @@ class StochasticLSTM(nn.Module):
     the last included.
     ``basis_offset``: training gates are computed from ``u + basis_offset`` instead of the Gamma
     draw ``u`` (the authors' code adds 1e-3); the latent variable stays ``log u``, and the mean
-    gates are unchanged. ``recurrence``: ``"eager"`` (the Python loop, the default),
-    ``"cuda_graph"`` or ``"auto"`` (CUDA graphs of that loop, see
+    gates are unchanged. ``recurrence``: ``"auto"`` (the default: CUDA graphs of the
+    Python loop for CUDA inputs, the loop itself for any other), ``"eager"`` (the loop always)
+    or ``"cuda_graph"`` (graphs, CUDA inputs required; see
     :mod:`~pyro_betalstm.nn.cuda_graphs` and :meth:`set_recurrence`); ``compile_cell``: each
     step's elementwise work through ``torch.compile`` (:mod:`~pyro_betalstm.nn.step`).
     """
@@ -198,7 +199,7 @@ class StochasticLSTM(nn.Module):
         locked_dropout: bool = False,
         output_dropout: bool = False,
         basis_offset: float = 0.0,
-        recurrence: str = "eager",
+        recurrence: str = "auto",
         compile_cell: bool = False,
     ):
         super().__init__()
@@ -268,7 +269,7 @@ class StochasticLSTM(nn.Module):
             + (", locked_dropout=True" if self.locked_dropout else "")
             + (", output_dropout=True" if self.output_dropout else "")
             + (f", basis_offset={self.basis_offset}" if self.basis_offset else "")
-            + (f", recurrence={self.recurrence!r}" if self.recurrence != "eager" else "")
+            + (f", recurrence={self.recurrence!r}" if self.recurrence != "auto" else "")
             + (", compile_cell=True" if self.layers[0].compile_cell else "")
         )
 

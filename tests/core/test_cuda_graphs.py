@@ -69,8 +69,12 @@ def test_recurrence_names_are_checked():
         StochasticLSTM(3, 4, recurrence="graphs")
     with pytest.raises(ValueError, match="unknown recurrence"):
         TrainConfig(recurrence="fast").check()
-    lstm = StochasticLSTM(3, 4, 2)
-    assert lstm.recurrence == "eager" and all(layer.graphs is None for layer in lstm.layers)
+    lstm = StochasticLSTM(3, 4, 2)  # the default: graphs for CUDA inputs, the loop otherwise
+    assert lstm.recurrence == "auto" and all(layer.graphs is not None for layer in lstm.layers)
+    assert "recurrence" not in repr(lstm)
+    set_recurrence(lstm, "eager")
+    assert all(layer.graphs is None for layer in lstm.layers)
+    assert "recurrence='eager'" in repr(lstm)
     set_recurrence(lstm, "cuda_graph")
     assert lstm.recurrence == "cuda_graph" and "recurrence='cuda_graph'" in repr(lstm)
 

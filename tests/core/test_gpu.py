@@ -46,3 +46,27 @@ def test_sigmoid_family_matches_cudnn_lstm():
     finally:
         torch.backends.cudnn.allow_tf32 = tf32
     torch.testing.assert_close(out, out_ref, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.gpu
+def test_predictive_draws_fold_with_the_eager_loop_and_not_under_graphs():
+    # folded draws are fewer, larger passes: with the eager loop on a GPU they save launches;
+    # layers that replay graphs take one draw a pass, or each folded shape would be one more
+    # graph held in their caches
+    from pyro_betalstm.infer import predictive_log_likelihood
+
+    torch.manual_seed(0)
+    seqs = [(torch.rand(9, 6) < 0.3).float() for _ in range(4)]
+    batch = SequenceDataset([s[:-1] for s in seqs], [s[1:] for s in seqs]).batch(range(4))
+    batch = batch.to("cuda")
+    for recurrence, passes in (("eager", 1), ("auto", 5)):
+        model = NextStepBernoulli(
+            StochasticLSTM(6, 8, 2, batch_first=True, recurrence=recurrence), 6
+        ).cuda()
+        calls: list = []
+        run_network = model.run_network
+        model.run_network = lambda b, gate_mode, calls=calls, run=run_network: (
+            calls.append(b) or run(b, gate_mode)
+        )
+        scores = predictive_log_likelihood(model, batch, 5)
+        assert len(calls) == passes and torch.isfinite(scores).all()
