@@ -30,7 +30,7 @@ source_suffix = {
 }
 root_doc = "index"
 
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "results/*.sh"]
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "results/*.sh", "results/gpu_session_*"]
 
 # The how-to guides live in guides/ at the top level (their code runs in the tests); copy them
 # into the source tree at build time so that Sphinx renders them. Their pictures link to
