@@ -63,7 +63,10 @@ class SequenceBatch:
     def repeat(self, times: int) -> SequenceBatch:
         """The batch ``times`` over, stacked along the batch (``(times * B, ...)``, copy-major:
         row ``k * B + b`` is sequence ``b``): every per-sequence tensor, extras included, is
-        repeated, so that ``times`` gate draws run as one batch. ``dataset_size`` is dropped."""
+        repeated, so that ``times`` gate draws run as one batch. ``dataset_size`` is dropped.
+        ``times`` must be a positive integer (a ValueError otherwise)."""
+        if not is_integer(times) or times < 1:
+            raise ValueError(f"times must be a positive integer, got {times!r}")
 
         def repeat(t):
             if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape[0] == self.batch_size:

@@ -122,10 +122,12 @@ def fit(
     is kept as ``last.prev.pt``.
 
     The minibatch order comes from a private generator seeded with ``config.seed``; the global
-    generators (gate draws, dropout) are seeded only with ``config.seed_globals``. Validation
-    draws (``eval_samples``, or an ``evaluate`` that samples) from those generators seeded
-    afresh from ``config.seed``, the epoch and the rank, and gives their states back after, so
-    how validation runs cannot change training's draws.
+    generators (gate draws, dropout) are seeded only with ``config.seed_globals``. Validation's
+    random draws (``eval_samples``, or an ``evaluate`` that samples) come from torch's CPU
+    generator (and the CUDA device's, on a GPU) seeded afresh from ``config.seed``, the epoch
+    and the rank; their states are restored after validation, so how validation runs cannot
+    change training's draws (numpy's and Python's generators are not forked, and on another
+    accelerator its own generator is not either).
 
     Loss units: ``train_loss`` is the negative ELBO **per training sequence**, the Pyro loss of
     a minibatch (``svi.step``'s unit: the whole data set, as the sequence plate scales the
@@ -698,10 +700,11 @@ def _validation_seed(seed: int, epoch: int, rank: int) -> int:
 
 @contextmanager
 def _validation_random_stream(run: _Run, epoch: int) -> Iterator[None]:
-    """Validation draws (``eval_samples > 0``, or an ``evaluate`` that samples) from torch's
-    global generators seeded with ``_validation_seed``, whose states are restored after: how
-    validation is run (``eval_samples``, ``eval_batch_size``, ``evaluate``) cannot change the
-    training updates that follow, and a run's validation draws depend on its seed and epoch."""
+    """Validation draws (``eval_samples > 0``, or an ``evaluate`` that samples) from torch's CPU
+    generator and, on a GPU, the CUDA device's, seeded with ``_validation_seed`` and restored
+    after: how validation is run (``eval_samples``, ``eval_batch_size``, ``evaluate``) cannot
+    change the training updates that follow, and a run's validation draws depend on its seed
+    and epoch. (Another accelerator's generator is neither forked nor reseeded.)"""
     cuda = [run.device] if run.device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
         seed = _validation_seed(run.config.seed, epoch, run.workers.rank)

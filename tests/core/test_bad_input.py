@@ -320,6 +320,27 @@ def test_dataset_size_must_be_an_integer(size):
         SequenceBatch(torch.randn(3, 5, 3), dataset_size=size)
 
 
+def test_repeat_stacks_copies_of_every_per_sequence_tensor_copy_major():
+    """Row k * B + b of the repeated batch is sequence b (what folded draws reshape by), for
+    inputs, targets, lengths and per-sequence extras; shared extras stay as they are."""
+    batch = make_batch(lengths=(5, 3, 4))
+    shared = torch.arange(7)  # not one row per sequence
+    batch.extras.update(images=torch.randn(3, 2, 2), table=shared)
+    folded = batch.repeat(4)
+    B = batch.batch_size
+    for name in ("inputs", "targets", "lengths"):
+        value, original = getattr(folded, name), getattr(batch, name)
+        assert value.shape[0] == 4 * B
+        for k in range(4):
+            assert torch.equal(value[k * B : (k + 1) * B], original)
+    for k in range(4):
+        assert torch.equal(folded.extras["images"][k * B : (k + 1) * B], batch.extras["images"])
+    assert folded.extras["table"] is shared and folded.dataset_size is None
+    for times in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="times must be a positive integer"):
+            batch.repeat(times)
+
+
 def test_lengths_given_as_a_list_become_a_tensor():
     batch = make_batch(lengths=(5, 3, 4))
     listed = SequenceBatch(batch.inputs, batch.targets, [5, 3, 4], dataset_size=10)
