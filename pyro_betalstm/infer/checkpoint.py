@@ -38,9 +38,11 @@ RESUME_KEYS = (
 # data-parallel run, "rng_per_rank" (every rank's random states, in rank order)
 
 # TrainConfig keys that may change on resume: how long to train (num_epochs, time_limit_s,
-# target_metric, early_stopping_patience), what is shown (progress), and where and in what
-# chunks evaluation runs (device, eval_batch_size), none of which changes the updates already
-# made or to come (validation draws from a random stream of its own: see fit)
+# target_metric, early_stopping_patience), what is shown (progress), in what chunks evaluation
+# runs (eval_batch_size: validation draws from a random stream of its own, see fit), and where
+# and how the computation runs (device, recurrence, distributed...). The first three groups
+# leave the updates already made and to come unchanged; another device or recurrence computes
+# the same model with other rounding and, for graph replays, other random draws of the same law
 RESUME_MAY_CHANGE = frozenset(
     {
         "num_epochs",
