@@ -100,20 +100,32 @@ def smoke_split(seed: int) -> SequenceDataset:
     return SequenceDataset([r[:-1] for r in rolls], [r[1:] for r in rolls], "smoke")
 
 
-def main(argv: list[str] | None = None) -> dict:
-    git = git_state()  # the code that runs, read before it runs
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def music_split_parser(
+    description: str, datasets: list[str], samples: tuple[int, str], repeats: int
+) -> argparse.ArgumentParser:
+    """The arguments of a benchmark over music splits (this one and predictive_fold.py):
+    data, split, ``--samples`` (default and help), ``--repeats``, threads, seed, device,
+    ``--smoke`` and ``--out``."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--data-dir", type=Path, default=None, help="the music .mat files")
-    p.add_argument("--datasets", nargs="+", default=["musedata"])
+    p.add_argument("--datasets", nargs="+", default=datasets)
     p.add_argument("--split", default="test", choices=["valid", "test"])
-    p.add_argument("--samples", type=int, default=1, help="predictive draws per pass")
-    p.add_argument("--repeats", type=int, default=1, help="rounds over the schemes")
+    p.add_argument("--samples", type=int, default=samples[0], help=samples[1])
+    p.add_argument("--repeats", type=int, default=repeats, help="rounds over the schemes")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--smoke", action="store_true", help="tiny model on random rolls")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
-    args = p.parse_args(argv)
+    return p
+
+
+def measure_datasets(
+    p: argparse.ArgumentParser, args: argparse.Namespace, measure
+) -> tuple[dict, str, int]:
+    """``measure(name, args)`` for each of ``--datasets`` (the smoke split alone with
+    ``--smoke``) with ``--threads`` torch threads, restored after; the results by data set,
+    the hardware and the threads used."""
     if not args.smoke and args.data_dir is None:
         p.error("--data-dir is needed (or --smoke)")
     threads = torch.get_num_threads()
@@ -121,35 +133,60 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     try:
         names = ["smoke"] if args.smoke else args.datasets
-        results = {name: _measure(name, args) for name in names}
-        hardware, used_threads = run_hardware(args.device), torch.get_num_threads()
+        results = {name: measure(name, args) for name in names}
+        return results, run_hardware(args.device), torch.get_num_threads()
     finally:
         torch.set_num_threads(threads)
-    variant = VARIANTS["bblstm5gp"]
-    return emit(
-        {
-            "what": "seconds of evaluate_nll over a split, file order at 64 against shortest "
-            "first; one pass with mean gates plus --samples predictive draws",
-            "config": {
-                "variant": "bblstm5gp",
-                "hidden": 4 if args.smoke else variant.music_hidden,
-                "split": args.split,
-                "device": args.device,
-                "samples": args.samples,
-                "repeats": args.repeats,
-                "threads": used_threads,
-                "seed": args.seed,
-            },
-            "datasets": results,
-            "environment": {
-                "hardware": hardware,
-                "torch": torch.__version__,
-                "pyro": pyro.__version__,
-                **git,
-            },
-        },
-        args.out,
+
+
+def main(argv: list[str] | None = None) -> dict:
+    git = git_state()  # the code that runs, read before it runs
+    p = music_split_parser(
+        __doc__.split("\n\n")[0], ["musedata"], (1, "predictive draws per pass"), repeats=1
     )
+    args = p.parse_args(argv)
+    results, hardware, used_threads = measure_datasets(p, args, _measure)
+    what = (
+        "seconds of evaluate_nll over a split, file order at 64 against shortest first; one "
+        "pass with mean gates plus --samples predictive draws"
+    )
+    return emit(music_split_record(what, args, results, hardware, used_threads, git), args.out)
+
+
+def music_split_record(
+    what: str,
+    args: argparse.Namespace,
+    results: dict,
+    hardware: str,
+    threads: int,
+    git: dict,
+    **config: object,
+) -> dict:
+    """The JSON of a benchmark over music splits: ``what``, the config (bBLSTM(5G+p) at the
+    authors' hidden size, or 4 for ``--smoke``; the arguments; ``config``'s extra entries),
+    the results by data set and the environment."""
+    hidden = 4 if args.smoke else VARIANTS["bblstm5gp"].music_hidden
+    return {
+        "what": what,
+        "config": {
+            "variant": "bblstm5gp",
+            "hidden": hidden,
+            "split": args.split,
+            "device": args.device,
+            "samples": args.samples,
+            "repeats": args.repeats,
+            "threads": threads,
+            "seed": args.seed,
+            **config,
+        },
+        "datasets": results,
+        "environment": {
+            "hardware": hardware,
+            "torch": torch.__version__,
+            "pyro": pyro.__version__,
+            **git,
+        },
+    }
 
 
 def _measure(name: str, args: argparse.Namespace) -> dict:

@@ -24,12 +24,17 @@ import sys
 import time
 from pathlib import Path
 
-import pyro
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from eval_order import music_model, smoke_split  # noqa: E402
+from eval_order import (  # noqa: E402
+    measure_datasets,
+    music_model,
+    music_split_parser,
+    music_split_record,
+    smoke_split,
+)
 from step_time import emit  # noqa: E402
 
 from pyro_betalstm.data.music import load_benchmark  # noqa: E402
@@ -40,7 +45,7 @@ from pyro_betalstm.infer import (  # noqa: E402
     predictive_log_likelihood,
 )
 from pyro_betalstm.models import evaluating  # noqa: E402
-from pyro_betalstm.provenance import git_state, run_hardware  # noqa: E402
+from pyro_betalstm.provenance import git_state  # noqa: E402
 from pyro_betalstm.variants import VARIANTS  # noqa: E402
 
 SCHEMES = {"one draw a pass": 0, "folded": PREDICTIVE_ROW_STEPS}  # name: row_steps
@@ -48,15 +53,9 @@ SCHEMES = {"one draw a pass": 0, "folded": PREDICTIVE_ROW_STEPS}  # name: row_st
 
 def main(argv: list[str] | None = None) -> dict:
     git = git_state()  # the code that runs, read before it runs
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-dir", type=Path, default=None, help="the music .mat files")
-    p.add_argument("--datasets", nargs="+", default=["jsb"])
-    p.add_argument("--split", default="test", choices=["valid", "test"])
-    p.add_argument("--samples", type=int, default=10, help="S, predictive draws")
-    p.add_argument("--repeats", type=int, default=3, help="rounds over the schemes")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p = music_split_parser(
+        __doc__.split("\n\n")[0], ["jsb"], (10, "S, predictive draws"), repeats=3
+    )
     p.add_argument(
         "--recurrence",
         default="eager",
@@ -64,48 +63,19 @@ def main(argv: list[str] | None = None) -> dict:
         help="the layers' loop (auto replays CUDA graphs on a GPU, where draws are not folded)",
     )
     p.add_argument("--time-cap", type=float, default=None, help="stop a data set's rounds after")
-    p.add_argument("--smoke", action="store_true", help="tiny model on random rolls")
-    p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = p.parse_args(argv)
-    if not args.smoke and args.data_dir is None:
-        p.error("--data-dir is needed (or --smoke)")
-    threads = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        names = ["smoke"] if args.smoke else args.datasets
-        results = {name: _measure(name, args) for name in names}
-        hardware, used_threads = run_hardware(args.device), torch.get_num_threads()
-    finally:
-        torch.set_num_threads(threads)
-    variant = VARIANTS["bblstm5gp"]
-    return emit(
-        {
-            "what": "seconds of predictive_log_likelihood over a split's evaluation minibatches, "
-            "S draws one at a time against folded into the batch",
-            "config": {
-                "variant": "bblstm5gp",
-                "hidden": 4 if args.smoke else variant.music_hidden,
-                "split": args.split,
-                "device": args.device,
-                "recurrence": args.recurrence,
-                "samples": args.samples,
-                "batch_size": EVAL_BATCH_SIZE,
-                "row_steps": PREDICTIVE_ROW_STEPS,
-                "repeats": args.repeats,
-                "threads": used_threads,
-                "seed": args.seed,
-            },
-            "datasets": results,
-            "environment": {
-                "hardware": hardware,
-                "torch": torch.__version__,
-                "pyro": pyro.__version__,
-                **git,
-            },
-        },
-        args.out,
+    results, hardware, used_threads = measure_datasets(p, args, _measure)
+    what = (
+        "seconds of predictive_log_likelihood over a split's evaluation minibatches, S draws "
+        "one at a time against folded into the batch"
     )
+    extra = {
+        "recurrence": args.recurrence,
+        "batch_size": EVAL_BATCH_SIZE,
+        "row_steps": PREDICTIVE_ROW_STEPS,
+    }
+    record = music_split_record(what, args, results, hardware, used_threads, git, **extra)
+    return emit(record, args.out)
 
 
 def _measure(name: str, args: argparse.Namespace) -> dict:

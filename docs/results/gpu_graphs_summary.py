@@ -126,32 +126,42 @@ def validation_lines(out: Path) -> list[str]:
     return lines or ["", "validation cost: missing"]
 
 
-def eval_order_lines(out: Path) -> list[str]:
+def _per_dataset_lines(out: Path, pattern: str, title: str, line, missing: str) -> list[str]:
+    """A section per JSON file matching ``pattern`` with ``line(name, d)`` per data set."""
     lines = []
-    for path in sorted(out.glob("eval_order_*.json")):
+    for path in sorted(out.glob(pattern)):
         r = _load(path)
         if r is None:
             continue
-        lines += ["", f"### Evaluation order ({path.name})", ""]
-        for name, d in r["datasets"].items():
-            shown = ", ".join(f"{scheme} {s:.1f} s" for scheme, s in d["best_seconds"].items())
-            lines.append(f"{name}: {shown}; before / now {d['speedup_now_over_before']:.2f}x")
-    return lines or ["", "evaluation order: missing"]
+        lines += ["", f"### {title} ({path.name})", ""]
+        lines += [line(name, d) for name, d in r["datasets"].items()]
+    return lines or ["", f"{missing}: missing"]
+
+
+def eval_order_lines(out: Path) -> list[str]:
+    def line(name: str, d: dict) -> str:
+        shown = ", ".join(f"{scheme} {s:.1f} s" for scheme, s in d["best_seconds"].items())
+        return f"{name}: {shown}; before / now {d['speedup_now_over_before']:.2f}x"
+
+    return _per_dataset_lines(
+        out, "eval_order_*.json", "Evaluation order", line, "evaluation order"
+    )
 
 
 def predictive_fold_lines(out: Path) -> list[str]:
-    lines = []
-    for path in sorted(out.glob("predictive_fold_*.json")):
-        r = _load(path)
-        if r is None:
-            continue
-        lines += ["", f"### Posterior-predictive draws folded ({path.name})", ""]
-        for name, d in r["datasets"].items():
-            shown = ", ".join(f"{scheme} {s:.2f} s" for scheme, s in d["best_seconds"].items())
-            passes = ", ".join(f"{scheme} {n}" for scheme, n in d["passes"].items())
-            speedup = d["speedup_folded_over_one_draw"]
-            lines.append(f"{name}: {shown} (passes: {passes}); folded {speedup:.2f}x faster")
-    return lines or ["", "predictive fold: missing"]
+    def line(name: str, d: dict) -> str:
+        shown = ", ".join(f"{scheme} {s:.2f} s" for scheme, s in d["best_seconds"].items())
+        passes = ", ".join(f"{scheme} {n}" for scheme, n in d["passes"].items())
+        speedup = d["speedup_folded_over_one_draw"]
+        return f"{name}: {shown} (passes: {passes}); folded {speedup:.2f}x faster"
+
+    return _per_dataset_lines(
+        out,
+        "predictive_fold_*.json",
+        "Posterior-predictive draws folded",
+        line,
+        "predictive fold",
+    )
 
 
 def tests_line(out: Path) -> list[str]:
