@@ -187,7 +187,7 @@ def test_run_directory_record_and_files(tmp_path):
         "wall_seconds", "cpu_seconds", "hardware", "torch", "git_commit", "recurrence",
         "world_size", "invocations",
     ]  # fmt: skip
-    assert footer["recurrence"] == "eager"
+    assert footer["recurrence"] == "auto"  # the default: CUDA graphs on a GPU, the loop here
     assert footer["world_size"] == 1  # no torchrun: one process
     assert footer["wall_seconds"] >= 0 and "device cpu" in footer["hardware"]
     # a resumed run: its wall time counts the training seconds of the processes before

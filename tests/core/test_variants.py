@@ -59,7 +59,7 @@ def test_run_arguments_defaults_and_help():
         "seed": 7,
         "threads": 1,
         "device": "cpu",
-        "recurrence": "eager",
+        "recurrence": "auto",
         "out_dir": None,
         "resume": False,
         "overwrite": False,
