@@ -189,15 +189,22 @@ def music_split_record(
     }
 
 
-def _measure(name: str, args: argparse.Namespace) -> dict:
+def split_and_model(
+    name: str, args: argparse.Namespace, recurrence: str = "eager"
+) -> tuple[SequenceDataset, NextStepBernoulli]:
+    """Data set ``name``'s ``--split`` (the smoke split with ``--smoke``) and the bBLSTM(5G+p)
+    of :func:`music_model` (hidden 4 with ``--smoke``) on ``--device``."""
     if args.smoke:
-        data, model = smoke_split(args.seed), music_model(4, 0.2, args.seed)
+        data, model = smoke_split(args.seed), music_model(4, 0.2, args.seed, recurrence)
     else:
-        rolls = load_benchmark(name, args.data_dir)
-        data = rolls.next_step(args.split)
+        data = load_benchmark(name, args.data_dir).next_step(args.split)
         variant = VARIANTS["bblstm5gp"]
-        model = music_model(variant.music_hidden, variant.music_dropout, args.seed)
-    model.to(args.device)
+        model = music_model(variant.music_hidden, variant.music_dropout, args.seed, recurrence)
+    return data, model.to(args.device)
+
+
+def _measure(name: str, args: argparse.Namespace) -> dict:
+    data, model = split_and_model(name, args)
     sync = torch.cuda.synchronize if torch.device(args.device).type == "cuda" else lambda: None
     seconds: dict[str, list[float]] = {s: [] for s in SCHEMES}
     nll: dict[str, float] = {}

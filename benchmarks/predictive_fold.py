@@ -30,23 +30,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from eval_order import (  # noqa: E402
     measure_datasets,
-    music_model,
     music_split_parser,
     music_split_record,
-    smoke_split,
+    split_and_model,
 )
 from step_time import emit  # noqa: E402
 
-from pyro_betalstm.data.music import load_benchmark  # noqa: E402
 from pyro_betalstm.infer import (  # noqa: E402
     EVAL_BATCH_SIZE,
     PREDICTIVE_ROW_STEPS,
     draws_per_pass,
     predictive_log_likelihood,
 )
-from pyro_betalstm.models import evaluating  # noqa: E402
 from pyro_betalstm.provenance import git_state  # noqa: E402
-from pyro_betalstm.variants import VARIANTS  # noqa: E402
 
 SCHEMES = {"one draw a pass": 0, "folded": PREDICTIVE_ROW_STEPS}  # name: row_steps
 
@@ -79,13 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _measure(name: str, args: argparse.Namespace) -> dict:
-    if args.smoke:
-        data, model = smoke_split(args.seed), music_model(4, 0.2, args.seed, args.recurrence)
-    else:
-        data = load_benchmark(name, args.data_dir).next_step(args.split)
-        variant = VARIANTS["bblstm5gp"]
-        model = music_model(variant.music_hidden, variant.music_dropout, args.seed, args.recurrence)
-    model.to(args.device)
+    data, model = split_and_model(name, args, args.recurrence)
     batches = [b.to(args.device) for b in data.batches(EVAL_BATCH_SIZE, bucket=True)]
     frames = sum(b.num_valid_steps() for b in batches)
     sync = torch.cuda.synchronize if torch.device(args.device).type == "cuda" else lambda: None
@@ -96,11 +86,10 @@ def _measure(name: str, args: argparse.Namespace) -> dict:
         for scheme, row_steps in SCHEMES.items():
             sync()
             start = time.perf_counter()
-            with torch.no_grad(), evaluating(model):
-                total = sum(
-                    float(predictive_log_likelihood(model, b, args.samples, row_steps).sum())
-                    for b in batches
-                )
+            total = sum(
+                float(predictive_log_likelihood(model, b, args.samples, row_steps).sum())
+                for b in batches
+            )
             sync()
             seconds[scheme].append(time.perf_counter() - start)
             nll[scheme] = -total / frames
@@ -115,7 +104,7 @@ def _measure(name: str, args: argparse.Namespace) -> dict:
         "best_seconds": best,
         "speedup_folded_over_one_draw": best["one draw a pass"] / best["folded"],
         "passes": {
-            s: sum(-(-args.samples // draws_per_pass(b, args.samples, r)) for b in batches)
+            s: sum(-(-args.samples // draws_per_pass(model, b, args.samples, r)) for b in batches)
             for s, r in SCHEMES.items()
         },
         "nll_predictive": nll,

@@ -61,9 +61,10 @@ class TrainConfig:
     the epochs run are in the history). ``bucket_by_length``: minibatches of similar lengths (less
     padding, faster). ``eval_samples``: posterior predictive draws for validation
     (0: mean gates only), from a random stream of their own seeded with ``seed``, the epoch and
-    the rank, so that they do not change the training updates. ``divergence_threshold``: stop with :class:`DivergenceError` after an
-    epoch whose monitored metric (validation, or the training loss per sequence without
-    validation data) is above it (None: never; e.g. a few times the first epoch's value).
+    the rank, so that they do not change the training updates. ``divergence_threshold``: stop
+    with :class:`DivergenceError` after an epoch whose monitored metric (validation, or the
+    training loss per sequence without validation data) is above it (None: never; e.g. a few
+    times the first epoch's value).
     ``seed``: seeds the generator of the minibatch order (always). ``seed_globals``: also seed
     torch's, numpy's and Python's global generators with ``seed`` when :func:`fit` starts, so
     that the gate draws and dropout masks of a run depend on ``seed`` alone (False: they

@@ -290,13 +290,18 @@ def predictive_log_likelihood(
     return torch.logsumexp(draws, dim=0) - math.log(num_samples)
 
 
-def draws_per_pass(batch: SequenceBatch, num_samples: int, row_steps: int | None = None) -> int:
-    """How many of ``num_samples`` gate draws of ``batch`` run at once, folded into its batch:
-    as many as keep ``draws * B * T`` (T: the padded steps) within ``row_steps`` (None:
-    :data:`PREDICTIVE_ROW_STEPS`), at least 1."""
+def draws_per_pass(
+    model: GateModel, batch: SequenceBatch, num_samples: int, row_steps: int | None = None
+) -> int:
+    """How many of ``num_samples`` gate draws of ``batch`` ``model`` runs at once, folded into
+    the batch: as many as keep ``draws * B * T`` (T: the padded steps) within ``row_steps``
+    (None: :data:`PREDICTIVE_ROW_STEPS`), at least 1; one where its layers would replay CUDA
+    graphs (each folded shape would be one more graph held in their caches)."""
     row_steps = PREDICTIVE_ROW_STEPS if row_steps is None else row_steps
     if not is_integer(row_steps) or row_steps < 0:
         raise ValueError(f"row_steps must be a non-negative integer, got {row_steps!r}")
+    if model.lstm.recurrence != "eager" and batch.inputs.is_cuda:
+        return 1
     steps = batch.inputs.shape[1] if batch.inputs.dim() > 1 else 1
     return max(1, min(num_samples, row_steps // max(1, batch.batch_size * steps)))
 
@@ -311,11 +316,9 @@ def _folded_draws(
     """``per_draw(run, batch)`` under ``num_samples`` gate draws from the guide, ``(S, B, ...)``:
     the draws run :func:`draws_per_pass` at a time, folded into the batch
     (:meth:`~pyro_betalstm.batch.SequenceBatch.repeat`), which costs each step's fixed work once
-    per pass instead of once per draw; one at a time where the layers replay CUDA graphs."""
+    per pass instead of once per draw."""
     B = batch.batch_size
-    per_pass = draws_per_pass(batch, num_samples, row_steps)
-    if _replays_graphs(model, batch):
-        per_pass = 1
+    per_pass = draws_per_pass(model, batch, num_samples, row_steps)
     values = []
     for start in range(0, num_samples, per_pass):
         n = min(per_pass, num_samples - start)
@@ -323,12 +326,6 @@ def _folded_draws(
         value = per_draw(model.run_network(folded, gate_mode="sample")[-1], folded)
         values.append(value.reshape(n, B, *value.shape[1:]))
     return torch.cat(values)
-
-
-def _replays_graphs(model: GateModel, batch: SequenceBatch) -> bool:
-    """Whether ``model``'s layers would run ``batch`` from CUDA graphs (its recurrence is not
-    eager and the batch is on a GPU)."""
-    return model.lstm.recurrence != "eager" and batch.inputs.is_cuda
 
 
 @torch.no_grad()

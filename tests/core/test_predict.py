@@ -176,7 +176,8 @@ def test_predictive_averages_likelihoods_of_draws(float64):
 
 def test_draws_per_pass_keeps_rows_times_steps_within_the_budget():
     batch = make_batch("next_step", lengths=(5, 3, 4))  # B = 3, T = 5: 15 row-steps a draw
-    assert [draws_per_pass(batch, 10, r) for r in (0, 14, 15, 44, 45, 150, 10**6)] == [
+    m = make_model("next_step", "bivariate", num_layers=1)
+    assert [draws_per_pass(m, batch, 10, r) for r in (0, 14, 15, 44, 45, 150, 10**6)] == [
         1,
         1,
         1,
@@ -185,9 +186,8 @@ def test_draws_per_pass_keeps_rows_times_steps_within_the_budget():
         10,
         10,
     ]
-    assert draws_per_pass(batch, 4, 10**6) == 4  # never more than asked for
+    assert draws_per_pass(m, batch, 4, 10**6) == 4  # never more than asked for
     calls = []
-    m = make_model("next_step", "bivariate", num_layers=1)
     run_network = m.run_network
     m.run_network = lambda b, gate_mode: calls.append(b.batch_size) or run_network(b, gate_mode)
     predictive_log_likelihood(m, batch, 7, row_steps=45)  # 3 draws a pass: 3 + 3 + 1
